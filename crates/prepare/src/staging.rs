@@ -1,0 +1,113 @@
+//! Building an output directory out of sight and swapping it in whole.
+
+use anyhow::{Context, Result};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+/// A hidden directory beside `target` that becomes `target` on [`Staging::commit`]. Dropped
+/// without a commit (an error, a panic), it is removed and `target` is left as it was.
+pub struct Staging {
+    dir: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    pub fn new(target: &Path) -> Result<Self> {
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .with_context(|| format!("output {} has no directory name", target.display()))?
+            .to_string_lossy()
+            .into_owned();
+        fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+        // A killed run leaves its staging directory behind; it never looks like an output.
+        let stale_prefix = format!(".{name}.partial-");
+        for entry in fs::read_dir(&parent)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&stale_prefix) {
+                fs::remove_dir_all(entry.path()).ok();
+            }
+        }
+        let dir = parent.join(format!("{stale_prefix}{}", std::process::id()));
+        fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self { dir, target: target.to_path_buf(), committed: false })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Replace `target` with the staged directory.
+    pub fn commit(mut self) -> Result<()> {
+        let previous = self.dir.with_file_name(format!(
+            ".{}.old-{}",
+            self.target.file_name().expect("checked in new").to_string_lossy(),
+            std::process::id()
+        ));
+        let had_previous = self.target.exists();
+        if had_previous {
+            fs::rename(&self.target, &previous)
+                .with_context(|| format!("moving the previous {} aside", self.target.display()))?;
+        }
+        if let Err(error) = fs::rename(&self.dir, &self.target) {
+            if had_previous {
+                fs::rename(&previous, &self.target).ok();
+            }
+            return Err(error).with_context(|| format!("moving the new output into {}", self.target.display()));
+        }
+        self.committed = true;
+        if had_previous {
+            fs::remove_dir_all(&previous).with_context(|| format!("removing {}", previous.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            fs::remove_dir_all(&self.dir).ok();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_uncommitted_stage_leaves_the_previous_output_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("out");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("manifest.json"), "old").unwrap();
+        {
+            let staging = Staging::new(&target).unwrap();
+            fs::write(staging.path().join("manifest.json"), "half").unwrap();
+            // dropped here, as when a run fails midway
+        }
+        assert_eq!(fs::read_to_string(target.join("manifest.json")).unwrap(), "old");
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1, "staging directory left behind");
+
+        let staging = Staging::new(&target).unwrap();
+        fs::write(staging.path().join("manifest.json"), "new").unwrap();
+        staging.commit().unwrap();
+        assert_eq!(fs::read_to_string(target.join("manifest.json")).unwrap(), "new");
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_killed_run_s_leftovers_are_cleared() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("out");
+        fs::create_dir(root.path().join(".out.partial-99999999")).unwrap();
+        Staging::new(&target).unwrap().commit().unwrap();
+        let names: Vec<_> = fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["out"]);
+    }
+}

@@ -1,0 +1,33 @@
+use std::path::PathBuf;
+
+/// Everything that can be wrong with a prepared dataset, each naming the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a valid manifest: {source}")]
+    Manifest { path: PathBuf, source: serde_json::Error },
+    #[error(
+        "{path}: dataset format version {found}, this build reads version {expected}; \
+         rerun the prepare stage with this build"
+    )]
+    Version { path: PathBuf, found: u32, expected: u32 },
+    #[error(
+        "{path}: checksum mismatch (manifest says {expected}, file has {actual}); \
+         the shard is corrupt or was changed: rerun the prepare stage"
+    )]
+    Checksum { path: PathBuf, expected: String, actual: String },
+    #[error("{path}: corrupt shard: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: lineage hash {actual} does not match the recorded {expected}: the manifest was edited")]
+    Lineage { path: PathBuf, expected: String, actual: String },
+    #[error("{path}: no split named '{split}' (present: {present})")]
+    NoSplit { path: PathBuf, split: String, present: String },
+}
+
+impl ShardError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| ShardError::Io { path, source }
+    }
+}
