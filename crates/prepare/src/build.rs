@@ -80,8 +80,9 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
     let seq_len = args.seq_len as usize;
     let rows_per_shard = ((args.shard_mb << 20) / (seq_len as u64 * token_bytes as u64)).max(1) as usize;
     let mut splits = BTreeMap::new();
-    for (name, texts) in SPLITS.iter().zip(&split_texts) {
-        let documents = tokenizer.encode_all(&template, texts, name)?;
+    for (name, texts) in SPLITS.iter().zip(split_texts) {
+        let documents = tokenizer.encode_all(&template, &texts, name)?;
+        drop(texts);
         let packed = pack(&documents, seq_len);
         let mut shards = Vec::new();
         for (index, rows) in packed.rows.chunks(rows_per_shard).enumerate() {

@@ -2,6 +2,7 @@
 //! The binary in `main.rs` is a thin shell over [`cli::Cli`] and [`build::run`].
 
 pub mod build;
+pub mod byte_level_bpe;
 pub mod clean;
 pub mod cli;
 pub mod formats;

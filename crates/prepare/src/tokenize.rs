@@ -1,8 +1,11 @@
 //! The tokenizer: loaded from a `tokenizer.json` path or a Hub id, used in parallel.
 
-use crate::template::{Template, TemplatePart};
+use crate::{
+    byte_level_bpe::{ByteLevelBpe, PieceCache},
+    template::{Template, TemplatePart},
+};
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{ParallelProgressIterator, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::{
     collections::HashMap,
@@ -14,6 +17,8 @@ pub const GPT2_EOS: &str = "<|endoftext|>";
 
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
+    /// The same tokenizer's fast path, for GPT-2-style tokenizers.
+    fast: Option<ByteLevelBpe>,
     /// What the user named: a path or a Hub id.
     pub source: String,
     /// The `tokenizer.json` file that was loaded.
@@ -38,9 +43,11 @@ impl TextTokenizer {
         if !path.is_file() {
             bail!("tokenizer {}: no such file (give a tokenizer.json, a directory holding one, or a Hub id)", path.display());
         }
-        let sha256 = shards::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
-        let mut inner = tokenizers::Tokenizer::from_file(&path)
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let sha256 = shards::sha256_bytes(&bytes);
+        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        let fast = serde_json::from_slice(&bytes).ok().and_then(|json| ByteLevelBpe::from_tokenizer_json(&json));
         // Jokes are text: a joke that happens to contain "<|endoftext|>" must not end itself.
         inner.set_encode_special_tokens(true);
         let specials = special_tokens(&inner);
@@ -55,12 +62,18 @@ impl TextTokenizer {
         Ok(Self {
             vocab_size: inner.get_vocab_size(true) as u32,
             inner,
+            fast,
             source: spec.to_string(),
             path,
             sha256,
             eos_token,
             eos_id,
         })
+    }
+
+    /// Whether ids come from the GPT-2 fast path rather than the `tokenizers` crate.
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Special tokens by content, for [`Template::parse`].
@@ -70,17 +83,35 @@ impl TextTokenizer {
 
     /// Token ids of one templated joke.
     pub fn encode(&self, template: &Template, text: &str) -> Result<Vec<u32>> {
+        self.encode_cached(template, text, &mut PieceCache::default())
+    }
+
+    fn encode_cached(&self, template: &Template, text: &str, cache: &mut PieceCache) -> Result<Vec<u32>> {
         let mut ids = Vec::new();
         for part in template.parts(text) {
             match part {
                 TemplatePart::Special(id) => ids.push(id),
-                TemplatePart::Plain(run) => {
-                    let encoding = self.inner.encode_fast(run, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
-                    ids.extend_from_slice(encoding.get_ids());
-                }
+                TemplatePart::Plain(run) => match &self.fast {
+                    Some(fast) => {
+                        let mut failure = None;
+                        fast.encode(&run, cache, &mut ids, &mut |piece, ids| match self.encode_plain(piece) {
+                            Ok(piece_ids) => ids.extend(piece_ids),
+                            Err(error) => failure = Some(error),
+                        });
+                        if let Some(error) = failure {
+                            return Err(error);
+                        }
+                    }
+                    None => ids.extend(self.encode_plain(&run)?),
+                },
             }
         }
         Ok(ids)
+    }
+
+    fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.inner.encode_fast(text, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
     }
 
     /// Token ids of every joke, computed on all cores, in input order.
@@ -89,9 +120,19 @@ impl TextTokenizer {
             ProgressStyle::with_template("{msg:>10} {bar:30} {pos}/{len} jokes {per_sec} eta {eta}").expect("valid template"),
         );
         bar.set_message(format!("tokenize {label}"));
-        let encoded = texts.par_iter().progress_with(bar.clone()).map(|t| self.encode(template, t)).collect();
+        // Large chunks, each with its own cache of merged words: most words repeat.
+        let chunk = texts.len().div_ceil(rayon::current_num_threads() * 8).max(1);
+        let chunks: Result<Vec<Vec<Vec<u32>>>> = texts
+            .par_chunks(chunk)
+            .map(|chunk| {
+                let mut cache = PieceCache::default();
+                let encoded = chunk.iter().map(|text| self.encode_cached(template, text, &mut cache)).collect();
+                bar.inc(chunk.len() as u64);
+                encoded
+            })
+            .collect();
         bar.finish_and_clear();
-        encoded
+        Ok(chunks?.into_iter().flatten().collect())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {

@@ -23,6 +23,7 @@ fn ids_match_hugging_face_tokenizers() {
     let fixture: Fixture =
         serde_json::from_str(include_str!("fixtures/tokenizer_parity.json")).expect("fixture parses");
     let tokenizer = TextTokenizer::load(&common::gpt2_tokenizer().display().to_string()).unwrap();
+    assert!(tokenizer.is_fast(), "GPT-2's tokenizer takes the fast path, so this checks it");
     let template = Template::parse(&fixture.template, &tokenizer.special_tokens()).unwrap();
     assert!(fixture.cases.len() >= 10);
     for case in &fixture.cases {
