@@ -1,1 +1,24 @@
-//! GPT-2 in burn.
+//! GPT-2 in burn, generic over the backend, interchangeable with Hugging Face checkpoints.
+//!
+//! - [`Gpt2Config`]: sizes and dropouts; presets and any GPT-2 `config.json`.
+//! - [`Gpt2`]: embeddings, pre-LayerNorm [`Block`]s, final LayerNorm, LM head tied to `wte`.
+//! - [`KvCache`]: incremental decoding with the same logits as a full forward pass.
+//! - [`next_token_loss`]: masked next-token cross-entropy, token mean.
+//! - [`hf`]: load and save the Hugging Face layout (`config.json`, `model.safetensors`).
+
+mod attention;
+mod block;
+mod config;
+pub mod hf;
+mod kv_cache;
+mod loss;
+mod mlp;
+mod model;
+
+pub use attention::CausalSelfAttention;
+pub use block::Block;
+pub use config::Gpt2Config;
+pub use kv_cache::KvCache;
+pub use loss::next_token_loss;
+pub use mlp::Mlp;
+pub use model::Gpt2;

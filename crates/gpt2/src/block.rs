@@ -1,0 +1,56 @@
+use crate::{attention::CausalSelfAttention, mlp::Mlp, Gpt2Config, KvCache};
+use burn::{
+    module::{Module, Param},
+    nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig},
+    prelude::*,
+};
+
+/// One transformer block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    pub ln_1: LayerNorm<B>,
+    pub attn: CausalSelfAttention<B>,
+    pub ln_2: LayerNorm<B>,
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> Block<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, cache: Option<(&mut KvCache<B>, usize)>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
+}
+
+pub(crate) struct BlockConfig {
+    pub config: Gpt2Config,
+    pub weights: Initializer,
+    /// For the projections that write into the residual stream.
+    pub residual: Initializer,
+}
+
+impl BlockConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Block<B> {
+        let c = &self.config;
+        let norm = || LayerNormConfig::new(c.n_embd).with_epsilon(c.layer_norm_epsilon).init(device);
+        let linear = |d_in, d_out, init: &Initializer| zero_bias(LinearConfig::new(d_in, d_out).with_initializer(init.clone()).init(device));
+        Block {
+            ln_1: norm(),
+            attn: CausalSelfAttention::new(
+                linear(c.n_embd, 3 * c.n_embd, &self.weights),
+                linear(c.n_embd, c.n_embd, &self.residual),
+                c,
+            ),
+            ln_2: norm(),
+            mlp: Mlp::new(linear(c.n_embd, 4 * c.n_embd, &self.weights), linear(4 * c.n_embd, c.n_embd, &self.residual), c),
+        }
+    }
+}
+
+/// GPT-2 starts every bias at zero; burn's initialisers would draw them like the weights.
+fn zero_bias<B: Backend>(mut linear: Linear<B>) -> Linear<B> {
+    if let Some(bias) = &linear.bias {
+        let [d] = bias.dims();
+        linear.bias = Some(Param::from_tensor(Tensor::zeros([d], &bias.device())));
+    }
+    linear
+}

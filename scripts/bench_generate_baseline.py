@@ -1,0 +1,35 @@
+"""transformers baseline for generation speed: greedy decoding with the KV cache at the gpt2
+(124M) shapes (random weights), batch 1 and 8, 256 new tokens. Prints one line per batch.
+
+    python3 scripts/bench_generate_baseline.py --device cuda
+"""
+import argparse
+import time
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config()).eval().to(args.device)
+    for batch in (1, 1, 8):  # the first batch-1 run is a warm-up
+        prompt = torch.full((batch, 8), 464, device=args.device)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.no_grad():
+            model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                           max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, pad_token_id=0)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        rate = batch * args.new_tokens / (time.perf_counter() - start)
+        print(f"transformers gpt2 124M shapes, f32, KV cache, {args.new_tokens} new tokens, batch {batch}: {rate:.1f} tokens/s")
+
+
+if __name__ == "__main__":
+    main()
