@@ -45,8 +45,11 @@ impl<B: Backend> Gpt2<B> {
             x = block.forward(x, cache.as_deref_mut().map(|c| (c, layer)));
         }
         let x = self.ln_f.forward(x);
-        // The LM head is the token embedding, transposed.
-        x.matmul(self.wte.weight.val().transpose().unsqueeze::<3>())
+        // The LM head is the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA
+        // matmul gives wrong results for a transposed right-hand side broadcast over a batch.
+        let [batch, time, n_embd] = x.dims();
+        let vocab = self.wte.weight.dims()[0];
+        x.reshape([batch * time, n_embd]).matmul(self.wte.weight.val().transpose()).reshape([batch, time, vocab])
     }
 
     pub fn n_layer(&self) -> usize {
