@@ -9,6 +9,7 @@
 mod attention;
 mod block;
 mod config;
+pub mod device;
 pub mod hf;
 mod kv_cache;
 mod loss;

@@ -3,8 +3,8 @@
 use crate::tokenize::TextTokenizer;
 use anyhow::{bail, Result};
 use serde_json::json;
-use shards::{Dataset, SplitRows};
-use std::{collections::BTreeMap, io::Write, path::Path};
+use shards::Dataset;
+use std::{io::Write, path::Path};
 
 /// Open a dataset with its tokenizer, refusing a tokenizer.json that is not the one recorded.
 fn open(dir: &Path) -> Result<(Dataset, TextTokenizer)> {
@@ -77,32 +77,8 @@ pub fn dump_rows(dir: &Path, split: &str, out: &mut impl Write) -> Result<()> {
 pub fn dump_docs(dir: &Path, split: &str, out: &mut impl Write) -> Result<()> {
     let (dataset, tokenizer) = open(dir)?;
     let rows = dataset.read_split(split)?;
-    for tokens in documents_in_packing_order(&rows) {
+    for tokens in rows.documents() {
         writeln!(out, "{}", json!({ "text": tokenizer.decode(&tokens)?, "tokens": tokens }))?;
     }
     Ok(())
-}
-
-/// Every document's tokens, reassembled from its segments, in order of first appearance.
-pub fn documents_in_packing_order(rows: &SplitRows) -> Vec<Vec<u32>> {
-    let mut first_seen = Vec::new();
-    let mut pieces: BTreeMap<u32, Vec<(u32, Vec<u32>)>> = BTreeMap::new();
-    for i in 0..rows.len() {
-        let row = rows.row(i);
-        for (segment, range) in row.segment_ranges() {
-            let entry = pieces.entry(segment.doc).or_default();
-            if entry.is_empty() {
-                first_seen.push(segment.doc);
-            }
-            entry.push((segment.doc_offset, row.tokens[range].to_vec()));
-        }
-    }
-    first_seen
-        .into_iter()
-        .map(|doc| {
-            let mut parts = pieces.remove(&doc).expect("recorded above");
-            parts.sort_by_key(|(offset, _)| *offset);
-            parts.into_iter().flat_map(|(_, tokens)| tokens).collect()
-        })
-        .collect()
 }

@@ -1,5 +1,8 @@
 use crate::{shard, Manifest, Row, Segment, ShardError, MANIFEST_FILE, TOKENIZER_FILE};
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 /// A prepared dataset directory whose manifest has been read and checked.
 #[derive(Debug, Clone)]
@@ -104,5 +107,30 @@ impl SplitRows {
 
     pub fn row(&self, i: usize) -> Row {
         Row { tokens: self.row_tokens(i).to_vec(), segments: self.row_segments(i).to_vec() }
+    }
+
+    /// Every document's tokens, reassembled from its segments (the pieces of a document longer
+    /// than a row joined back together), in order of first appearance: packing order.
+    pub fn documents(&self) -> Vec<Vec<u32>> {
+        let mut first_seen = Vec::new();
+        let mut pieces: BTreeMap<u32, Vec<(u32, Vec<u32>)>> = BTreeMap::new();
+        for i in 0..self.len() {
+            let row = self.row(i);
+            for (segment, range) in row.segment_ranges() {
+                let entry = pieces.entry(segment.doc).or_default();
+                if entry.is_empty() {
+                    first_seen.push(segment.doc);
+                }
+                entry.push((segment.doc_offset, row.tokens[range].to_vec()));
+            }
+        }
+        first_seen
+            .into_iter()
+            .map(|doc| {
+                let mut parts = pieces.remove(&doc).expect("recorded above");
+                parts.sort_by_key(|(offset, _)| *offset);
+                parts.into_iter().flat_map(|(_, tokens)| tokens).collect()
+            })
+            .collect()
     }
 }

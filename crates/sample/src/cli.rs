@@ -1,0 +1,106 @@
+use clap::Parser;
+use gpt2::device::DeviceChoice;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Generate text (jokes) from a GPT-2 model.
+///
+/// Loads a Hugging Face model directory (a pretrained model, or a fine-tuned run's `final/`)
+/// or Hub id, continues each prompt --num-samples times (the samples of a prompt are decoded
+/// together with the KV cache), streams them to the terminal, and optionally writes JSONL
+/// (--out) and a plain list (--txt). With --against, it marks samples that recite a training
+/// joke instead of making a new one.
+///
+/// Example: sample --model data/runs/demo/final --prompt "JOKE:" --num-samples 5 --top-k 40
+#[derive(Debug, Clone, Parser, Serialize)]
+#[command(name = "sample", version, args_override_self = true)]
+pub struct Cli {
+    /// Read flags from the [sample] table of this pipeline TOML file (command-line flags win).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub pipeline: Option<PathBuf>,
+
+    /// A model directory (config.json + model.safetensors) or a Hugging Face Hub id.
+    #[arg(long, value_name = "DIR_OR_ID")]
+    pub model: String,
+
+    /// tokenizer.json to use (default: the one in the model directory).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// A prompt to continue; repeat for several.
+    #[arg(long = "prompt", value_name = "TEXT")]
+    pub prompts: Vec<String>,
+
+    /// A file of prompts, one per line (blank lines skipped).
+    #[arg(long, value_name = "FILE")]
+    pub prompts_file: Option<PathBuf>,
+
+    /// Samples per prompt, generated together as one batch.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub num_samples: u64,
+
+    /// Most tokens to generate per sample.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_new_tokens: usize,
+
+    /// End a sample where this text appears (the text is left out); repeatable. Samples always
+    /// end at the end-of-text token.
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
+
+    /// Always take the most likely token (ignores the sampling flags).
+    #[arg(long)]
+    pub greedy: bool,
+
+    /// Softmax temperature: below 1 is more conservative, above 1 wilder.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+
+    /// Sample only among the K most likely tokens (0: all).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub top_k: usize,
+
+    /// Sample only among the most likely tokens whose probabilities add up to P (1: all).
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    pub top_p: f32,
+
+    /// Penalise tokens already in the prompt or sample (1: off; 1.2 is common).
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+
+    /// Use top-K for the first --first-tokens generated tokens, then --top-k. The original
+    /// joke experiment: --first-top-k 20 --first-tokens 5 --top-k 3.
+    #[arg(long, value_name = "K", requires = "first_tokens")]
+    pub first_top_k: Option<usize>,
+
+    /// How many tokens --first-top-k applies to.
+    #[arg(long, value_name = "N", requires = "first_top_k")]
+    pub first_tokens: Option<usize>,
+
+    /// Seed of the sampler: the same seed on the same backend gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Write one JSON line per sample: prompt, text, tokens, finish, settings.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: Option<PathBuf>,
+
+    /// Write the generated texts as a plain list, separated by blank lines.
+    #[arg(long, value_name = "FILE")]
+    pub txt: Option<PathBuf>,
+
+    /// cpu, cuda or cuda:N (default: CUDA when built with it and a GPU is present).
+    #[arg(long, value_name = "DEVICE")]
+    #[serde(serialize_with = "as_text")]
+    pub device: Option<DeviceChoice>,
+
+    /// A prepared dataset: mark samples that recite one of its training jokes (the whole joke,
+    /// or a run of 32 tokens of one) and report the share.
+    #[arg(long, value_name = "DATA_DIR")]
+    pub against: Option<PathBuf>,
+}
+
+fn as_text<S: serde::Serializer>(device: &Option<DeviceChoice>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&device.map_or("auto".to_string(), |d| d.to_string()))
+}

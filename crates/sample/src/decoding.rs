@@ -1,0 +1,144 @@
+//! Choosing the next token from logits: greedy, or sampling with repetition penalty,
+//! temperature, top-k and top-p, applied in that order as `transformers`' `generate` does.
+
+use rand_chacha::{rand_core::RngCore, ChaCha8Rng};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Decoding {
+    /// Always take the most likely token (the other settings are then ignored).
+    pub greedy: bool,
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens (0: all).
+    pub top_k: usize,
+    /// Keep the smallest set of most likely tokens whose probability reaches `top_p` (1: all).
+    pub top_p: f32,
+    /// Divide positive (multiply negative) logits of tokens already in the prompt or the
+    /// sample by this (1: off), as `transformers` does.
+    pub repetition_penalty: f32,
+    /// `(k, n)`: use top-`k` for the first `n` generated tokens, then `top_k`. The original
+    /// joke experiment used top-20 for the first tokens, then top-3.
+    pub first_top_k: Option<(usize, usize)>,
+}
+
+impl Default for Decoding {
+    fn default() -> Self {
+        Self { greedy: false, temperature: 1.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, first_top_k: None }
+    }
+}
+
+impl Decoding {
+    /// The next token for one sequence, from its last-position `logits`; `history` holds the
+    /// prompt and the tokens generated so far, `step` how many were generated.
+    pub fn choose(&self, logits: &mut [f32], history: &[u32], step: usize, rng: &mut ChaCha8Rng) -> u32 {
+        if self.repetition_penalty != 1.0 {
+            let mut seen = vec![false; logits.len()];
+            for &token in history {
+                let t = token as usize;
+                if t < logits.len() && !seen[t] {
+                    seen[t] = true;
+                    let l = &mut logits[t];
+                    *l = if *l > 0.0 { *l / self.repetition_penalty } else { *l * self.repetition_penalty };
+                }
+            }
+        }
+        if self.greedy {
+            return argmax(logits);
+        }
+        let top_k = match self.first_top_k {
+            Some((k, n)) if step < n => k,
+            _ => self.top_k,
+        };
+        let temperature = self.temperature.max(1e-6);
+        let mut candidates: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / temperature)).collect();
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if top_k > 0 {
+            candidates.truncate(top_k);
+        }
+        let max = candidates[0].1;
+        let mut weights: Vec<f64> = candidates.iter().map(|&(_, l)| ((l - max) as f64).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        if self.top_p < 1.0 {
+            let mut cumulative = 0.0;
+            let keep = weights
+                .iter()
+                .position(|w| {
+                    cumulative += w / total;
+                    cumulative >= self.top_p as f64
+                })
+                .map_or(weights.len(), |i| i + 1);
+            weights.truncate(keep);
+        }
+        let total: f64 = weights.iter().sum();
+        let mut target = uniform(rng) * total;
+        for (i, w) in weights.iter().enumerate() {
+            if target < *w {
+                return candidates[i].0;
+            }
+            target -= w;
+        }
+        candidates[weights.len() - 1].0
+    }
+}
+
+pub fn argmax(values: &[f32]) -> u32 {
+    values.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as u32
+}
+
+/// A uniform draw from [0, 1) with 53 random bits.
+fn uniform(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn draws(decoding: &Decoding, logits: &[f32], n: usize) -> Vec<u32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        (0..n).map(|step| decoding.choose(&mut logits.to_vec(), &[], step, &mut rng)).collect()
+    }
+
+    #[test]
+    fn greedy_and_top_k_1_take_the_maximum() {
+        let logits = [0.1, 3.0, 2.9, -1.0];
+        assert!(draws(&Decoding { greedy: true, ..Default::default() }, &logits, 20).iter().all(|&t| t == 1));
+        assert!(draws(&Decoding { top_k: 1, ..Default::default() }, &logits, 20).iter().all(|&t| t == 1));
+    }
+
+    #[test]
+    fn top_k_and_top_p_limit_the_candidates() {
+        let logits = [2.0, 1.9, 1.8, 1.7, -5.0];
+        let top_2 = draws(&Decoding { top_k: 2, ..Default::default() }, &logits, 500);
+        assert!(top_2.iter().all(|&t| t < 2) && top_2.contains(&0) && top_2.contains(&1));
+        // Probabilities ≈ 0.28, 0.26, 0.23, 0.21: top-p 0.5 keeps the first two.
+        let top_p = draws(&Decoding { top_p: 0.5, ..Default::default() }, &logits, 500);
+        assert!(top_p.iter().all(|&t| t < 2) && top_p.contains(&1));
+        let schedule = Decoding { top_k: 1, first_top_k: Some((3, 2)), ..Default::default() };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let later: Vec<u32> = (2..50).map(|step| schedule.choose(&mut logits.to_vec(), &[], step, &mut rng)).collect();
+        assert!(later.iter().all(|&t| t == 0), "after the first tokens, top-1");
+        let early: Vec<u32> = (0..200).map(|_| schedule.choose(&mut logits.to_vec(), &[], 0, &mut rng)).collect();
+        assert!(early.iter().all(|&t| t < 3) && early.contains(&2), "first tokens: top-3");
+    }
+
+    #[test]
+    fn low_temperature_sharpens_and_sampling_follows_probabilities() {
+        let logits = [1.0, 0.0];
+        let cold = draws(&Decoding { temperature: 0.01, ..Default::default() }, &logits, 200);
+        assert!(cold.iter().all(|&t| t == 0));
+        let warm = draws(&Decoding::default(), &logits, 4000);
+        let share = warm.iter().filter(|&&t| t == 0).count() as f64 / 4000.0;
+        let expected = 1.0 / (1.0 + (-1.0f64).exp()); // 0.731
+        assert!((share - expected).abs() < 0.03, "share {share}, expected {expected}");
+    }
+
+    #[test]
+    fn repetition_penalty_follows_transformers() {
+        let decoding = Decoding { greedy: true, repetition_penalty: 2.0, ..Default::default() };
+        let mut logits = [4.0, 3.0, -1.0];
+        // Token 0 was seen: 4.0 / 2 = 2.0 < 3.0, so token 1 wins; negative logits are multiplied.
+        assert_eq!(decoding.choose(&mut logits, &[0, 2, 0], 0, &mut ChaCha8Rng::seed_from_u64(0)), 1);
+        assert_eq!(logits, [2.0, 3.0, -2.0]);
+    }
+}

@@ -1,0 +1,114 @@
+//! Generating several samples of one prompt together, with the KV cache.
+
+use crate::decoding::Decoding;
+use burn::prelude::*;
+use gpt2::Gpt2;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// Why a sample ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Finish {
+    /// The model produced the end-of-text token.
+    Eos,
+    /// `max_new_tokens` (or the model's last position) was reached.
+    Length,
+    /// A `--stop` string appeared; the text ends before it.
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// Generated token ids only: no prompt, no end-of-text token.
+    pub tokens: Vec<u32>,
+    pub finish: Finish,
+}
+
+pub struct Limits<'a> {
+    pub max_new_tokens: usize,
+    pub eos_id: u32,
+    /// Stop strings, checked on the decoded text of each sample.
+    pub stop: &'a [String],
+}
+
+/// `samples` continuations of `prompt`, decoded as one batch. `decode` turns token ids into
+/// text (for stop strings); `on_token(row, tokens)` sees each sample grow.
+#[allow(clippy::too_many_arguments)]
+pub fn generate<B: Backend>(
+    model: &Gpt2<B>,
+    prompt: &[u32],
+    samples: usize,
+    decoding: &Decoding,
+    limits: &Limits,
+    rng: &mut ChaCha8Rng,
+    decode: &dyn Fn(&[u32]) -> String,
+    on_token: &mut dyn FnMut(usize, &[u32]),
+    device: &B::Device,
+) -> Vec<Generated> {
+    assert!(!prompt.is_empty(), "a prompt needs at least one token");
+    let n_positions = model.wpe.weight.dims()[0];
+    let mut results: Vec<Option<Generated>> = vec![None; samples];
+    let mut generated: Vec<Vec<u32>> = vec![Vec::new(); samples];
+    let mut active: Vec<usize> = (0..samples).collect();
+    let mut cache = model.new_cache();
+    let ids: Vec<i64> = (0..samples).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
+    let mut input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [samples, prompt.len()]), device);
+
+    for step in 0..limits.max_new_tokens {
+        let logits = model.forward_cached(input, &mut cache);
+        let [rows, time, vocab] = logits.dims();
+        let last = logits.slice([0..rows, time - 1..time, 0..vocab]).into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits");
+        let mut still_active = Vec::new();
+        let mut next = Vec::new();
+        for (position, &row) in active.iter().enumerate() {
+            let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
+            let token = decoding.choose(&mut last[position * vocab..(position + 1) * vocab].to_vec(), &history, step, rng);
+            let finish = if token == limits.eos_id {
+                Some(Finish::Eos)
+            } else {
+                generated[row].push(token);
+                on_token(row, &generated[row]);
+                let text = decode(&generated[row]);
+                if let Some(cut) = limits.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                    generated[row] = trim_to_text(&generated[row], &text[..cut], decode);
+                    Some(Finish::Stop)
+                } else if prompt.len() + generated[row].len() >= n_positions {
+                    Some(Finish::Length)
+                } else {
+                    None
+                }
+            };
+            match finish {
+                Some(finish) => results[row] = Some(Generated { tokens: std::mem::take(&mut generated[row]), finish }),
+                None => {
+                    still_active.push(position as i64);
+                    next.push(token as i64);
+                }
+            }
+        }
+        if still_active.is_empty() {
+            break;
+        }
+        if still_active.len() < active.len() {
+            cache.select_rows(Tensor::from_data(TensorData::new(still_active.clone(), [still_active.len()]), device));
+            active = still_active.iter().map(|&p| active[p as usize]).collect();
+        }
+        input = Tensor::from_data(TensorData::new(next, [active.len(), 1]), device);
+    }
+    results
+        .into_iter()
+        .zip(generated)
+        .map(|(result, tokens)| result.unwrap_or(Generated { tokens, finish: Finish::Length }))
+        .collect()
+}
+
+/// The longest prefix of `tokens` whose text does not go past `text` (the part before a stop
+/// string).
+fn trim_to_text(tokens: &[u32], text: &str, decode: &dyn Fn(&[u32]) -> String) -> Vec<u32> {
+    let mut keep = tokens.len();
+    while keep > 0 && decode(&tokens[..keep]).len() > text.len() {
+        keep -= 1;
+    }
+    tokens[..keep].to_vec()
+}

@@ -1,0 +1,197 @@
+//! One sample run: load, generate for every prompt, report, write.
+
+use crate::{
+    cli::Cli,
+    decoding::Decoding,
+    generate::{generate, Finish, Limits},
+    recitation::{Recited, TrainingJokes},
+};
+use anyhow::{anyhow, bail, Context, Result};
+use burn::prelude::Backend;
+use gpt2::device::{self, OnBackend};
+use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
+use serde::Serialize;
+use std::{
+    fs,
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+/// One generated sample, as written to `--out`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleRecord {
+    pub prompt: String,
+    /// Generated text only.
+    pub text: String,
+    /// Generated token ids only.
+    pub tokens: Vec<u32>,
+    pub finish: Finish,
+    /// With --against: whether and how the sample recites a training joke.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recited: Option<Option<Recited>>,
+    pub sample: u64,
+    pub model: String,
+    pub seed: u64,
+    pub max_new_tokens: usize,
+    #[serde(flatten)]
+    pub decoding: Decoding,
+}
+
+pub fn run(cli: &Cli) -> Result<Vec<SampleRecord>> {
+    let prompts = prompts(cli)?;
+    let records = device::dispatch(device::resolve(cli.device), Sampling { cli, prompts: &prompts })?;
+    if let Some(path) = &cli.out {
+        let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
+        write_atomically(path, &(lines.join("\n") + "\n"))?;
+    }
+    if let Some(path) = &cli.txt {
+        let texts: Vec<&str> = records.iter().map(|r| r.text.trim()).collect();
+        write_atomically(path, &(texts.join("\n\n") + "\n"))?;
+    }
+    Ok(records)
+}
+
+fn prompts(cli: &Cli) -> Result<Vec<String>> {
+    let mut prompts = cli.prompts.clone();
+    if let Some(path) = &cli.prompts_file {
+        let text = fs::read_to_string(path).with_context(|| format!("reading prompts from {}", path.display()))?;
+        prompts.extend(text.lines().filter(|l| !l.trim().is_empty()).map(String::from));
+    }
+    if prompts.is_empty() {
+        bail!("no prompt: give --prompt TEXT (repeatable) or --prompts-file FILE");
+    }
+    Ok(prompts)
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let temporary = PathBuf::from(format!("{}.partial", path.display()));
+    fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
+    fs::rename(&temporary, path).with_context(|| format!("renaming {} into place", temporary.display()))
+}
+
+struct Sampling<'a> {
+    cli: &'a Cli,
+    prompts: &'a [String],
+}
+
+impl OnBackend for Sampling<'_> {
+    type Output = Result<Vec<SampleRecord>>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let cli = self.cli;
+        let (config, model, dir) = gpt2::hf::load::<B>(&cli.model, &device)?;
+        let tokenizer_path = cli.tokenizer.clone().unwrap_or_else(|| dir.join(gpt2::hf::TOKENIZER_FILE));
+        if !tokenizer_path.is_file() {
+            bail!("no tokenizer at {}: pass --tokenizer FILE", tokenizer_path.display());
+        }
+        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", tokenizer_path.display()))?;
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > config.vocab_size {
+            bail!(
+                "tokenizer {} has {vocab} tokens but the model {} has {}: they do not belong together",
+                tokenizer_path.display(),
+                cli.model,
+                config.vocab_size
+            );
+        }
+        let eos_id = tokenizer.token_to_id("<|endoftext|>").unwrap_or(config.eos_token_id as u32);
+        let against = match &cli.against {
+            Some(dir) => Some(training_jokes(dir, &tokenizer_path)?),
+            None => None,
+        };
+
+        let decoding = Decoding {
+            greedy: cli.greedy,
+            temperature: cli.temperature,
+            top_k: cli.top_k,
+            top_p: cli.top_p,
+            repetition_penalty: cli.repetition_penalty,
+            first_top_k: cli.first_top_k.zip(cli.first_tokens),
+        };
+        let limits = Limits { max_new_tokens: cli.max_new_tokens, eos_id, stop: &cli.stop };
+        let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default();
+        let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
+        let mut records = Vec::new();
+        let mut stdout = io::stdout().lock();
+        for prompt in self.prompts {
+            let encoding = tokenizer.encode(prompt.as_str(), false).map_err(|e| anyhow!("tokenizing the prompt {prompt:?}: {e}"))?;
+            let prompt_ids = encoding.get_ids().to_vec();
+            if prompt_ids.is_empty() {
+                bail!("the prompt {prompt:?} has no tokens");
+            }
+            let samples = cli.num_samples as usize;
+            let mut printed = 0;
+            writeln!(stdout, "=== {prompt}")?;
+            // One sample streams token by token; several are printed as each batch ends.
+            let mut stream = |_: usize, tokens: &[u32]| {
+                if samples == 1 {
+                    let text = decode(tokens);
+                    if text.len() > printed && text.is_char_boundary(printed) {
+                        print!("{}", &text[printed..]);
+                        io::stdout().flush().ok();
+                        printed = text.len();
+                    }
+                }
+            };
+            let generated = generate(&model, &prompt_ids, samples, &decoding, &limits, &mut rng, &decode, &mut stream, &device);
+            for (index, sample) in generated.into_iter().enumerate() {
+                let text = decode(&sample.tokens);
+                let recited = against.as_ref().map(|jokes| {
+                    let mut sequence = prompt_ids.clone();
+                    sequence.extend(&sample.tokens);
+                    if sample.finish == Finish::Eos {
+                        sequence.push(eos_id);
+                    }
+                    jokes.check(&sequence)
+                });
+                if samples == 1 {
+                    writeln!(stdout)?;
+                } else {
+                    writeln!(stdout, "--- sample {}:{}", index + 1, text)?;
+                }
+                if let Some(Some(kind)) = recited {
+                    writeln!(stdout, "    (recited from the training data: {kind:?})")?;
+                }
+                records.push(SampleRecord {
+                    prompt: prompt.clone(),
+                    text,
+                    tokens: sample.tokens,
+                    finish: sample.finish,
+                    recited,
+                    sample: index as u64,
+                    model: cli.model.clone(),
+                    seed: cli.seed,
+                    max_new_tokens: cli.max_new_tokens,
+                    decoding: decoding.clone(),
+                });
+            }
+        }
+        if against.is_some() {
+            let recited = records.iter().filter(|r| matches!(r.recited, Some(Some(_)))).count();
+            writeln!(
+                stdout,
+                "recited: {recited} of {} samples ({:.1}%) reproduce a training joke; the rest are new",
+                records.len(),
+                100.0 * recited as f64 / records.len() as f64
+            )?;
+        }
+        Ok(records)
+    }
+}
+
+/// The training jokes of a prepared dataset, refusing one tokenized differently from the model.
+fn training_jokes(dir: &Path, tokenizer: &Path) -> Result<TrainingJokes> {
+    let dataset = shards::Dataset::open(dir)?;
+    let ours = shards::sha256_file(tokenizer).with_context(|| format!("reading {}", tokenizer.display()))?;
+    if dataset.manifest.tokenizer.sha256 != ours {
+        bail!(
+            "{} was tokenized with {} (sha256 {}), not the model's tokenizer {} (sha256 {ours}): token runs would not compare",
+            dir.display(),
+            dataset.manifest.tokenizer.source,
+            dataset.manifest.tokenizer.sha256,
+            tokenizer.display()
+        );
+    }
+    TrainingJokes::open(dir)
+}

@@ -1,0 +1,130 @@
+//! The `sample` binary end to end on a small random model with GPT-2's real tokenizer.
+
+use burn::backend::NdArray;
+use clap::Parser;
+use gpt2::{hf, Gpt2Config};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+fn tokenizer() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tokenizers/gpt2/tokenizer.json")
+}
+
+/// A 2-layer, 32-wide model over GPT-2's vocabulary, saved with its tokenizer.
+fn random_model(dir: &Path) -> PathBuf {
+    let config = Gpt2Config::new(50257, 128, 32, 2, 4);
+    let model = config.init::<NdArray<f32>>(&Default::default());
+    let out = dir.join("model");
+    hf::save(&model, &config, &out, Some(&tokenizer())).unwrap();
+    out
+}
+
+fn sample(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sample")).args(args).output().unwrap()
+}
+
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn writes_jsonl_and_text_reproducibly_and_honours_stop_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let model = model.to_str().unwrap();
+    let out = dir.path().join("samples.jsonl");
+    let txt = dir.path().join("samples.txt");
+    let args = [
+        "--model", model, "--prompt", "JOKE:", "--prompt", "Why did", "--num-samples", "3", "--max-new-tokens", "8",
+        "--top-k", "40", "--seed", "5", "--device", "cpu", "--out", out.to_str().unwrap(), "--txt", txt.to_str().unwrap(),
+    ];
+    let run = sample(&args);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let first = records(&out);
+    assert_eq!(first.len(), 6);
+    for record in &first {
+        assert!(["JOKE:", "Why did"].contains(&record["prompt"].as_str().unwrap()));
+        assert_eq!(record["finish"], "length");
+        assert_eq!(record["tokens"].as_array().unwrap().len(), 8);
+        assert_eq!((record["top_k"].as_u64(), record["seed"].as_u64()), (Some(40), Some(5)));
+    }
+    let texts = fs::read_to_string(&txt).unwrap();
+    assert!(texts.contains(first[0]["text"].as_str().unwrap().trim()));
+
+    let again = sample(&args);
+    assert!(again.status.success());
+    assert_eq!(records(&out), first, "same seed, same backend: same samples");
+
+    // Stop inside the first sample's text: it must end just before that text.
+    let text = first[0]["text"].as_str().unwrap().to_string();
+    let stop: String = text.chars().skip(text.chars().count() / 2).take(2).collect();
+    let mut stopped_args = args.to_vec();
+    stopped_args.extend(["--stop", &stop]);
+    assert!(sample(&stopped_args).status.success());
+    let stopped = &records(&out)[0];
+    assert_eq!(stopped["finish"], "stop");
+    let cut = stopped["text"].as_str().unwrap();
+    assert!(text.starts_with(cut) && !cut.contains(&stop), "{cut:?} vs {text:?} stop {stop:?}");
+}
+
+#[test]
+fn against_marks_samples_that_recite_training_jokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let long_joke = "My grandfather said that the best way to remember your wife's birthday is to forget it once, \
+                     and after that you will never forget it again for as long as you both shall live, he said.";
+    let corpus = dir.path().join("jokes.txt");
+    fs::write(&corpus, format!("{long_joke}\n\nA short one.\n\nAnother short one.\n")).unwrap();
+    let data = dir.path().join("prepared");
+    let args = prepare::cli::Cli::try_parse_from([
+        "prepare".to_string(),
+        format!("--source={}", corpus.display()),
+        format!("--out={}", data.display()),
+        format!("--tokenizer={}", tokenizer().display()),
+        "--val-fraction=0".to_string(),
+    ])
+    .unwrap()
+    .args;
+    prepare::build::run(&args).unwrap();
+
+    let out = dir.path().join("s.jsonl");
+    let run = sample(&[
+        "--model", model.to_str().unwrap(), "--prompt", &format!("JOKE: {long_joke}"), "--prompt", "JOKE:",
+        "--max-new-tokens", "4", "--against", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let samples = records(&out);
+    assert_eq!(samples[0]["recited"], "long_run");
+    assert!(samples[1]["recited"].is_null());
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(stdout.contains("recited: 1 of 2 samples (50.0%)"), "{stdout}");
+}
+
+#[test]
+fn bad_input_is_named() {
+    let missing = sample(&["--model", "/no/such/model", "--prompt", "x"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/model"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let no_prompt = sample(&["--model", model.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&no_prompt.stderr).contains("no prompt"));
+
+    let small = dir.path().join("small");
+    let config = Gpt2Config::new(1000, 16, 8, 1, 2);
+    hf::save(&config.init::<NdArray<f32>>(&Default::default()), &config, &small, Some(&tokenizer())).unwrap();
+    let mismatch = sample(&["--model", small.to_str().unwrap(), "--prompt", "x"]);
+    let stderr = String::from_utf8_lossy(&mismatch.stderr);
+    assert!(stderr.contains("50257 tokens") && stderr.contains("1000"), "{stderr}");
+
+    let help = String::from_utf8(sample(&["--help"]).stdout).unwrap();
+    for flag in ["--model", "--tokenizer", "--prompt", "--prompts-file", "--num-samples", "--max-new-tokens", "--stop",
+        "--greedy", "--temperature", "--top-k", "--top-p", "--repetition-penalty", "--first-top-k", "--first-tokens",
+        "--seed", "--out", "--txt", "--device", "--against", "--pipeline"] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
