@@ -4,7 +4,7 @@ PIPELINE ?= pipelines/reddit-jokes.toml
 CARGO ?= cargo
 STAGE = $(CARGO) run --release --quiet -p
 
-.PHONY: pipeline prepare test bench bench-prepare clean help
+.PHONY: pipeline prepare test bench bench-prepare bench-generate clean help
 
 help:
 	@echo "make pipeline [PIPELINE=pipelines/NAME.toml]   run every stage of a pipeline file"
@@ -21,10 +21,15 @@ prepare:
 test:
 	$(CARGO) test --workspace
 
-bench: bench-prepare
+bench: bench-prepare bench-generate
 
 bench-prepare:
 	bash scripts/bench-prepare.sh
+
+# Generation tokens/s on the CPU, gpt2 (124M) shapes, next to transformers' generate.
+bench-generate:
+	$(CARGO) bench -p sample --bench generate
+	python3 scripts/bench_generate_baseline.py --device cpu --no-cache
 
 clean:
 	rm -rf data/prepared data/bench

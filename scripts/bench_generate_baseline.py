@@ -1,5 +1,6 @@
-"""transformers baseline for generation speed: greedy decoding with the KV cache at the gpt2
-(124M) shapes (random weights), batch 1 and 8, 256 new tokens. Prints one line per batch.
+"""transformers baseline for generation speed: greedy decoding at the gpt2 (124M) shapes (random
+weights), batch 1 and 8, 256 new tokens, with the KV cache (and without, with --no-cache).
+Prints one line per run.
 
     python3 scripts/bench_generate_baseline.py --device cuda
 """
@@ -14,21 +15,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--no-cache", action="store_true", help="also time generation without the KV cache")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config()).eval().to(args.device)
-    for batch in (1, 1, 8):  # the first batch-1 run is a warm-up
+    runs = [(1, True), (1, True), (8, True)]  # the first run is a warm-up
+    if args.no_cache:
+        runs += [(1, False), (8, False)]
+    for batch, cached in runs:
         prompt = torch.full((batch, 8), 464, device=args.device)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.no_grad():
             model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                           max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, pad_token_id=0)
+                           max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, pad_token_id=0,
+                           use_cache=cached)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         rate = batch * args.new_tokens / (time.perf_counter() - start)
-        print(f"transformers gpt2 124M shapes, f32, KV cache, {args.new_tokens} new tokens, batch {batch}: {rate:.1f} tokens/s")
+        cache = "KV cache" if cached else "no cache"
+        print(f"transformers gpt2 124M shapes, f32, {cache}, {args.new_tokens} new tokens, batch {batch}: {rate:.1f} tokens/s")
 
 
 if __name__ == "__main__":

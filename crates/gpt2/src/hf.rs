@@ -32,9 +32,10 @@ pub fn load<B: Backend>(spec: &str, device: &B::Device) -> Result<(Gpt2Config, G
         bail!("model {spec}: no such directory (give a model directory or a Hugging Face Hub id)");
     } else {
         let config = fetch::hub_file(spec, CONFIG_FILE)?;
-        if fetch::hub_file(spec, WEIGHTS_FILE).is_err() {
-            let index = fetch::hub_file(spec, WEIGHTS_INDEX_FILE)
-                .with_context(|| format!("{spec} has neither {WEIGHTS_FILE} nor {WEIGHTS_INDEX_FILE}"))?;
+        if let Err(weights_error) = fetch::hub_file(spec, WEIGHTS_FILE) {
+            // Large models come sharded; when there is no index either, the single file is
+            // what to tell the user about.
+            let Ok(index) = fetch::hub_file(spec, WEIGHTS_INDEX_FILE) else { return Err(weights_error) };
             for shard in shard_files(&index)? {
                 fetch::hub_file(spec, &shard)?;
             }
