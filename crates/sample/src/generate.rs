@@ -32,21 +32,23 @@ pub struct Limits<'a> {
     pub stop: &'a [String],
 }
 
-/// `samples` continuations of `prompt`, decoded as one batch. `decode` turns token ids into
-/// text (for stop strings); `on_token(row, tokens)` sees each sample grow.
+/// One continuation of `prompt` per random stream in `rngs`, decoded as one batch. Each sample
+/// draws only from its own stream, so what it says does not depend on when the others end.
+/// `decode` turns token ids into text (for stop strings); `on_token(row, tokens)` sees each
+/// sample grow.
 #[allow(clippy::too_many_arguments)]
 pub fn generate<B: Backend>(
     model: &Gpt2<B>,
     prompt: &[u32],
-    samples: usize,
     decoding: &Decoding,
     limits: &Limits,
-    rng: &mut ChaCha8Rng,
+    rngs: &mut [ChaCha8Rng],
     decode: &dyn Fn(&[u32]) -> String,
     on_token: &mut dyn FnMut(usize, &[u32]),
     device: &B::Device,
 ) -> Vec<Generated> {
     assert!(!prompt.is_empty(), "a prompt needs at least one token");
+    let samples = rngs.len();
     let n_positions = model.wpe.weight.dims()[0];
     let mut results: Vec<Option<Generated>> = vec![None; samples];
     let mut generated: Vec<Vec<u32>> = vec![Vec::new(); samples];
@@ -63,7 +65,7 @@ pub fn generate<B: Backend>(
         let mut next = Vec::new();
         for (position, &row) in active.iter().enumerate() {
             let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
-            let token = decoding.choose(&mut last[position * vocab..(position + 1) * vocab].to_vec(), &history, step, rng);
+            let token = decoding.choose(&mut last[position * vocab..(position + 1) * vocab].to_vec(), &history, step, &mut rngs[row]);
             let finish = if token == limits.eos_id {
                 Some(Finish::Eos)
             } else {

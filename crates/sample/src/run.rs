@@ -111,10 +111,9 @@ impl OnBackend for Sampling<'_> {
         };
         let limits = Limits { max_new_tokens: cli.max_new_tokens, eos_id, stop: &cli.stop };
         let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default();
-        let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
         let mut records = Vec::new();
         let mut stdout = io::stdout().lock();
-        for prompt in self.prompts {
+        for (prompt_index, prompt) in self.prompts.iter().enumerate() {
             let encoding = tokenizer.encode(prompt.as_str(), false).map_err(|e| anyhow!("tokenizing the prompt {prompt:?}: {e}"))?;
             let prompt_ids = encoding.get_ids().to_vec();
             if prompt_ids.is_empty() {
@@ -134,7 +133,15 @@ impl OnBackend for Sampling<'_> {
                     }
                 }
             };
-            let generated = generate(&model, &prompt_ids, samples, &decoding, &limits, &mut rng, &decode, &mut stream, &device);
+            // Sample i of prompt p always draws from stream (p, i) of the seed.
+            let mut rngs: Vec<ChaCha8Rng> = (0..samples)
+                .map(|i| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
+                    rng.set_stream(((prompt_index as u64) << 32) | i as u64);
+                    rng
+                })
+                .collect();
+            let generated = generate(&model, &prompt_ids, &decoding, &limits, &mut rngs, &decode, &mut stream, &device);
             for (index, sample) in generated.into_iter().enumerate() {
                 let text = decode(&sample.tokens);
                 let recited = against.as_ref().map(|jokes| {

@@ -19,8 +19,14 @@ fn run(prompt: &[u32], samples: usize, decoding: &Decoding, seed: u64, max_new_t
     let (config, model) = hf::load_dir::<B>(&fixtures().join("tiny"), &Default::default()).unwrap();
     let limits = Limits { max_new_tokens, eos_id: config.eos_token_id as u32, stop: &[] };
     let decode = |ids: &[u32]| ids.iter().map(|i| format!("<{i}>")).collect::<String>();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    generate(&model, prompt, samples, decoding, &limits, &mut rng, &decode, &mut |_, _| {}, &Default::default())
+    let mut rngs: Vec<ChaCha8Rng> = (0..samples as u64)
+        .map(|i| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(i);
+            rng
+        })
+        .collect();
+    generate(&model, prompt, decoding, &limits, &mut rngs, &decode, &mut |_, _| {}, &Default::default())
 }
 
 #[test]
