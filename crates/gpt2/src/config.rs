@@ -47,14 +47,6 @@ impl Gpt2Config {
             .map(|&(_, n_embd, n_layer, n_head)| Self::new(50257, 1024, n_embd, n_layer, n_head))
     }
 
-    pub fn preset_names() -> Vec<&'static str> {
-        PRESETS.iter().map(|(name, ..)| *name).collect()
-    }
-
-    pub fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head
-    }
-
     /// Read a Hugging Face GPT-2 `config.json`, refusing variants this model does not compute.
     pub fn from_hf_json(value: &Value) -> Result<Self> {
         let get = |key: &str| value.get(key).and_then(Value::as_u64).map(|v| v as usize).with_context(|| format!("missing `{key}`"));

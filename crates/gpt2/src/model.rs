@@ -52,10 +52,6 @@ impl<B: Backend> Gpt2<B> {
         x.reshape([batch * time, n_embd]).matmul(self.wte.weight.val().transpose()).reshape([batch, time, vocab])
     }
 
-    pub fn n_layer(&self) -> usize {
-        self.h.len()
-    }
-
     pub fn new_cache(&self) -> KvCache<B> {
         KvCache::new(self.h.len())
     }

@@ -41,14 +41,6 @@ impl TrainingJokes {
         Self { whole: documents.into_iter().collect(), runs }
     }
 
-    pub fn len(&self) -> usize {
-        self.whole.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.whole.is_empty()
-    }
-
     /// `sequence`: the prompt, the generated tokens, and the end-of-text token if it ended so.
     pub fn check(&self, sequence: &[u32]) -> Option<Recited> {
         if self.whole.contains(sequence) {
