@@ -27,6 +27,11 @@ impl<B: Backend> CausalSelfAttention<B> {
         }
     }
 
+    pub(crate) fn set_dropout(&mut self, p: f64) {
+        self.attn_dropout = DropoutConfig::new(p).init();
+        self.resid_dropout = DropoutConfig::new(p).init();
+    }
+
     /// `x`: `[batch, time, n_embd]`. With a cache (and this block's layer index), the keys and
     /// values of earlier positions come from it and this call's are appended to it.
     pub fn forward(&self, x: Tensor<B, 3>, cache: Option<(&mut KvCache<B>, usize)>) -> Tensor<B, 3> {

@@ -118,19 +118,13 @@ pub fn save<B: Backend>(model: &Gpt2<B>, config: &Gpt2Config, dir: &Path, tokeni
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let weights = safetensors::serialize(views, Some(metadata))?;
-    write_atomically(&dir.join(WEIGHTS_FILE), &weights)?;
-    write_atomically(&dir.join(CONFIG_FILE), serde_json::to_string_pretty(&config.to_hf_json())?.as_bytes())?;
+    artifact::write_atomically(&dir.join(WEIGHTS_FILE), &weights)?;
+    artifact::write_atomically(&dir.join(CONFIG_FILE), serde_json::to_string_pretty(&config.to_hf_json())?.as_bytes())?;
     if let Some(tokenizer) = tokenizer {
         let bytes = fs::read(tokenizer).with_context(|| format!("reading {}", tokenizer.display()))?;
-        write_atomically(&dir.join(TOKENIZER_FILE), &bytes)?;
+        artifact::write_atomically(&dir.join(TOKENIZER_FILE), &bytes)?;
     }
     Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let temporary = path.with_extension("partial");
-    fs::write(&temporary, bytes).with_context(|| format!("writing {}", temporary.display()))?;
-    fs::rename(&temporary, path).with_context(|| format!("renaming {} into place", temporary.display()))
 }
 
 fn shard_files(index: &Path) -> Result<Vec<String>> {

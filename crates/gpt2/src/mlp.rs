@@ -18,6 +18,10 @@ impl<B: Backend> Mlp<B> {
         Self { c_fc, c_proj, dropout: DropoutConfig::new(config.resid_pdrop).init() }
     }
 
+    pub(crate) fn set_dropout(&mut self, p: f64) {
+        self.dropout = DropoutConfig::new(p).init();
+    }
+
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.dropout.forward(self.c_proj.forward(gelu_approximate(self.c_fc.forward(x))))
     }

@@ -1,6 +1,6 @@
 use crate::{block::Block, KvCache};
 use burn::{
-    nn::{Dropout, Embedding, LayerNorm},
+    nn::{Dropout, DropoutConfig, Embedding, LayerNorm},
     prelude::*,
 };
 
@@ -50,6 +50,16 @@ impl<B: Backend> Gpt2<B> {
         let [batch, time, n_embd] = x.dims();
         let vocab = self.wte.weight.dims()[0];
         x.reshape([batch * time, n_embd]).matmul(self.wte.weight.val().transpose()).reshape([batch, time, vocab])
+    }
+
+    /// The same model with every dropout (embedding, attention, residual) at probability `p`.
+    pub fn with_dropout(mut self, p: f64) -> Self {
+        self.drop = DropoutConfig::new(p).init();
+        for block in &mut self.h {
+            block.attn.set_dropout(p);
+            block.mlp.set_dropout(p);
+        }
+        self
     }
 
     pub fn new_cache(&self) -> KvCache<B> {

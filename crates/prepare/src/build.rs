@@ -6,10 +6,10 @@ use crate::{
     options::PrepareArgs,
     pack::{fill_ratio, pack},
     split::validation_mask,
-    staging::Staging,
     template::Template,
     tokenize::TextTokenizer,
 };
+use artifact::Staging;
 use anyhow::{bail, Context, Result};
 use shards::{Counts, Dataset, Manifest, ShardInfo, SourceInfo, SplitInfo, TokenizerInfo, FORMAT_VERSION};
 use std::{

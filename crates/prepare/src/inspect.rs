@@ -1,7 +1,7 @@
 //! `prepare inspect` and `prepare dump`: reading a prepared dataset back as text.
 
 use crate::tokenize::TextTokenizer;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
 use shards::Dataset;
 use std::{io::Write, path::Path};
@@ -9,15 +9,8 @@ use std::{io::Write, path::Path};
 /// Open a dataset with its tokenizer, refusing a tokenizer.json that is not the one recorded.
 fn open(dir: &Path) -> Result<(Dataset, TextTokenizer)> {
     let dataset = Dataset::open(dir)?;
+    dataset.check_tokenizer(&dataset.tokenizer_path())?;
     let tokenizer = TextTokenizer::load(&dataset.tokenizer_path().display().to_string())?;
-    if tokenizer.sha256 != dataset.manifest.tokenizer.sha256 {
-        bail!(
-            "{}: sha256 {} differs from the manifest's {}: not the tokenizer this dataset was made with",
-            tokenizer.path.display(),
-            tokenizer.sha256,
-            dataset.manifest.tokenizer.sha256
-        );
-    }
     Ok((dataset, tokenizer))
 }
 

@@ -10,6 +10,5 @@ pub mod inspect;
 pub mod options;
 pub mod pack;
 pub mod split;
-pub mod staging;
 pub mod template;
 pub mod tokenize;

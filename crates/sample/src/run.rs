@@ -42,11 +42,11 @@ pub fn run(cli: &Cli) -> Result<Vec<SampleRecord>> {
     let records = device::dispatch(device::resolve(cli.device), Sampling { cli, prompts: &prompts })?;
     if let Some(path) = &cli.out {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
-        write_atomically(path, &(lines.join("\n") + "\n"))?;
+        artifact::write_atomically(path, &(lines.join("\n") + "\n"))?;
     }
     if let Some(path) = &cli.txt {
         let texts: Vec<&str> = records.iter().map(|r| r.text.trim()).collect();
-        write_atomically(path, &(texts.join("\n\n") + "\n"))?;
+        artifact::write_atomically(path, &(texts.join("\n\n") + "\n"))?;
     }
     Ok(records)
 }
@@ -61,12 +61,6 @@ fn prompts(cli: &Cli) -> Result<Vec<String>> {
         bail!("no prompt: give --prompt TEXT (repeatable) or --prompts-file FILE");
     }
     Ok(prompts)
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let temporary = PathBuf::from(format!("{}.partial", path.display()));
-    fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
-    fs::rename(&temporary, path).with_context(|| format!("renaming {} into place", temporary.display()))
 }
 
 struct Sampling<'a> {
@@ -190,15 +184,6 @@ impl OnBackend for Sampling<'_> {
 /// The training jokes of a prepared dataset, refusing one tokenized differently from the model.
 fn training_jokes(dir: &Path, tokenizer: &Path) -> Result<TrainingJokes> {
     let dataset = shards::Dataset::open(dir)?;
-    let ours = shards::sha256_file(tokenizer).with_context(|| format!("reading {}", tokenizer.display()))?;
-    if dataset.manifest.tokenizer.sha256 != ours {
-        bail!(
-            "{} was tokenized with {} (sha256 {}), not the model's tokenizer {} (sha256 {ours}): token runs would not compare",
-            dir.display(),
-            dataset.manifest.tokenizer.source,
-            dataset.manifest.tokenizer.sha256,
-            tokenizer.display()
-        );
-    }
+    dataset.check_tokenizer(tokenizer)?;
     TrainingJokes::open(dir)
 }

@@ -40,6 +40,21 @@ impl Dataset {
         self.dir.join(TOKENIZER_FILE)
     }
 
+    /// Refuse a `tokenizer.json` other than the one this dataset was tokenized with.
+    pub fn check_tokenizer(&self, tokenizer: &Path) -> Result<(), ShardError> {
+        let actual = crate::sha256_file(tokenizer).map_err(ShardError::io(tokenizer))?;
+        if actual != self.manifest.tokenizer.sha256 {
+            return Err(ShardError::TokenizerMismatch {
+                dataset: self.dir.clone(),
+                recorded_source: self.manifest.tokenizer.source.clone(),
+                recorded: self.manifest.tokenizer.sha256.clone(),
+                tokenizer: tokenizer.into(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
     /// Read every shard of `split`, verifying checksums, layout, counts and token ids.
     pub fn read_split(&self, split: &str) -> Result<SplitRows, ShardError> {
         let info = self.manifest.splits.get(split).ok_or_else(|| ShardError::NoSplit {

@@ -21,6 +21,11 @@ pub enum ShardError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: lineage hash {actual} does not match the recorded {expected}: the manifest was edited")]
     Lineage { path: PathBuf, expected: String, actual: String },
+    #[error(
+        "{dataset} was tokenized with {recorded_source} (sha256 {recorded}), not with {tokenizer} \
+         (sha256 {actual}): token ids would not mean the same words"
+    )]
+    TokenizerMismatch { dataset: PathBuf, recorded_source: String, recorded: String, tokenizer: PathBuf, actual: String },
     #[error("{path}: no split named '{split}' (present: {present})")]
     NoSplit { path: PathBuf, split: String, present: String },
 }

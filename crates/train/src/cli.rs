@@ -1,0 +1,168 @@
+use crate::schedule::ScheduleKind;
+use clap::{Args, Parser, Subcommand};
+use gpt2::device::DeviceChoice;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Fine-tune GPT-2 on a prepared dataset, with gradient accumulation.
+///
+/// Each optimizer step trains on --micro-batch × --grad-accum packed rows (one forward pass per
+/// micro-batch); the step's loss is the token mean over all of them, so accumulation changes
+/// memory, not the update. AdamW (PyTorch's meaning; decay on weight matrices only), global-norm
+/// clipping, warmup then linear/cosine decay. Writes RUN/metrics.jsonl (one line per step, as it
+/// ends), RUN/loss.png, RUN/run.json, checkpoints in RUN/checkpoints/ (--resume continues
+/// exactly), and the model in Hugging Face layout in RUN/final/.
+///
+/// Example: train --data data/prepared/reddit-jokes --init openai-community/gpt2-medium --out data/runs/reddit-jokes --micro-batch 1 --grad-accum 16 --lr 3e-5
+#[derive(Debug, Parser)]
+#[command(
+    name = "train",
+    version,
+    args_override_self = true,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Read flags from the [train] table of this pipeline TOML file (keys are the flag names;
+    /// flags given on the command line win).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub pipeline: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub args: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validation loss and perplexity of any model on a prepared dataset (e.g. the pretrained
+    /// model before fine-tuning).
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+pub struct TrainArgs {
+    /// A prepared dataset directory (the prepare stage's --out).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub data: Option<PathBuf>,
+
+    /// Starting weights: a Hugging Face model directory or Hub id (openai-community/gpt2-medium),
+    /// or random weights: random:PRESET (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or
+    /// random:CONFIG.json.
+    #[arg(long, value_name = "MODEL", required = true)]
+    pub init: Option<String>,
+
+    /// The run directory to write.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub out: Option<PathBuf>,
+
+    /// Continue the run in --out from its latest checkpoint. The other flags must match the
+    /// run's run.json, except --device, --eval-every, --save-every and --keep-checkpoints.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// cpu, cuda or cuda:N (default: CUDA when built with it and a GPU is present).
+    #[arg(long, value_name = "DEVICE")]
+    #[serde(skip)]
+    pub device: Option<DeviceChoice>,
+
+    /// Rows per forward pass. Lower it when memory runs out.
+    #[arg(long, value_name = "B", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub micro_batch: u32,
+
+    /// Micro-batches per optimizer step: a step sees micro-batch × grad-accum rows.
+    #[arg(long, value_name = "A", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub grad_accum: u32,
+
+    /// Passes over the training rows (ignored when --max-steps is given).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub epochs: u32,
+
+    /// Stop after this many optimizer steps (the schedule then spans them).
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
+
+    /// Peak learning rate.
+    #[arg(long, value_name = "X", default_value_t = 3e-5)]
+    pub lr: f64,
+
+    /// Steps of linear warmup from 0 to --lr (step k of the warmup uses lr·k/W, as
+    /// transformers' schedules do).
+    #[arg(long, value_name = "W", default_value_t = 100)]
+    pub warmup_steps: u64,
+
+    /// After warmup: linear decay to 0 at the last step, cosine decay to 0, or constant.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Linear)]
+    pub schedule: ScheduleKind,
+
+    /// AdamW decoupled weight decay, applied to weight matrices only (not biases, LayerNorms
+    /// or the position embedding).
+    #[arg(long, value_name = "D", default_value_t = 0.01)]
+    pub weight_decay: f64,
+
+    /// AdamW β1.
+    #[arg(long, value_name = "B1", default_value_t = 0.9)]
+    pub beta1: f64,
+
+    /// AdamW β2.
+    #[arg(long, value_name = "B2", default_value_t = 0.999)]
+    pub beta2: f64,
+
+    /// AdamW ε, added to the square root of the second moment (PyTorch's placement).
+    #[arg(long, value_name = "EPS", default_value_t = 1e-8)]
+    pub eps: f64,
+
+    /// Scale gradients down when their global L2 norm exceeds G (PyTorch's clip_grad_norm_);
+    /// 0 turns clipping off.
+    #[arg(long, value_name = "G", default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+
+    /// Override the model's dropout probabilities (embedding, attention, residual).
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f64>,
+
+    /// Train on rows in file order instead of shuffling them each epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+
+    /// Seed for the row order, dropout and random initial weights.
+    #[arg(long, value_name = "S", default_value_t = 42)]
+    pub seed: u64,
+
+    /// Evaluate on the validation split every N steps (0: only at the end).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub eval_every: u64,
+
+    /// Save a checkpoint every N steps (0: only at the end).
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub save_every: u64,
+
+    /// How many of the latest checkpoints to keep.
+    #[arg(long, value_name = "K", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_checkpoints: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// A model directory (config.json + model.safetensors) or a Hugging Face Hub id.
+    #[arg(long, value_name = "DIR_OR_ID")]
+    pub model: String,
+
+    /// A prepared dataset directory.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Which split to evaluate.
+    #[arg(long, value_parser = ["train", "val"], default_value = "val")]
+    pub split: String,
+
+    /// Rows per forward pass.
+    #[arg(long, value_name = "B", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub micro_batch: u32,
+
+    /// cpu, cuda or cuda:N.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<DeviceChoice>,
+}

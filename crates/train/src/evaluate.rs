@@ -1,0 +1,76 @@
+//! Validation loss and perplexity, during training and as `train eval`.
+
+use crate::{batches::MicroBatch, cli::EvalArgs, compatibility};
+use anyhow::{bail, Result};
+use burn::prelude::*;
+use gpt2::{
+    device::{self, OnBackend},
+    next_token_loss, Gpt2,
+};
+use serde::Serialize;
+use shards::{Dataset, SplitRows};
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Evaluation {
+    /// Token-mean next-token loss.
+    pub loss: f64,
+    pub perplexity: f64,
+    /// Tokens the loss counted.
+    pub tokens: u64,
+}
+
+/// Evaluate `model` on every row of `split`, `micro_batch` rows per forward pass. On a backend
+/// without autodiff, dropout is off.
+pub fn evaluate<B: Backend>(model: &Gpt2<B>, split: &SplitRows, micro_batch: usize, pad_id: u32, device: &B::Device) -> Evaluation {
+    let rows: Vec<usize> = (0..split.len()).collect();
+    let (mut nll, mut tokens) = (0.0, 0u64);
+    for chunk in rows.chunks(micro_batch) {
+        let batch = MicroBatch::<B>::new(split, chunk, pad_id, device);
+        if batch.targets == 0 {
+            continue;
+        }
+        let logits = model.forward(batch.tokens.clone());
+        let mean = next_token_loss(logits, batch.tokens, batch.mask).into_scalar().elem::<f64>();
+        nll += mean * batch.targets as f64;
+        tokens += batch.targets as u64;
+    }
+    let loss = nll / tokens.max(1) as f64;
+    Evaluation { loss, perplexity: loss.exp(), tokens }
+}
+
+/// `train eval`: load a model and a split, print and return the evaluation.
+pub fn run(args: &EvalArgs) -> Result<Evaluation> {
+    let dataset = Dataset::open(&args.data)?;
+    let split = dataset.read_split(&args.split)?;
+    if split.is_empty() {
+        bail!("{}: the {} split has no rows", args.data.display(), args.split);
+    }
+    let evaluation = device::dispatch(device::resolve(args.device), Evaluate { args, dataset: &dataset, split: &split })?;
+    println!(
+        "{} on {} ({} split, {} tokens): loss {:.4}, perplexity {:.2}",
+        args.model,
+        args.data.display(),
+        args.split,
+        evaluation.tokens,
+        evaluation.loss,
+        evaluation.perplexity
+    );
+    Ok(evaluation)
+}
+
+struct Evaluate<'a> {
+    args: &'a EvalArgs,
+    dataset: &'a Dataset,
+    split: &'a SplitRows,
+}
+
+impl OnBackend for Evaluate<'_> {
+    type Output = Result<Evaluation>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let (config, model, dir) = gpt2::hf::load::<B>(&self.args.model, &device)?;
+        compatibility::check(self.dataset, &config, &self.args.model, Some(&dir))?;
+        let pad_id = self.dataset.manifest.tokenizer.eos_id;
+        Ok(evaluate(&model, self.split, self.args.micro_batch as usize, pad_id, &device))
+    }
+}

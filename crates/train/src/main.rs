@@ -1,0 +1,59 @@
+use clap::Parser;
+use std::sync::atomic::Ordering;
+use train::{
+    cli::{Cli, Command},
+    training::{self, STOP_REQUESTED},
+};
+
+/// Exit status of a run stopped by Ctrl-C (after saving a checkpoint), as shells report SIGINT.
+const INTERRUPTED: i32 = 130;
+
+fn main() {
+    let cli = match pipeline::stage_argv("train", std::env::args_os().collect()) {
+        Ok(argv) => Cli::parse_from(argv),
+        Err(error) => fail(error),
+    };
+    match &cli.command {
+        Some(Command::Eval(args)) => {
+            if let Err(error) = train::evaluate::run(args) {
+                fail(error);
+            }
+        }
+        None => {
+            ctrlc::set_handler(|| {
+                if STOP_REQUESTED.swap(true, Ordering::SeqCst) {
+                    eprintln!("\ntrain: stopping now, without a checkpoint");
+                    std::process::exit(INTERRUPTED);
+                }
+                eprintln!("\ntrain: Ctrl-C: saving a checkpoint after this step (Ctrl-C again to stop at once)");
+            })
+            .expect("installing the Ctrl-C handler");
+            match training::train(&cli.args) {
+                Ok(summary) => {
+                    let out = cli.args.out.as_deref().expect("required").display();
+                    if summary.exported.is_none() {
+                        eprintln!(
+                            "train: stopped at step {} of {}; checkpoint {}; continue with the same flags and --resume",
+                            summary.steps,
+                            summary.total_steps,
+                            summary.checkpoint.display()
+                        );
+                        std::process::exit(INTERRUPTED);
+                    }
+                    println!("trained {} steps; last training loss {:.4}", summary.steps, summary.loss.unwrap_or(f64::NAN));
+                    if let Some(v) = summary.validation {
+                        println!("validation loss {:.4}, perplexity {:.2} ({} tokens)", v.loss, v.perplexity, v.tokens);
+                    }
+                    println!("model (Hugging Face layout): {out}/final");
+                    println!("metrics: {out}/metrics.jsonl, plot: {out}/loss.png, run: {out}/run.json, checkpoints: {out}/checkpoints");
+                }
+                Err(error) => fail(error),
+            }
+        }
+    }
+}
+
+fn fail(error: anyhow::Error) -> ! {
+    eprintln!("train: error: {error:#}");
+    std::process::exit(1);
+}

@@ -1,0 +1,73 @@
+//! `RUN/loss.png`: training loss per step and validation loss at each evaluation.
+
+use crate::metrics::{self, Line};
+use anyhow::{anyhow, Result};
+use plotters::{prelude::*, style::FontStyle};
+use std::{path::Path, sync::OnceLock};
+
+/// Fonts tried for the labels, in order; plotters draws text only with a font it is given.
+const FONT_FILES: [&str; 6] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "C:\\Windows\\Fonts\\arial.ttf",
+];
+
+/// Draw the losses of `metrics_file` into `png`. Without a font it says so and draws nothing:
+/// the numbers are all in metrics.jsonl.
+pub fn write(metrics_file: &Path, png: &Path) -> Result<()> {
+    if !font_registered() {
+        eprintln!("notice: no TrueType font found (looked for {}); {} not drawn", FONT_FILES.join(", "), png.display());
+        return Ok(());
+    }
+    let lines = metrics::read(metrics_file)?;
+    let train: Vec<(f64, f64)> = lines.iter().filter_map(|l| if let Line::Step(s) = l { Some((s.step as f64, s.loss)) } else { None }).collect();
+    let val: Vec<(f64, f64)> = lines.iter().filter_map(|l| if let Line::Eval(e) = l { Some((e.step as f64, e.loss)) } else { None }).collect();
+    let all = || train.iter().chain(&val);
+    let last_step = all().map(|p| p.0).fold(1.0, f64::max);
+    let (low, high) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (low, high) = if low.is_finite() { (low, high) } else { (0.0, 1.0) };
+    let margin = ((high - low) * 0.05).max(1e-3);
+
+    // The partial file keeps a reader from ever seeing half a picture.
+    let partial = png.with_extension("partial.png");
+    {
+        let draw_error = |e: DrawingAreaErrorKind<_>| anyhow!("drawing {}: {e}", png.display());
+        let root = BitMapBackend::new(&partial, (900, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("loss", ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..last_step, (low - margin)..(high + margin))
+            .map_err(draw_error)?;
+        chart.configure_mesh().x_desc("optimizer step").y_desc("token-mean loss").draw().map_err(draw_error)?;
+        chart
+            .draw_series(LineSeries::new(train.iter().copied(), &BLUE))
+            .map_err(draw_error)?
+            .label("train")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        chart
+            .draw_series(LineSeries::new(val.iter().copied(), RED.stroke_width(2)))
+            .map_err(draw_error)?
+            .label("validation")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        chart.draw_series(val.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(draw_error)?;
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(draw_error)?;
+        root.present().map_err(draw_error)?;
+    }
+    std::fs::rename(&partial, png).map_err(|e| anyhow!("renaming {} into place: {e}", partial.display()))
+}
+
+fn font_registered() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        FONT_FILES.iter().filter_map(|path| std::fs::read(path).ok()).any(|bytes| {
+            // plotters keeps registered fonts for the life of the process.
+            plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice())).is_ok()
+        })
+    })
+}

@@ -1,0 +1,331 @@
+//! A training run: set up data, model, optimizer and run directory; the step loop; the outputs.
+
+use crate::{
+    batches::{MicroBatch, StepPlan},
+    checkpoint::{self, TrainState},
+    cli::TrainArgs,
+    compatibility,
+    evaluate::{evaluate, Evaluation},
+    metrics::{EvalMetrics, MetricsLog, StepMetrics},
+    optimizer::{clip_global_norm, AdamWSettings, GroupedAdamW},
+    plot,
+    run_dir::{self, RunInfo, FINAL_DIR, METRICS_FILE, PLOT_FILE},
+    schedule::LrSchedule,
+};
+use anyhow::{bail, Context, Result};
+use artifact::Staging;
+use burn::{
+    backend::Autodiff,
+    module::AutodiffModule,
+    optim::{GradientsAccumulator, GradientsParams},
+    prelude::*,
+};
+use gpt2::{
+    device::{self, DeviceChoice, OnBackend},
+    next_token_loss, Gpt2, Gpt2Config,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use shards::{Dataset, SplitRows};
+use std::{
+    panic::{self, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
+
+/// Set by Ctrl-C: the run saves a checkpoint after the current step and stops.
+pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Optimizer steps completed.
+    pub steps: u64,
+    pub total_steps: u64,
+    /// The last step's training loss.
+    pub loss: Option<f64>,
+    /// Validation at the end (none when interrupted).
+    pub validation: Option<Evaluation>,
+    /// The latest checkpoint.
+    pub checkpoint: PathBuf,
+    /// `RUN/final`, once the run is complete.
+    pub exported: Option<PathBuf>,
+}
+
+pub fn train(args: &TrainArgs) -> Result<Summary> {
+    let (data, out) = (args.data.as_deref().expect("required"), args.out.as_deref().expect("required"));
+    let dataset = Dataset::open(data)?;
+    let train_rows = dataset.read_split("train")?;
+    let val_rows = dataset.read_split("val")?;
+    if train_rows.is_empty() {
+        bail!("{}: the train split has no rows", data.display());
+    }
+    let recorded = run_dir::claim(out, args)?;
+    let choice = device::resolve(args.device);
+    let work = Training { args, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows, recorded, choice };
+    match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(choice, work))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("");
+            if message.to_lowercase().contains("out of memory") {
+                bail!(
+                    "the device ran out of memory with --micro-batch {} and rows of up to {} tokens: lower --micro-batch \
+                     (raise --grad-accum to keep the same step), or prepare shorter rows (prepare --seq-len)",
+                    args.micro_batch,
+                    dataset.manifest.seq_len
+                );
+            }
+            panic::resume_unwind(payload)
+        }
+    }
+}
+
+struct Training<'a> {
+    args: &'a TrainArgs,
+    out: &'a Path,
+    dataset: &'a Dataset,
+    train_rows: &'a SplitRows,
+    val_rows: &'a SplitRows,
+    recorded: Option<RunInfo>,
+    choice: DeviceChoice,
+}
+
+impl OnBackend for Training<'_> {
+    type Output = Result<Summary>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let args = self.args;
+        let Initial { config, model, hash: init_hash, dir } = initial_model::<Autodiff<B>>(args, &device)?;
+        compatibility::check(self.dataset, &config, args.init.as_deref().expect("required"), dir.as_deref())?;
+
+        let plan = StepPlan {
+            rows: self.train_rows.len(),
+            micro_batch: args.micro_batch as usize,
+            grad_accum: args.grad_accum as usize,
+            shuffle: !args.no_shuffle,
+            seed: args.seed,
+        };
+        let total_steps = args.max_steps.unwrap_or(args.epochs as u64 * plan.steps_per_epoch());
+        let info = RunInfo {
+            args: args.clone(),
+            data_lineage: self.dataset.manifest.lineage.clone(),
+            init_hash,
+            model_config: config.to_hf_json(),
+            device: self.choice.to_string(),
+            rows_per_step: plan.rows_per_step(),
+            steps_per_epoch: plan.steps_per_epoch(),
+            total_steps,
+        };
+        if let Some(recorded) = &self.recorded {
+            run_dir::check_same_origin(recorded, &info)?;
+        }
+        run_dir::write(self.out, &info)?;
+
+        let settings = AdamWSettings { beta1: args.beta1, beta2: args.beta2, eps: args.eps, weight_decay: args.weight_decay };
+        let mut optimizer = GroupedAdamW::new(settings, &model);
+        let mut model = model;
+        let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
+        if let Some(latest) = checkpoint::list(self.out)?.last().filter(|_| args.resume) {
+            (model, optimizer, state) = checkpoint::load(latest, model, optimizer, &device)?;
+            eprintln!("resuming from {} (step {} of {total_steps})", latest.display(), state.step);
+        }
+        let schedule = LrSchedule { kind: args.schedule, peak: args.lr, warmup_steps: args.warmup_steps, total_steps };
+        let loop_ = StepLoop {
+            args,
+            out: self.out,
+            config: &config,
+            dataset: self.dataset,
+            train_rows: self.train_rows,
+            val_rows: self.val_rows,
+            plan,
+            schedule,
+            total_steps,
+            pad_id: self.dataset.manifest.tokenizer.eos_id,
+        };
+        loop_.run(model, optimizer, state, &device)
+    }
+}
+
+/// The starting weights.
+struct Initial<B: Backend> {
+    config: Gpt2Config,
+    model: Gpt2<B>,
+    /// Names the weights: `sha256:<weights file hash>` or `random:<source> seed <seed>`.
+    hash: String,
+    /// The model directory, for pretrained weights.
+    dir: Option<PathBuf>,
+}
+
+fn initial_model<B: Backend>(args: &TrainArgs, device: &B::Device) -> Result<Initial<B>> {
+    let spec = args.init.as_deref().expect("required");
+    let (mut config, model, hash, dir) = match spec.strip_prefix("random:") {
+        Some(source) => {
+            let config = match Gpt2Config::preset(source) {
+                Some(config) => config,
+                None => {
+                    let text = std::fs::read_to_string(source)
+                        .with_context(|| format!("--init {spec}: neither a preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl) nor a readable config.json"))?;
+                    Gpt2Config::from_hf_json(&serde_json::from_str(&text).with_context(|| format!("{source}: not JSON"))?)
+                        .with_context(|| format!("{source}: not a GPT-2 config.json"))?
+                }
+            };
+            B::seed(device, args.seed);
+            (config.clone(), config.init(device), format!("random:{source} seed {}", args.seed), None)
+        }
+        None => {
+            let (config, model, dir) = gpt2::hf::load(spec, device)?;
+            let hash = weights_hash(&dir)?;
+            (config, model, hash, Some(dir))
+        }
+    };
+    let model = match args.dropout {
+        Some(p) => {
+            (config.embd_pdrop, config.attn_pdrop, config.resid_pdrop) = (p, p, p);
+            model.with_dropout(p)
+        }
+        None => model,
+    };
+    Ok(Initial { config, model, hash, dir })
+}
+
+/// sha256 of the weights file (or shard index) of a model directory.
+fn weights_hash(dir: &Path) -> Result<String> {
+    let file = [gpt2::hf::WEIGHTS_FILE, gpt2::hf::WEIGHTS_INDEX_FILE].iter().map(|f| dir.join(f)).find(|p| p.is_file());
+    let file = file.with_context(|| format!("{}: no model.safetensors", dir.display()))?;
+    Ok(format!("sha256:{}", shards::sha256_file(&file).with_context(|| format!("reading {}", file.display()))?))
+}
+
+struct StepLoop<'a> {
+    args: &'a TrainArgs,
+    out: &'a Path,
+    config: &'a Gpt2Config,
+    dataset: &'a Dataset,
+    train_rows: &'a SplitRows,
+    val_rows: &'a SplitRows,
+    plan: StepPlan,
+    schedule: LrSchedule,
+    total_steps: u64,
+    pad_id: u32,
+}
+
+impl StepLoop<'_> {
+    fn run<B: Backend>(
+        &self,
+        mut model: Gpt2<Autodiff<B>>,
+        mut optimizer: GroupedAdamW<Autodiff<B>>,
+        mut state: TrainState,
+        device: &B::Device,
+    ) -> Result<Summary> {
+        let args = self.args;
+        let mut metrics = MetricsLog::open(&self.out.join(METRICS_FILE), state.step)?;
+        let progress = progress_bar(self.total_steps, state.step);
+        let mut last_checkpoint = checkpoint::list(self.out)?.last().cloned();
+        let mut epoch_order = (u64::MAX, Vec::new());
+        let mut loss = None;
+        while state.step < self.total_steps {
+            if STOP_REQUESTED.load(Ordering::SeqCst) {
+                let saved = checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?;
+                progress.abandon_with_message(format!("interrupted: saved {}", saved.display()));
+                return Ok(Summary { steps: state.step, total_steps: self.total_steps, loss, validation: None, checkpoint: saved, exported: None });
+            }
+            let step = state.step;
+            let epoch = step / self.plan.steps_per_epoch();
+            if epoch_order.0 != epoch {
+                epoch_order = (epoch, self.plan.epoch_order(epoch));
+            }
+            let started = Instant::now();
+            let batches: Vec<MicroBatch<Autodiff<B>>> =
+                self.plan.micro_batches(step, &epoch_order.1).map(|rows| MicroBatch::new(self.train_rows, rows, self.pad_id, device)).collect();
+            let step_targets = batches.iter().map(|b| b.targets).sum::<usize>().max(1);
+            let real_tokens: usize = batches.iter().map(|b| b.real_tokens).sum();
+            // Dropout draws from the backend's generator: seeding it per step makes a resumed
+            // run draw what an uninterrupted one would.
+            <Autodiff<B> as Backend>::seed(device, dropout_seed(args.seed, step));
+
+            // Each micro-batch's mean is weighted by its share of the step's tokens, so the
+            // summed gradients are those of the token mean over the whole step.
+            let mut accumulator = GradientsAccumulator::new();
+            let mut step_loss: Option<Tensor<B, 1>> = None;
+            for batch in batches {
+                let share = batch.targets as f64 / step_targets as f64;
+                let logits = model.forward(batch.tokens.clone());
+                let weighted = next_token_loss(logits, batch.tokens, batch.mask) * share;
+                let value = weighted.clone().inner();
+                step_loss = Some(match step_loss.take() {
+                    Some(total) => total + value,
+                    None => value,
+                });
+                accumulator.accumulate(&model, GradientsParams::from_grads(weighted.backward(), &model));
+            }
+            let mut grads = accumulator.grads();
+            let grad_norm = clip_global_norm(&model, &mut grads, args.max_grad_norm);
+            let step_loss = step_loss.expect("a step has at least one micro-batch").into_scalar().elem::<f64>();
+            if !step_loss.is_finite() || !grad_norm.is_finite() {
+                let kept = last_checkpoint.as_ref().map_or("no checkpoint yet".to_string(), |p| format!("the last good checkpoint is {}", p.display()));
+                bail!(
+                    "step {}: the loss is {step_loss} and the gradient norm {grad_norm}: training diverged, so the weights were \
+                     not updated and nothing more was saved ({kept}); lower --lr or raise --warmup-steps, and check the data",
+                    step + 1
+                );
+            }
+            let lr = self.schedule.at(step);
+            model = optimizer.step(lr, model, grads);
+
+            let seconds = started.elapsed().as_secs_f64();
+            state = TrainState { step: step + 1, tokens: state.tokens + real_tokens as u64, elapsed_s: state.elapsed_s + seconds };
+            let tokens_per_s = real_tokens as f64 / seconds;
+            metrics.write(&StepMetrics { step: state.step, loss: step_loss, lr, grad_norm, tokens_per_s, elapsed_s: state.elapsed_s })?;
+            loss = Some(step_loss);
+            progress.set_message(format!("loss {step_loss:.4} · {tokens_per_s:.0} tok/s"));
+            progress.inc(1);
+
+            let last = state.step == self.total_steps;
+            if !last && args.eval_every > 0 && state.step % args.eval_every == 0 {
+                let evaluation = self.validate(&model, device);
+                metrics.write(&eval_line(state.step, evaluation))?;
+                progress.println(format!("step {}: validation loss {:.4}, perplexity {:.2}", state.step, evaluation.loss, evaluation.perplexity));
+            }
+            if last || (args.save_every > 0 && state.step % args.save_every == 0) {
+                last_checkpoint = Some(checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?);
+            }
+        }
+        progress.finish_and_clear();
+
+        let validation = self.validate(&model, device);
+        metrics.write(&eval_line(state.step, validation))?;
+        let exported = self.export(&model)?;
+        plot::write(&self.out.join(METRICS_FILE), &self.out.join(PLOT_FILE))?;
+        let checkpoint = last_checkpoint.expect("the last step saves a checkpoint");
+        Ok(Summary { steps: state.step, total_steps: self.total_steps, loss, validation: Some(validation), checkpoint, exported: Some(exported) })
+    }
+
+    fn validate<B: Backend>(&self, model: &Gpt2<Autodiff<B>>, device: &B::Device) -> Evaluation {
+        evaluate(&model.valid(), self.val_rows, self.args.micro_batch as usize, self.pad_id, device)
+    }
+
+    /// `RUN/final/` in Hugging Face layout with the dataset's tokenizer, swapped in whole.
+    fn export<B: Backend>(&self, model: &Gpt2<Autodiff<B>>) -> Result<PathBuf> {
+        let target = self.out.join(FINAL_DIR);
+        let staging = Staging::new(&target)?;
+        gpt2::hf::save(&model.valid(), self.config, staging.path(), Some(&self.dataset.tokenizer_path()))?;
+        staging.commit()?;
+        Ok(target)
+    }
+}
+
+fn eval_line(step: u64, evaluation: Evaluation) -> EvalMetrics {
+    EvalMetrics { step, eval: true, loss: evaluation.loss, perplexity: evaluation.perplexity }
+}
+
+fn dropout_seed(seed: u64, step: u64) -> u64 {
+    seed ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn progress_bar(total: u64, done: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total).with_position(done);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} · {msg} · ETA {eta}")
+            .expect("template parses")
+            .progress_chars("=> "),
+    );
+    bar
+}
