@@ -29,11 +29,10 @@ type Adaptor<B> = OptimizerAdaptor<AdamW, Gpt2<B>, B>;
 pub struct GroupedAdamW<B: AutodiffBackend> {
     decayed: Adaptor<B>,
     not_decayed: Adaptor<B>,
-    matrices: HashSet<ParamId>,
 }
 
 impl<B: AutodiffBackend> GroupedAdamW<B> {
-    pub fn new(settings: AdamWSettings, model: &Gpt2<B>) -> Self {
+    pub fn new(settings: AdamWSettings) -> Self {
         let adamw = |decay: f64| {
             AdamWConfig::new()
                 .with_beta_1(settings.beta1 as f32)
@@ -42,13 +41,15 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
                 .with_weight_decay(decay as f32)
                 .init()
         };
-        Self { decayed: adamw(settings.weight_decay), not_decayed: adamw(0.0), matrices: weight_matrices(model) }
+        Self { decayed: adamw(settings.weight_decay), not_decayed: adamw(0.0) }
     }
 
     /// One update of `model` with learning rate `lr`.
     pub fn step(&mut self, lr: f64, model: Gpt2<B>, mut grads: GradientsParams) -> Gpt2<B> {
+        // Parameter ids change when a checkpoint is loaded: find the matrices afresh.
+        let matrices = weight_matrices(&model);
         let mut matrix_grads = GradientsParams::new();
-        model.visit(&mut MoveGradients { ids: &self.matrices, from: &mut grads, to: &mut matrix_grads });
+        model.visit(&mut MoveGradients { ids: &matrices, from: &mut grads, to: &mut matrix_grads });
         let model = self.decayed.step(lr, model, matrix_grads);
         self.not_decayed.step(lr, model, grads)
     }

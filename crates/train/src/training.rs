@@ -121,7 +121,7 @@ impl OnBackend for Training<'_> {
         run_dir::write(self.out, &info)?;
 
         let settings = AdamWSettings { beta1: args.beta1, beta2: args.beta2, eps: args.eps, weight_decay: args.weight_decay };
-        let mut optimizer = GroupedAdamW::new(settings, &model);
+        let mut optimizer = GroupedAdamW::new(settings);
         let mut model = model;
         let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
         if let Some(latest) = checkpoint::list(self.out)?.last().filter(|_| args.resume) {

@@ -127,3 +127,14 @@ pub fn max_abs_difference(a: &BTreeMap<String, Vec<f32>>, b: &BTreeMap<String, V
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "different tensor names");
     a.iter().flat_map(|(name, x)| x.iter().zip(&b[name]).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
 }
+
+/// `tensors` without the attention key biases. Their true gradient is zero (softmax ignores a
+/// shift shared by all keys), so Adam sees only rounding noise there and scales it up to ±lr
+/// steps: two correct trainers agree on every weight but those.
+pub fn without_key_bias(mut tensors: BTreeMap<String, Vec<f32>>) -> BTreeMap<String, Vec<f32>> {
+    for (_, values) in tensors.iter_mut().filter(|(name, _)| name.ends_with("attn.c_attn.bias")) {
+        let width = values.len() / 3;
+        values.drain(width..2 * width);
+    }
+    tensors
+}

@@ -1,0 +1,212 @@
+//! What a user relies on beyond the numbers: accumulation, resuming, bad input, the export.
+
+mod common;
+
+use common::*;
+use std::{
+    fs,
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+fn train_bin(args: &[String]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_train"));
+    command.args(&args[1..]);
+    command
+}
+
+fn final_weights(run: &Path) -> Vec<u8> {
+    fs::read(run.join("final/model.safetensors")).unwrap()
+}
+
+#[test]
+fn accumulating_four_micro_batches_of_one_is_one_batch_of_four() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    let run = |name: &str, micro: &str, accum: &str| {
+        let out = dir.path().join(name);
+        let argv = parity_args(&data, &out, &["--micro-batch", micro, "--grad-accum", accum, "--max-steps", "1", "--warmup-steps", "0"]);
+        train::training::train(&train_args(&argv)).unwrap();
+        let Some(train::metrics::Line::Step(step)) = train::metrics::read(&out.join("metrics.jsonl")).unwrap().into_iter().next() else {
+            panic!("no step line")
+        };
+        (step, without_key_bias(tensors(&out.join("final/model.safetensors"))))
+    };
+    let ((step_a, accumulated), (step_b, batched)) = (run("4x1", "1", "4"), run("1x4", "4", "1"));
+    // The loss and gradient norm show any wrong weighting of the micro-batches directly.
+    assert!((step_a.loss - step_b.loss).abs() <= 1e-6 * step_b.loss, "loss {} vs {}", step_a.loss, step_b.loss);
+    assert!((step_a.grad_norm - step_b.grad_norm).abs() <= 1e-5 * step_b.grad_norm, "grad norm {} vs {}", step_a.grad_norm, step_b.grad_norm);
+    // Adam's first step moves each weight by about ±lr (1e-3); gradients near zero turn
+    // rounding differences into update differences of a few lr·1e-3.
+    let difference = max_abs_difference(&accumulated, &batched);
+    assert!(difference <= 2e-5, "4 × 1 and 1 × 4 differ by up to {difference}");
+    let initial = without_key_bias(tensors(&tiny_model().join("model.safetensors")));
+    assert!(max_abs_difference(&accumulated, &initial) > 5e-4, "no update happened");
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    // Shuffling and dropout on, so that the row order and the dropout stream must resume too.
+    let flags = ["--epochs", "60", "--save-every", "25", "--dropout", "0.1", "--seed", "5"];
+    let args = |out: &Path| {
+        let mut argv = parity_args(&data, out, &flags);
+        argv.retain(|a| a != "--no-shuffle");
+        argv
+    };
+    let whole = dir.path().join("whole");
+    assert!(train_bin(&args(&whole)).stderr(Stdio::null()).status().unwrap().success());
+
+    let killed = dir.path().join("killed");
+    let mut child = train_bin(&args(&killed)).stderr(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while !killed.join("checkpoints/step-0000025").exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!killed.join("final").exists());
+
+    let mut resumed = args(&killed);
+    resumed.push("--resume".into());
+    let output = train_bin(&resumed).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("resuming from"));
+    assert!(final_weights(&whole) == final_weights(&killed), "the resumed run ended with different weights");
+    let steps = |run: &Path| {
+        let lines = train::metrics::read(&run.join("metrics.jsonl")).unwrap();
+        lines.iter().filter(|l| matches!(l, train::metrics::Line::Step(_))).map(|l| l.step()).collect::<Vec<_>>()
+    };
+    assert_eq!(steps(&killed), steps(&whole), "metrics.jsonl should hold each step once");
+    assert_eq!(fs::read_dir(killed.join("checkpoints")).unwrap().count(), 2, "--keep-checkpoints 2");
+}
+
+#[test]
+fn resume_refuses_other_flags_and_a_new_run_refuses_an_old_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    write_dataset(&data);
+    train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "2"]))).unwrap();
+    let again = train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "2"]))).unwrap_err();
+    assert!(format!("{again:#}").contains("already holds a run"), "{again:#}");
+    let changed = train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "2", "--lr", "0.5", "--resume"]))).unwrap_err();
+    assert!(format!("{changed:#}").contains("--lr differ"), "{changed:#}");
+    // Resuming a finished run does no more steps and changes nothing.
+    let before = final_weights(&out);
+    let summary = train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "2", "--resume", "--eval-every", "5"]))).unwrap();
+    assert_eq!(summary.steps, 2);
+    assert!(before == final_weights(&out));
+}
+
+#[test]
+fn diverging_stops_with_the_last_good_checkpoint_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    write_dataset(&data);
+    // Adam moves every weight by about lr on step 1: at 1e30 the next loss is not finite.
+    let argv = parity_args(&data, &out, &["--lr", "1e30", "--warmup-steps", "0", "--max-grad-norm", "0", "--save-every", "1"]);
+    let error = format!("{:#}", train::training::train(&train_args(&argv)).unwrap_err());
+    assert!(error.contains("step 2") && error.contains("training diverged"), "{error}");
+    assert!(error.contains("step-0000001"), "the message should name the last good checkpoint: {error}");
+    assert!(out.join("checkpoints/step-0000001/state.json").is_file());
+    assert!(!out.join("final").exists(), "a diverged run must not export");
+}
+
+#[test]
+fn bad_data_and_mismatched_models_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    let error = |data: &Path, extra: &[&str]| {
+        let out = tempfile::tempdir().unwrap();
+        let argv = parity_args(data, &out.path().join("run"), extra);
+        format!("{:#}", train::training::train(&train_args(&argv)).unwrap_err())
+    };
+
+    let missing = error(&dir.path().join("nowhere"), &[]);
+    assert!(missing.contains("nowhere") && missing.contains("no prepared dataset"), "{missing}");
+
+    // A model whose tokenizer is not the dataset's.
+    let model = dir.path().join("model");
+    fs::create_dir(&model).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        fs::copy(tiny_model().join(file), model.join(file)).unwrap();
+    }
+    let tokenizer = fs::read_to_string(fixtures().join("tokenizer.json")).unwrap().replace("\"t7\"", "\"seven\"");
+    fs::write(model.join("tokenizer.json"), tokenizer).unwrap();
+    let mismatch = error(&data, &["--init", model.to_str().unwrap()]);
+    assert!(mismatch.contains("different tokenizer") && mismatch.contains("parity fixture"), "{mismatch}");
+
+    // Rows longer than the model's positions.
+    let config = dir.path().join("short.json");
+    let mut value: serde_json::Value = serde_json::from_str(&fs::read_to_string(tiny_model().join("config.json")).unwrap()).unwrap();
+    value["n_positions"] = 16.into();
+    fs::write(&config, value.to_string()).unwrap();
+    let too_long = error(&data, &["--init", &format!("random:{}", config.display())]);
+    assert!(too_long.contains("16 positions") && too_long.contains("--seq-len"), "{too_long}");
+
+    // A corrupt shard.
+    let shard = data.join("train-00000.shard");
+    let mut bytes = fs::read(&shard).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&shard, bytes).unwrap();
+    let corrupt = error(&data, &[]);
+    assert!(corrupt.contains("train-00000.shard") && corrupt.contains("checksum"), "{corrupt}");
+}
+
+#[test]
+fn the_export_loads_in_the_sample_stage_and_the_run_is_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    write_dataset(&data);
+    train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "3", "--eval-every", "2"]))).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(out.join("final").join(file).is_file(), "final/{file}");
+    }
+    let run: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["total_steps"], 3);
+    assert!(run["init_hash"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(run["data_lineage"].as_str().unwrap(), shards::Dataset::open(&data).unwrap().manifest.lineage);
+    let lines = train::metrics::read(&out.join("metrics.jsonl")).unwrap();
+    let evals: Vec<u64> = lines.iter().filter(|l| matches!(l, train::metrics::Line::Eval(_))).map(|l| l.step()).collect();
+    assert_eq!(evals, [2, 3]);
+    let fonts = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"].iter().any(|f| Path::new(f).exists());
+    assert!(!fonts || out.join("loss.png").is_file(), "loss.png");
+
+    use clap::Parser;
+    let model = out.join("final").display().to_string();
+    let cli = sample::cli::Cli::parse_from(["sample", "--model", &model, "--prompt", "t1 t2", "--max-new-tokens", "5", "--device", "cpu", "--greedy"]);
+    let records = sample::run::run(&cli).unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(!records[0].tokens.is_empty());
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    write_dataset(&data);
+    let mut child = train_bin(&parity_args(&data, &out, &["--epochs", "100000"])).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while fs::read_to_string(out.join("metrics.jsonl")).map_or(true, |m| m.lines().count() < 3) {
+        assert!(started.elapsed() < Duration::from_secs(120), "the run made no progress");
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--resume"));
+    let checkpoints = train::checkpoint::list(&out).unwrap();
+    assert_eq!(checkpoints.len(), 1);
+    let steps = train::metrics::read(&out.join("metrics.jsonl")).unwrap().len() as u64;
+    assert!(checkpoints[0].ends_with(format!("step-{steps:07}")), "{checkpoints:?} after {steps} steps");
+}
+
