@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # One prepared GPU check, run on a machine with an NVIDIA GPU and Python's torch + transformers
-# (there is no Rust there). Build and stage the binary here first:
-#   cargo build --release -p gpt2 --features cuda --example cuda_check
-#   mkdir -p target/gpu && strip -o target/gpu/cuda_check target/release/examples/cuda_check
-# then run this script there with target/gpu carried along. It prints:
-#   - CUDA vs CPU logits on the committed tiny fixture;
-#   - generation tokens/s at the gpt2 124M shapes, next to transformers' generate on the same card.
+# (there is no Rust there). Stage everything here first with scripts/gpu-stage.sh, then run this
+# script there with target/gpu carried along:
+#   scripts/gpu-check.sh train      the train stage: CUDA vs CPU steps, tokens/s, MFU and peak
+#                                   memory at gpt2 / gpt2-medium shapes next to PyTorch, and the
+#                                   longest gpt2-medium row that fits in 11 GB
+#   scripts/gpu-check.sh generate   CUDA vs CPU logits on the tiny fixture; generation tokens/s
+#                                   next to transformers' generate
+# Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda}
+out=${OUT:-$(mktemp -d)}
 status=0
-timeout 300 target/gpu/cuda_check || status=$?
-timeout 200 python3 scripts/bench_generate_baseline.py --device cuda || status=$?
+case "${1:-train}" in
+    train)
+        python3 scripts/gpu_train_check.py --bin target/gpu/train --data target/gpu/data --out "$out" || status=$?
+        ;;
+    generate)
+        timeout 300 target/gpu/cuda_check || status=$?
+        timeout 200 python3 scripts/bench_generate_baseline.py --device cuda || status=$?
+        ;;
+    *)
+        echo "usage: scripts/gpu-check.sh [train|generate]"; exit 2
+        ;;
+esac
 exit $status

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Build and stage in target/gpu what scripts/gpu-check.sh runs on the GPU machine (which has no
+# Rust): the stripped CUDA binaries and small prepared datasets.
+#   scripts/gpu-stage.sh train      target/gpu/train and target/gpu/data/{tiny,jokes-256,jokes-512,jokes-1024}
+#   scripts/gpu-stage.sh generate   target/gpu/cuda_check
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
+mkdir -p target/gpu
+case "${1:-train}" in
+    train)
+        cargo build --release -p train --features cuda
+        rm -f target/gpu/cuda_check  # the carried folder holds at most 64 MiB
+        strip -o target/gpu/train "$target/release/train"
+        cargo build --release -p prepare
+        data=target/gpu/data
+        rm -rf "$data" && mkdir -p "$data"
+        # Text over the tiny fixture model's 512-token vocabulary (t0..t510), for CUDA vs CPU.
+        python3 -c "
+import random
+r = random.Random(1)
+for _ in range(400):
+    print(' '.join(f't{r.randrange(511)}' for _ in range(r.randint(3, 30))), end='\\n\\n')" > "$data/tiny.txt"
+        "$target/release/prepare" --source "$data/tiny.txt" --format text \
+            --tokenizer crates/train/tests/fixtures/parity/tokenizer.json --template '{text}<|endoftext|>' \
+            --seq-len 48 --out "$data/tiny"
+        for seq in 256 512 1024; do
+            "$target/release/prepare" --source ../shared/datasets/stupidstuff.json --tokenizer data/tokenizers/gpt2 \
+                --seq-len "$seq" --out "$data/jokes-$seq"
+        done
+        rm "$data/tiny.txt"
+        ;;
+    generate)
+        cargo build --release -p gpt2 --features cuda --example cuda_check
+        strip -o target/gpu/cuda_check "$target/release/examples/cuda_check"
+        ;;
+esac
+du -sh target/gpu
