@@ -53,7 +53,9 @@ impl StepPlan {
     }
 }
 
-/// Rows as model input: token ids padded to the longest row, and a mask of real tokens.
+/// Rows as model input: token ids and a mask of real tokens, always `[batch, seq_len]`. Every
+/// micro-batch has the same shape, padding included, because a GPU backend compiles and tunes
+/// its kernels for each new shape; padding costs little, as packed rows are nearly full.
 pub struct MicroBatch<B: Backend> {
     pub tokens: Tensor<B, 2, Int>,
     /// 1.0 for real tokens, 0.0 for padding.
@@ -65,23 +67,29 @@ pub struct MicroBatch<B: Backend> {
 }
 
 impl<B: Backend> MicroBatch<B> {
-    pub fn new(split: &SplitRows, rows: &[usize], pad_id: u32, device: &B::Device) -> Self {
-        let lengths: Vec<usize> = rows.iter().map(|&r| split.lengths[r] as usize).collect();
-        let width = lengths.iter().copied().max().unwrap_or(1).max(1);
-        let mut tokens = Vec::with_capacity(rows.len() * width);
-        let mut mask = Vec::with_capacity(rows.len() * width);
-        for (&row, &length) in rows.iter().zip(&lengths) {
+    /// `rows` (at most `batch`) of `split`, padded with `pad_id` to `batch` rows of `split.seq_len`.
+    pub fn new(split: &SplitRows, rows: &[usize], batch: usize, pad_id: u32, device: &B::Device) -> Self {
+        assert!(rows.len() <= batch, "{} rows do not fit a micro-batch of {batch}", rows.len());
+        let width = split.seq_len as usize;
+        let mut tokens = vec![pad_id as i64; batch * width];
+        let mut mask = vec![0.0f32; batch * width];
+        let (mut targets, mut real_tokens) = (0, 0);
+        for (slot, &row) in rows.iter().enumerate() {
             let real = split.row_tokens(row);
-            tokens.extend(real.iter().map(|&t| t as i64));
-            tokens.extend(std::iter::repeat_n(pad_id as i64, width - length));
-            mask.extend((0..width).map(|i| if i < length { 1.0f32 } else { 0.0 }));
+            let start = slot * width;
+            for (i, &token) in real.iter().enumerate() {
+                tokens[start + i] = token as i64;
+                mask[start + i] = 1.0;
+            }
+            targets += real.len().saturating_sub(1);
+            real_tokens += real.len();
         }
-        let shape = [rows.len(), width];
+        let shape = [batch, width];
         Self {
             tokens: Tensor::from_data(TensorData::new(tokens, shape), device),
             mask: Tensor::from_data(TensorData::new(mask, shape), device),
-            targets: lengths.iter().map(|l| l.saturating_sub(1)).sum(),
-            real_tokens: lengths.iter().sum(),
+            targets,
+            real_tokens,
         }
     }
 }

@@ -25,7 +25,7 @@ pub fn evaluate<B: Backend>(model: &Gpt2<B>, split: &SplitRows, micro_batch: usi
     let rows: Vec<usize> = (0..split.len()).collect();
     let (mut nll, mut tokens) = (0.0, 0u64);
     for chunk in rows.chunks(micro_batch) {
-        let batch = MicroBatch::<B>::new(split, chunk, pad_id, device);
+        let batch = MicroBatch::<B>::new(split, chunk, micro_batch, pad_id, device);
         if batch.targets == 0 {
             continue;
         }

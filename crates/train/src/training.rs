@@ -234,7 +234,10 @@ impl StepLoop<'_> {
             }
             let started = Instant::now();
             let batches: Vec<MicroBatch<Autodiff<B>>> =
-                self.plan.micro_batches(step, &epoch_order.1).map(|rows| MicroBatch::new(self.train_rows, rows, self.pad_id, device)).collect();
+                self.plan
+                .micro_batches(step, &epoch_order.1)
+                .map(|rows| MicroBatch::new(self.train_rows, rows, self.plan.micro_batch, self.pad_id, device))
+                .collect();
             let step_targets = batches.iter().map(|b| b.targets).sum::<usize>().max(1);
             let real_tokens: usize = batches.iter().map(|b| b.real_tokens).sum();
             // Dropout draws from the backend's generator: seeding it per step makes a resumed
