@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::{
     fs,
     io::{self, Write},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 /// One generated sample, as written to `--out`.

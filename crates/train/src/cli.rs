@@ -58,10 +58,16 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR", required = true)]
     pub out: Option<PathBuf>,
 
-    /// Continue the run in --out from its latest checkpoint. The other flags must match the
-    /// run's run.json, except --device, --eval-every, --save-every and --keep-checkpoints.
+    /// Continue the unfinished run in --out from its latest checkpoint (a new run starts when
+    /// there is none). The run's inputs must be the same: every flag except --device,
+    /// --eval-every, --save-every and --keep-checkpoints, the dataset and the initial weights.
+    /// A finished run with the same inputs is left as it is, with or without this flag.
     #[arg(long)]
     pub resume: bool,
+
+    /// Delete a run with other inputs found in --out and start over.
+    #[arg(long)]
+    pub replace: bool,
 
     /// cpu, cuda or cuda:N (default: CUDA when built with it and a GPU is present).
     #[arg(long, value_name = "DEVICE")]

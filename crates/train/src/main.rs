@@ -29,6 +29,10 @@ fn main() {
             })
             .expect("installing the Ctrl-C handler");
             match training::train(&cli.args) {
+                Ok(summary) if summary.up_to_date => {
+                    let out = cli.args.out.as_deref().expect("required").display();
+                    println!("train: {out} is up to date (a finished run with the same flags, data and initial weights): nothing to do");
+                }
                 Ok(summary) => {
                     let out = cli.args.out.as_deref().expect("required").display();
                     if summary.exported.is_none() {

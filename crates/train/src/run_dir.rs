@@ -12,8 +12,9 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const PLOT_FILE: &str = "loss.png";
 pub const FINAL_DIR: &str = "final";
 
-/// Flags that may change when a run is resumed: where it runs and how often it reports.
-const RESUMABLE_CHANGES: [&str; 5] = ["resume", "device", "eval_every", "save_every", "keep_checkpoints"];
+/// Flags that do not change what a run computes: how it is started, where it runs, how often it
+/// reports and saves.
+const RUN_INDEPENDENT_FLAGS: [&str; 6] = ["resume", "replace", "device", "eval_every", "save_every", "keep_checkpoints"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -30,58 +31,75 @@ pub struct RunInfo {
     pub total_steps: u64,
 }
 
-/// Check that `out` can hold this run: a fresh directory, or with `--resume` one whose run.json
-/// records the same run. Returns the recorded run when resuming.
-pub fn claim(out: &Path, args: &TrainArgs) -> Result<Option<RunInfo>> {
+/// What to do with the run directory, given what it holds and this run's description.
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    /// Nothing there (or a replaced run): start from step 0.
+    Start,
+    /// The same run, unfinished: continue from its latest checkpoint.
+    Resume,
+    /// The same run, finished: nothing to do.
+    UpToDate,
+}
+
+/// Decide, from the run.json in `out` (if any) and this run's `info`. A run with other inputs
+/// is deleted only with --replace; an unfinished one is continued only with --resume.
+pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
     let run_file = out.join(RUN_FILE);
-    if !args.resume {
-        if run_file.exists() {
-            bail!("{} already holds a run ({RUN_FILE}): pass --resume to continue it, or choose another --out", out.display());
-        }
-        fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        return Ok(None);
-    }
     if !run_file.exists() {
-        bail!("--resume: {} holds no run ({RUN_FILE} is missing)", out.display());
+        return Ok(Plan::Start);
     }
     let recorded: RunInfo = serde_json::from_str(&fs::read_to_string(&run_file).with_context(|| format!("reading {}", run_file.display()))?)
         .with_context(|| format!("{}: not a run description", run_file.display()))?;
-    let changed = changed_flags(&recorded.args, args);
-    if !changed.is_empty() {
+    let differences = differences(&recorded, info);
+    if !differences.is_empty() {
+        if info.args.replace {
+            eprintln!("notice: {} held a run with other inputs ({}); deleting it (--replace)", out.display(), differences.join(", "));
+            fs::remove_dir_all(out).with_context(|| format!("deleting the old run {}", out.display()))?;
+            return Ok(Plan::Start);
+        }
         bail!(
-            "--resume: {} differ from the run in {} ({}); resume with the run's own flags, or start a new run",
-            changed.join(", "),
+            "{} holds a run with other inputs ({} differ): pass --replace to delete it and start over, or choose another --out",
             out.display(),
-            RUN_FILE
+            differences.join(", ")
         );
     }
-    Ok(Some(recorded))
-}
-
-/// Check a resumed run's starting point against the recorded one.
-pub fn check_same_origin(recorded: &RunInfo, current: &RunInfo) -> Result<()> {
-    if recorded.data_lineage != current.data_lineage {
-        bail!("--resume: the dataset changed since the run started (lineage {} then, {} now)", recorded.data_lineage, current.data_lineage);
+    if out.join(FINAL_DIR).join(gpt2::hf::WEIGHTS_FILE).is_file() {
+        return Ok(Plan::UpToDate);
     }
-    if recorded.init_hash != current.init_hash {
-        bail!("--resume: the initial model changed since the run started ({} then, {} now)", recorded.init_hash, current.init_hash);
+    if !info.args.resume {
+        bail!("{} holds an unfinished run with these inputs: pass --resume to continue it, or --replace to start over", out.display());
     }
-    Ok(())
+    Ok(Plan::Resume)
 }
 
 pub fn write(out: &Path, info: &RunInfo) -> Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     artifact::write_atomically(&out.join(RUN_FILE), serde_json::to_string_pretty(info)? + "\n")
 }
 
-/// The flags (as `--flag-name`) whose values differ, ignoring those a resume may change.
-fn changed_flags(recorded: &TrainArgs, now: &TrainArgs) -> Vec<String> {
+/// What makes `now` a different run from `then`: flags (as `--flag-name`), the dataset, the
+/// initial weights.
+fn differences(then: &RunInfo, now: &RunInfo) -> Vec<String> {
     let as_map = |args: &TrainArgs| match serde_json::to_value(args).expect("arguments serialise") {
         Value::Object(map) => map,
         _ => unreachable!("arguments serialise as an object"),
     };
-    let (then, now) = (as_map(recorded), as_map(now));
-    then.iter()
-        .filter(|(key, value)| !RESUMABLE_CHANGES.contains(&key.as_str()) && now.get(*key) != Some(value))
+    let (flags_then, flags_now) = (as_map(&then.args), as_map(&now.args));
+    let mut differences: Vec<String> = flags_then
+        .iter()
+        .filter(|(key, value)| !RUN_INDEPENDENT_FLAGS.contains(&key.as_str()) && flags_now.get(*key) != Some(value))
         .map(|(key, _)| format!("--{}", key.replace('_', "-")))
-        .collect()
+        .collect();
+    if then.data_lineage != now.data_lineage {
+        differences.push(format!("the dataset (lineage {} then, {} now)", short(&then.data_lineage), short(&now.data_lineage)));
+    }
+    if then.init_hash != now.init_hash {
+        differences.push(format!("the initial weights ({} then, {} now)", then.init_hash, now.init_hash));
+    }
+    differences
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(16)]
 }

@@ -9,7 +9,7 @@ use crate::{
     metrics::{EvalMetrics, MetricsLog, StepMetrics},
     optimizer::{clip_global_norm, AdamWSettings, GroupedAdamW},
     plot,
-    run_dir::{self, RunInfo, FINAL_DIR, METRICS_FILE, PLOT_FILE},
+    run_dir::{self, Plan, RunInfo, FINAL_DIR, METRICS_FILE, PLOT_FILE},
     schedule::LrSchedule,
 };
 use anyhow::{bail, Context, Result};
@@ -49,6 +49,8 @@ pub struct Summary {
     pub checkpoint: PathBuf,
     /// `RUN/final`, once the run is complete.
     pub exported: Option<PathBuf>,
+    /// The run in --out was already finished with the same inputs: nothing was done.
+    pub up_to_date: bool,
 }
 
 pub fn train(args: &TrainArgs) -> Result<Summary> {
@@ -59,9 +61,8 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     if train_rows.is_empty() {
         bail!("{}: the train split has no rows", data.display());
     }
-    let recorded = run_dir::claim(out, args)?;
     let choice = device::resolve(args.device);
-    let work = Training { args, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows, recorded, choice };
+    let work = Training { args, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows, choice };
     match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(choice, work))) {
         Ok(result) => result,
         Err(payload) => {
@@ -85,7 +86,6 @@ struct Training<'a> {
     dataset: &'a Dataset,
     train_rows: &'a SplitRows,
     val_rows: &'a SplitRows,
-    recorded: Option<RunInfo>,
     choice: DeviceChoice,
 }
 
@@ -115,8 +115,11 @@ impl OnBackend for Training<'_> {
             steps_per_epoch: plan.steps_per_epoch(),
             total_steps,
         };
-        if let Some(recorded) = &self.recorded {
-            run_dir::check_same_origin(recorded, &info)?;
+        let start = run_dir::plan(self.out, &info)?;
+        if start == Plan::UpToDate {
+            let checkpoint = checkpoint::list(self.out)?.pop().unwrap_or_default();
+            let exported = Some(self.out.join(FINAL_DIR));
+            return Ok(Summary { steps: total_steps, total_steps, loss: None, validation: None, checkpoint, exported, up_to_date: true });
         }
         run_dir::write(self.out, &info)?;
 
@@ -124,7 +127,7 @@ impl OnBackend for Training<'_> {
         let mut optimizer = GroupedAdamW::new(settings);
         let mut model = model;
         let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
-        if let Some(latest) = checkpoint::list(self.out)?.last().filter(|_| args.resume) {
+        if let Some(latest) = checkpoint::list(self.out)?.last().filter(|_| start == Plan::Resume) {
             (model, optimizer, state) = checkpoint::load(latest, model, optimizer, &device)?;
             eprintln!("resuming from {} (step {} of {total_steps})", latest.display(), state.step);
         }
@@ -225,7 +228,7 @@ impl StepLoop<'_> {
             if STOP_REQUESTED.load(Ordering::SeqCst) {
                 let saved = checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?;
                 progress.abandon_with_message(format!("interrupted: saved {}", saved.display()));
-                return Ok(Summary { steps: state.step, total_steps: self.total_steps, loss, validation: None, checkpoint: saved, exported: None });
+                return Ok(Summary { steps: state.step, total_steps: self.total_steps, loss, validation: None, checkpoint: saved, exported: None, up_to_date: false });
             }
             let step = state.step;
             let epoch = step / self.plan.steps_per_epoch();
@@ -298,7 +301,15 @@ impl StepLoop<'_> {
         let exported = self.export(&model)?;
         plot::write(&self.out.join(METRICS_FILE), &self.out.join(PLOT_FILE))?;
         let checkpoint = last_checkpoint.expect("the last step saves a checkpoint");
-        Ok(Summary { steps: state.step, total_steps: self.total_steps, loss, validation: Some(validation), checkpoint, exported: Some(exported) })
+        Ok(Summary {
+            steps: state.step,
+            total_steps: self.total_steps,
+            loss,
+            validation: Some(validation),
+            checkpoint,
+            exported: Some(exported),
+            up_to_date: false,
+        })
     }
 
     fn validate<B: Backend>(&self, model: &Gpt2<Autodiff<B>>, device: &B::Device) -> Evaluation {

@@ -89,20 +89,25 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_weights() {
 }
 
 #[test]
-fn resume_refuses_other_flags_and_a_new_run_refuses_an_old_directory() {
+fn a_finished_run_is_left_alone_and_other_inputs_need_replace() {
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     write_dataset(&data);
-    train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "2"]))).unwrap();
-    let again = train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "2"]))).unwrap_err();
-    assert!(format!("{again:#}").contains("already holds a run"), "{again:#}");
-    let changed = train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "2", "--lr", "0.5", "--resume"]))).unwrap_err();
-    assert!(format!("{changed:#}").contains("--lr differ"), "{changed:#}");
-    // Resuming a finished run does no more steps and changes nothing.
+    let run = |extra: &[&str]| train::training::train(&train_args(&parity_args(&data, &out, extra)));
+    run(&["--max-steps", "2"]).unwrap();
     let before = final_weights(&out);
-    let summary = train::training::train(&train_args(&parity_args(&data, &out, &["--max-steps", "2", "--resume", "--eval-every", "5"]))).unwrap();
-    assert_eq!(summary.steps, 2);
-    assert!(before == final_weights(&out));
+    // The same inputs: nothing to do, whatever the reporting flags say.
+    let again = run(&["--max-steps", "2", "--eval-every", "5"]).unwrap();
+    assert!(again.up_to_date && before == final_weights(&out));
+    // Other inputs: refused, naming them, unless --replace.
+    let changed = format!("{:#}", run(&["--max-steps", "2", "--lr", "0.5", "--resume"]).unwrap_err());
+    assert!(changed.contains("--lr") && changed.contains("--replace"), "{changed}");
+    let replaced = run(&["--max-steps", "2", "--lr", "0.5", "--replace"]).unwrap();
+    assert!(!replaced.up_to_date && before != final_weights(&out));
+    // An unfinished run continues only when asked to.
+    std::fs::remove_dir_all(out.join("final")).unwrap();
+    let unfinished = format!("{:#}", run(&["--max-steps", "2", "--lr", "0.5"]).unwrap_err());
+    assert!(unfinished.contains("unfinished run") && unfinished.contains("--resume"), "{unfinished}");
 }
 
 #[test]
@@ -194,7 +199,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     write_dataset(&data);
-    let mut child = train_bin(&parity_args(&data, &out, &["--epochs", "100000"])).stderr(Stdio::piped()).spawn().unwrap();
+    let child = train_bin(&parity_args(&data, &out, &["--epochs", "100000"])).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
     while fs::read_to_string(out.join("metrics.jsonl")).map_or(true, |m| m.lines().count() < 3) {
         assert!(started.elapsed() < Duration::from_secs(120), "the run made no progress");
