@@ -25,26 +25,49 @@ const PREFIX: &str = "transformer.";
 /// Load a model directory, or a Hub id through the cache shared with the Hub's own clients.
 /// Returns the directory the files were read from (where `tokenizer.json` may sit too).
 pub fn load<B: Backend>(spec: &str, device: &B::Device) -> Result<(Gpt2Config, Gpt2<B>, PathBuf)> {
-    let path = Path::new(spec);
-    let dir = if path.is_dir() {
-        path.to_path_buf()
-    } else if path.exists() || !fetch::looks_like_hub_id(spec) {
-        bail!("model {spec}: no such directory (give a model directory or a Hugging Face Hub id)");
-    } else {
-        let config = fetch::hub_file(spec, CONFIG_FILE)?;
-        if let Err(weights_error) = fetch::hub_file(spec, WEIGHTS_FILE) {
-            // Large models come sharded; when there is no index either, the single file is
-            // what to tell the user about.
-            let Ok(index) = fetch::hub_file(spec, WEIGHTS_INDEX_FILE) else { return Err(weights_error) };
-            for shard in shard_files(&index)? {
-                fetch::hub_file(spec, &shard)?;
-            }
-        }
-        fetch::hub_file(spec, TOKENIZER_FILE).ok();
-        config.parent().expect("a file in a snapshot directory").to_path_buf()
-    };
+    let dir = resolve_dir(spec)?;
     let (config, model) = load_dir(&dir, device)?;
     Ok((config, model, dir))
+}
+
+/// The local directory of a model directory or Hub id, downloading a Hub model's files into
+/// the Hub cache when they are not there yet.
+pub fn resolve_dir(spec: &str) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    if path.exists() || !fetch::looks_like_hub_id(spec) {
+        bail!("model {spec}: no such directory (give a model directory or a Hugging Face Hub id)");
+    }
+    let config = fetch::hub_file(spec, CONFIG_FILE)?;
+    if let Err(weights_error) = fetch::hub_file(spec, WEIGHTS_FILE) {
+        // Large models come sharded; when there is no index either, the single file is
+        // what to tell the user about.
+        let Ok(index) = fetch::hub_file(spec, WEIGHTS_INDEX_FILE) else { return Err(weights_error) };
+        for shard in shard_files(&index)? {
+            fetch::hub_file(spec, &shard)?;
+        }
+    }
+    fetch::hub_file(spec, TOKENIZER_FILE).ok();
+    Ok(config.parent().expect("a file in a snapshot directory").to_path_buf())
+}
+
+/// `sha256:<hash>` of a model directory's weights (the single file, or the shard index with
+/// every shard's hash), naming exactly the weights later stages start from.
+pub fn weights_sha256(dir: &Path) -> Result<String> {
+    let single = dir.join(WEIGHTS_FILE);
+    let files = if single.is_file() { vec![single] } else {
+        let index = dir.join(WEIGHTS_INDEX_FILE);
+        let mut files = vec![index.clone()];
+        files.extend(shard_files(&index)?.into_iter().map(|f| dir.join(f)));
+        files
+    };
+    let mut hashes = String::new();
+    for file in files {
+        hashes += &artifact::sha256_file(&file).with_context(|| format!("reading {}", file.display()))?;
+    }
+    Ok(format!("sha256:{}", if hashes.len() == 64 { hashes } else { artifact::sha256_bytes(hashes.as_bytes()) }))
 }
 
 /// Load `config.json` and the weights of a Hugging Face GPT-2 directory.

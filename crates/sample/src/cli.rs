@@ -82,13 +82,22 @@ pub struct Cli {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Write one JSON line per sample: prompt, text, tokens, finish, settings.
+    /// Write one JSON line per sample: prompt, text, tokens, finish, settings, and the hash of
+    /// everything that determined them. When FILE already holds samples with that hash (and
+    /// --txt, if given, exists), nothing is generated.
     #[arg(long, value_name = "FILE.jsonl")]
+    #[serde(skip)]
     pub out: Option<PathBuf>,
 
     /// Write the generated texts as a plain list, separated by blank lines.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     pub txt: Option<PathBuf>,
+
+    /// Generate even when --out already holds these samples.
+    #[arg(long)]
+    #[serde(skip)]
+    pub force: bool,
 
     /// cpu, cuda or cuda:N (default: CUDA when built with it and a GPU is present).
     #[arg(long, value_name = "DEVICE")]

@@ -35,20 +35,64 @@ pub struct SampleRecord {
     pub max_new_tokens: usize,
     #[serde(flatten)]
     pub decoding: Decoding,
+    /// sha256 of everything that determined the samples: the flags, the prompts, the model's
+    /// weights, the tokenizer and the --against dataset.
+    pub inputs_hash: String,
 }
 
-pub fn run(cli: &Cli) -> Result<Vec<SampleRecord>> {
+pub struct Outcome {
+    /// The samples generated (none when up to date).
+    pub records: Vec<SampleRecord>,
+    /// --out already held the samples of these inputs: nothing was generated.
+    pub up_to_date: bool,
+}
+
+pub fn run(cli: &Cli) -> Result<Outcome> {
     let prompts = prompts(cli)?;
-    let records = device::dispatch(device::resolve(cli.device), Sampling { cli, prompts: &prompts })?;
+    let model_dir = gpt2::hf::resolve_dir(&cli.model)?;
+    let tokenizer = cli.tokenizer.clone().unwrap_or_else(|| model_dir.join(gpt2::hf::TOKENIZER_FILE));
+    if !tokenizer.is_file() {
+        bail!("no tokenizer at {}: pass --tokenizer FILE", tokenizer.display());
+    }
+    let inputs_hash = inputs_hash(cli, &prompts, &model_dir, &tokenizer)?;
+    if !cli.force && holds_samples_of(cli, &inputs_hash) {
+        return Ok(Outcome { records: Vec::new(), up_to_date: true });
+    }
+    let work = Sampling { cli, prompts: &prompts, model_dir: &model_dir, tokenizer_path: &tokenizer, inputs_hash: &inputs_hash };
+    let records = device::dispatch(device::resolve(cli.device), work)?;
     if let Some(path) = &cli.out {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
-        artifact::write_atomically(path, &(lines.join("\n") + "\n"))?;
+        artifact::write_atomically(path, lines.join("\n") + "\n")?;
     }
     if let Some(path) = &cli.txt {
         let texts: Vec<&str> = records.iter().map(|r| r.text.trim()).collect();
-        artifact::write_atomically(path, &(texts.join("\n\n") + "\n"))?;
+        artifact::write_atomically(path, texts.join("\n\n") + "\n")?;
     }
-    Ok(records)
+    Ok(Outcome { records, up_to_date: false })
+}
+
+fn inputs_hash(cli: &Cli, prompts: &[String], model_dir: &Path, tokenizer: &Path) -> Result<String> {
+    let against = match &cli.against {
+        Some(dir) => Some(shards::Dataset::open(dir)?.manifest.lineage),
+        None => None,
+    };
+    let inputs = serde_json::json!({
+        "flags": cli,
+        "prompts": prompts,
+        "weights": gpt2::hf::weights_sha256(model_dir)?,
+        "tokenizer": artifact::sha256_file(tokenizer).with_context(|| format!("reading {}", tokenizer.display()))?,
+        "against": against,
+    });
+    Ok(artifact::sha256_bytes(inputs.to_string().as_bytes()))
+}
+
+/// Whether --out (and --txt) already hold the samples of `inputs_hash`.
+fn holds_samples_of(cli: &Cli, inputs_hash: &str) -> bool {
+    let Some(out) = &cli.out else { return false };
+    let first_line = fs::read_to_string(out).ok().and_then(|text| text.lines().next().map(String::from));
+    let recorded = first_line.and_then(|line| serde_json::from_str::<serde_json::Value>(&line).ok());
+    let same = recorded.is_some_and(|r| r["inputs_hash"] == inputs_hash);
+    same && cli.txt.as_ref().is_none_or(|txt| txt.is_file())
 }
 
 fn prompts(cli: &Cli) -> Result<Vec<String>> {
@@ -66,6 +110,9 @@ fn prompts(cli: &Cli) -> Result<Vec<String>> {
 struct Sampling<'a> {
     cli: &'a Cli,
     prompts: &'a [String],
+    model_dir: &'a Path,
+    tokenizer_path: &'a Path,
+    inputs_hash: &'a str,
 }
 
 impl OnBackend for Sampling<'_> {
@@ -73,12 +120,9 @@ impl OnBackend for Sampling<'_> {
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let cli = self.cli;
-        let (config, model, dir) = gpt2::hf::load::<B>(&cli.model, &device)?;
-        let tokenizer_path = cli.tokenizer.clone().unwrap_or_else(|| dir.join(gpt2::hf::TOKENIZER_FILE));
-        if !tokenizer_path.is_file() {
-            bail!("no tokenizer at {}: pass --tokenizer FILE", tokenizer_path.display());
-        }
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
+        let (config, model) = gpt2::hf::load_dir::<B>(self.model_dir, &device)?;
+        let tokenizer_path = self.tokenizer_path;
+        let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_path)
             .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", tokenizer_path.display()))?;
         let vocab = tokenizer.get_vocab_size(true);
         if vocab > config.vocab_size {
@@ -91,7 +135,7 @@ impl OnBackend for Sampling<'_> {
         }
         let eos_id = tokenizer.token_to_id("<|endoftext|>").unwrap_or(config.eos_token_id as u32);
         let against = match &cli.against {
-            Some(dir) => Some(training_jokes(dir, &tokenizer_path)?),
+            Some(dir) => Some(training_jokes(dir, tokenizer_path)?),
             None => None,
         };
 
@@ -165,6 +209,7 @@ impl OnBackend for Sampling<'_> {
                     seed: cli.seed,
                     max_new_tokens: cli.max_new_tokens,
                     decoding: decoding.clone(),
+                    inputs_hash: self.inputs_hash.to_string(),
                 });
             }
         }

@@ -56,8 +56,14 @@ fn writes_jsonl_and_text_reproducibly_and_honours_stop_strings() {
     let texts = fs::read_to_string(&txt).unwrap();
     assert!(texts.contains(first[0]["text"].as_str().unwrap().trim()));
 
+    // The same inputs again: nothing to do; forced: the same samples.
     let again = sample(&args);
     assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let again = sample(&forced);
+    assert!(again.status.success() && !String::from_utf8_lossy(&again.stdout).contains("up to date"));
     assert_eq!(records(&out), first, "same seed, same backend: same samples");
 
     // Stop inside a sample's text: it must end just before that text. (One sample alone, so

@@ -7,14 +7,13 @@
 //! - `{split}-{index:05}.shard` ([`shard`]): rows of `seq_len` token ids with their true
 //!   lengths and the document segments inside each row.
 
-mod checksum;
 mod dataset;
 mod error;
 mod manifest;
 mod row;
 pub mod shard;
 
-pub use checksum::{sha256_bytes, sha256_file};
+pub use artifact::{sha256_bytes, sha256_file};
 pub use dataset::{Dataset, SplitRows};
 pub use error::ShardError;
 pub use manifest::{Counts, Manifest, ShardInfo, SourceInfo, SplitInfo, TokenizerInfo, FORMAT_VERSION};

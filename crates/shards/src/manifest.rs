@@ -1,4 +1,4 @@
-use crate::{checksum::sha256_bytes, ShardError};
+use crate::{sha256_bytes, ShardError};
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, path::Path};
 

@@ -176,7 +176,7 @@ fn initial_model<B: Backend>(args: &TrainArgs, device: &B::Device) -> Result<Ini
         }
         None => {
             let (config, model, dir) = gpt2::hf::load(spec, device)?;
-            let hash = weights_hash(&dir)?;
+            let hash = gpt2::hf::weights_sha256(&dir)?;
             (config, model, hash, Some(dir))
         }
     };
@@ -188,13 +188,6 @@ fn initial_model<B: Backend>(args: &TrainArgs, device: &B::Device) -> Result<Ini
         None => model,
     };
     Ok(Initial { config, model, hash, dir })
-}
-
-/// sha256 of the weights file (or shard index) of a model directory.
-fn weights_hash(dir: &Path) -> Result<String> {
-    let file = [gpt2::hf::WEIGHTS_FILE, gpt2::hf::WEIGHTS_INDEX_FILE].iter().map(|f| dir.join(f)).find(|p| p.is_file());
-    let file = file.with_context(|| format!("{}: no model.safetensors", dir.display()))?;
-    Ok(format!("sha256:{}", shards::sha256_file(&file).with_context(|| format!("reading {}", file.display()))?))
 }
 
 struct StepLoop<'a> {

@@ -189,7 +189,7 @@ fn the_export_loads_in_the_sample_stage_and_the_run_is_described() {
     use clap::Parser;
     let model = out.join("final").display().to_string();
     let cli = sample::cli::Cli::parse_from(["sample", "--model", &model, "--prompt", "t1 t2", "--max-new-tokens", "5", "--device", "cpu", "--greedy"]);
-    let records = sample::run::run(&cli).unwrap();
+    let records = sample::run::run(&cli).unwrap().records;
     assert_eq!(records.len(), 1);
     assert!(!records[0].tokens.is_empty());
 }
