@@ -76,21 +76,24 @@ def metrics(run: pathlib.Path) -> list[dict]:
 
 def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: float) -> tuple[list[dict], int, str]:
     """Run the train stage until `steps` steps are in metrics.jsonl (then stop it), the run
-    ends, or `limit` seconds pass. Returns the step lines, the peak memory (MiB) and stderr's tail."""
+    ends, or `limit` seconds pass. Returns the step lines, the peak memory (MiB) and a tail of
+    the output with the seconds the first step took (kernel compilation shows there)."""
     log = open(run.parent / f"{run.name}.log", "w")
     process = subprocess.Popen([binary, *args, "--out", str(run)], stdout=log, stderr=subprocess.STDOUT)
     memory = PeakMemory(process.pid)
     if shutil.which("nvidia-smi"):
         memory.start()
-    start = time.time()
+    start, first_step = time.time(), None
     while process.poll() is None and len(metrics(run)) < steps and time.time() - start < limit:
+        if first_step is None and metrics(run):
+            first_step = time.time() - start
         time.sleep(0.2)
     if process.poll() is None:
         process.kill()
     process.wait()
     memory.running = False
     log.close()
-    tail = (run.parent / f"{run.name}.log").read_text()[-600:]
+    tail = f"first step after {first_step} s; " + (run.parent / f"{run.name}.log").read_text()[-600:]
     return metrics(run), memory.peak_mib, tail
 
 

@@ -21,7 +21,7 @@ pub struct RunInfo {
     pub args: TrainArgs,
     /// The prepared dataset's manifest lineage hash.
     pub data_lineage: String,
-    /// What the weights started from: `sha256:<hash of the weights file>` or `random:<spec> seed <seed>`.
+    /// What the weights started from: `sha256:<hash of the weights>` or `random:<preset or config hash> seed <seed>`.
     pub init_hash: String,
     /// The model's config.json as trained (dropout overrides applied).
     pub model_config: Value,

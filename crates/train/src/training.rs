@@ -132,7 +132,7 @@ impl OnBackend for Training<'_> {
             eprintln!("resuming from {} (step {} of {total_steps})", latest.display(), state.step);
         }
         let schedule = LrSchedule { kind: args.schedule, peak: args.lr, warmup_steps: args.warmup_steps, total_steps };
-        let loop_ = StepLoop {
+        let steps = StepLoop {
             args,
             out: self.out,
             config: &config,
@@ -144,7 +144,7 @@ impl OnBackend for Training<'_> {
             total_steps,
             pad_id: self.dataset.manifest.tokenizer.eos_id,
         };
-        loop_.run(model, optimizer, state, &device)
+        steps.run(model, optimizer, state, &device)
     }
 }
 
@@ -152,7 +152,7 @@ impl OnBackend for Training<'_> {
 struct Initial<B: Backend> {
     config: Gpt2Config,
     model: Gpt2<B>,
-    /// Names the weights: `sha256:<weights file hash>` or `random:<source> seed <seed>`.
+    /// Names the weights: `sha256:<weights file hash>`, or `random:<preset or config hash> seed <seed>`.
     hash: String,
     /// The model directory, for pretrained weights.
     dir: Option<PathBuf>,
@@ -162,17 +162,19 @@ fn initial_model<B: Backend>(args: &TrainArgs, device: &B::Device) -> Result<Ini
     let spec = args.init.as_deref().expect("required");
     let (mut config, model, hash, dir) = match spec.strip_prefix("random:") {
         Some(source) => {
-            let config = match Gpt2Config::preset(source) {
-                Some(config) => config,
+            // A config file is named by its contents, so that editing it makes a new run.
+            let (config, name) = match Gpt2Config::preset(source) {
+                Some(config) => (config, source.to_string()),
                 None => {
                     let text = std::fs::read_to_string(source)
                         .with_context(|| format!("--init {spec}: neither a preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl) nor a readable config.json"))?;
-                    Gpt2Config::from_hf_json(&serde_json::from_str(&text).with_context(|| format!("{source}: not JSON"))?)
-                        .with_context(|| format!("{source}: not a GPT-2 config.json"))?
+                    let config = Gpt2Config::from_hf_json(&serde_json::from_str(&text).with_context(|| format!("{source}: not JSON"))?)
+                        .with_context(|| format!("{source}: not a GPT-2 config.json"))?;
+                    (config, format!("config sha256:{}", artifact::sha256_bytes(text.as_bytes())))
                 }
             };
             B::seed(device, args.seed);
-            (config.clone(), config.init(device), format!("random:{source} seed {}", args.seed), None)
+            (config.clone(), config.init(device), format!("random:{name} seed {}", args.seed), None)
         }
         None => {
             let (config, model, dir) = gpt2::hf::load(spec, device)?;
