@@ -51,6 +51,8 @@ impl Line {
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    /// The step of the latest evaluation line in the file.
+    last_eval: Option<u64>,
 }
 
 impl MetricsLog {
@@ -60,11 +62,26 @@ impl MetricsLog {
         let kept: Vec<Line> = read(path)?.into_iter().filter(|line| line.step() <= kept_steps).collect();
         let text: String = kept.iter().map(|line| to_json(line) + "\n").collect();
         artifact::write_atomically(path, text)?;
+        let last_eval = kept.iter().rev().find(|line| matches!(line, Line::Eval(_))).map(Line::step);
         let file = OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self { path: path.into(), file })
+        Ok(Self { path: path.into(), file, last_eval })
     }
 
-    pub fn write(&mut self, line: &impl Serialize) -> Result<()> {
+    pub fn write_step(&mut self, line: &StepMetrics) -> Result<()> {
+        self.write(line)
+    }
+
+    /// Write an evaluation line, unless the file has one for this step already (a run resumed
+    /// from its last checkpoint, killed after its final evaluation).
+    pub fn write_eval(&mut self, line: &EvalMetrics) -> Result<()> {
+        if self.last_eval == Some(line.step) {
+            return Ok(());
+        }
+        self.last_eval = Some(line.step);
+        self.write(line)
+    }
+
+    fn write(&mut self, line: &impl Serialize) -> Result<()> {
         let text = serde_json::to_string(line)?;
         writeln!(self.file, "{text}").and_then(|_| self.file.flush()).with_context(|| format!("writing {}", self.path.display()))
     }

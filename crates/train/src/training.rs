@@ -274,7 +274,7 @@ impl StepLoop<'_> {
             let seconds = started.elapsed().as_secs_f64();
             state = TrainState { step: step + 1, tokens: state.tokens + real_tokens as u64, elapsed_s: state.elapsed_s + seconds };
             let tokens_per_s = real_tokens as f64 / seconds;
-            metrics.write(&StepMetrics { step: state.step, loss: step_loss, lr, grad_norm, tokens_per_s, elapsed_s: state.elapsed_s })?;
+            metrics.write_step(&StepMetrics { step: state.step, loss: step_loss, lr, grad_norm, tokens_per_s, elapsed_s: state.elapsed_s })?;
             loss = Some(step_loss);
             progress.set_message(format!("loss {step_loss:.4} · {tokens_per_s:.0} tok/s"));
             progress.inc(1);
@@ -282,7 +282,7 @@ impl StepLoop<'_> {
             let last = state.step == self.total_steps;
             if !last && args.eval_every > 0 && state.step % args.eval_every == 0 {
                 let evaluation = self.validate(&model, device);
-                metrics.write(&eval_line(state.step, evaluation))?;
+                metrics.write_eval(&eval_line(state.step, evaluation))?;
                 progress.println(format!("step {}: validation loss {:.4}, perplexity {:.2}", state.step, evaluation.loss, evaluation.perplexity));
             }
             if last || (args.save_every > 0 && state.step % args.save_every == 0) {
@@ -292,7 +292,7 @@ impl StepLoop<'_> {
         progress.finish_and_clear();
 
         let validation = self.validate(&model, device);
-        metrics.write(&eval_line(state.step, validation))?;
+        metrics.write_eval(&eval_line(state.step, validation))?;
         let exported = self.export(&model)?;
         plot::write(&self.out.join(METRICS_FILE), &self.out.join(PLOT_FILE))?;
         let checkpoint = last_checkpoint.expect("the last step saves a checkpoint");

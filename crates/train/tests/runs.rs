@@ -108,6 +108,12 @@ fn a_finished_run_is_left_alone_and_other_inputs_need_replace() {
     std::fs::remove_dir_all(out.join("final")).unwrap();
     let unfinished = format!("{:#}", run(&["--max-steps", "2", "--lr", "0.5"]).unwrap_err());
     assert!(unfinished.contains("unfinished run") && unfinished.contains("--resume"), "{unfinished}");
+    // Killed after its last checkpoint: resuming exports again, without a second final evaluation.
+    let resumed = run(&["--max-steps", "2", "--lr", "0.5", "--resume"]).unwrap();
+    assert!(resumed.exported.is_some() && out.join("final/model.safetensors").is_file());
+    let lines = train::metrics::read(&out.join("metrics.jsonl")).unwrap();
+    let evals = lines.iter().filter(|l| matches!(l, train::metrics::Line::Eval(_))).count();
+    assert_eq!((lines.len(), evals), (3, 1), "{lines:?}");
 }
 
 #[test]
