@@ -2,9 +2,10 @@
 # One prepared GPU check, run on a machine with an NVIDIA GPU and Python's torch + transformers
 # (there is no Rust there). Stage everything here first with scripts/gpu-stage.sh, then run this
 # script there with target/gpu carried along:
-#   scripts/gpu-check.sh train      the train stage: CUDA vs CPU steps, tokens/s, MFU and peak
-#                                   memory at gpt2 / gpt2-medium shapes next to PyTorch, and the
-#                                   longest gpt2-medium row that fits in 11 GB
+#   scripts/gpu-check.sh train [ARGS]   the train stage: CUDA vs CPU steps, tokens/s, MFU and
+#                                   peak memory at gpt2 / gpt2-medium shapes in f32 and bf16 next
+#                                   to PyTorch, and the longest gpt2-medium row that fits in 11 GB
+#                                   (ARGS go to scripts/gpu_train_check.py, e.g. --checks, --limit)
 #   scripts/gpu-check.sh generate   CUDA vs CPU logits on the tiny fixture; generation tokens/s
 #                                   next to transformers' generate
 # Results go to stdout and, for train, to $OUT/train.jsonl.
@@ -16,7 +17,9 @@ out=${OUT:-$(mktemp -d)}
 status=0
 case "${1:-train}" in
     train)
-        python3 scripts/gpu_train_check.py --bin target/gpu/train --data target/gpu/data --out "$out" || status=$?
+        shift
+        python3 scripts/gpu_train_check.py --bin target/gpu/train --data target/gpu/data --out "$out" \
+            --precisions f32,bf16 --pytorch gpt2:1024:4,gpt2-medium:1024:1 "$@" || status=$?
         ;;
     generate)
         timeout 300 target/gpu/cuda_check || status=$?

@@ -1,17 +1,26 @@
 """The train stage on a GPU, next to PyTorch on the same card (run by scripts/gpu-check.sh).
 
-1. CUDA vs CPU: a few identical training steps of the tiny fixture model on both devices;
-   per-step losses side by side.
-2. Speed and memory at the gpt2 and gpt2-medium shapes (random weights) on rows of 1024
-   tokens: tokens/s (median over steps after the first two), MFU and the process's peak GPU
-   memory (nvidia-smi), next to transformers + torch.optim.AdamW with bf16 autocast and SDPA,
-   and in f32.
-3. gpt2-medium, one row per forward pass, at 256, 512 and 1024 tokens: peak memory, and the
-   longest row that fits in 11 GB from a quadratic fit (attention scores grow with T²).
+Checks, chosen with --checks (comma-separated, in order):
+  agree          CUDA vs CPU: six identical training steps of the tiny fixture model on both
+                 devices; per-step losses side by side (f32, and bf16 with --precisions).
+  MODEL:SEQ:MB[:PRECISION]
+                 the train stage at a gpt2-family shape (random weights) on rows of SEQ tokens,
+                 MB rows per forward pass: seconds to the first step (kernel compilation and
+                 autotuning happen there), tokens/s (median over steps after the first two),
+                 MFU and the process's peak GPU memory (nvidia-smi); for shapes in --pytorch,
+                 the same step in transformers + torch.optim.AdamW (bf16 autocast + SDPA; f32
+                 too for gpt2).
+  fit            the longest gpt2-medium row that fits in 11 GB, from a quadratic fit through
+                 the peaks of gpt2-medium:256:1, :512:1 and :1024:1 (run those first).
 
-Every run has a time limit; results are printed as JSON lines and written to $OUT/train.jsonl.
+Each train-stage run has its own time limit and a cubecl.toml in its working directory that
+logs kernel compilation and autotuning to cubecl.log there, to show where the first step goes,
+and keeps compiled kernels in $OUT/kernel-cache: a shape named twice in --checks shows what a
+second run with a warm kernel cache saves.
+Results are printed as JSON lines and appended to $OUT/train.jsonl.
 
-    python3 scripts/gpu_train_check.py --bin target/gpu/train --data target/gpu/data --out "$OUT"
+    python3 scripts/gpu_train_check.py --bin target/gpu/train --data target/gpu/data --out "$OUT" \
+        --checks agree,gpt2:1024:4,gpt2-medium:1024:1 --pytorch gpt2:1024:4
 """
 import argparse
 import json
@@ -26,8 +35,17 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY = ROOT / "crates/gpt2/tests/fixtures/tiny"
-GIB = 2**30
 SIZES = {"gpt2": (768, 12, 12), "gpt2-medium": (1024, 24, 16)}
+CUBECL_TOML = """
+[compilation]
+cache = {{ file = "{cache}" }}
+[compilation.logger]
+level = "basic"
+file = "cubecl.log"
+[autotune.logger]
+level = "minimal"
+file = "cubecl.log"
+"""
 
 
 class Report:
@@ -74,27 +92,50 @@ def metrics(run: pathlib.Path) -> list[dict]:
     return lines
 
 
-def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: float) -> tuple[list[dict], int, str]:
+def cubecl_lines(cwd: pathlib.Path) -> int:
+    log = cwd / "cubecl.log"
+    return sum(1 for _ in open(log, errors="replace")) if log.exists() else 0
+
+
+def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: float, env: dict) -> dict:
     """Run the train stage until `steps` steps are in metrics.jsonl (then stop it), the run
-    ends, or `limit` seconds pass. Returns the step lines, the peak memory (MiB) and a tail of
-    the output with the seconds the first step took (kernel compilation shows there)."""
-    log = open(run.parent / f"{run.name}.log", "w")
-    process = subprocess.Popen([binary, *args, "--out", str(run)], stdout=log, stderr=subprocess.STDOUT)
+    ends, or `limit` seconds pass. Returns its step lines, peak memory and timings."""
+    cwd = run.parent / f"{run.name}.cwd"
+    cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "cubecl.toml").write_text(CUBECL_TOML.format(cache=run.parent / "kernel-cache"))
+    log_path = run.parent / f"{run.name}.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen([binary, *args, "--out", str(run)], stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                               env={**os.environ, **env})
     memory = PeakMemory(process.pid)
     if shutil.which("nvidia-smi"):
         memory.start()
-    start, first_step = time.time(), None
+    start, first_step, compiled_before_first = time.time(), None, None
     while process.poll() is None and len(metrics(run)) < steps and time.time() - start < limit:
         if first_step is None and metrics(run):
-            first_step = time.time() - start
+            first_step, compiled_before_first = round(time.time() - start, 1), cubecl_lines(cwd)
         time.sleep(0.2)
-    if process.poll() is None:
+    stopped = process.poll() is None
+    if stopped:
         process.kill()
     process.wait()
     memory.running = False
     log.close()
-    tail = f"first step after {first_step} s; " + (run.parent / f"{run.name}.log").read_text()[-600:]
-    return metrics(run), memory.peak_mib, tail
+    lines = metrics(run)
+    cubecl_tail = (cwd / "cubecl.log").read_text(errors="replace").splitlines()[-4:] if (cwd / "cubecl.log").exists() else []
+    return {
+        "lines": lines,
+        "peak_mib": memory.peak_mib,
+        "seconds_to_first_step": first_step,
+        "step_seconds": [round(b["elapsed_s"] - a["elapsed_s"], 3) for a, b in zip(lines, lines[1:])][:8],
+        "cubecl_log_lines": {"before_first_step": compiled_before_first, "in_all": cubecl_lines(cwd)},
+        "cubecl_tail": [line[:160] for line in cubecl_tail[-2:]],
+        "output_tail": None if lines and not stopped or len(lines) >= steps else log_path.read_text(errors="replace")[-800:],
+    }
+
+
+def precision_flag(precision: str) -> list[str]:
+    return [] if precision == "f32" else ["--precision", precision]
 
 
 def flops_per_token(model: str, seq: int) -> float:
@@ -110,76 +151,84 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=pathlib.Path, help="holds tiny/, jokes-256/, jokes-512/, jokes-1024/")
     parser.add_argument("--out", required=True, type=pathlib.Path)
     parser.add_argument("--device", default="cuda", help="cpu only to try this script without a GPU")
+    parser.add_argument("--checks", default="agree,gpt2:1024:4,gpt2-medium:1024:1,gpt2-medium:512:1:f32,gpt2-medium:256:1:f32,fit")
+    parser.add_argument("--precisions", default="f32", help="comma-separated train-stage --precision values to run")
+    parser.add_argument("--pytorch", default="", help="MODEL:SEQ:MB shapes (comma-separated) to run the PyTorch baseline at, "
+                        "each right after the train stage's first run at that shape")
+    parser.add_argument("--limit", type=float, default=100, help="seconds each train-stage run may take")
+    parser.add_argument("--autotune", default="", help="CUBECL_AUTOTUNE_LEVEL for the train stage (minimal, balanced, ...)")
     args = parser.parse_args()
+    # Each run works in its own directory (for its cubecl.toml): make every path absolute.
+    args.bin, args.data, args.out = os.path.abspath(args.bin), args.data.resolve(), args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     report = Report(args.out)
     gpu = args.device.startswith("cuda")
     card = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() if gpu else "cpu"
+    env = {"CUBECL_AUTOTUNE_LEVEL": args.autotune} if args.autotune else {}
+    precisions = args.precisions.split(",")
+    peak, fit = None, {}
 
-    # 1. CUDA vs CPU on the tiny model.
-    same = ["--data", str(args.data / "tiny"), "--init", str(TINY), "--max-steps", "6", "--micro-batch", "2", "--grad-accum", "3",
-            "--lr", "1e-3", "--warmup-steps", "0", "--dropout", "0", "--no-shuffle", "--eval-every", "0"]
-    losses = {}
-    for device in ["cpu", args.device]:
-        lines, _, tail = train(args.bin, [*same, "--device", device], args.out / f"agree-{device}", 6, 120)
-        losses[device] = [line["loss"] for line in lines]
-        if len(lines) < 6:
-            report({"check": "cuda_vs_cpu", "device": device, "error": tail})
-    if len(losses["cpu"]) == len(losses[args.device]) == 6:
-        worst = max(abs(a - b) / abs(a) for a, b in zip(losses["cpu"], losses[args.device]))
-        report({"check": "cuda_vs_cpu", "card": card, "cpu_losses": losses["cpu"], "cuda_losses": losses[args.device], "max_relative_difference": worst})
-
-    peak = None
-    if gpu:
-        out = subprocess.run([sys.executable, str(ROOT / "scripts/bench_train_baseline.py"), "--matmul-peak"], capture_output=True, text=True)
-        peak = json.loads(out.stdout)["bf16_matmul_tflops"] * 1e12 if out.returncode == 0 else None
-        report({"check": "card", "card": card, "bf16_matmul_tflops": peak and round(peak / 1e12, 1)})
-
-    # 2 and 3. Speed and memory; PyTorch on the same shapes.
-    runs = [("gpt2", 1024, 4, 7), ("gpt2-medium", 1024, 1, 6), ("gpt2-medium", 512, 1, 4), ("gpt2-medium", 256, 1, 4)]
-    if not gpu:  # a trial of the script itself
-        runs = [("gpt2", 256, 1, 3)]
-    fit = []
-    for model, seq, micro, steps in runs:
-        name = f"{model}-seq{seq}-mb{micro}"
-        common = ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro), "--grad-accum", "1",
-                  "--max-steps", "1000", "--eval-every", "0", "--save-every", "0", "--device", args.device]
-        lines, peak_mib, tail = train(args.bin, common, args.out / name, steps, 100)
-        timed = [line["tokens_per_s"] for line in lines[2:]]
-        record = {"trainer": "train stage f32", "model": model, "seq": seq, "micro_batch": micro, "card": card, "steps": len(lines),
-                  "peak_gpu_gib": round(peak_mib / 1024, 2)}
-        if timed:
-            rate = statistics.median(timed)
-            record["tokens_per_s"] = round(rate, 1)
-            if peak:
-                record["mfu"] = round(rate * flops_per_token(model, seq) / peak, 4)
+    for check in args.checks.split(","):
+        if check == "agree":
+            same = ["--data", str(args.data / "tiny"), "--init", str(TINY), "--max-steps", "6", "--micro-batch", "2", "--grad-accum", "3",
+                    "--lr", "1e-3", "--warmup-steps", "0", "--dropout", "0", "--no-shuffle", "--eval-every", "0"]
+            cpu = train(args.bin, [*same, "--device", "cpu"], args.out / "agree-cpu", 6, args.limit, env)
+            for precision in precisions:
+                run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"agree-{precision}", 6, args.limit, env)
+                record = {"check": "cuda_vs_cpu", "card": card, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
+                          "cuda_losses": [l["loss"] for l in run["lines"]], **{k: v for k, v in run.items() if k != "lines"}}
+                if len(cpu["lines"]) == len(run["lines"]) == 6:
+                    record["max_relative_difference"] = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(cpu["lines"], run["lines"]))
+                report(record)
+        elif check == "fit":
+            points = sorted(fit.items())
+            if len(points) != 3:
+                report({"check": "fit", "error": f"needs gpt2-medium at three row lengths, one row per pass; have {points}"})
+                continue
+            # memory = a + b·T + c·T², through the three measured points.
+            (t1, m1), (t2, m2), (t3, m3) = points
+            c = ((m3 - m1) / (t3 - t1) - (m2 - m1) / (t2 - t1)) / (t3 - t2)
+            b = (m2 - m1) / (t2 - t1) - c * (t1 + t2)
+            a = m1 - b * t1 - c * t1**2
+            longest = next((t for t in range(4096, 0, -8) if a + b * t + c * t * t <= 11), 0)
+            report({"check": "gpt2-medium longest row in 11 GB (one row per pass, f32 weights and Adam state)", "card": card,
+                    "points_gib": points, "fit": [a, b, c], "longest_tokens": longest})
         else:
-            record["error"] = tail
-        report(record)
-        if micro == 1 and model == "gpt2-medium" and peak_mib:
-            fit.append((seq, peak_mib / 1024))
-        if gpu:
-            dtypes = ["bf16", "f32"] if model == "gpt2" else ["bf16"]
-            for dtype in dtypes:
-                command = [sys.executable, str(ROOT / "scripts/bench_train_baseline.py"), "--model", model, "--seq", str(seq),
-                           "--micro-batch", str(micro), "--dtype", dtype, "--steps", "6"]
-                if peak:
-                    command += ["--peak-flops", str(peak)]
-                try:
-                    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
-                    report(json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"trainer": f"pytorch {dtype}", "error": out.stderr[-600:]})
-                except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as error:
-                    report({"trainer": f"pytorch {dtype}", "model": model, "seq": seq, "error": str(error)})
-
-    if len(fit) == 3:
-        # memory = a + b·T + c·T², through the three measured points.
-        (t1, m1), (t2, m2), (t3, m3) = fit
-        c = ((m3 - m1) / (t3 - t1) - (m2 - m1) / (t2 - t1)) / (t3 - t2)
-        b = (m2 - m1) / (t2 - t1) - c * (t1 + t2)
-        a = m1 - b * t1 - c * t1**2
-        longest = next((t for t in range(4096, 0, -8) if a + b * t + c * t * t <= 11), 0)
-        report({"check": "gpt2-medium longest row in 11 GB (one row per pass, f32 weights and Adam state)", "card": card,
-                "points_gib": fit, "fit": [a, b, c], "longest_tokens": longest})
+            model, seq, micro, *only = check.split(":")
+            seq, micro = int(seq), int(micro)
+            if gpu and peak is None:
+                out = subprocess.run([sys.executable, str(ROOT / "scripts/bench_train_baseline.py"), "--matmul-peak"], capture_output=True, text=True)
+                peak = json.loads(out.stdout)["bf16_matmul_tflops"] * 1e12 if out.returncode == 0 else None
+                report({"check": "card", "card": card, "bf16_matmul_tflops": peak and round(peak / 1e12, 1)})
+            for precision in only or precisions:
+                common = ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro), "--grad-accum", "1",
+                          "--max-steps", "1000", "--eval-every", "0", "--save-every", "0", "--device", args.device, *precision_flag(precision)]
+                name = f"{model}-seq{seq}-mb{micro}-{precision}"
+                name += f"-{len(list(args.out.glob(name + '*.log'))) + 1}"
+                run = train(args.bin, common, args.out / name, 7, args.limit, env)
+                record = {"trainer": f"train stage {precision}", "run": name, "model": model, "seq": seq, "micro_batch": micro, "card": card,
+                          "steps": len(run["lines"]), "peak_gpu_gib": round(run["peak_mib"] / 1024, 2), **{k: v for k, v in run.items() if k not in ("lines", "peak_mib")}}
+                timed = [line["tokens_per_s"] for line in run["lines"][2:]]
+                if timed:
+                    record["tokens_per_s"] = round(statistics.median(timed), 1)
+                    if peak:
+                        record["mfu"] = round(record["tokens_per_s"] * flops_per_token(model, seq) / peak, 4)
+                report(record)
+                if micro == 1 and model == "gpt2-medium" and precision == "f32" and run["peak_mib"]:
+                    fit[seq] = run["peak_mib"] / 1024
+            shape = f"{model}:{seq}:{micro}"
+            if gpu and shape in args.pytorch.split(","):
+                args.pytorch = args.pytorch.replace(shape, "")  # once per shape
+                for dtype in ["bf16", "f32"] if model == "gpt2" else ["bf16"]:
+                    command = [sys.executable, str(ROOT / "scripts/bench_train_baseline.py"), "--model", model, "--seq", str(seq),
+                               "--micro-batch", str(micro), "--dtype", dtype, "--steps", "6"]
+                    if peak:
+                        command += ["--peak-flops", str(peak)]
+                    try:
+                        out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+                        report(json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"trainer": f"pytorch {dtype}", "error": out.stderr[-600:]})
+                    except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as error:
+                        report({"trainer": f"pytorch {dtype}", "model": model, "seq": seq, "error": str(error)})
 
 
 if __name__ == "__main__":

@@ -74,8 +74,13 @@ fn stages<B: Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> Stage
     let positions = Tensor::<B, 1, Int>::arange(0..(ids.len() / 2) as i64, device).reshape([1, ids.len() / 2]).expand([2, ids.len() / 2]);
     let mut x = model.wte.forward(tokens.clone()) + model.wpe.forward(positions);
     out.push(("wte + wpe".into(), values(x.clone())));
+    let time = ids.len() / 2;
+    let later = |t: Tensor<B, 1, Int>| t.reshape([1, time]).expand([time, time]);
+    let earlier = |t: Tensor<B, 1, Int>| t.reshape([time, 1]).expand([time, time]);
+    let causal = later(Tensor::arange(0..time as i64, device)).greater(earlier(Tensor::arange(0..time as i64, device)));
+    let causal = causal.unsqueeze::<3>().expand([2, time, time]);
     for (i, block) in model.h.iter().enumerate() {
-        let attention = block.attn.forward(block.ln_1.forward(x.clone()), None);
+        let attention = block.attn.forward(block.ln_1.forward(x.clone()), causal.clone(), None);
         out.push((format!("h.{i} attention"), values(attention.clone())));
         x = x + attention;
         let mlp = block.mlp.forward(block.ln_2.forward(x.clone()));

@@ -15,8 +15,8 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, cache: Option<(&mut KvCache<B>, usize)>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache);
+    pub fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 3, Bool>, cache: Option<(&mut KvCache<B>, usize)>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }

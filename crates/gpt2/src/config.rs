@@ -1,4 +1,4 @@
-use crate::{block::BlockConfig, model::Gpt2};
+use crate::{block::BlockConfig, model::Gpt2, Precision};
 use anyhow::{bail, Context, Result};
 use burn::{
     config::Config,
@@ -137,6 +137,7 @@ impl Gpt2Config {
             drop: burn::nn::DropoutConfig::new(self.embd_pdrop).init(),
             h: (0..self.n_layer).map(|_| block.init(device)).collect(),
             ln_f: LayerNormConfig::new(self.n_embd).with_epsilon(self.layer_norm_epsilon).init(device),
+            precision: Precision::F32,
         }
     }
 }

@@ -2,24 +2,30 @@
 //!
 //! - [`Gpt2Config`]: sizes and dropouts; presets and any GPT-2 `config.json`.
 //! - [`Gpt2`]: embeddings, pre-LayerNorm [`Block`]s, final LayerNorm, LM head tied to `wte`.
+//! - [`Documents`]: rows that pack several documents, each attended to as if alone.
 //! - [`KvCache`]: incremental decoding with the same logits as a full forward pass.
 //! - [`next_token_loss`]: masked next-token cross-entropy, token mean.
+//! - [`Precision`]: f32, or bf16 matrix products with f32 weights (mixed precision).
 //! - [`hf`]: load and save the Hugging Face layout (`config.json`, `model.safetensors`).
 
 mod attention;
 mod block;
 mod config;
 pub mod device;
+mod documents;
 pub mod hf;
 mod kv_cache;
 mod loss;
 mod mlp;
 mod model;
+mod precision;
 
 pub use attention::CausalSelfAttention;
 pub use block::Block;
 pub use config::Gpt2Config;
+pub use documents::Documents;
 pub use kv_cache::KvCache;
 pub use loss::next_token_loss;
 pub use mlp::Mlp;
 pub use model::Gpt2;
+pub use precision::Precision;

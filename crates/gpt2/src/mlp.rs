@@ -1,4 +1,4 @@
-use crate::Gpt2Config;
+use crate::{Gpt2Config, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Linear},
     prelude::*,
@@ -11,11 +11,13 @@ pub struct Mlp<B: Backend> {
     pub c_fc: Linear<B>,
     pub c_proj: Linear<B>,
     dropout: Dropout,
+    #[module(skip)]
+    pub(crate) precision: Precision,
 }
 
 impl<B: Backend> Mlp<B> {
     pub fn new(c_fc: Linear<B>, c_proj: Linear<B>, config: &Gpt2Config) -> Self {
-        Self { c_fc, c_proj, dropout: DropoutConfig::new(config.resid_pdrop).init() }
+        Self { c_fc, c_proj, dropout: DropoutConfig::new(config.resid_pdrop).init(), precision: Precision::F32 }
     }
 
     pub(crate) fn set_dropout(&mut self, p: f64) {
@@ -23,6 +25,7 @@ impl<B: Backend> Mlp<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.dropout.forward(self.c_proj.forward(gelu_approximate(self.c_fc.forward(x))))
+        let hidden = gelu_approximate(self.precision.linear(&self.c_fc, x));
+        self.dropout.forward(self.precision.linear(&self.c_proj, hidden))
     }
 }

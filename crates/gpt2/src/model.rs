@@ -1,4 +1,4 @@
-use crate::{block::Block, KvCache};
+use crate::{block::Block, Documents, KvCache, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Embedding, LayerNorm},
     prelude::*,
@@ -14,42 +14,49 @@ pub struct Gpt2<B: Backend> {
     pub(crate) drop: Dropout,
     pub h: Vec<Block<B>>,
     pub ln_f: LayerNorm<B>,
+    #[module(skip)]
+    pub(crate) precision: Precision,
 }
 
 impl<B: Backend> Gpt2<B> {
     /// Logits `[batch, time, vocab]` for tokens `[batch, time]` at positions `0..time`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.run(tokens, 0, None)
+        let [batch, time] = tokens.dims();
+        let device = tokens.device();
+        let mask = causal_mask::<B>(time, time, &device).unsqueeze::<3>().expand([batch, time, time]);
+        self.run(tokens, sequence_positions(0, batch, time, &device), mask, None)
     }
 
     /// Logits for `tokens` following the positions already in `cache`, which is extended.
     pub fn forward_cached(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
-        let start = cache.len();
-        self.run(tokens, start, Some(cache))
+        let [batch, time] = tokens.dims();
+        let (start, device) = (cache.len(), tokens.device());
+        let mask = causal_mask::<B>(time, start + time, &device).unsqueeze::<3>().expand([batch, time, start + time]);
+        self.run(tokens, sequence_positions(start, batch, time, &device), mask, Some(cache))
     }
 
-    fn run(&self, tokens: Tensor<B, 2, Int>, start: usize, mut cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
-        let [batch, time] = tokens.dims();
+    /// Logits for rows that each hold several `documents` side by side: every document gets
+    /// the logits it would get alone.
+    pub fn forward_documents(&self, tokens: Tensor<B, 2, Int>, documents: &Documents<B>) -> Tensor<B, 3> {
+        let time = tokens.dims()[1];
+        let mask = documents.mask(causal_mask::<B>(time, time, &tokens.device()));
+        self.run(tokens, documents.positions.clone(), mask, None)
+    }
+
+    fn run(&self, tokens: Tensor<B, 2, Int>, positions: Tensor<B, 2, Int>, mask: Tensor<B, 3, Bool>, mut cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+        let keys = mask.dims()[2];
         let n_positions = self.wpe.weight.dims()[0];
-        assert!(
-            start + time <= n_positions,
-            "sequence of {} tokens is longer than the model's {n_positions} positions",
-            start + time
-        );
-        let device = tokens.device();
-        let positions = Tensor::<B, 1, Int>::arange(start as i64..(start + time) as i64, &device)
-            .reshape([1, time])
-            .expand([batch, time]);
+        assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
         let mut x = self.drop.forward(self.wte.forward(tokens) + self.wpe.forward(positions));
         for (layer, block) in self.h.iter().enumerate() {
-            x = block.forward(x, cache.as_deref_mut().map(|c| (c, layer)));
+            x = block.forward(x, mask.clone(), cache.as_deref_mut().map(|c| (c, layer)));
         }
         let x = self.ln_f.forward(x);
         // The LM head is the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA
         // matmul gives wrong results for a transposed right-hand side broadcast over a batch.
         let [batch, time, n_embd] = x.dims();
         let vocab = self.wte.weight.dims()[0];
-        x.reshape([batch * time, n_embd]).matmul(self.wte.weight.val().transpose()).reshape([batch, time, vocab])
+        self.precision.matmul(x.reshape([batch * time, n_embd]), self.wte.weight.val().transpose()).reshape([batch, time, vocab])
     }
 
     /// The same model with every dropout (embedding, attention, residual) at probability `p`.
@@ -62,7 +69,37 @@ impl<B: Backend> Gpt2<B> {
         self
     }
 
+    /// The same model with its matrix products in `precision` (see [`Precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        for block in &mut self.h {
+            block.attn.precision = precision;
+            block.mlp.precision = precision;
+        }
+        self
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     pub fn new_cache(&self) -> KvCache<B> {
         KvCache::new(self.h.len())
     }
+}
+
+/// `[batch, time]`: positions `start..start + time` in every row.
+fn sequence_positions<B: Backend>(start: usize, batch: usize, time: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+    Tensor::<B, 1, Int>::arange(start as i64..(start + time) as i64, device).reshape([1, time]).expand([batch, time])
+}
+
+/// `[queries, keys]`, `true` where query `i` (the last `queries` of `keys` positions) must not
+/// see key `j`: `j` is later than the query's own position.
+fn causal_mask<B: Backend>(queries: usize, keys: usize, device: &B::Device) -> Tensor<B, 2, Bool> {
+    let offset = (keys - queries) as i64;
+    let query_positions = Tensor::<B, 1, Int>::arange(offset..offset + queries as i64, device)
+        .reshape([queries, 1])
+        .expand([queries, keys]);
+    let key_positions = Tensor::<B, 1, Int>::arange(0..keys as i64, device).reshape([1, keys]).expand([queries, keys]);
+    key_positions.greater(query_positions)
 }

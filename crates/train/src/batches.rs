@@ -4,6 +4,7 @@
 //! so a resumed run needs only the step to pick up exactly where it stopped.
 
 use burn::{prelude::*, tensor::TensorData};
+use gpt2::{Documents, Gpt2};
 use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
     ChaCha8Rng,
@@ -53,11 +54,24 @@ impl StepPlan {
     }
 }
 
+/// How rows become micro-batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Rows per micro-batch (the last one is padded up to it).
+    pub rows: usize,
+    /// The token that pads rows and empty slots (the dataset's end-of-text token).
+    pub pad_id: u32,
+    /// Keep attention within each document of a packed row, positions counted from its start.
+    pub doc_mask: bool,
+}
+
 /// Rows as model input: token ids and a mask of real tokens, always `[batch, seq_len]`. Every
 /// micro-batch has the same shape, padding included, because a GPU backend compiles and tunes
 /// its kernels for each new shape; padding costs little, as packed rows are nearly full.
 pub struct MicroBatch<B: Backend> {
     pub tokens: Tensor<B, 2, Int>,
+    /// Where each row's documents begin, with --doc-mask.
+    pub documents: Option<Documents<B>>,
     /// 1.0 for real tokens, 0.0 for padding.
     pub mask: Tensor<B, 2>,
     /// Tokens the loss counts: every real token after each row's first.
@@ -67,11 +81,12 @@ pub struct MicroBatch<B: Backend> {
 }
 
 impl<B: Backend> MicroBatch<B> {
-    /// `rows` (at most `batch`) of `split`, padded with `pad_id` to `batch` rows of `split.seq_len`.
-    pub fn new(split: &SplitRows, rows: &[usize], batch: usize, pad_id: u32, device: &B::Device) -> Self {
+    /// `rows` (at most `batching.rows`) of `split`, padded to `batching.rows` rows of `split.seq_len`.
+    pub fn new(split: &SplitRows, rows: &[usize], batching: &Batching, device: &B::Device) -> Self {
+        let batch = batching.rows;
         assert!(rows.len() <= batch, "{} rows do not fit a micro-batch of {batch}", rows.len());
         let width = split.seq_len as usize;
-        let mut tokens = vec![pad_id as i64; batch * width];
+        let mut tokens = vec![batching.pad_id as i64; batch * width];
         let mut mask = vec![0.0f32; batch * width];
         let (mut targets, mut real_tokens) = (0, 0);
         for (slot, &row) in rows.iter().enumerate() {
@@ -85,11 +100,25 @@ impl<B: Backend> MicroBatch<B> {
             real_tokens += real.len();
         }
         let shape = [batch, width];
+        let documents = batching.doc_mask.then(|| {
+            let mut starts: Vec<Vec<usize>> = rows.iter().map(|&row| split.row_segments(row).iter().map(|s| s.start as usize).collect()).collect();
+            starts.resize(batch, vec![0]);
+            Documents::new(&starts, width, device)
+        });
         Self {
             tokens: Tensor::from_data(TensorData::new(tokens, shape), device),
+            documents,
             mask: Tensor::from_data(TensorData::new(mask, shape), device),
             targets,
             real_tokens,
+        }
+    }
+
+    /// The model's logits for these rows.
+    pub fn logits(&self, model: &Gpt2<B>) -> Tensor<B, 3> {
+        match &self.documents {
+            Some(documents) => model.forward_documents(self.tokens.clone(), documents),
+            None => model.forward(self.tokens.clone()),
         }
     }
 }

@@ -1,6 +1,6 @@
 use crate::schedule::ScheduleKind;
 use clap::{Args, Parser, Subcommand};
-use gpt2::device::DeviceChoice;
+use gpt2::{device::DeviceChoice, Precision};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -74,6 +74,13 @@ pub struct TrainArgs {
     #[serde(skip)]
     pub device: Option<DeviceChoice>,
 
+    /// f32, or bf16 (CUDA only): mixed precision as PyTorch's bf16 autocast does it. The
+    /// operands of every matrix product are rounded to bf16 (tensor cores accumulate in f32);
+    /// weights, gradients, AdamW state, LayerNorm, softmax and the loss stay f32.
+    #[arg(long, value_name = "f32|bf16", default_value_t = Precision::F32)]
+    #[serde(default)]
+    pub precision: Precision,
+
     /// Rows per forward pass. Lower it when memory runs out.
     #[arg(long, value_name = "B", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub micro_batch: u32,
@@ -129,6 +136,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "P")]
     pub dropout: Option<f64>,
 
+    /// Keep attention within each joke of a packed row, and count positions from each joke's
+    /// start (as when the model later generates a joke), using the shards' document
+    /// boundaries. Without it, a joke also sees the jokes packed before it in its row.
+    #[arg(long)]
+    #[serde(default)]
+    pub doc_mask: bool,
+
     /// Train on rows in file order instead of shuffling them each epoch.
     #[arg(long)]
     pub no_shuffle: bool,
@@ -167,6 +181,10 @@ pub struct EvalArgs {
     /// Rows per forward pass.
     #[arg(long, value_name = "B", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub micro_batch: u32,
+
+    /// Attend within each document of a packed row only (for a model trained with --doc-mask).
+    #[arg(long)]
+    pub doc_mask: bool,
 
     /// cpu, cuda or cuda:N.
     #[arg(long, value_name = "DEVICE")]

@@ -1,6 +1,10 @@
 //! Validation loss and perplexity, during training and as `train eval`.
 
-use crate::{batches::MicroBatch, cli::EvalArgs, compatibility};
+use crate::{
+    batches::{Batching, MicroBatch},
+    cli::EvalArgs,
+    compatibility,
+};
 use anyhow::{bail, Result};
 use burn::prelude::*;
 use gpt2::{
@@ -19,17 +23,17 @@ pub struct Evaluation {
     pub tokens: u64,
 }
 
-/// Evaluate `model` on every row of `split`, `micro_batch` rows per forward pass. On a backend
-/// without autodiff, dropout is off.
-pub fn evaluate<B: Backend>(model: &Gpt2<B>, split: &SplitRows, micro_batch: usize, pad_id: u32, device: &B::Device) -> Evaluation {
+/// Evaluate `model` on every row of `split`, batched as `batching` says. On a backend without
+/// autodiff, dropout is off.
+pub fn evaluate<B: Backend>(model: &Gpt2<B>, split: &SplitRows, batching: &Batching, device: &B::Device) -> Evaluation {
     let rows: Vec<usize> = (0..split.len()).collect();
     let (mut nll, mut tokens) = (0.0, 0u64);
-    for chunk in rows.chunks(micro_batch) {
-        let batch = MicroBatch::<B>::new(split, chunk, micro_batch, pad_id, device);
+    for chunk in rows.chunks(batching.rows) {
+        let batch = MicroBatch::<B>::new(split, chunk, batching, device);
         if batch.targets == 0 {
             continue;
         }
-        let logits = model.forward(batch.tokens.clone());
+        let logits = batch.logits(model);
         let mean = next_token_loss(logits, batch.tokens, batch.mask).into_scalar().elem::<f64>();
         nll += mean * batch.targets as f64;
         tokens += batch.targets as u64;
@@ -70,7 +74,7 @@ impl OnBackend for Evaluate<'_> {
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let (config, model, dir) = gpt2::hf::load::<B>(&self.args.model, &device)?;
         compatibility::check(self.dataset, &config, &self.args.model, Some(&dir))?;
-        let pad_id = self.dataset.manifest.tokenizer.eos_id;
-        Ok(evaluate(&model, self.split, self.args.micro_batch as usize, pad_id, &device))
+        let batching = Batching { rows: self.args.micro_batch as usize, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: self.args.doc_mask };
+        Ok(evaluate(&model, self.split, &batching, &device))
     }
 }

@@ -1,7 +1,7 @@
 //! A training run: set up data, model, optimizer and run directory; the step loop; the outputs.
 
 use crate::{
-    batches::{MicroBatch, StepPlan},
+    batches::{Batching, MicroBatch, StepPlan},
     checkpoint::{self, TrainState},
     cli::TrainArgs,
     compatibility,
@@ -22,7 +22,7 @@ use burn::{
 };
 use gpt2::{
     device::{self, DeviceChoice, OnBackend},
-    next_token_loss, Gpt2, Gpt2Config,
+    next_token_loss, Gpt2, Gpt2Config, Precision,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
@@ -62,6 +62,9 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         bail!("{}: the train split has no rows", data.display());
     }
     let choice = device::resolve(args.device);
+    if args.precision != Precision::F32 && choice == DeviceChoice::Cpu {
+        bail!("--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32", args.precision);
+    }
     let work = Training { args, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows, choice };
     match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(choice, work))) {
         Ok(result) => result,
@@ -142,7 +145,7 @@ impl OnBackend for Training<'_> {
             plan,
             schedule,
             total_steps,
-            pad_id: self.dataset.manifest.tokenizer.eos_id,
+            batching: Batching { rows: plan.micro_batch, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: args.doc_mask },
         };
         steps.run(model, optimizer, state, &device)
     }
@@ -189,7 +192,7 @@ fn initial_model<B: Backend>(args: &TrainArgs, device: &B::Device) -> Result<Ini
         }
         None => model,
     };
-    Ok(Initial { config, model, hash, dir })
+    Ok(Initial { config, model: model.with_precision(args.precision), hash, dir })
 }
 
 struct StepLoop<'a> {
@@ -202,7 +205,7 @@ struct StepLoop<'a> {
     plan: StepPlan,
     schedule: LrSchedule,
     total_steps: u64,
-    pad_id: u32,
+    batching: Batching,
 }
 
 impl StepLoop<'_> {
@@ -234,7 +237,7 @@ impl StepLoop<'_> {
             let batches: Vec<MicroBatch<Autodiff<B>>> =
                 self.plan
                 .micro_batches(step, &epoch_order.1)
-                .map(|rows| MicroBatch::new(self.train_rows, rows, self.plan.micro_batch, self.pad_id, device))
+                .map(|rows| MicroBatch::new(self.train_rows, rows, &self.batching, device))
                 .collect();
             let step_targets = batches.iter().map(|b| b.targets).sum::<usize>().max(1);
             let real_tokens: usize = batches.iter().map(|b| b.real_tokens).sum();
@@ -248,7 +251,7 @@ impl StepLoop<'_> {
             let mut step_loss: Option<Tensor<B, 1>> = None;
             for batch in batches {
                 let share = batch.targets as f64 / step_targets as f64;
-                let logits = model.forward(batch.tokens.clone());
+                let logits = batch.logits(&model);
                 let weighted = next_token_loss(logits, batch.tokens, batch.mask) * share;
                 let value = weighted.clone().inner();
                 step_loss = Some(match step_loss.take() {
@@ -308,7 +311,7 @@ impl StepLoop<'_> {
     }
 
     fn validate<B: Backend>(&self, model: &Gpt2<Autodiff<B>>, device: &B::Device) -> Evaluation {
-        evaluate(&model.valid(), self.val_rows, self.args.micro_batch as usize, self.pad_id, device)
+        evaluate(&model.valid(), self.val_rows, &self.batching, device)
     }
 
     /// `RUN/final/` in Hugging Face layout with the dataset's tokenizer, swapped in whole.

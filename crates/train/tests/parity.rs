@@ -51,6 +51,7 @@ fn eval_gives_the_reference_validation_loss() {
         data: dir.path().into(),
         split: "val".into(),
         micro_batch: 3,
+        doc_mask: false,
         device: Some(gpt2::device::DeviceChoice::Cpu),
     };
     let evaluation = train::evaluate::run(&args).unwrap();

@@ -18,14 +18,17 @@ fn demo_pipeline(dir: &Path) -> toml::Table {
     let root = repository();
     let mut table: toml::Table = fs::read_to_string(root.join("pipelines/demo.toml")).unwrap().parse().unwrap();
     let at = |p: &str| toml::Value::String(dir.join(p).display().to_string());
-    let repo = |p: &str| toml::Value::String(root.join(p).display().to_string());
+    let in_repo = |value: &toml::Value| root.join(value.as_str().unwrap()).display().to_string();
     let prepare = table["prepare"].as_table_mut().unwrap();
-    prepare.insert("source".into(), repo("data/demo/jokes.txt"));
-    prepare.insert("tokenizer".into(), repo("data/tokenizers/gpt2"));
+    for key in ["source", "tokenizer"] {
+        let path = in_repo(&prepare[key]);
+        prepare.insert(key.into(), path.into());
+    }
     prepare.insert("out".into(), at("prepared"));
     let train = table["train"].as_table_mut().unwrap();
     train.insert("data".into(), at("prepared"));
-    train.insert("init".into(), format!("random:{}", root.join("data/demo/model-config.json").display()).into());
+    let config = train["init"].as_str().unwrap().strip_prefix("random:").expect("the demo starts from random weights");
+    train.insert("init".into(), format!("random:{}", root.join(config).display()).into());
     train.insert("out".into(), at("run"));
     for (key, value) in [("max_steps", 6), ("eval_every", 3), ("save_every", 3), ("micro_batch", 4)] {
         train.insert(key.into(), value.into());

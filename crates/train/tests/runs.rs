@@ -48,6 +48,45 @@ fn accumulating_four_micro_batches_of_one_is_one_batch_of_four() {
 }
 
 #[test]
+fn doc_mask_trains_and_evaluates_each_joke_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let argv = parity_args(&data, &out, &[&["--max-steps", "2", "--eval-every", "0"], extra].concat());
+        train::training::train(&train_args(&argv)).unwrap();
+        out
+    };
+    let (plain, masked) = (run("plain", &[]), run("masked", &["--doc-mask"]));
+    let first_loss = |out: &Path| match train::metrics::read(&out.join("metrics.jsonl")).unwrap().into_iter().next() {
+        Some(train::metrics::Line::Step(step)) => step.loss,
+        _ => panic!("no step line"),
+    };
+    // The fixture packs several documents per row, so the mask changes what the model sees.
+    assert!((first_loss(&plain) - first_loss(&masked)).abs() > 1e-4);
+
+    let eval = |model: &Path, doc_mask: bool| {
+        let args = train::cli::EvalArgs {
+            model: model.join("final").display().to_string(),
+            data: data.clone(),
+            split: "val".into(),
+            micro_batch: 2,
+            doc_mask,
+            device: Some(gpt2::device::DeviceChoice::Cpu),
+        };
+        train::evaluate::run(&args).unwrap().loss
+    };
+    let last_eval = match train::metrics::read(&masked.join("metrics.jsonl")).unwrap().pop() {
+        Some(train::metrics::Line::Eval(eval)) => eval.loss,
+        _ => panic!("no final evaluation"),
+    };
+    // The run's own final evaluation is `train eval --doc-mask` on its export.
+    assert!((eval(&masked, true) - last_eval).abs() <= 1e-6 * last_eval);
+    assert!((eval(&masked, false) - last_eval).abs() > 1e-4);
+}
+
+#[test]
 fn a_run_killed_with_sigkill_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -162,6 +201,10 @@ fn bad_data_and_mismatched_models_are_named() {
     fs::write(&config, value.to_string()).unwrap();
     let too_long = error(&data, &["--init", &format!("random:{}", config.display())]);
     assert!(too_long.contains("16 positions") && too_long.contains("--seq-len"), "{too_long}");
+
+    // bf16 on the CPU backend, which has no bf16 tensors.
+    let bf16 = error(&data, &["--device", "cpu", "--precision", "bf16"]);
+    assert!(bf16.contains("--precision bf16 needs a CUDA device"), "{bf16}");
 
     // A corrupt shard.
     let shard = data.join("train-00000.shard");

@@ -1,0 +1,96 @@
+use burn::{
+    nn::Linear,
+    prelude::*,
+    tensor::FloatDType,
+};
+use std::{fmt, str::FromStr};
+
+/// Where the model's matrix products run.
+///
+/// - `F32`: everything in f32.
+/// - `Bf16`: mixed precision, as PyTorch's bf16 autocast does it. The operands of every matrix
+///   product (the q/k/v, output and MLP projections, the attention scores and their product with
+///   the values, the LM head) are rounded to bf16 and the product comes back as f32 (tensor
+///   cores accumulate in f32). Weights, gradients and optimizer state stay f32; embeddings,
+///   LayerNorm, softmax, GELU and the loss run in f32. burn has no autocast, so the model casts
+///   at each product; the gradients flow back through the casts to the f32 weights.
+///   bf16 needs a backend with bf16 tensors (CUDA); the CPU backend has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// `lhs · rhs` with the operands in this precision and the result in f32.
+    pub fn matmul<B: Backend, const D: usize>(self, lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Precision::F32 => lhs.matmul(rhs),
+            Precision::Bf16 => lhs.cast(FloatDType::BF16).matmul(rhs.cast(FloatDType::BF16)).cast(FloatDType::F32),
+        }
+    }
+
+    /// `x · W + b` (burn's and GPT-2's `[d_in, d_out]` weight layout) with the product in this
+    /// precision and the bias added in f32.
+    pub fn linear<B: Backend, const D: usize>(self, layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+        if self == Precision::F32 {
+            return layer.forward(x);
+        }
+        let y = self.matmul(x, layer.weight.val().unsqueeze());
+        match &layer.bias {
+            Some(bias) => y + bias.val().unsqueeze(),
+            None => y,
+        }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        match text {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => anyhow::bail!("unknown precision `{text}` (expected f32 or bf16)"),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{device::Cpu, Gpt2Config};
+    use burn::{backend::Autodiff, module::AutodiffModule};
+
+    #[test]
+    fn parses_and_prints() {
+        for text in ["f32", "bf16"] {
+            assert_eq!(text.parse::<Precision>().unwrap().to_string(), text);
+        }
+        assert!("fp8".parse::<Precision>().unwrap_err().to_string().contains("f32 or bf16"));
+    }
+
+    #[test]
+    fn survives_the_round_trips_a_training_run_makes() {
+        let config = Gpt2Config { n_layer: 1, n_embd: 8, n_head: 2, vocab_size: 16, n_positions: 8, ..Gpt2Config::preset("gpt2").unwrap() };
+        let device = Default::default();
+        let model = config.init::<Autodiff<Cpu>>(&device).with_precision(Precision::Bf16);
+        let record = model.clone().into_record();
+        let reloaded = config.init::<Autodiff<Cpu>>(&device).with_precision(Precision::Bf16).load_record(record);
+        assert_eq!(reloaded.precision(), Precision::Bf16);
+        let inner = model.valid();
+        assert_eq!(inner.precision(), Precision::Bf16);
+        assert!(inner.h.iter().all(|block| block.attn.precision == Precision::Bf16 && block.mlp.precision == Precision::Bf16));
+    }
+}
