@@ -3,12 +3,16 @@
 # `make pipeline` after changing only [sample] reruns only sampling; changing the dataset
 # reruns everything.
 PIPELINE ?= pipelines/reddit-jokes.toml
-# `make pipeline FEATURES=cuda` builds the stages with CUDA support.
+# `make pipeline FEATURES=cuda` builds train and sample with CUDA support (`cuda autotune`
+# adds CubeCL's kernel autotuning).
 FEATURES ?=
 CARGO ?= cargo
-STAGE = $(CARGO) run --release --quiet $(if $(FEATURES),--features $(FEATURES)) -p
+features = $(foreach feature,$(FEATURES),$(foreach stage,$(1),--features $(stage)/$(feature)))
+RUN = $(CARGO) run --release --quiet
 
-.PHONY: pipeline prepare train sample demo test bench bench-prepare bench-generate clean help
+.PHONY: pipeline stages prepare train sample demo test bench bench-prepare bench-generate clean help
+# Stages run one after another, in the order given.
+.NOTPARALLEL:
 
 help:
 	@echo "make pipeline [PIPELINE=pipelines/NAME.toml] [FEATURES=cuda]   prepare -> train -> sample"
@@ -18,16 +22,21 @@ help:
 	@echo "make bench         benchmarks against Python baselines"
 	@echo "make clean         remove prepared data, runs, samples and benchmark files"
 
-pipeline: prepare train sample
+pipeline: stages prepare train sample
+
+# One build of all three stages: cargo compiles them side by side, where building each as it
+# runs would leave cores idle. Each stage's `cargo run` then finds it built.
+stages:
+	$(CARGO) build --release --quiet $(call features,train sample) -p prepare -p train -p sample
 
 prepare:
-	$(STAGE) prepare -- --pipeline $(PIPELINE)
+	$(RUN) -p prepare -- --pipeline $(PIPELINE)
 
 train:
-	$(STAGE) train -- --pipeline $(PIPELINE)
+	$(RUN) $(call features,train) -p train -- --pipeline $(PIPELINE)
 
 sample:
-	$(STAGE) sample -- --pipeline $(PIPELINE)
+	$(RUN) $(call features,sample) -p sample -- --pipeline $(PIPELINE)
 
 demo:
 	$(MAKE) --no-print-directory pipeline PIPELINE=pipelines/demo.toml FEATURES=
