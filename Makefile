@@ -8,7 +8,9 @@ PIPELINE ?= pipelines/reddit-jokes.toml
 FEATURES ?=
 CARGO ?= cargo
 features = $(foreach feature,$(FEATURES),$(foreach stage,$(1),--features $(stage)/$(feature)))
-RUN = $(CARGO) run --release --quiet
+# The stages run from the binaries `stages` builds: `cargo run -p NAME` would rebuild each one
+# with only its own features.
+BIN = $(or $(CARGO_TARGET_DIR),target)/release
 
 .PHONY: pipeline stages prepare train sample demo test bench bench-prepare bench-generate clean help
 # Stages run one after another, in the order given.
@@ -22,21 +24,21 @@ help:
 	@echo "make bench         benchmarks against Python baselines"
 	@echo "make clean         remove prepared data, runs, samples and benchmark files"
 
-pipeline: stages prepare train sample
+pipeline: prepare train sample
 
 # One build of all three stages: cargo compiles them side by side, where building each as it
-# runs would leave cores idle. Each stage's `cargo run` then finds it built.
+# runs would leave cores idle.
 stages:
 	$(CARGO) build --release --quiet $(call features,train sample) -p prepare -p train -p sample
 
-prepare:
-	$(RUN) -p prepare -- --pipeline $(PIPELINE)
+prepare: stages
+	$(BIN)/prepare --pipeline $(PIPELINE)
 
-train:
-	$(RUN) $(call features,train) -p train -- --pipeline $(PIPELINE)
+train: stages
+	$(BIN)/train --pipeline $(PIPELINE)
 
-sample:
-	$(RUN) $(call features,sample) -p sample -- --pipeline $(PIPELINE)
+sample: stages
+	$(BIN)/sample --pipeline $(PIPELINE)
 
 demo:
 	$(MAKE) --no-print-directory pipeline PIPELINE=pipelines/demo.toml FEATURES=

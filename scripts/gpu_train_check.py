@@ -10,6 +10,8 @@ Checks, chosen with --checks (comma-separated, in order):
                  MFU and the process's peak GPU memory (nvidia-smi); for shapes in --pytorch,
                  the same step in transformers + torch.optim.AdamW (bf16 autocast + SDPA; f32
                  too for gpt2).
+  doc-mask       validation loss of gpt2 (random weights) trained 200 steps on the jokes at 256
+                 tokens with and without --doc-mask, each evaluated with and without it.
   fit            the longest gpt2-medium row that fits in 11 GB, from a quadratic fit through
                  the peaks of gpt2-medium:256:1, :512:1 and :1024:1 (run those first).
 
@@ -36,6 +38,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY = ROOT / "crates/gpt2/tests/fixtures/tiny"
 SIZES = {"gpt2": (768, 12, 12), "gpt2-medium": (1024, 24, 16)}
+TRAIN_FLAGS: list[str] = []
 CUBECL_TOML = """
 [compilation]
 cache = {{ file = "{cache}" }}
@@ -98,14 +101,14 @@ def cubecl_lines(cwd: pathlib.Path) -> int:
 
 
 def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: float, env: dict) -> dict:
-    """Run the train stage until `steps` steps are in metrics.jsonl (then stop it), the run
+    """Run the train stage (with --train-flags) until `steps` steps are in metrics.jsonl (then stop it), the run
     ends, or `limit` seconds pass. Returns its step lines, peak memory and timings."""
     cwd = run.parent / f"{run.name}.cwd"
     cwd.mkdir(parents=True, exist_ok=True)
     (cwd / "cubecl.toml").write_text(CUBECL_TOML.format(cache=run.parent / "kernel-cache"))
     log_path = run.parent / f"{run.name}.log"
     log = open(log_path, "w")
-    process = subprocess.Popen([binary, *args, "--out", str(run)], stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+    process = subprocess.Popen([binary, *args, *TRAIN_FLAGS, "--out", str(run)], stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                                env={**os.environ, **env})
     memory = PeakMemory(process.pid)
     if shutil.which("nvidia-smi"):
@@ -156,10 +159,12 @@ def main() -> None:
     parser.add_argument("--pytorch", default="", help="MODEL:SEQ:MB shapes (comma-separated) to run the PyTorch baseline at, "
                         "each right after the train stage's first run at that shape")
     parser.add_argument("--limit", type=float, default=100, help="seconds each train-stage run may take")
+    parser.add_argument("--train-flags", default="", help="more flags for every train-stage run, e.g. --train-flags=--doc-mask")
     parser.add_argument("--autotune", default="", help="CUBECL_AUTOTUNE_LEVEL for the train stage (minimal, balanced, ...)")
     args = parser.parse_args()
     # Each run works in its own directory (for its cubecl.toml): make every path absolute.
     args.bin, args.data, args.out = os.path.abspath(args.bin), args.data.resolve(), args.out.resolve()
+    TRAIN_FLAGS.extend(args.train_flags.split())
     args.out.mkdir(parents=True, exist_ok=True)
     report = Report(args.out)
     gpu = args.device.startswith("cuda")
@@ -175,11 +180,29 @@ def main() -> None:
             cpu = train(args.bin, [*same, "--device", "cpu"], args.out / "agree-cpu", 6, args.limit, env)
             for precision in precisions:
                 run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"agree-{precision}", 6, args.limit, env)
-                record = {"check": "cuda_vs_cpu", "card": card, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
+                record = {"check": "cuda_vs_cpu", "card": card, "train_flags": TRAIN_FLAGS, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
                           "cuda_losses": [l["loss"] for l in run["lines"]], **{k: v for k, v in run.items() if k != "lines"}}
                 if len(cpu["lines"]) == len(run["lines"]) == 6:
                     record["max_relative_difference"] = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(cpu["lines"], run["lines"]))
                 report(record)
+        elif check == "doc-mask":
+            # What --doc-mask does to validation loss: gpt2 from random weights on the jokes,
+            # trained with and without it, each final model evaluated both ways.
+            steps = 200 if gpu else 4
+            losses = {}
+            for flags in [[], ["--doc-mask"]]:
+                name = "doc-mask-" + ("on" if flags else "off")
+                run = args.out / name
+                train(args.bin, ["--data", str(args.data / "jokes-256"), "--init", "random:gpt2", "--micro-batch", "8", "--grad-accum", "1",
+                                 "--max-steps", str(steps), "--lr", "6e-4", "--warmup-steps", str(steps // 10), "--schedule", "cosine",
+                                 "--eval-every", "0", "--save-every", "0", "--device", args.device, *flags], run, steps + 1, 4 * args.limit, env)
+                for evaluation in [[], ["--doc-mask"]]:
+                    out = subprocess.run([args.bin, "eval", "--model", str(run / "final"), "--data", str(args.data / "jokes-256"),
+                                          "--micro-batch", "8", "--device", args.device, *evaluation], capture_output=True, text=True)
+                    key = f"trained {'with' if flags else 'without'}, evaluated {'with' if evaluation else 'without'}"
+                    losses[key] = out.stdout.strip().rsplit("loss ", 1)[-1] if out.returncode == 0 else out.stderr[-300:]
+            report({"check": "doc-mask validation loss", "card": card, "model": "gpt2 from random weights", "steps": steps,
+                    "rows": "8 × 256 per step", "losses": losses})
         elif check == "fit":
             points = sorted(fit.items())
             if len(points) != 3:
@@ -206,7 +229,7 @@ def main() -> None:
                 name = f"{model}-seq{seq}-mb{micro}-{precision}"
                 name += f"-{len(list(args.out.glob(name + '*.log'))) + 1}"
                 run = train(args.bin, common, args.out / name, 7, args.limit, env)
-                record = {"trainer": f"train stage {precision}", "run": name, "model": model, "seq": seq, "micro_batch": micro, "card": card,
+                record = {"trainer": f"train stage {precision}", "train_flags": TRAIN_FLAGS, "run": name, "model": model, "seq": seq, "micro_batch": micro, "card": card,
                           "steps": len(run["lines"]), "peak_gpu_gib": round(run["peak_mib"] / 1024, 2), **{k: v for k, v in run.items() if k not in ("lines", "peak_mib")}}
                 timed = [line["tokens_per_s"] for line in run["lines"][2:]]
                 if timed:

@@ -56,28 +56,33 @@ pub fn resolve_dir(spec: &str) -> Result<PathBuf> {
 /// `sha256:<hash>` of a model directory's weights (the single file, or the shard index with
 /// every shard's hash), naming exactly the weights later stages start from.
 pub fn weights_sha256(dir: &Path) -> Result<String> {
+    let hash = |file: &Path| artifact::sha256_file(file).with_context(|| format!("reading {}", file.display()));
     let single = dir.join(WEIGHTS_FILE);
-    let files = if single.is_file() { vec![single] } else {
-        let index = dir.join(WEIGHTS_INDEX_FILE);
-        let mut files = vec![index.clone()];
-        files.extend(shard_files(&index)?.into_iter().map(|f| dir.join(f)));
-        files
-    };
-    let mut hashes = String::new();
-    for file in files {
-        hashes += &artifact::sha256_file(&file).with_context(|| format!("reading {}", file.display()))?;
+    if single.is_file() {
+        return Ok(format!("sha256:{}", hash(&single)?));
     }
-    Ok(format!("sha256:{}", if hashes.len() == 64 { hashes } else { artifact::sha256_bytes(hashes.as_bytes()) }))
+    // Sharded: the hashes of the index and of every shard, in order, hashed together.
+    let index = dir.join(WEIGHTS_INDEX_FILE);
+    let mut hashes = hash(&index)?;
+    for shard in shard_files(&index)? {
+        hashes += &hash(&dir.join(shard))?;
+    }
+    Ok(format!("sha256:{}", artifact::sha256_bytes(hashes.as_bytes())))
+}
+
+/// The `config.json` of a Hugging Face GPT-2 directory.
+pub fn read_config(dir: &Path) -> Result<Gpt2Config> {
+    let config_path = dir.join(CONFIG_FILE);
+    let config_text = fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+    serde_json::from_str(&config_text)
+        .map_err(anyhow::Error::from)
+        .and_then(|value| Gpt2Config::from_hf_json(&value))
+        .with_context(|| format!("{}", config_path.display()))
 }
 
 /// Load `config.json` and the weights of a Hugging Face GPT-2 directory.
 pub fn load_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<(Gpt2Config, Gpt2<B>)> {
-    let config_path = dir.join(CONFIG_FILE);
-    let config_text = fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let config = serde_json::from_str(&config_text)
-        .map_err(anyhow::Error::from)
-        .and_then(|value| Gpt2Config::from_hf_json(&value))
-        .with_context(|| format!("{}", config_path.display()))?;
+    let config = read_config(dir)?;
 
     let files = if dir.join(WEIGHTS_FILE).is_file() {
         vec![dir.join(WEIGHTS_FILE)]

@@ -97,8 +97,9 @@ impl OnBackend for Training<'_> {
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let args = self.args;
-        let Initial { config, model, hash: init_hash, dir } = initial_model::<Autodiff<B>>(args, &device)?;
-        compatibility::check(self.dataset, &config, args.init.as_deref().expect("required"), dir.as_deref())?;
+        let initial = Initial::describe(args)?;
+        let config = initial.config.clone();
+        compatibility::check(self.dataset, &config, args.init.as_deref().expect("required"), initial.dir.as_deref())?;
 
         let plan = StepPlan {
             rows: self.train_rows.len(),
@@ -111,7 +112,7 @@ impl OnBackend for Training<'_> {
         let info = RunInfo {
             args: args.clone(),
             data_lineage: self.dataset.manifest.lineage.clone(),
-            init_hash,
+            init_hash: initial.hash.clone(),
             model_config: config.to_hf_json(),
             device: self.choice.to_string(),
             rows_per_step: plan.rows_per_step(),
@@ -128,7 +129,8 @@ impl OnBackend for Training<'_> {
 
         let settings = AdamWSettings { beta1: args.beta1, beta2: args.beta2, eps: args.eps, weight_decay: args.weight_decay };
         let mut optimizer = GroupedAdamW::new(settings);
-        let mut model = model;
+        // Loaded only now: a run that is up to date never reads the weights.
+        let mut model = initial.load::<Autodiff<B>>(args, &device)?;
         let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
         if let Some(latest) = checkpoint::list(self.out)?.last().filter(|_| start == Plan::Resume) {
             (model, optimizer, state) = checkpoint::load(latest, model, optimizer, &device)?;
@@ -151,48 +153,60 @@ impl OnBackend for Training<'_> {
     }
 }
 
-/// The starting weights.
-struct Initial<B: Backend> {
+/// The starting weights, described before they are read: their config and their name.
+struct Initial {
+    /// With --dropout applied.
     config: Gpt2Config,
-    model: Gpt2<B>,
     /// Names the weights: `sha256:<weights file hash>`, or `random:<preset or config hash> seed <seed>`.
     hash: String,
-    /// The model directory, for pretrained weights.
+    /// The model directory, for pretrained weights; none for random ones.
     dir: Option<PathBuf>,
 }
 
-fn initial_model<B: Backend>(args: &TrainArgs, device: &B::Device) -> Result<Initial<B>> {
-    let spec = args.init.as_deref().expect("required");
-    let (mut config, model, hash, dir) = match spec.strip_prefix("random:") {
-        Some(source) => {
-            // A config file is named by its contents, so that editing it makes a new run.
-            let (config, name) = match Gpt2Config::preset(source) {
-                Some(config) => (config, source.to_string()),
-                None => {
-                    let text = std::fs::read_to_string(source)
-                        .with_context(|| format!("--init {spec}: neither a preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl) nor a readable config.json"))?;
-                    let config = Gpt2Config::from_hf_json(&serde_json::from_str(&text).with_context(|| format!("{source}: not JSON"))?)
-                        .with_context(|| format!("{source}: not a GPT-2 config.json"))?;
-                    (config, format!("config sha256:{}", artifact::sha256_bytes(text.as_bytes())))
-                }
-            };
-            B::seed(device, args.seed);
-            (config.clone(), config.init(device), format!("random:{name} seed {}", args.seed), None)
-        }
-        None => {
-            let (config, model, dir) = gpt2::hf::load(spec, device)?;
-            let hash = gpt2::hf::weights_sha256(&dir)?;
-            (config, model, hash, Some(dir))
-        }
-    };
-    let model = match args.dropout {
-        Some(p) => {
+impl Initial {
+    fn describe(args: &TrainArgs) -> Result<Self> {
+        let spec = args.init.as_deref().expect("required");
+        let (mut config, hash, dir) = match spec.strip_prefix("random:") {
+            Some(source) => {
+                // A config file is named by its contents, so that editing it makes a new run.
+                let (config, name) = match Gpt2Config::preset(source) {
+                    Some(config) => (config, source.to_string()),
+                    None => {
+                        let text = std::fs::read_to_string(source)
+                            .with_context(|| format!("--init {spec}: neither a preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl) nor a readable config.json"))?;
+                        let config = Gpt2Config::from_hf_json(&serde_json::from_str(&text).with_context(|| format!("{source}: not JSON"))?)
+                            .with_context(|| format!("{source}: not a GPT-2 config.json"))?;
+                        (config, format!("config sha256:{}", artifact::sha256_bytes(text.as_bytes())))
+                    }
+                };
+                (config, format!("random:{name} seed {}", args.seed), None)
+            }
+            None => {
+                let dir = gpt2::hf::resolve_dir(spec)?;
+                (gpt2::hf::read_config(&dir)?, gpt2::hf::weights_sha256(&dir)?, Some(dir))
+            }
+        };
+        if let Some(p) = args.dropout {
             (config.embd_pdrop, config.attn_pdrop, config.resid_pdrop) = (p, p, p);
-            model.with_dropout(p)
         }
-        None => model,
-    };
-    Ok(Initial { config, model: model.with_precision(args.precision), hash, dir })
+        Ok(Self { config, hash, dir })
+    }
+
+    /// The weights themselves, with --dropout and --precision applied.
+    fn load<B: Backend>(&self, args: &TrainArgs, device: &B::Device) -> Result<Gpt2<B>> {
+        let model = match &self.dir {
+            Some(dir) => gpt2::hf::load_dir(dir, device)?.1,
+            None => {
+                B::seed(device, args.seed);
+                self.config.init(device)
+            }
+        };
+        let model = match args.dropout {
+            Some(p) => model.with_dropout(p),
+            None => model,
+        };
+        Ok(model.with_precision(args.precision))
+    }
 }
 
 struct StepLoop<'a> {
