@@ -172,6 +172,7 @@ def main() -> None:
     env = {"CUBECL_AUTOTUNE_LEVEL": args.autotune} if args.autotune else {}
     precisions = args.precisions.split(",")
     peak, fit = None, {}
+    pytorch_shapes = set(args.pytorch.split(","))
 
     for check in args.checks.split(","):
         if check == "agree":
@@ -240,8 +241,8 @@ def main() -> None:
                 if micro == 1 and model == "gpt2-medium" and precision == "f32" and run["peak_mib"]:
                     fit[seq] = run["peak_mib"] / 1024
             shape = f"{model}:{seq}:{micro}"
-            if gpu and shape in args.pytorch.split(","):
-                args.pytorch = args.pytorch.replace(shape, "")  # once per shape
+            if gpu and shape in pytorch_shapes:
+                pytorch_shapes.remove(shape)  # once per shape
                 for dtype in ["bf16", "f32"] if model == "gpt2" else ["bf16"]:
                     command = [sys.executable, str(ROOT / "scripts/bench_train_baseline.py"), "--model", model, "--seq", str(seq),
                                "--micro-batch", str(micro), "--dtype", dtype, "--steps", "6"]

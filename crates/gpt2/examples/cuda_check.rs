@@ -8,7 +8,7 @@ use burn::{
     prelude::*,
     tensor::activation::{gelu_approximate, softmax},
 };
-use gpt2::{hf, Gpt2, Gpt2Config};
+use gpt2::{causal_mask, hf, Gpt2, Gpt2Config};
 use std::{path::Path, time::Instant};
 
 type Stages = Vec<(String, Vec<f32>)>;
@@ -53,10 +53,7 @@ fn operations<B: Backend>(device: &B::Device) -> Stages {
     let embedding = burn::nn::Embedding { weight: burn::module::Param::from_tensor(table) };
     out.push(("embedding of expanded positions".into(), values(embedding.forward(positions))));
     let scores = floats::<B, 4>([2, 4, 16, 16], 8, device);
-    let mask = Tensor::<B, 1, Int>::arange(0..16, device)
-        .reshape([1, 16])
-        .expand([16, 16])
-        .greater(Tensor::<B, 1, Int>::arange(0..16, device).reshape([16, 1]).expand([16, 16]));
+    let mask = causal_mask::<B>(16, 16, device);
     out.push(("causal mask (bool → float)".into(), values(mask.clone().float())));
     let expanded = mask.unsqueeze::<4>().expand([2, 4, 16, 16]);
     out.push(("mask_fill(-inf) → softmax".into(), values(softmax(scores.mask_fill(expanded, f32::NEG_INFINITY), 3))));
@@ -75,10 +72,7 @@ fn stages<B: Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> Stage
     let mut x = model.wte.forward(tokens.clone()) + model.wpe.forward(positions);
     out.push(("wte + wpe".into(), values(x.clone())));
     let time = ids.len() / 2;
-    let later = |t: Tensor<B, 1, Int>| t.reshape([1, time]).expand([time, time]);
-    let earlier = |t: Tensor<B, 1, Int>| t.reshape([time, 1]).expand([time, time]);
-    let causal = later(Tensor::arange(0..time as i64, device)).greater(earlier(Tensor::arange(0..time as i64, device)));
-    let causal = causal.unsqueeze::<3>().expand([2, time, time]);
+    let causal = causal_mask::<B>(time, time, device).unsqueeze::<3>().expand([2, time, time]);
     for (i, block) in model.h.iter().enumerate() {
         let attention = block.attn.forward(block.ln_1.forward(x.clone()), causal.clone(), None);
         out.push((format!("h.{i} attention"), values(attention.clone())));

@@ -27,5 +27,5 @@ pub use documents::Documents;
 pub use kv_cache::KvCache;
 pub use loss::next_token_loss;
 pub use mlp::Mlp;
-pub use model::Gpt2;
+pub use model::{causal_mask, Gpt2};
 pub use precision::Precision;

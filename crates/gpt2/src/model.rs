@@ -95,7 +95,7 @@ fn sequence_positions<B: Backend>(start: usize, batch: usize, time: usize, devic
 
 /// `[queries, keys]`, `true` where query `i` (the last `queries` of `keys` positions) must not
 /// see key `j`: `j` is later than the query's own position.
-fn causal_mask<B: Backend>(queries: usize, keys: usize, device: &B::Device) -> Tensor<B, 2, Bool> {
+pub fn causal_mask<B: Backend>(queries: usize, keys: usize, device: &B::Device) -> Tensor<B, 2, Bool> {
     let offset = (keys - queries) as i64;
     let query_positions = Tensor::<B, 1, Int>::arange(offset..offset + queries as i64, device)
         .reshape([queries, 1])

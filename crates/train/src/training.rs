@@ -98,8 +98,8 @@ impl OnBackend for Training<'_> {
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let args = self.args;
         let initial = Initial::describe(args)?;
-        let config = initial.config.clone();
-        compatibility::check(self.dataset, &config, args.init.as_deref().expect("required"), initial.dir.as_deref())?;
+        let config = &initial.config;
+        compatibility::check(self.dataset, config, args.init.as_deref().expect("required"), initial.dir.as_deref())?;
 
         let plan = StepPlan {
             rows: self.train_rows.len(),
@@ -140,7 +140,7 @@ impl OnBackend for Training<'_> {
         let steps = StepLoop {
             args,
             out: self.out,
-            config: &config,
+            config,
             dataset: self.dataset,
             train_rows: self.train_rows,
             val_rows: self.val_rows,

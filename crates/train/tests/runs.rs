@@ -17,6 +17,14 @@ fn train_bin(args: &[String]) -> Command {
     command
 }
 
+/// The first step's line of a run's metrics.jsonl.
+fn first_step(run: &Path) -> train::metrics::StepMetrics {
+    match train::metrics::read(&run.join("metrics.jsonl")).unwrap().into_iter().next() {
+        Some(train::metrics::Line::Step(step)) => step,
+        _ => panic!("{}: no step line", run.display()),
+    }
+}
+
 fn final_weights(run: &Path) -> Vec<u8> {
     fs::read(run.join("final/model.safetensors")).unwrap()
 }
@@ -30,10 +38,7 @@ fn accumulating_four_micro_batches_of_one_is_one_batch_of_four() {
         let out = dir.path().join(name);
         let argv = parity_args(&data, &out, &["--micro-batch", micro, "--grad-accum", accum, "--max-steps", "1", "--warmup-steps", "0"]);
         train::training::train(&train_args(&argv)).unwrap();
-        let Some(train::metrics::Line::Step(step)) = train::metrics::read(&out.join("metrics.jsonl")).unwrap().into_iter().next() else {
-            panic!("no step line")
-        };
-        (step, without_key_bias(tensors(&out.join("final/model.safetensors"))))
+        (first_step(&out), without_key_bias(tensors(&out.join("final/model.safetensors"))))
     };
     let ((step_a, accumulated), (step_b, batched)) = (run("4x1", "1", "4"), run("1x4", "4", "1"));
     // The loss and gradient norm show any wrong weighting of the micro-batches directly.
@@ -59,12 +64,8 @@ fn doc_mask_trains_and_evaluates_each_joke_on_its_own() {
         out
     };
     let (plain, masked) = (run("plain", &[]), run("masked", &["--doc-mask"]));
-    let first_loss = |out: &Path| match train::metrics::read(&out.join("metrics.jsonl")).unwrap().into_iter().next() {
-        Some(train::metrics::Line::Step(step)) => step.loss,
-        _ => panic!("no step line"),
-    };
     // The fixture packs several documents per row, so the mask changes what the model sees.
-    assert!((first_loss(&plain) - first_loss(&masked)).abs() > 1e-4);
+    assert!((first_step(&plain).loss - first_step(&masked).loss).abs() > 1e-4);
 
     let eval = |model: &Path, doc_mask: bool| {
         let args = train::cli::EvalArgs {
