@@ -59,7 +59,7 @@ bench-prepare:
 
 # Generation tokens/s on the CPU, gpt2 (124M) shapes, next to transformers' generate.
 bench-generate:
-	$(CARGO) bench -p sample --bench generate
+	$(CARGO) bench -p sample --bench generate -- --no-cache
 	python3 scripts/bench_generate_baseline.py --device cpu --no-cache
 
 clean:

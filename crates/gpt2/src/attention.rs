@@ -1,8 +1,7 @@
-use crate::{Gpt2Config, KvCache, Precision};
+use crate::{Gpt2Backend, Gpt2Config, KvCache, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Linear},
     prelude::*,
-    tensor::activation::softmax,
 };
 
 /// Causal multi-head self-attention with GPT-2's fused q/k/v projection.
@@ -35,6 +34,9 @@ impl<B: Backend> CausalSelfAttention<B> {
         self.resid_dropout = DropoutConfig::new(p).init();
     }
 
+}
+
+impl<B: Gpt2Backend> CausalSelfAttention<B> {
     /// `x`: `[batch, time, n_embd]`; `mask`: `[batch, time, keys]`, `true` where a query must
     /// not see a key. With a cache (and this block's layer index), the keys and values of
     /// earlier positions come from it and this call's are appended to it.
@@ -48,12 +50,7 @@ impl<B: Backend> CausalSelfAttention<B> {
             Some((cache, layer)) => cache.extend(layer, k, v),
             None => (k, v),
         };
-        let keys = k.dims()[2];
-
-        let scores = self.precision.matmul(q, k.transpose()) / (head_dim as f64).sqrt();
-        let mask = mask.unsqueeze_dim::<4>(1).expand([batch, self.n_head, time, keys]);
-        let attention = self.attn_dropout.forward(softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3));
-        let y = self.precision.matmul(attention, v).swap_dims(1, 2).reshape([batch, time, n_embd]);
+        let y = B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision);
         self.resid_dropout.forward(self.precision.linear(&self.c_proj, y))
     }
 }

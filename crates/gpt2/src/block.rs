@@ -1,4 +1,4 @@
-use crate::{attention::CausalSelfAttention, mlp::Mlp, Gpt2Config, KvCache};
+use crate::{Gpt2Backend, attention::CausalSelfAttention, mlp::Mlp, Gpt2Config, KvCache};
 use burn::{
     module::{Module, Param},
     nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig},
@@ -14,7 +14,7 @@ pub struct Block<B: Backend> {
     pub mlp: Mlp<B>,
 }
 
-impl<B: Backend> Block<B> {
+impl<B: Gpt2Backend> Block<B> {
     pub fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 3, Bool>, cache: Option<(&mut KvCache<B>, usize)>) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))

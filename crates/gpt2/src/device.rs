@@ -2,7 +2,7 @@
 //! and a GPU is present, otherwise the CPU with a notice that says why.
 
 use anyhow::{bail, Result};
-use burn::prelude::Backend;
+use crate::Gpt2Backend;
 use std::{fmt, str::FromStr};
 
 /// The CPU backend (ndarray), used for tests and as the fallback.
@@ -70,7 +70,7 @@ pub fn resolve(requested: Option<DeviceChoice>) -> DeviceChoice {
 /// Work that runs on whichever backend was chosen.
 pub trait OnBackend {
     type Output;
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+    fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output;
 }
 
 /// Run `work` on the backend and device of `choice`.

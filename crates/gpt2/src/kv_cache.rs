@@ -1,29 +1,51 @@
 use burn::prelude::*;
 
-/// Keys and values of every position decoded so far, per layer: `[batch, heads, time, head_dim]`.
+/// Keys and values of every position decoded so far, per layer.
+///
+/// Each layer keeps them in buffers `[batch, heads, capacity, head_dim]` with room to spare, and
+/// a decoding step writes its position in place: appending with `cat` would copy the whole
+/// history of every layer at every step. The capacity doubles when it runs out.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    len: usize,
 }
 
 impl<B: Backend> KvCache<B> {
     pub fn new(n_layer: usize) -> Self {
-        Self { layers: vec![None; n_layer] }
+        Self { layers: vec![None; n_layer], len: 0 }
     }
 
     /// Positions already cached (the next token's position).
     pub fn len(&self) -> usize {
-        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dims()[2])
+        self.len
     }
 
-    /// Append this step's keys and values for `layer`; returns the whole history.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append this step's keys and values `[batch, heads, time, head_dim]` for `layer`; returns
+    /// the whole history. The last layer's call completes the step.
     pub(crate) fn extend(&mut self, layer: usize, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let (k, v) = match self.layers[layer].take() {
-            Some((past_k, past_v)) => (Tensor::cat(vec![past_k, k], 2), Tensor::cat(vec![past_v, v], 2)),
-            None => (k, v),
+        let [batch, heads, time, head_dim] = k.dims();
+        let (start, end) = (self.len, self.len + time);
+        let (keys, values) = match self.layers[layer].take() {
+            Some((keys, values)) if keys.dims()[2] >= end => (keys, values),
+            Some((keys, values)) => (grow(keys, end), grow(values, end)),
+            None => {
+                let empty = || Tensor::zeros([batch, heads, end.next_power_of_two(), head_dim], &k.device());
+                (empty(), empty())
+            }
         };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        (k, v)
+        let new = [0..batch, 0..heads, start..end, 0..head_dim];
+        let (keys, values) = (keys.slice_assign(new.clone(), k), values.slice_assign(new, v));
+        self.layers[layer] = Some((keys.clone(), values.clone()));
+        if layer + 1 == self.layers.len() {
+            self.len = end;
+        }
+        let history = [0..batch, 0..heads, 0..end, 0..head_dim];
+        (keys.slice(history.clone()), values.slice(history))
     }
 
     /// Keep only the rows in `rows` (in that order), e.g. the samples still being generated.
@@ -33,4 +55,11 @@ impl<B: Backend> KvCache<B> {
             *v = v.clone().select(0, rows.clone());
         }
     }
+}
+
+/// `buffer` with its capacity (dimension 2) doubled until it holds `needed` positions.
+fn grow<B: Backend>(buffer: Tensor<B, 4>, needed: usize) -> Tensor<B, 4> {
+    let [batch, heads, capacity, head_dim] = buffer.dims();
+    let spare = Tensor::zeros([batch, heads, needed.next_power_of_two() - capacity, head_dim], &buffer.device());
+    Tensor::cat(vec![buffer, spare], 2)
 }

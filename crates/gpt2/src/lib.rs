@@ -6,9 +6,11 @@
 //! - [`KvCache`]: incremental decoding with the same logits as a full forward pass.
 //! - [`next_token_loss`]: masked next-token cross-entropy, token mean.
 //! - [`Precision`]: f32, or bf16 matrix products with f32 weights (mixed precision).
+//! - [`Gpt2Backend`]: the backends it runs on (CPU, CUDA, autodiff over either).
 //! - [`hf`]: load and save the Hugging Face layout (`config.json`, `model.safetensors`).
 
 mod attention;
+mod backend;
 mod block;
 mod config;
 pub mod device;
@@ -21,6 +23,7 @@ mod model;
 mod precision;
 
 pub use attention::CausalSelfAttention;
+pub use backend::Gpt2Backend;
 pub use block::Block;
 pub use config::Gpt2Config;
 pub use documents::Documents;

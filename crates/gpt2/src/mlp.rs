@@ -1,4 +1,4 @@
-use crate::{Gpt2Config, Precision};
+use crate::{Gpt2Backend, Gpt2Config, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Linear},
     prelude::*,
@@ -24,6 +24,9 @@ impl<B: Backend> Mlp<B> {
         self.dropout = DropoutConfig::new(p).init();
     }
 
+}
+
+impl<B: Gpt2Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let hidden = gelu_approximate(self.precision.linear(&self.c_fc, x));
         self.dropout.forward(self.precision.linear(&self.c_proj, hidden))

@@ -1,4 +1,4 @@
-use crate::{block::Block, Documents, KvCache, Precision};
+use crate::{block::Block, Documents, Gpt2Backend, KvCache, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Embedding, LayerNorm},
     prelude::*,
@@ -18,7 +18,7 @@ pub struct Gpt2<B: Backend> {
     pub(crate) precision: Precision,
 }
 
-impl<B: Backend> Gpt2<B> {
+impl<B: Gpt2Backend> Gpt2<B> {
     /// Logits `[batch, time, vocab]` for tokens `[batch, time]` at positions `0..time`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, time] = tokens.dims();
@@ -56,9 +56,12 @@ impl<B: Backend> Gpt2<B> {
         // matmul gives wrong results for a transposed right-hand side broadcast over a batch.
         let [batch, time, n_embd] = x.dims();
         let vocab = self.wte.weight.dims()[0];
-        self.precision.matmul(x.reshape([batch * time, n_embd]), self.wte.weight.val().transpose()).reshape([batch, time, vocab])
+        self.precision.matmul_transposed(x.reshape([batch * time, n_embd]), self.wte.weight.val()).reshape([batch, time, vocab])
     }
 
+}
+
+impl<B: Backend> Gpt2<B> {
     /// The same model with every dropout (embedding, attention, residual) at probability `p`.
     pub fn with_dropout(mut self, p: f64) -> Self {
         self.drop = DropoutConfig::new(p).init();

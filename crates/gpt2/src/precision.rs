@@ -1,3 +1,4 @@
+use crate::Gpt2Backend;
 use burn::{
     nn::Linear,
     prelude::*,
@@ -34,14 +35,22 @@ impl Precision {
 
     /// `x · W + b` (burn's and GPT-2's `[d_in, d_out]` weight layout) with the product in this
     /// precision and the bias added in f32.
-    pub fn linear<B: Backend, const D: usize>(self, layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    pub fn linear<B: Gpt2Backend, const D: usize>(self, layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
         if self == Precision::F32 {
-            return layer.forward(x);
+            return B::linear_forward(layer, x);
         }
         let y = self.matmul(x, layer.weight.val().unsqueeze());
         match &layer.bias {
             Some(bias) => y + bias.val().unsqueeze(),
             None => y,
+        }
+    }
+
+    /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]`, in this precision.
+    pub fn matmul_transposed<B: Gpt2Backend>(self, x: Tensor<B, 2>, weight: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self {
+            Precision::F32 => B::matmul_transposed(x, weight),
+            Precision::Bf16 => self.matmul(x, weight.transpose()),
         }
     }
 }

@@ -2,7 +2,10 @@
 //! batch 1 and 8, with and without the KV cache. `make bench-generate` runs it next to
 //! `transformers`' generate (scripts/bench_generate_baseline.py) on the same machine.
 //!
-//! cargo bench -p sample --bench generate [-- NEW_TOKENS]
+//! cargo bench -p sample --bench generate [-- NEW_TOKENS] [--no-cache]
+//!
+//! `--no-cache` adds the runs without the KV cache (as the baseline's flag does); at 256 new
+//! tokens they take minutes.
 
 use burn::prelude::*;
 use gpt2::{device::Cpu, Gpt2, Gpt2Config};
@@ -29,10 +32,11 @@ fn tokens_per_second(model: &Gpt2<Cpu>, batch: usize, new_tokens: usize, cached:
 
 fn main() {
     let new_tokens: usize = std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(256);
+    let caching: &[bool] = if std::env::args().any(|a| a == "--no-cache") { &[true, false] } else { &[true] };
     let model = Gpt2Config::preset("gpt2").unwrap().init::<Cpu>(&Default::default());
     tokens_per_second(&model, 1, 4, true); // warm-up
     for batch in [1, 8] {
-        for cached in [true, false] {
+        for &cached in caching {
             let rate = tokens_per_second(&model, batch, new_tokens, cached);
             let cache = if cached { "KV cache" } else { "no cache" };
             println!("gpt2 crate gpt2 124M shapes, f32, {cache}, {new_tokens} new tokens, batch {batch}: {rate:.1} tokens/s");

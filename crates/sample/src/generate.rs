@@ -2,7 +2,7 @@
 
 use crate::decoding::Decoding;
 use burn::prelude::*;
-use gpt2::Gpt2;
+use gpt2::{Gpt2, Gpt2Backend};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
@@ -37,7 +37,7 @@ pub struct Limits<'a> {
 /// `decode` turns token ids into text (for stop strings); `on_token(row, tokens)` sees each
 /// sample grow.
 #[allow(clippy::too_many_arguments)]
-pub fn generate<B: Backend>(
+pub fn generate<B: Gpt2Backend>(
     model: &Gpt2<B>,
     prompt: &[u32],
     decoding: &Decoding,

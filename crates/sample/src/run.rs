@@ -7,8 +7,10 @@ use crate::{
     recitation::{Recited, TrainingJokes},
 };
 use anyhow::{anyhow, bail, Context, Result};
-use burn::prelude::Backend;
-use gpt2::device::{self, OnBackend};
+use gpt2::{
+    device::{self, OnBackend},
+    Gpt2Backend,
+};
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 use serde::Serialize;
 use std::{
@@ -118,7 +120,7 @@ struct Sampling<'a> {
 impl OnBackend for Sampling<'_> {
     type Output = Result<Vec<SampleRecord>>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
         let cli = self.cli;
         let (config, model) = gpt2::hf::load_dir::<B>(self.model_dir, &device)?;
         let tokenizer_path = self.tokenizer_path;

@@ -4,7 +4,7 @@
 //! so a resumed run needs only the step to pick up exactly where it stopped.
 
 use burn::{prelude::*, tensor::TensorData};
-use gpt2::{Documents, Gpt2};
+use gpt2::{Documents, Gpt2, Gpt2Backend};
 use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
     ChaCha8Rng,
@@ -80,7 +80,7 @@ pub struct MicroBatch<B: Backend> {
     pub real_tokens: usize,
 }
 
-impl<B: Backend> MicroBatch<B> {
+impl<B: Gpt2Backend> MicroBatch<B> {
     /// `rows` (at most `batching.rows`) of `split`, padded to `batching.rows` rows of `split.seq_len`.
     pub fn new(split: &SplitRows, rows: &[usize], batching: &Batching, device: &B::Device) -> Self {
         let batch = batching.rows;

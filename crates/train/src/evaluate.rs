@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use burn::prelude::*;
 use gpt2::{
     device::{self, OnBackend},
-    next_token_loss, Gpt2,
+    next_token_loss, Gpt2, Gpt2Backend,
 };
 use serde::Serialize;
 use shards::{Dataset, SplitRows};
@@ -25,7 +25,7 @@ pub struct Evaluation {
 
 /// Evaluate `model` on every row of `split`, batched as `batching` says. On a backend without
 /// autodiff, dropout is off.
-pub fn evaluate<B: Backend>(model: &Gpt2<B>, split: &SplitRows, batching: &Batching, device: &B::Device) -> Evaluation {
+pub fn evaluate<B: Gpt2Backend>(model: &Gpt2<B>, split: &SplitRows, batching: &Batching, device: &B::Device) -> Evaluation {
     let rows: Vec<usize> = (0..split.len()).collect();
     let (mut nll, mut tokens) = (0.0, 0u64);
     for chunk in rows.chunks(batching.rows) {
@@ -71,7 +71,7 @@ struct Evaluate<'a> {
 impl OnBackend for Evaluate<'_> {
     type Output = Result<Evaluation>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
         let (config, model, dir) = gpt2::hf::load::<B>(&self.args.model, &device)?;
         compatibility::check(self.dataset, &config, &self.args.model, Some(&dir))?;
         let batching = Batching { rows: self.args.micro_batch as usize, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: self.args.doc_mask };

@@ -22,7 +22,7 @@ use burn::{
 };
 use gpt2::{
     device::{self, DeviceChoice, OnBackend},
-    next_token_loss, Gpt2, Gpt2Config, Precision,
+    next_token_loss, Gpt2, Gpt2Backend, Gpt2Config, Precision,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
@@ -95,7 +95,7 @@ struct Training<'a> {
 impl OnBackend for Training<'_> {
     type Output = Result<Summary>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
         let args = self.args;
         let initial = Initial::describe(args)?;
         let config = &initial.config;
@@ -223,7 +223,7 @@ struct StepLoop<'a> {
 }
 
 impl StepLoop<'_> {
-    fn run<B: Backend>(
+    fn run<B: Gpt2Backend>(
         &self,
         mut model: Gpt2<Autodiff<B>>,
         mut optimizer: GroupedAdamW<Autodiff<B>>,
@@ -324,7 +324,7 @@ impl StepLoop<'_> {
         })
     }
 
-    fn validate<B: Backend>(&self, model: &Gpt2<Autodiff<B>>, device: &B::Device) -> Evaluation {
+    fn validate<B: Gpt2Backend>(&self, model: &Gpt2<Autodiff<B>>, device: &B::Device) -> Evaluation {
         evaluate(&model.valid(), self.val_rows, &self.batching, device)
     }
 
