@@ -8,7 +8,7 @@ use burn::{
     prelude::*,
     tensor::activation::{gelu_approximate, softmax},
 };
-use gpt2::{causal_mask, hf, Gpt2, Gpt2Config};
+use gpt2::{causal_mask, hf, Gpt2, Gpt2Backend, Gpt2Config};
 use std::{path::Path, time::Instant};
 
 type Stages = Vec<(String, Vec<f32>)>;
@@ -65,7 +65,7 @@ fn operations<B: Backend>(device: &B::Device) -> Stages {
 }
 
 /// Every stage of the forward pass, as `Gpt2::forward` computes it.
-fn stages<B: Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> Stages {
+fn stages<B: Gpt2Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> Stages {
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.to_vec(), [2, ids.len() / 2]), device);
     let mut out = Stages::new();
     let positions = Tensor::<B, 1, Int>::arange(0..(ids.len() / 2) as i64, device).reshape([1, ids.len() / 2]).expand([2, ids.len() / 2]);
@@ -97,7 +97,7 @@ fn compare(cpu: Stages, gpu: Stages) -> f32 {
 }
 
 /// Greedy decoding of `new_tokens` tokens for `batch` rows with the KV cache; tokens/s.
-fn generation_speed<B: Backend>(model: &Gpt2<B>, batch: usize, new_tokens: usize, device: &B::Device) -> f64 {
+fn generation_speed<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, new_tokens: usize, device: &B::Device) -> f64 {
     let mut cache = model.new_cache();
     let mut next = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![464i64; batch * 8], [batch, 8]), device);
     let start = Instant::now();
