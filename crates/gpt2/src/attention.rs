@@ -33,7 +33,6 @@ impl<B: Backend> CausalSelfAttention<B> {
         self.attn_dropout = DropoutConfig::new(p).init();
         self.resid_dropout = DropoutConfig::new(p).init();
     }
-
 }
 
 impl<B: Gpt2Backend> CausalSelfAttention<B> {

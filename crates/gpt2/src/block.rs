@@ -1,4 +1,4 @@
-use crate::{Gpt2Backend, attention::CausalSelfAttention, mlp::Mlp, Gpt2Config, KvCache};
+use crate::{attention::CausalSelfAttention, mlp::Mlp, Gpt2Backend, Gpt2Config, KvCache};
 use burn::{
     module::{Module, Param},
     nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig},

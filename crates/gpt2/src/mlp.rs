@@ -23,7 +23,6 @@ impl<B: Backend> Mlp<B> {
     pub(crate) fn set_dropout(&mut self, p: f64) {
         self.dropout = DropoutConfig::new(p).init();
     }
-
 }
 
 impl<B: Gpt2Backend> Mlp<B> {

@@ -58,7 +58,6 @@ impl<B: Gpt2Backend> Gpt2<B> {
         let vocab = self.wte.weight.dims()[0];
         self.precision.matmul_transposed(x.reshape([batch * time, n_embd]), self.wte.weight.val()).reshape([batch, time, vocab])
     }
-
 }
 
 impl<B: Backend> Gpt2<B> {
