@@ -17,7 +17,7 @@ use burn::{
     tensor::{activation::softmax, TensorPrimitive},
 };
 use burn_ndarray::NdArrayTensor;
-use ndarray::{parallel::prelude::*, s, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewD, ArrayViewMut2, Axis, Ix1, Ix3, IxDyn};
+use ndarray::{parallel::prelude::*, s, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewD, ArrayViewMut2, Axis, Dimension, Ix1, Ix3, IxDyn};
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
@@ -93,9 +93,7 @@ impl Gpt2Backend for NdArray<f32> {
             return attention_with_burn(q, k, v, mask, dropout, precision);
         };
         let hidden = hidden.view().into_dimensionality::<Ix3>().expect("a 3-D mask");
-        let y = attend(four_d(queries), four_d(keys), four_d(values), hidden);
-        let y = y.into_shape_with_order(IxDyn(&[batch, time, heads * head_dim])).expect("as many elements");
-        Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(y.into_shared())))
+        tensor(attend(four_d(queries), four_d(keys), four_d(values), hidden), [batch, time, heads * head_dim])
     }
 }
 
@@ -235,7 +233,7 @@ fn matrix(view: ArrayViewD<'_, f32>) -> ArrayView2<'_, f32> {
 }
 
 /// A CPU tensor of shape `dims` holding `array`'s elements in row-major order.
-fn tensor<const D: usize>(array: Array2<f32>, dims: [usize; D]) -> Tensor<NdArray<f32>, D> {
+fn tensor<Shape: Dimension, const D: usize>(array: Array<f32, Shape>, dims: [usize; D]) -> Tensor<NdArray<f32>, D> {
     let array = array.into_shape_with_order(IxDyn(&dims)).expect("as many elements as the shape holds");
     Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(array.into_shared())))
 }
