@@ -9,7 +9,7 @@
 //! arrays where they lie. Other backends (CUDA, and autodiff for training) keep burn's own
 //! operations.
 
-use crate::Precision;
+use crate::{few_rows, Precision};
 use burn::{
     backend::{Autodiff, NdArray},
     nn::{Dropout, Linear},
@@ -17,7 +17,7 @@ use burn::{
     tensor::{activation::softmax, TensorPrimitive},
 };
 use burn_ndarray::NdArrayTensor;
-use ndarray::{parallel::prelude::*, s, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewD, ArrayViewMut2, Axis, Dimension, Ix1, Ix3, IxDyn};
+use ndarray::{parallel::prelude::*, s, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewD, Axis, Dimension, Slice, Ix1, Ix3, IxDyn};
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
@@ -37,6 +37,13 @@ pub trait Gpt2Backend: Backend {
     /// must not see a key). Returns the heads side by side: `[batch, time, heads × head_dim]`.
     fn masked_attention(q: Tensor<Self, 4>, k: Tensor<Self, 4>, v: Tensor<Self, 4>, mask: Tensor<Self, 3, Bool>, dropout: &Dropout, precision: Precision) -> Tensor<Self, 3> {
         attention_with_burn(q, k, v, mask, dropout, precision)
+    }
+
+    /// The first `count` positions (dimension 2) of a KV cache buffer
+    /// `[batch, heads, capacity, head_dim]`.
+    fn first_positions(buffer: Tensor<Self, 4>, count: usize) -> Tensor<Self, 4> {
+        let [batch, heads, _, head_dim] = buffer.dims();
+        buffer.slice([0..batch, 0..heads, 0..count, 0..head_dim])
     }
 }
 
@@ -95,6 +102,22 @@ impl Gpt2Backend for NdArray<f32> {
         let hidden = hidden.view().into_dimensionality::<Ix3>().expect("a 3-D mask");
         tensor(attend(four_d(queries), four_d(keys), four_d(values), hidden), [batch, time, heads * head_dim])
     }
+
+    /// A view that shares the buffer's memory (burn's `slice` copies it).
+    fn first_positions(buffer: Tensor<Self, 4>, count: usize) -> Tensor<Self, 4> {
+        match primitive(buffer) {
+            NdArrayTensor::F32(storage) => {
+                let mut positions = storage.into_shared();
+                positions.slice_axis_inplace(Axis(2), Slice::from(..count));
+                Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(positions)))
+            }
+            other => {
+                let buffer = Tensor::from_primitive(TensorPrimitive::Float(other));
+                let [batch, heads, _, head_dim] = buffer.dims();
+                buffer.slice([0..batch, 0..heads, 0..count, 0..head_dim])
+            }
+        }
+    }
 }
 
 /// [`Gpt2Backend::masked_attention`] on ndarray views; returns `[batch, time, heads, head_dim]`.
@@ -105,7 +128,7 @@ fn attend(q: ArrayView4<'_, f32>, k: ArrayView4<'_, f32>, v: ArrayView4<'_, f32>
     y.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(row, mut y)| {
         y.axis_iter_mut(Axis(1)).into_par_iter().enumerate().for_each(|(head, mut y)| {
             let (q, k, v) = (q.slice(s![row, head, .., ..]), k.slice(s![row, head, .., ..]), v.slice(s![row, head, .., ..]));
-            let mut weights = q.dot(&k.t());
+            let mut weights = product_on_this_thread(q, k.t());
             for (mut scores, hidden) in weights.rows_mut().into_iter().zip(hidden.slice(s![row, .., ..]).rows()) {
                 scores.zip_mut_with(&hidden, |score, &hidden| *score = if hidden { f32::NEG_INFINITY } else { *score / scale });
                 let max = scores.fold(f32::NEG_INFINITY, |max, &score| max.max(score));
@@ -113,53 +136,53 @@ fn attend(q: ArrayView4<'_, f32>, k: ArrayView4<'_, f32>, v: ArrayView4<'_, f32>
                 let sum = scores.sum();
                 scores.mapv_inplace(|weight| weight / sum);
             }
-            y.assign(&weights.dot(&v));
+            y.assign(&product_on_this_thread(weights.view(), v));
         });
     });
     y
 }
 
-/// Products with at most this many rows go to `gemm`, whose kernels for skinny products read
-/// the weight once, at memory speed (gpt2's `[768, 2304]` projection: 0.30 ms for one row,
-/// against 1.57 ms in matrixmultiply, which packs the whole weight first). From about 64 rows
-/// on matrixmultiply (ndarray's `dot`) is the faster (2-core x86-64, see BENCHMARKS.md).
-const GEMM_MAX_ROWS: usize = 32;
+/// Products with at most this many rows go to the kernels of [`crate::few_rows`], which read
+/// the weight where it lies, at memory speed; from about 64 rows on matrixmultiply (ndarray's
+/// `dot`, which packs the weight first) is the faster (2-core x86-64, see BENCHMARKS.md).
+const FEW_ROWS: usize = 32;
 
-/// `gemm` runs a skinny product on one thread, so the weight is shared out among threads in
-/// blocks of this many rows (columns, for a transposed weight): contiguous in memory, and
-/// within the 2nd-level cache. A fixed size, not one per thread, so that the numbers do not
-/// depend on how many threads there are. (64 and 256 measured slower.)
+/// The few-row kernels run on one thread, so the weight is shared out among threads in blocks
+/// of this many rows: contiguous in memory, and within the 2nd-level cache. A fixed size, not
+/// one per thread, so that the numbers do not depend on how many threads there are.
 const BLOCK: usize = 128;
 
 /// `lhs · rhs` for views of any strides (a transposed weight included), copying neither.
 fn product(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Array2<f32> {
     let ((m, k), (rhs_rows, n)) = (lhs.dim(), rhs.dim());
     assert_eq!(k, rhs_rows, "matrix product of [{m}, {k}] and [{rhs_rows}, {n}]");
-    if m > GEMM_MAX_ROWS {
+    let (weight_rows, weight_columns) = (rhs.strides()[1] == 1, rhs.strides()[0] == 1);
+    if m > FEW_ROWS || !(weight_rows || weight_columns) {
         return lhs.dot(&rhs);
     }
-    // Each thread takes a block of the weight that is contiguous in memory.
-    if rhs.strides()[0] == 1 {
-        // Columns contiguous (a transposed weight): blocks of columns, each its own outputs.
+    let lhs = lhs.as_standard_layout();
+    let lhs = lhs.view();
+    if weight_columns {
+        // A transposed weight: blocks of its rows (our columns), each its own outputs.
         let mut out = Array2::<f32>::zeros((m, n));
         out.axis_chunks_iter_mut(Axis(1), BLOCK)
             .into_par_iter()
-            .zip(rhs.axis_chunks_iter(Axis(1), BLOCK))
-            .for_each(|(out, rhs)| {
-                touch(rhs.reversed_axes());
-                skinny_product(lhs, rhs, out);
+            .zip(rhs.reversed_axes().axis_chunks_iter(Axis(0), BLOCK))
+            .for_each(|(out, weight)| {
+                touch(weight, m);
+                few_rows::times_transposed_weight(lhs, weight, out);
             });
         out
     } else {
-        // Rows contiguous: blocks of rows, each a partial sum, added up in order.
+        // Blocks of the weight's rows, each a partial sum, added up in order.
         let partials: Vec<Array2<f32>> = lhs
             .axis_chunks_iter(Axis(1), BLOCK)
             .into_par_iter()
             .zip(rhs.axis_chunks_iter(Axis(0), BLOCK))
-            .map(|(lhs, rhs)| {
+            .map(|(lhs, weight)| {
                 let mut partial = Array2::<f32>::zeros((m, n));
-                touch(rhs);
-                skinny_product(lhs, rhs, partial.view_mut());
+                touch(weight, m);
+                few_rows::times_weight(lhs, weight, partial.view_mut());
                 partial
             })
             .collect();
@@ -167,11 +190,32 @@ fn product(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Array2<f32> {
     }
 }
 
-/// Reads one float of every cache line of `block` (a contiguous block of a weight), front to
-/// back, so that the product that follows finds it in the cache. `gemm` reads a weight in
-/// narrow column panels, an order the memory prefetcher does not follow: for 8 rows, reading
-/// each block through first took gpt2's decoding step from 128 to ~95 ms.
-fn touch(block: ArrayView2<'_, f32>) {
+/// `lhs · rhs` on the calling thread, for products too small to share out (attention's, per
+/// row and head).
+fn product_on_this_thread(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Array2<f32> {
+    let (m, n) = (lhs.nrows(), rhs.ncols());
+    if m > FEW_ROWS || (lhs.ncols() > 1 && lhs.strides()[1] != 1) {
+        return lhs.dot(&rhs);
+    }
+    let mut out = Array2::<f32>::zeros((m, n));
+    if rhs.strides()[0] == 1 {
+        few_rows::times_transposed_weight(lhs, rhs.reversed_axes(), out.view_mut());
+    } else if rhs.strides()[1] == 1 {
+        few_rows::times_weight(lhs, rhs, out.view_mut());
+    } else {
+        return lhs.dot(&rhs);
+    }
+    out
+}
+
+/// For products of several rows, reads one float of every cache line of `block` (a contiguous
+/// block of a weight) front to back first, so that the kernels, which read it in column tiles,
+/// find it in the cache: the memory prefetcher follows a stream front to back, not the tiles.
+/// For one row the kernels are the faster alone.
+fn touch(block: ArrayView2<'_, f32>, rows: usize) {
+    if rows < TOUCH_FROM_ROWS {
+        return;
+    }
     let mut sum = 0.0f32;
     for row in block.rows() {
         for value in row.iter().step_by(16) {
@@ -181,36 +225,7 @@ fn touch(block: ArrayView2<'_, f32>) {
     std::hint::black_box(sum);
 }
 
-/// `out = lhs · rhs` on this thread, with `gemm`.
-fn skinny_product(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
-    let ((m, k), n) = (lhs.dim(), rhs.ncols());
-    let (lhs_strides, rhs_strides, out_strides) = (lhs.strides(), rhs.strides(), out.strides().to_vec());
-    // SAFETY: each pointer and its (column, row) strides address exactly the elements of its
-    // view; the views outlive the call and `out` is borrowed mutably, so nothing else writes it.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            out_strides[1],
-            out_strides[0],
-            false,
-            lhs.as_ptr(),
-            lhs_strides[1],
-            lhs_strides[0],
-            rhs.as_ptr(),
-            rhs_strides[1],
-            rhs_strides[0],
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
+const TOUCH_FROM_ROWS: usize = 2;
 
 fn primitive<const D: usize>(tensor: Tensor<NdArray<f32>, D>) -> NdArrayTensor {
     tensor.into_primitive().tensor()
@@ -257,7 +272,8 @@ mod tests {
 
     #[test]
     fn linear_matches_burns_on_every_path() {
-        // One row and eight (gemm), 40 (matrixmultiply); d_in 300 spans three row blocks.
+        // One row and eight (few-row kernels, with edges: 200 columns), 40 (matrixmultiply); d_in
+        // 300 spans three row blocks.
         for rows in [1, 8, 40] {
             let layer = LinearConfig::new(300, 200).init::<Cpu>(&Default::default());
             let x = random([2, rows, 300]);

@@ -1,3 +1,4 @@
+use crate::Gpt2Backend;
 use burn::prelude::*;
 
 /// Keys and values of every position decoded so far, per layer.
@@ -25,6 +26,16 @@ impl<B: Backend> KvCache<B> {
         self.len == 0
     }
 
+    /// Keep only the rows in `rows` (in that order), e.g. the samples still being generated.
+    pub fn select_rows(&mut self, rows: Tensor<B, 1, Int>) {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.clone().select(0, rows.clone());
+            *v = v.clone().select(0, rows.clone());
+        }
+    }
+}
+
+impl<B: Gpt2Backend> KvCache<B> {
     /// Append this step's keys and values `[batch, heads, time, head_dim]` for `layer`; returns
     /// the whole history. The last layer's call completes the step.
     pub(crate) fn extend(&mut self, layer: usize, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
@@ -44,16 +55,7 @@ impl<B: Backend> KvCache<B> {
         if layer + 1 == self.layers.len() {
             self.len = end;
         }
-        let history = [0..batch, 0..heads, 0..end, 0..head_dim];
-        (keys.slice(history.clone()), values.slice(history))
-    }
-
-    /// Keep only the rows in `rows` (in that order), e.g. the samples still being generated.
-    pub fn select_rows(&mut self, rows: Tensor<B, 1, Int>) {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.clone().select(0, rows.clone());
-            *v = v.clone().select(0, rows.clone());
-        }
+        (B::first_positions(keys, end), B::first_positions(values, end))
     }
 }
 

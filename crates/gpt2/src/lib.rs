@@ -15,6 +15,7 @@ mod block;
 mod config;
 pub mod device;
 mod documents;
+mod few_rows;
 pub mod hf;
 mod kv_cache;
 mod loss;

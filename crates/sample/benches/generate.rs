@@ -11,6 +11,10 @@ use burn::prelude::*;
 use gpt2::{device::Cpu, Gpt2, Gpt2Config};
 use std::time::Instant;
 
+// The allocator of the `sample` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Greedy decoding; without the cache every step runs the whole sequence again.
 fn tokens_per_second(model: &Gpt2<Cpu>, batch: usize, new_tokens: usize, cached: bool) -> f64 {
     let device = Default::default();
