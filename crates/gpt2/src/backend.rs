@@ -14,7 +14,10 @@ use burn::{
     backend::{Autodiff, NdArray},
     nn::{Dropout, Linear},
     prelude::*,
-    tensor::{activation::softmax, TensorPrimitive},
+    tensor::{
+        activation::{gelu_approximate, softmax},
+        TensorPrimitive,
+    },
 };
 use burn_ndarray::NdArrayTensor;
 use ndarray::{parallel::prelude::*, s, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewD, Axis, Dimension, Slice, Ix1, Ix3, IxDyn};
@@ -37,6 +40,11 @@ pub trait Gpt2Backend: Backend {
     /// must not see a key). Returns the heads side by side: `[batch, time, heads × head_dim]`.
     fn masked_attention(q: Tensor<Self, 4>, k: Tensor<Self, 4>, v: Tensor<Self, 4>, mask: Tensor<Self, 3, Bool>, dropout: &Dropout, precision: Precision) -> Tensor<Self, 3> {
         attention_with_burn(q, k, v, mask, dropout, precision)
+    }
+
+    /// GPT-2's GELU, with tanh: `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
+    fn gelu_tanh<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
+        gelu_approximate(x)
     }
 
     /// The first `count` positions (dimension 2) of a KV cache buffer
@@ -103,6 +111,21 @@ impl Gpt2Backend for NdArray<f32> {
         tensor(attend(four_d(queries), four_d(keys), four_d(values), hidden), [batch, time, heads * head_dim])
     }
 
+    /// In place, in one pass over the elements (burn's takes six, each into a new array).
+    fn gelu_tanh<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
+        match primitive(x) {
+            NdArrayTensor::F32(storage) => {
+                let mut x = storage.into_shared().into_owned();
+                x.par_mapv_inplace(|x| {
+                    let inner = (x + x * x * x * 0.044715) * SQRT_2_OVER_PI;
+                    x * (inner.tanh() + 1.0) * 0.5
+                });
+                Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(x.into_shared())))
+            }
+            other => gelu_approximate(Tensor::from_primitive(TensorPrimitive::Float(other))),
+        }
+    }
+
     /// A view that shares the buffer's memory (burn's `slice` copies it).
     fn first_positions(buffer: Tensor<Self, 4>, count: usize) -> Tensor<Self, 4> {
         match primitive(buffer) {
@@ -119,6 +142,9 @@ impl Gpt2Backend for NdArray<f32> {
         }
     }
 }
+
+/// √(2/π), as burn's `gelu_approximate` has it.
+const SQRT_2_OVER_PI: f32 = (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
 
 /// [`Gpt2Backend::masked_attention`] on ndarray views; returns `[batch, time, heads, head_dim]`.
 fn attend(q: ArrayView4<'_, f32>, k: ArrayView4<'_, f32>, v: ArrayView4<'_, f32>, hidden: ArrayView3<'_, bool>) -> Array4<f32> {
@@ -288,6 +314,12 @@ mod tests {
             let (x, weight) = (random([rows, 64]), random([300, 64]));
             assert_close(<Cpu as Gpt2Backend>::matmul_transposed(x.clone(), weight.clone()), x.matmul(weight.transpose()));
         }
+    }
+
+    #[test]
+    fn gelu_matches_burns() {
+        let x = random([3, 5, 40]) * 8.0;
+        assert_close(<Cpu as Gpt2Backend>::gelu_tanh(x.clone()), gelu_approximate(x));
     }
 
     #[test]

@@ -2,7 +2,6 @@ use crate::{Gpt2Backend, Gpt2Config, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Linear},
     prelude::*,
-    tensor::activation::gelu_approximate,
 };
 
 /// The feed-forward branch: expand 4×, GPT-2's tanh-approximated GELU, project back, dropout.
@@ -27,7 +26,7 @@ impl<B: Backend> Mlp<B> {
 
 impl<B: Gpt2Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let hidden = gelu_approximate(self.precision.linear(&self.c_fc, x));
+        let hidden = B::gelu_tanh(self.precision.linear(&self.c_fc, x));
         self.dropout.forward(self.precision.linear(&self.c_proj, hidden))
     }
 }
