@@ -1,12 +1,12 @@
 //! The backends the model runs on, and the operations it leaves to each of them: the products
-//! with a weight matrix and the core of attention.
+//! with a weight matrix, the core of attention, GELU, and the view of a KV cache's positions.
 //!
 //! burn 0.21's CPU backend copies both operands of every matrix product (its reshape copies
 //! even a contiguous tensor) and makes a transposed operand contiguous element by element.
 //! Decoding multiplies a few rows by every weight, so a gpt2 decoding step spent ~1 s copying
 //! weights, 0.43 s of it transposing the 154 MB token embedding for the LM head, and attention
 //! copied the cached keys and values several times a step. The CPU backend here works on the
-//! arrays where they lie. Other backends (CUDA, and autodiff for training) keep burn's own
+//! arrays where they lie (the products with few rows in [`crate::few_rows`]). Other backends (CUDA, and autodiff for training) keep burn's own
 //! operations.
 
 use crate::{few_rows, Precision};
@@ -20,7 +20,7 @@ use burn::{
     },
 };
 use burn_ndarray::NdArrayTensor;
-use ndarray::{parallel::prelude::*, s, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewD, Axis, Dimension, Slice, Ix1, Ix3, IxDyn};
+use ndarray::{parallel::prelude::*, s, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArcArray, ArrayViewD, Axis, Dimension, Ix1, Ix3, IxDyn, Slice};
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
@@ -50,9 +50,13 @@ pub trait Gpt2Backend: Backend {
     /// The first `count` positions (dimension 2) of a KV cache buffer
     /// `[batch, heads, capacity, head_dim]`.
     fn first_positions(buffer: Tensor<Self, 4>, count: usize) -> Tensor<Self, 4> {
-        let [batch, heads, _, head_dim] = buffer.dims();
-        buffer.slice([0..batch, 0..heads, 0..count, 0..head_dim])
+        first_positions_by_slice(buffer, count)
     }
+}
+
+fn first_positions_by_slice<B: Backend>(buffer: Tensor<B, 4>, count: usize) -> Tensor<B, 4> {
+    let [batch, heads, _, head_dim] = buffer.dims();
+    buffer.slice([0..batch, 0..heads, 0..count, 0..head_dim])
 }
 
 fn attention_with_burn<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask: Tensor<B, 3, Bool>, dropout: &Dropout, precision: Precision) -> Tensor<B, 3> {
@@ -120,9 +124,9 @@ impl Gpt2Backend for NdArray<f32> {
                     let inner = (x + x * x * x * 0.044715) * SQRT_2_OVER_PI;
                     x * (inner.tanh() + 1.0) * 0.5
                 });
-                Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(x.into_shared())))
+                from_shared(x.into_shared())
             }
-            other => gelu_approximate(Tensor::from_primitive(TensorPrimitive::Float(other))),
+            other => gelu_approximate(from_primitive(other)),
         }
     }
 
@@ -132,13 +136,9 @@ impl Gpt2Backend for NdArray<f32> {
             NdArrayTensor::F32(storage) => {
                 let mut positions = storage.into_shared();
                 positions.slice_axis_inplace(Axis(2), Slice::from(..count));
-                Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(positions)))
+                from_shared(positions)
             }
-            other => {
-                let buffer = Tensor::from_primitive(TensorPrimitive::Float(other));
-                let [batch, heads, _, head_dim] = buffer.dims();
-                buffer.slice([0..batch, 0..heads, 0..count, 0..head_dim])
-            }
+            other => first_positions_by_slice(from_primitive(other), count),
         }
     }
 }
@@ -275,8 +275,15 @@ fn matrix(view: ArrayViewD<'_, f32>) -> ArrayView2<'_, f32> {
 
 /// A CPU tensor of shape `dims` holding `array`'s elements in row-major order.
 fn tensor<Shape: Dimension, const D: usize>(array: Array<f32, Shape>, dims: [usize; D]) -> Tensor<NdArray<f32>, D> {
-    let array = array.into_shape_with_order(IxDyn(&dims)).expect("as many elements as the shape holds");
-    Tensor::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(array.into_shared())))
+    from_shared(array.into_shape_with_order(IxDyn(&dims)).expect("as many elements as the shape holds").into_shared())
+}
+
+fn from_shared<const D: usize>(array: ArcArray<f32, IxDyn>) -> Tensor<NdArray<f32>, D> {
+    from_primitive(NdArrayTensor::from(array))
+}
+
+fn from_primitive<const D: usize>(tensor: NdArrayTensor) -> Tensor<NdArray<f32>, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use burn::prelude::*;
 ///
 /// Each layer keeps them in buffers `[batch, heads, capacity, head_dim]` with room to spare, and
 /// a decoding step writes its position in place: appending with `cat` would copy the whole
-/// history of every layer at every step. The capacity doubles when it runs out.
+/// history of every layer at every step. The capacity doubles when it runs out. Attention reads
+/// the history through [`Gpt2Backend::first_positions`] (on the CPU, a view of the buffer).
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
