@@ -6,8 +6,8 @@
 //! Decoding multiplies a few rows by every weight, so a gpt2 decoding step spent ~1 s copying
 //! weights, 0.43 s of it transposing the 154 MB token embedding for the LM head, and attention
 //! copied the cached keys and values several times a step. The CPU backend here works on the
-//! arrays where they lie (the products with few rows in [`crate::few_rows`]). Other backends (CUDA, and autodiff for training) keep burn's own
-//! operations.
+//! arrays where they lie (the products with few rows in [`crate::few_rows`]). Other backends
+//! (CUDA, and autodiff for training) keep burn's own operations.
 
 use crate::{few_rows, Precision};
 use burn::{
