@@ -72,7 +72,7 @@ impl Product {
         Self { layout, x: x.as_ptr(), x_row, w: w.as_ptr(), w_row, out: out.as_mut_ptr(), out_row, m, k, n }
     }
 
-    /// The same product for the rows `rows` of `x` and `out`.
+    /// The same product for `count` rows of `x` and `out`, from row `start` on.
     unsafe fn rows(self, start: usize, count: usize) -> Self {
         Self { x: self.x.add(start * self.x_row), out: self.out.add(start * self.out_row), m: count, ..self }
     }
