@@ -182,13 +182,12 @@ const BLOCK: usize = 128;
 fn product(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Array2<f32> {
     let ((m, k), (rhs_rows, n)) = (lhs.dim(), rhs.dim());
     assert_eq!(k, rhs_rows, "matrix product of [{m}, {k}] and [{rhs_rows}, {n}]");
-    let (weight_rows, weight_columns) = (rhs.strides()[1] == 1, rhs.strides()[0] == 1);
-    if m > FEW_ROWS || !(weight_rows || weight_columns) {
+    let Some(weight) = few_row_weight(lhs, rhs) else {
         return lhs.dot(&rhs);
-    }
+    };
     let lhs = lhs.as_standard_layout();
     let lhs = lhs.view();
-    if weight_columns {
+    if weight == Weight::Transposed {
         // A transposed weight: blocks of its rows (our columns), each its own outputs.
         let mut out = Array2::<f32>::zeros((m, n));
         out.axis_chunks_iter_mut(Axis(1), BLOCK)
@@ -219,19 +218,35 @@ fn product(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Array2<f32> {
 /// `lhs · rhs` on the calling thread, for products too small to share out (attention's, per
 /// row and head).
 fn product_on_this_thread(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Array2<f32> {
-    let (m, n) = (lhs.nrows(), rhs.ncols());
-    if m > FEW_ROWS || (lhs.ncols() > 1 && lhs.strides()[1] != 1) {
-        return lhs.dot(&rhs);
-    }
-    let mut out = Array2::<f32>::zeros((m, n));
-    if rhs.strides()[0] == 1 {
-        few_rows::times_transposed_weight(lhs, rhs.reversed_axes(), out.view_mut());
-    } else if rhs.strides()[1] == 1 {
-        few_rows::times_weight(lhs, rhs, out.view_mut());
-    } else {
-        return lhs.dot(&rhs);
+    let lhs_rows_contiguous = lhs.ncols() <= 1 || lhs.strides()[1] == 1;
+    let weight = few_row_weight(lhs, rhs).filter(|_| lhs_rows_contiguous);
+    let mut out = Array2::<f32>::zeros((lhs.nrows(), rhs.ncols()));
+    match weight {
+        Some(Weight::Transposed) => few_rows::times_transposed_weight(lhs, rhs.reversed_axes(), out.view_mut()),
+        Some(Weight::Rows) => few_rows::times_weight(lhs, rhs, out.view_mut()),
+        None => return lhs.dot(&rhs),
     }
     out
+}
+
+/// How the right-hand side of a product lies for the few-row kernels.
+#[derive(Clone, Copy, PartialEq)]
+enum Weight {
+    /// Rows contiguous: `x · W`.
+    Rows,
+    /// Columns contiguous: `x · Wᵀ` for a `W` with contiguous rows (the LM head).
+    Transposed,
+}
+
+/// The few-row kernels' view of `rhs`, or `None` where they do not apply: `lhs` has more than
+/// [`FEW_ROWS`] rows, or `rhs` has neither its rows nor its columns contiguous.
+fn few_row_weight(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Option<Weight> {
+    match rhs.strides() {
+        _ if lhs.nrows() > FEW_ROWS => None,
+        [1, _] => Some(Weight::Transposed),
+        [_, 1] => Some(Weight::Rows),
+        _ => None,
+    }
 }
 
 /// For products of several rows, reads one float of every cache line of `block` (a contiguous
