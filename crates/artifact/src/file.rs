@@ -1,16 +1,29 @@
+use crate::leftovers;
 use anyhow::{Context, Result};
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
-/// Write `bytes` to `path` through `path.partial`, so that `path` is never half-written;
-/// missing parent directories are created.
+/// Write `bytes` to `path` through a hidden `.NAME.partial-PID` beside it, so that `path` is
+/// never half-written; missing parent directories are created. A failed write removes its
+/// partial file; those of killed processes are removed by the next write beside them.
 pub fn write_atomically(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    leftovers::remove_dead(&parent);
+    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
+    let temporary = parent.join(leftovers::partial_name(&name.to_string_lossy()));
+    let written = fs::write(&temporary, bytes)
+        .with_context(|| format!("writing {}", path.display()))
+        .and_then(|()| fs::rename(&temporary, path).with_context(|| format!("renaming {} into place", temporary.display())));
+    if written.is_err() {
+        fs::remove_file(&temporary).ok();
     }
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".partial");
-    fs::write(&temporary, bytes).with_context(|| format!("writing {}", Path::new(&temporary).display()))?;
-    fs::rename(&temporary, path).with_context(|| format!("renaming {} into place", Path::new(&temporary).display()))
+    written
 }
 
 #[cfg(test)]
@@ -25,5 +38,17 @@ mod tests {
         write_atomically(&path, "new").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should go: the rename fails.
+        let path = dir.path().join("out.jsonl");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("keep"), "").unwrap();
+        write_atomically(&path, "new").unwrap_err();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["out.jsonl"]);
     }
 }

@@ -1,5 +1,6 @@
 //! Building an output directory out of sight and swapping it in whole.
 
+use crate::leftovers;
 use anyhow::{Context, Result};
 use std::{
     fs,
@@ -27,13 +28,8 @@ impl Staging {
             .into_owned();
         fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
         // A killed run leaves its staging directory behind; it never looks like an output.
-        let stale_prefix = format!(".{name}.partial-");
-        for entry in fs::read_dir(&parent)?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&stale_prefix) {
-                fs::remove_dir_all(entry.path()).ok();
-            }
-        }
-        let dir = parent.join(format!("{stale_prefix}{}", std::process::id()));
+        leftovers::remove_dead(&parent);
+        let dir = parent.join(leftovers::partial_name(&name));
         fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self { dir, target: target.to_path_buf(), committed: false })
     }
@@ -105,9 +101,21 @@ mod tests {
     fn a_killed_run_s_leftovers_are_cleared() {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("out");
+        // No process has so high an id (Linux allows at most 2^22).
         fs::create_dir(root.path().join(".out.partial-99999999")).unwrap();
+        fs::create_dir(root.path().join(".step-0000010.partial-99999998")).unwrap();
+        fs::write(root.path().join(".samples.jsonl.partial-99999997"), "").unwrap();
         Staging::new(&target).unwrap().commit().unwrap();
         let names: Vec<_> = fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["out"]);
+    }
+
+    #[test]
+    fn a_live_process_s_staging_is_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let live = root.path().join(".other.partial-1");
+        fs::create_dir(&live).unwrap();
+        Staging::new(&root.path().join("out")).unwrap().commit().unwrap();
+        assert!(live.is_dir());
     }
 }

@@ -82,10 +82,33 @@ impl Gpt2Config {
                 bail!("n_inner {inner} is not supported (only 4 × n_embd)");
             }
         }
-        if config.n_head == 0 || config.n_embd % config.n_head != 0 {
-            bail!("n_embd {} is not a multiple of n_head {}", config.n_embd, config.n_head);
-        }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Refuse sizes no model has (a zero size, heads that do not divide the width, an
+    /// end-of-text id outside the vocabulary), which would otherwise fail deep inside a kernel.
+    pub fn validate(&self) -> Result<()> {
+        for (key, size) in [("vocab_size", self.vocab_size), ("n_positions", self.n_positions), ("n_embd", self.n_embd), ("n_layer", self.n_layer), ("n_head", self.n_head)] {
+            if size == 0 {
+                bail!("`{key}` is 0: a model needs at least 1");
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            bail!("n_embd {} is not a multiple of n_head {}", self.n_embd, self.n_head);
+        }
+        if self.eos_token_id >= self.vocab_size {
+            bail!("eos_token_id {} is outside the vocabulary of {} tokens", self.eos_token_id, self.vocab_size);
+        }
+        if !(self.layer_norm_epsilon.is_finite() && self.layer_norm_epsilon > 0.0) {
+            bail!("layer_norm_epsilon {} is not a small positive number", self.layer_norm_epsilon);
+        }
+        for (key, p) in [("embd_pdrop", self.embd_pdrop), ("attn_pdrop", self.attn_pdrop), ("resid_pdrop", self.resid_pdrop)] {
+            if !(0.0..1.0).contains(&p) {
+                bail!("`{key}` {p} is not a dropout probability in [0, 1)");
+            }
+        }
+        Ok(())
     }
 
     /// A `config.json` that `transformers.GPT2LMHeadModel` reads as this model.

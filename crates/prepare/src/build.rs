@@ -9,7 +9,7 @@ use crate::{
     template::Template,
     tokenize::TextTokenizer,
 };
-use artifact::Staging;
+use artifact::{OutputDir, OutputLock, Staging};
 use anyhow::{bail, Context, Result};
 use shards::{Counts, Dataset, Manifest, ShardInfo, SourceInfo, SplitInfo, TokenizerInfo, FORMAT_VERSION};
 use std::{
@@ -24,6 +24,14 @@ pub struct Outcome {
     pub manifest: Manifest,
     /// The output already matched these inputs; nothing was written.
     pub up_to_date: bool,
+}
+
+/// A prepared dataset directory: the manifest, the tokenizer and the shards.
+const PREPARED_DIR: OutputDir = OutputDir { stage: "prepare", marker: shards::MANIFEST_FILE, writes: is_prepared_file };
+
+fn is_prepared_file(name: &str) -> bool {
+    let is_shard = |split: &str| name.strip_prefix(split).and_then(|rest| rest.strip_prefix('-')).is_some_and(|rest| rest.ends_with(".shard"));
+    name == shards::MANIFEST_FILE || name == shards::TOKENIZER_FILE || SPLITS.iter().any(|split| is_shard(split))
 }
 
 pub fn run(args: &PrepareArgs) -> Result<Outcome> {
@@ -41,6 +49,9 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
     };
 
     let inputs_hash = inputs_hash(args, &source_sha256, &tokenizer.sha256, blocklist_sha256.as_deref());
+    // From here on the output is ours alone: a second prepare on it waits its turn.
+    PREPARED_DIR.check_replaceable(out).context("prepare --out")?;
+    let _lock = OutputLock::acquire(out, "prepare")?;
     if !args.force {
         if let Some(manifest) = current_output(out, &inputs_hash) {
             return Ok(Outcome { manifest, up_to_date: true });

@@ -39,11 +39,13 @@ pub struct PrepareArgs {
     #[arg(long, default_value = "JOKE: {text}<|endoftext|>")]
     pub template: String,
 
-    /// Tokens per packed row: the training sequence length.
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Tokens per packed row: the training sequence length (at least 2: each token is trained
+    /// to predict the next one in its row).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(2..))]
     pub seq_len: u32,
 
-    /// Output directory (replaced whole, only once the new one is complete).
+    /// Output directory, replaced whole once the new one is complete. It must be new, empty, or
+    /// an earlier output of prepare: anything else is refused, never overwritten.
     #[arg(long, value_name = "DIR", required = true)]
     pub out: Option<PathBuf>,
 

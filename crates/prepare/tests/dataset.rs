@@ -150,7 +150,9 @@ fn a_failed_run_keeps_the_previous_output_whole() {
         Dataset::open(&out).unwrap().read_split(split).unwrap();
     }
     let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 3, "{leftovers:?}"); // corpus.txt, broken.jsonl, prepared
+    // corpus.txt, broken.jsonl, prepared and its lock file (which stays: see OutputLock)
+    assert_eq!(leftovers.len(), 4, "{leftovers:?}");
+    assert!(dir.path().join(".prepared.lock").is_file());
 }
 
 #[test]

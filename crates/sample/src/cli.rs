@@ -36,37 +36,40 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub prompts_file: Option<PathBuf>,
 
-    /// Samples per prompt, generated together as one batch.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Samples per prompt, generated together in batches (as many at once as fit in about
+    /// 2 GiB of attention cache, at most 64).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub num_samples: u64,
 
     /// Most tokens to generate per sample.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_new_tokens: usize,
 
-    /// End a sample where this text appears (the text is left out); repeatable. Samples always
-    /// end at the end-of-text token.
-    #[arg(long, value_name = "TEXT")]
+    /// End a sample where this text appears (the text is left out, cut exactly where it
+    /// starts); repeatable. Samples always end at the end-of-text token.
+    #[arg(long, value_name = "TEXT", value_parser = non_empty)]
     pub stop: Vec<String>,
 
     /// Always take the most likely token (ignores the sampling flags).
     #[arg(long)]
     pub greedy: bool,
 
-    /// Softmax temperature: below 1 is more conservative, above 1 wilder.
-    #[arg(long, default_value_t = 1.0)]
+    /// Softmax temperature, above 0: below 1 is more conservative, above 1 wilder (--greedy
+    /// for always the most likely token).
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
     pub temperature: f32,
 
     /// Sample only among the K most likely tokens (0: all).
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub top_k: usize,
 
-    /// Sample only among the most likely tokens whose probabilities add up to P (1: all).
-    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    /// Sample only among the most likely tokens whose probabilities add up to P, in (0, 1]
+    /// (1: all).
+    #[arg(long, value_name = "P", default_value_t = 1.0, value_parser = probability)]
     pub top_p: f32,
 
-    /// Penalise tokens already in the prompt or sample (1: off; 1.2 is common).
-    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    /// Penalise tokens already in the prompt or sample, above 0 (1: off; 1.2 is common).
+    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = positive)]
     pub repetition_penalty: f32,
 
     /// Use top-K for the first --first-tokens generated tokens, then --top-k. The original
@@ -89,12 +92,14 @@ pub struct Cli {
     #[serde(skip)]
     pub out: Option<PathBuf>,
 
-    /// Write the generated texts as a plain list, separated by blank lines.
+    /// Write the generated texts as a plain list, separated by blank lines. An existing FILE is
+    /// replaced only beside --out's samples (or with --force).
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     pub txt: Option<PathBuf>,
 
-    /// Generate even when --out already holds these samples.
+    /// Generate even when --out already holds these samples; replace a --txt file that is not
+    /// beside --out's samples.
     #[arg(long)]
     #[serde(skip)]
     pub force: bool,
@@ -108,6 +113,32 @@ pub struct Cli {
     /// or a run of 32 tokens of one) and report the share.
     #[arg(long, value_name = "DATA_DIR")]
     pub against: Option<PathBuf>,
+}
+
+fn positive(text: &str) -> Result<f32, String> {
+    let value: f32 = text.parse().map_err(|e| format!("{e}"))?;
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("{text} is not a number above 0"))
+    }
+}
+
+fn probability(text: &str) -> Result<f32, String> {
+    let value: f32 = text.parse().map_err(|e| format!("{e}"))?;
+    if value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("{text} is not in (0, 1]"))
+    }
+}
+
+fn non_empty(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        Err("an empty stop text would end every sample before it starts".into())
+    } else {
+        Ok(text.to_string())
+    }
 }
 
 fn as_text<S: serde::Serializer>(device: &Option<DeviceChoice>, s: S) -> Result<S::Ok, S::Error> {

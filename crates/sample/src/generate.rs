@@ -20,8 +20,12 @@ pub enum Finish {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generated {
-    /// Generated token ids only: no prompt, no end-of-text token.
+    /// Generated token ids only: no prompt, no end-of-text token. After a stop text, the
+    /// tokens wholly before it.
     pub tokens: Vec<u32>,
+    /// The generated text; after a stop text, all of it up to where the stop text starts
+    /// (which may be inside a token).
+    pub text: String,
     pub finish: Finish,
 }
 
@@ -52,6 +56,7 @@ pub fn generate<B: Gpt2Backend>(
     let n_positions = model.wpe.weight.dims()[0];
     let mut results: Vec<Option<Generated>> = vec![None; samples];
     let mut generated: Vec<Vec<u32>> = vec![Vec::new(); samples];
+    let mut stopped_text: Vec<Option<String>> = vec![None; samples];
     let mut active: Vec<usize> = (0..samples).collect();
     let mut cache = model.new_cache();
     let ids: Vec<i64> = (0..samples).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
@@ -74,6 +79,7 @@ pub fn generate<B: Gpt2Backend>(
                 let text = decode(&generated[row]);
                 if let Some(cut) = limits.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
                     generated[row] = trim_to_text(&generated[row], &text[..cut], decode);
+                    stopped_text[row] = Some(text[..cut].to_string());
                     Some(Finish::Stop)
                 } else if prompt.len() + generated[row].len() >= n_positions {
                     Some(Finish::Length)
@@ -82,7 +88,11 @@ pub fn generate<B: Gpt2Backend>(
                 }
             };
             match finish {
-                Some(finish) => results[row] = Some(Generated { tokens: std::mem::take(&mut generated[row]), finish }),
+                Some(finish) => {
+                    let tokens = std::mem::take(&mut generated[row]);
+                    let text = stopped_text[row].take().unwrap_or_else(|| decode(&tokens));
+                    results[row] = Some(Generated { tokens, text, finish });
+                }
                 None => {
                     still_active.push(position as i64);
                     next.push(token as i64);
@@ -101,7 +111,7 @@ pub fn generate<B: Gpt2Backend>(
     results
         .into_iter()
         .zip(generated)
-        .map(|(result, tokens)| result.unwrap_or(Generated { tokens, finish: Finish::Length }))
+        .map(|(result, tokens)| result.unwrap_or_else(|| Generated { text: decode(&tokens), tokens, finish: Finish::Length }))
         .collect()
 }
 

@@ -56,6 +56,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     if !tokenizer.is_file() {
         bail!("no tokenizer at {}: pass --tokenizer FILE", tokenizer.display());
     }
+    check_outputs(cli)?;
     let inputs_hash = inputs_hash(cli, &prompts, &model_dir, &tokenizer)?;
     if !cli.force && holds_samples_of(cli, &inputs_hash) {
         return Ok(Outcome { records: Vec::new(), up_to_date: true });
@@ -88,6 +89,60 @@ fn inputs_hash(cli: &Cli, prompts: &[String], model_dir: &Path, tokenizer: &Path
     Ok(artifact::sha256_bytes(inputs.to_string().as_bytes()))
 }
 
+/// Refuse outputs that would overwrite what sample did not write: an --out that is not a
+/// samples file, a --txt not beside --out's samples (unless --force), either one an input.
+fn check_outputs(cli: &Cli) -> Result<()> {
+    let same_file = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
+    let inputs = cli.prompts_file.iter().chain(&cli.tokenizer);
+    for (flag, output) in [("--out", &cli.out), ("--txt", &cli.txt)] {
+        let Some(output) = output else { continue };
+        if output.is_dir() {
+            bail!("sample {flag} {} is a directory: give a file name", output.display());
+        }
+        if let Some(input) = inputs.clone().find(|input| same_file(output, input)) {
+            bail!("sample {flag} {} is also an input ({}): choose another file", output.display(), input.display());
+        }
+    }
+    if let (Some(out), Some(txt)) = (&cli.out, &cli.txt) {
+        if same_file(out, txt) {
+            bail!("--out and --txt are both {}: give each its own file", out.display());
+        }
+    }
+    let out_holds_samples = match &cli.out {
+        Some(out) if out.exists() => {
+            if !is_samples_file(out) {
+                bail!(
+                    "sample --out {} holds something other than samples (its first line is not a sample record): \
+                     sample leaves it alone; choose another file",
+                    out.display()
+                );
+            }
+            true
+        }
+        _ => false,
+    };
+    if let Some(txt) = cli.txt.as_ref().filter(|txt| txt.is_file() && fs::metadata(txt).is_ok_and(|m| m.len() > 0)) {
+        if !out_holds_samples && !cli.force {
+            bail!(
+                "sample --txt {} already exists and is not beside samples in --out: pass --force to replace it, or choose another file",
+                txt.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is empty or starts with a sample record (a file this stage wrote).
+fn is_samples_file(path: &Path) -> bool {
+    use io::BufRead;
+    let Ok(file) = fs::File::open(path) else { return false };
+    match io::BufReader::new(file).lines().next() {
+        None => true,
+        Some(Ok(line)) => serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|record| record["inputs_hash"].is_string()),
+        Some(Err(_)) => false,
+    }
+}
+
 /// Whether --out (and --txt) already hold the samples of `inputs_hash`.
 fn holds_samples_of(cli: &Cli, inputs_hash: &str) -> bool {
     let Some(out) = &cli.out else { return false };
@@ -101,6 +156,8 @@ fn prompts(cli: &Cli) -> Result<Vec<String>> {
     let mut prompts = cli.prompts.clone();
     if let Some(path) = &cli.prompts_file {
         let text = fs::read_to_string(path).with_context(|| format!("reading prompts from {}", path.display()))?;
+        // Editors on Windows start UTF-8 files with a byte-order mark; it is not prompt text.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         prompts.extend(text.lines().filter(|l| !l.trim().is_empty()).map(String::from));
     }
     if prompts.is_empty() {
@@ -151,39 +208,34 @@ impl OnBackend for Sampling<'_> {
         };
         let limits = Limits { max_new_tokens: cli.max_new_tokens, eos_id, stop: &cli.stop };
         let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default();
+        let batch = samples_per_batch(&config, cli.max_new_tokens);
         let mut records = Vec::new();
         let mut stdout = io::stdout().lock();
         for (prompt_index, prompt) in self.prompts.iter().enumerate() {
             let encoding = tokenizer.encode(prompt.as_str(), false).map_err(|e| anyhow!("tokenizing the prompt {prompt:?}: {e}"))?;
-            let prompt_ids = encoding.get_ids().to_vec();
-            if prompt_ids.is_empty() {
-                bail!("the prompt {prompt:?} has no tokens");
-            }
+            let prompt_ids = fit_prompt(encoding.get_ids(), config.n_positions, cli.max_new_tokens, prompt)?;
             let samples = cli.num_samples as usize;
-            let mut printed = 0;
             writeln!(stdout, "=== {prompt}")?;
-            // One sample streams token by token; several are printed as each batch ends.
-            let mut stream = |_: usize, tokens: &[u32]| {
-                if samples == 1 {
-                    let text = decode(tokens);
-                    if text.len() > printed && text.is_char_boundary(printed) {
-                        print!("{}", &text[printed..]);
-                        io::stdout().flush().ok();
-                        printed = text.len();
-                    }
+            let mut generated = Vec::with_capacity(samples);
+            for first in (0..samples).step_by(batch) {
+                // Sample i of prompt p always draws from stream (p, i) of the seed.
+                let mut rngs: Vec<ChaCha8Rng> = (first..samples.min(first + batch))
+                    .map(|i| {
+                        let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
+                        rng.set_stream(((prompt_index as u64) << 32) | i as u64);
+                        rng
+                    })
+                    .collect();
+                // One sample streams as it grows; several are printed as each batch ends.
+                let mut terminal = Stream::new(samples == 1, &cli.stop);
+                let mut on_token = |_: usize, tokens: &[u32]| terminal.grow(&decode(tokens));
+                let batch = generate(&model, &prompt_ids, &decoding, &limits, &mut rngs, &decode, &mut on_token, &device);
+                if let [only] = batch.as_slice() {
+                    terminal.finish(&only.text);
                 }
-            };
-            // Sample i of prompt p always draws from stream (p, i) of the seed.
-            let mut rngs: Vec<ChaCha8Rng> = (0..samples)
-                .map(|i| {
-                    let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
-                    rng.set_stream(((prompt_index as u64) << 32) | i as u64);
-                    rng
-                })
-                .collect();
-            let generated = generate(&model, &prompt_ids, &decoding, &limits, &mut rngs, &decode, &mut stream, &device);
+                generated.extend(batch);
+            }
             for (index, sample) in generated.into_iter().enumerate() {
-                let text = decode(&sample.tokens);
                 let recited = against.as_ref().map(|jokes| {
                     let mut sequence = prompt_ids.clone();
                     sequence.extend(&sample.tokens);
@@ -192,17 +244,15 @@ impl OnBackend for Sampling<'_> {
                     }
                     jokes.check(&sequence)
                 });
-                if samples == 1 {
-                    writeln!(stdout)?;
-                } else {
-                    writeln!(stdout, "--- sample {}:{}", index + 1, text)?;
+                if samples > 1 {
+                    writeln!(stdout, "--- sample {}:{}", index + 1, sample.text)?;
                 }
                 if let Some(Some(kind)) = recited {
                     writeln!(stdout, "    (recited from the training data: {kind:?})")?;
                 }
                 records.push(SampleRecord {
                     prompt: prompt.clone(),
-                    text,
+                    text: sample.text,
                     tokens: sample.tokens,
                     finish: sample.finish,
                     recited,
@@ -225,6 +275,75 @@ impl OnBackend for Sampling<'_> {
             )?;
         }
         Ok(records)
+    }
+}
+
+/// The attention cache a batch of samples may take, in bytes: its keys and values grow with
+/// every token, and a batch of all the samples at once would not fit (200,000 samples of
+/// gpt2-medium would ask for terabytes).
+const BATCH_CACHE_BYTES: usize = 2 << 30;
+const MAX_BATCH: usize = 64;
+
+/// How many samples to decode together: as many as fit in [`BATCH_CACHE_BYTES`] of cache.
+fn samples_per_batch(config: &gpt2::Gpt2Config, max_new_tokens: usize) -> usize {
+    let positions = config.n_positions.min(max_new_tokens + config.n_positions / 2);
+    let per_sample = config.n_layer * 2 * positions * config.n_embd * std::mem::size_of::<f32>();
+    (BATCH_CACHE_BYTES / per_sample.max(1)).clamp(1, MAX_BATCH)
+}
+
+/// The prompt's tokens as the model can read them. A prompt as long as the model's positions
+/// leaves no room to generate: like nanoGPT, keep only its end (with room for
+/// --max-new-tokens, up to half the positions), and say so.
+fn fit_prompt(ids: &[u32], n_positions: usize, max_new_tokens: usize, prompt: &str) -> Result<Vec<u32>> {
+    if ids.is_empty() {
+        bail!("the prompt {prompt:?} has no tokens");
+    }
+    if ids.len() < n_positions {
+        return Ok(ids.to_vec());
+    }
+    let keep = n_positions - max_new_tokens.min(n_positions / 2);
+    eprintln!(
+        "notice: the prompt {:?}… has {} tokens but the model reads at most {n_positions}: continuing its last {keep} tokens",
+        prompt.chars().take(40).collect::<String>(),
+        ids.len()
+    );
+    Ok(ids[ids.len() - keep..].to_vec())
+}
+
+/// One sample printed to the terminal as it grows. The last bytes are held back while they
+/// could still be the start of a stop text, so the terminal shows what the file gets.
+struct Stream {
+    on: bool,
+    hold: usize,
+    printed: usize,
+}
+
+impl Stream {
+    fn new(on: bool, stop: &[String]) -> Self {
+        Self { on, hold: stop.iter().map(String::len).max().unwrap_or(0), printed: 0 }
+    }
+
+    fn grow(&mut self, text: &str) {
+        let mut end = text.len().saturating_sub(self.hold);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.print(text, end);
+    }
+
+    fn finish(&mut self, text: &str) {
+        if self.on {
+            self.print(text, text.len());
+            println!();
+        }
+    }
+
+    fn print(&mut self, text: &str, end: usize) {
+        if self.on && end > self.printed && text.is_char_boundary(self.printed) {
+            print!("{}", &text[self.printed..end]);
+            io::stdout().flush().ok();
+            self.printed = end;
+        }
     }
 }
 

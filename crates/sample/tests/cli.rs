@@ -127,7 +127,7 @@ fn bad_input_is_named() {
     assert!(String::from_utf8_lossy(&no_prompt.stderr).contains("no prompt"));
 
     let small = dir.path().join("small");
-    let config = Gpt2Config::new(1000, 16, 8, 1, 2);
+    let config = Gpt2Config::new(1000, 16, 8, 1, 2).with_eos_token_id(999);
     hf::save(&config.init::<NdArray<f32>>(&Default::default()), &config, &small, Some(&tokenizer())).unwrap();
     let mismatch = sample(&["--model", small.to_str().unwrap(), "--prompt", "x"]);
     let stderr = String::from_utf8_lossy(&mismatch.stderr);

@@ -29,7 +29,7 @@ impl Dataset {
         if !dir.is_dir() {
             return Err(ShardError::Io {
                 path: dir.into(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no prepared dataset directory here"),
+                error: std::io::Error::new(std::io::ErrorKind::NotFound, "no prepared dataset directory here"),
             });
         }
         let manifest = Manifest::read(&dir.join(MANIFEST_FILE))?;

@@ -1,12 +1,16 @@
 use std::path::PathBuf;
 
-/// Everything that can be wrong with a prepared dataset, each naming the file at fault.
+/// Everything that can be wrong with a prepared dataset, each naming the file at fault. The
+/// underlying errors are part of each message, not error sources: a chain printed with `{:#}`
+/// would say them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a valid manifest: {source}")]
-    Manifest { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}: not a valid manifest: {error}")]
+    Manifest { path: PathBuf, error: serde_json::Error },
+    #[error("{path}: {reason}: rerun the prepare stage")]
+    Invalid { path: PathBuf, reason: String },
     #[error(
         "{path}: dataset format version {found}, this build reads version {expected}; \
          rerun the prepare stage with this build"
@@ -33,6 +37,6 @@ pub enum ShardError {
 impl ShardError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| ShardError::Io { path, source }
+        move |error| ShardError::Io { path, error }
     }
 }

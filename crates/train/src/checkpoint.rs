@@ -2,10 +2,12 @@
 //! groups' state in burn's record format (full precision, parameter ids kept, so the moments
 //! stay tied to their weights) and `state.json`. The data position, the learning rate and the
 //! dropout random stream are all functions of the step and the seed, so the step is all the
-//! progress there is to restore. Each checkpoint is built hidden and renamed into place whole.
+//! progress there is to restore. Each checkpoint is built hidden and renamed into place whole,
+//! with the sha256 of every file in `SHA256SUMS` (written last, in `sha256sum`'s format), so a
+//! checkpoint damaged after it was saved is found before it is trusted.
 
 use crate::optimizer::GroupedAdamW;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use artifact::Staging;
 use burn::{
     module::Module,
@@ -21,6 +23,7 @@ use std::{
 
 const MODEL_FILE: &str = "model";
 const STATE_FILE: &str = "state.json";
+const CHECKSUMS_FILE: &str = "SHA256SUMS";
 
 /// Progress at the end of an optimizer step.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -33,8 +36,10 @@ pub struct TrainState {
     pub elapsed_s: f64,
 }
 
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
-    run.join("checkpoints")
+    run.join(CHECKPOINTS_DIR)
 }
 
 pub fn save<B: AutodiffBackend>(run: &Path, model: &Gpt2<B>, optimizer: &GroupedAdamW<B>, state: TrainState, keep: usize) -> Result<PathBuf> {
@@ -44,6 +49,7 @@ pub fn save<B: AutodiffBackend>(run: &Path, model: &Gpt2<B>, optimizer: &Grouped
     model.clone().save_file(staging.path().join(MODEL_FILE), &recorder).context("saving the model checkpoint")?;
     optimizer.save(staging.path())?;
     artifact::write_atomically(&staging.path().join(STATE_FILE), serde_json::to_string_pretty(&state)?)?;
+    write_checksums(staging.path())?;
     staging.commit()?;
     for old in list(run)?.iter().rev().skip(keep) {
         fs::remove_dir_all(old).with_context(|| format!("removing the old checkpoint {}", old.display()))?;
@@ -67,7 +73,68 @@ pub fn list(run: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Restore model, optimizer and progress from `checkpoint`.
+/// Record the sha256 of every file in `dir`.
+fn write_checksums(dir: &Path) -> Result<()> {
+    let mut names: Vec<String> = fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect::<std::io::Result<_>>()?;
+    names.sort();
+    let mut lines = String::new();
+    for name in names {
+        let sha256 = artifact::sha256_file(&dir.join(&name)).with_context(|| format!("reading {}", dir.join(&name).display()))?;
+        lines += &format!("{sha256}  {name}\n");
+    }
+    artifact::write_atomically(&dir.join(CHECKSUMS_FILE), lines)
+}
+
+/// Check every file of `checkpoint` against the sha256 recorded when it was saved.
+pub fn verify(checkpoint: &Path) -> Result<()> {
+    let sums_path = checkpoint.join(CHECKSUMS_FILE);
+    let sums = fs::read_to_string(&sums_path).with_context(|| format!("it has no readable {CHECKSUMS_FILE}"))?;
+    let mut listed = 0;
+    for line in sums.lines() {
+        let Some((expected, name)) = line.split_once("  ") else { bail!("{CHECKSUMS_FILE} is damaged") };
+        let actual = artifact::sha256_file(&checkpoint.join(name)).with_context(|| format!("{name} cannot be read"))?;
+        if actual != expected {
+            bail!("{name} has changed since it was saved (its sha256 differs from the one in {CHECKSUMS_FILE})");
+        }
+        listed += 1;
+    }
+    let files = fs::read_dir(checkpoint)?.count() - 1;
+    if listed == 0 || listed != files {
+        bail!("{CHECKSUMS_FILE} lists {listed} files but the checkpoint holds {files}");
+    }
+    Ok(())
+}
+
+/// The newest checkpoint of `run` whose files are as saved. Damaged ones are named, and passed
+/// over for the one before; `Ok(None)` when there are none at all.
+pub fn latest_intact(run: &Path) -> Result<Option<PathBuf>> {
+    let all = list(run)?;
+    let mut damaged = Vec::new();
+    for checkpoint in all.iter().rev() {
+        match verify(checkpoint) {
+            Ok(()) => {
+                if !damaged.is_empty() {
+                    eprintln!("warning: resuming from the previous intact checkpoint, {}", checkpoint.display());
+                }
+                return Ok(Some(checkpoint.clone()));
+            }
+            Err(error) => {
+                eprintln!("warning: checkpoint {} is damaged: {error:#}", checkpoint.display());
+                damaged.push(checkpoint.display().to_string());
+            }
+        }
+    }
+    if damaged.is_empty() {
+        return Ok(None);
+    }
+    bail!(
+        "every checkpoint of {} is damaged ({}): restore them from a backup, or start over with --replace",
+        run.display(),
+        damaged.join(", ")
+    )
+}
+
+/// Restore model, optimizer and progress from `checkpoint` (one [`latest_intact`] found).
 pub fn load<B: AutodiffBackend>(
     checkpoint: &Path,
     model: Gpt2<B>,

@@ -54,7 +54,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "MODEL", required = true)]
     pub init: Option<String>,
 
-    /// The run directory to write.
+    /// The run directory to write: new, empty, or an earlier run of train (anything else is
+    /// refused, never overwritten).
     #[arg(long, value_name = "DIR", required = true)]
     pub out: Option<PathBuf>,
 
@@ -65,9 +66,15 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: bool,
 
-    /// Delete a run with other inputs found in --out and start over.
+    /// When --out holds a run with other inputs, move it aside (to OUT.replaced-DATE, beside
+    /// --out) and start over.
     #[arg(long)]
     pub replace: bool,
+
+    /// With --replace, delete the old run instead of moving it aside.
+    #[arg(long, requires = "replace")]
+    #[serde(default)]
+    pub delete_replaced: bool,
 
     /// cpu, cuda or cuda:N (default: CUDA when built with it and a GPU is present).
     #[arg(long, value_name = "DEVICE")]
@@ -90,11 +97,11 @@ pub struct TrainArgs {
     pub grad_accum: u32,
 
     /// Passes over the training rows (ignored when --max-steps is given).
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub epochs: u32,
 
     /// Stop after this many optimizer steps (the schedule then spans them).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_steps: Option<u64>,
 
     /// Peak learning rate.

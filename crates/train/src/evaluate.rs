@@ -5,7 +5,7 @@ use crate::{
     cli::EvalArgs,
     compatibility,
 };
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use gpt2::{
     device::{self, OnBackend},
@@ -23,9 +23,9 @@ pub struct Evaluation {
     pub tokens: u64,
 }
 
-/// Evaluate `model` on every row of `split`, batched as `batching` says. On a backend without
-/// autodiff, dropout is off.
-pub fn evaluate<B: Gpt2Backend>(model: &Gpt2<B>, split: &SplitRows, batching: &Batching, device: &B::Device) -> Evaluation {
+/// Evaluate `model` on every row of `split`, batched as `batching` says; None when the split
+/// has no token to predict. On a backend without autodiff, dropout is off.
+pub fn evaluate<B: Gpt2Backend>(model: &Gpt2<B>, split: &SplitRows, batching: &Batching, device: &B::Device) -> Option<Evaluation> {
     let rows: Vec<usize> = (0..split.len()).collect();
     let (mut nll, mut tokens) = (0.0, 0u64);
     for chunk in rows.chunks(batching.rows) {
@@ -38,8 +38,11 @@ pub fn evaluate<B: Gpt2Backend>(model: &Gpt2<B>, split: &SplitRows, batching: &B
         nll += mean * batch.targets as f64;
         tokens += batch.targets as u64;
     }
-    let loss = nll / tokens.max(1) as f64;
-    Evaluation { loss, perplexity: loss.exp(), tokens }
+    if tokens == 0 {
+        return None;
+    }
+    let loss = nll / tokens as f64;
+    Some(Evaluation { loss, perplexity: loss.exp(), tokens })
 }
 
 /// `train eval`: load a model and a split, print and return the evaluation.
@@ -75,6 +78,6 @@ impl OnBackend for Evaluate<'_> {
         let (config, model, dir) = gpt2::hf::load::<B>(&self.args.model, &device)?;
         compatibility::check(self.dataset, &config, &self.args.model, Some(&dir))?;
         let batching = Batching { rows: self.args.micro_batch as usize, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: self.args.doc_mask };
-        Ok(evaluate(&model, self.split, &batching, &device))
+        evaluate(&model, self.split, &batching, &device).context("the split has no token to predict (every row is a single token)")
     }
 }

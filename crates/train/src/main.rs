@@ -31,9 +31,9 @@ fn main() {
                     eprintln!("\ntrain: stopping now, without a checkpoint");
                     std::process::exit(INTERRUPTED);
                 }
-                eprintln!("\ntrain: Ctrl-C: saving a checkpoint after this step (Ctrl-C again to stop at once)");
+                eprintln!("\ntrain: stop requested (Ctrl-C or SIGTERM): saving a checkpoint after this step (Ctrl-C again to stop at once)");
             })
-            .expect("installing the Ctrl-C handler");
+            .expect("installing the Ctrl-C and SIGTERM handler");
             match training::train(&cli.args) {
                 Ok(summary) if summary.up_to_date => {
                     let out = cli.args.out.as_deref().expect("required").display();
@@ -50,7 +50,11 @@ fn main() {
                         );
                         std::process::exit(INTERRUPTED);
                     }
-                    println!("trained {} steps; last training loss {:.4}", summary.steps, summary.loss.unwrap_or(f64::NAN));
+                    match summary.loss {
+                        Some(loss) => println!("trained {} steps; last training loss {loss:.4}", summary.steps),
+                        // Resumed after its last step: only the evaluation and export were left.
+                        None => println!("trained {} steps (the last ones in an earlier run)", summary.steps),
+                    }
                     if let Some(v) = summary.validation {
                         println!("validation loss {:.4}, perplexity {:.2} ({} tokens)", v.loss, v.perplexity, v.tokens);
                     }

@@ -1,8 +1,9 @@
 //! The run directory and its `run.json`: every argument and where the run came from, so that a
 //! run can be reproduced and `--resume` can refuse flags that would make it a different run.
 
-use crate::cli::TrainArgs;
+use crate::{checkpoint::CHECKPOINTS_DIR, cli::TrainArgs};
 use anyhow::{bail, Context, Result};
+use artifact::OutputDir;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::{fs, path::Path};
@@ -12,9 +13,22 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const PLOT_FILE: &str = "loss.png";
 pub const FINAL_DIR: &str = "final";
 
+/// What a run directory may hold: only what train writes there.
+pub const RUN_DIR: OutputDir = OutputDir { stage: "train", marker: RUN_FILE, writes: is_run_file };
+
+fn is_run_file(name: &str) -> bool {
+    [RUN_FILE, METRICS_FILE, PLOT_FILE, FINAL_DIR, CHECKPOINTS_DIR].contains(&name)
+}
+
 /// Flags that do not change what a run computes: how it is started, where it runs, how often it
 /// reports and saves.
-const RUN_INDEPENDENT_FLAGS: [&str; 6] = ["resume", "replace", "device", "eval_every", "save_every", "keep_checkpoints"];
+const RUN_INDEPENDENT_FLAGS: [&str; 7] =
+    ["resume", "replace", "delete_replaced", "device", "eval_every", "save_every", "keep_checkpoints"];
+
+/// Flags that name inputs by path: the run compares what they hold (the dataset's lineage, the
+/// initial weights' hash), so a run moved, a dataset copied, or a path spelled another way is
+/// still the same run.
+const PATH_FLAGS: [&str; 3] = ["data", "init", "out"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -40,10 +54,14 @@ pub enum Plan {
     Resume,
     /// The same run, finished: nothing to do.
     UpToDate,
+    /// A run with other inputs is there and --replace was given: set it aside (or delete it,
+    /// with --delete-replaced), then start from step 0.
+    Replace { differences: Vec<String> },
 }
 
-/// Decide, from the run.json in `out` (if any) and this run's `info`. A run with other inputs
-/// is deleted only with --replace; an unfinished one is continued only with --resume.
+/// Decide, from the run.json in `out` (if any) and this run's `info`; nothing is changed on
+/// disk. A run with other inputs is replaced only with --replace; an unfinished one is
+/// continued only with --resume.
 pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
     let run_file = out.join(RUN_FILE);
     if !run_file.exists() {
@@ -54,12 +72,10 @@ pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
     let differences = differences(&recorded, info);
     if !differences.is_empty() {
         if info.args.replace {
-            eprintln!("notice: {} held a run with other inputs ({}); deleting it (--replace)", out.display(), differences.join(", "));
-            fs::remove_dir_all(out).with_context(|| format!("deleting the old run {}", out.display()))?;
-            return Ok(Plan::Start);
+            return Ok(Plan::Replace { differences });
         }
         bail!(
-            "{} holds a run with other inputs ({} differ): pass --replace to delete it and start over, or choose another --out",
+            "{} holds a run with other inputs ({} differ): pass --replace to set it aside and start over, or choose another --out",
             out.display(),
             differences.join(", ")
         );
@@ -71,6 +87,42 @@ pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
         bail!("{} holds an unfinished run with these inputs: pass --resume to continue it, or --replace to start over", out.display());
     }
     Ok(Plan::Resume)
+}
+
+/// Move the run in `out` aside to `OUT.replaced-YYYYMMDD-HHMMSS` (or delete it, when `delete`),
+/// saying so.
+pub fn set_aside(out: &Path, differences: &[String], delete: bool) -> Result<()> {
+    if delete {
+        RUN_DIR.check_replaceable(out)?;
+        eprintln!("notice: {} held a run with other inputs ({}); deleting it (--delete-replaced)", out.display(), differences.join(", "));
+        return fs::remove_dir_all(out).with_context(|| format!("deleting the old run {}", out.display()));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let name = out.file_name().context("--out has no directory name")?.to_string_lossy();
+    let aside = (0..)
+        .map(|n| match n {
+            0 => out.with_file_name(format!("{name}.replaced-{stamp}")),
+            n => out.with_file_name(format!("{name}.replaced-{stamp}-{n}")),
+        })
+        .find(|path| !path.exists())
+        .expect("some name is free");
+    fs::rename(out, &aside).with_context(|| format!("moving the old run {} aside to {}", out.display(), aside.display()))?;
+    eprintln!(
+        "notice: {} held a run with other inputs ({}); moved it to {} (delete it when no longer needed)",
+        out.display(),
+        differences.join(", "),
+        aside.display()
+    );
+    Ok(())
 }
 
 pub fn write(out: &Path, info: &RunInfo) -> Result<()> {
@@ -88,7 +140,10 @@ fn differences(then: &RunInfo, now: &RunInfo) -> Vec<String> {
     let (flags_then, flags_now) = (as_map(&then.args), as_map(&now.args));
     let mut differences: Vec<String> = flags_then
         .iter()
-        .filter(|(key, value)| !RUN_INDEPENDENT_FLAGS.contains(&key.as_str()) && flags_now.get(*key) != Some(value))
+        .filter(|(key, value)| {
+            let key = key.as_str();
+            !RUN_INDEPENDENT_FLAGS.contains(&key) && !PATH_FLAGS.contains(&key) && flags_now.get(key) != Some(value)
+        })
         .map(|(key, _)| format!("--{}", key.replace('_', "-")))
         .collect();
     if then.data_lineage != now.data_lineage {

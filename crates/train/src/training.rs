@@ -9,11 +9,11 @@ use crate::{
     metrics::{EvalMetrics, MetricsLog, StepMetrics},
     optimizer::{clip_global_norm, AdamWSettings, GroupedAdamW},
     plot,
-    run_dir::{self, Plan, RunInfo, FINAL_DIR, METRICS_FILE, PLOT_FILE},
+    run_dir::{self, Plan, RunInfo, FINAL_DIR, METRICS_FILE, PLOT_FILE, RUN_DIR},
     schedule::LrSchedule,
 };
 use anyhow::{bail, Context, Result};
-use artifact::Staging;
+use artifact::{OutputLock, Staging};
 use burn::{
     backend::Autodiff,
     module::AutodiffModule,
@@ -55,16 +55,31 @@ pub struct Summary {
 
 pub fn train(args: &TrainArgs) -> Result<Summary> {
     let (data, out) = (args.data.as_deref().expect("required"), args.out.as_deref().expect("required"));
+    RUN_DIR.check_replaceable(out).context("train --out")?;
     let dataset = Dataset::open(data)?;
     let train_rows = dataset.read_split("train")?;
     let val_rows = dataset.read_split("val")?;
     if train_rows.is_empty() {
         bail!("{}: the train split has no rows", data.display());
     }
+    if args.micro_batch as usize > train_rows.len() {
+        bail!(
+            "--micro-batch {} is more rows than the train split has ({}): every micro-batch is padded up to \
+             --micro-batch rows, so use at most {}",
+            args.micro_batch,
+            train_rows.len(),
+            train_rows.len()
+        );
+    }
+    if val_rows.is_empty() {
+        eprintln!("notice: {} has no validation rows (prepared with --val-fraction 0): no validation loss will be reported", data.display());
+    }
     let choice = device::resolve(args.device);
     if args.precision != Precision::F32 && choice == DeviceChoice::Cpu {
         bail!("--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32", args.precision);
     }
+    // From here on the run directory is ours alone: a second train on it is refused.
+    let _lock = OutputLock::acquire(out, "train")?;
     let work = Training { args, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows, choice };
     match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(choice, work))) {
         Ok(result) => result,
@@ -125,14 +140,29 @@ impl OnBackend for Training<'_> {
             let exported = Some(self.out.join(FINAL_DIR));
             return Ok(Summary { steps: total_steps, total_steps, loss: None, validation: None, checkpoint, exported, up_to_date: true });
         }
-        run_dir::write(self.out, &info)?;
+        if args.warmup_steps > total_steps {
+            eprintln!(
+                "warning: --warmup-steps {} is longer than the run ({total_steps} steps): the learning rate never reaches --lr {}",
+                args.warmup_steps, args.lr
+            );
+        }
+        // Checked before anything on disk changes: a damaged checkpoint stops the run here.
+        let resume_from = match start {
+            Plan::Resume => checkpoint::latest_intact(self.out)?,
+            _ => None,
+        };
 
         let settings = AdamWSettings { beta1: args.beta1, beta2: args.beta2, eps: args.eps, weight_decay: args.weight_decay };
         let mut optimizer = GroupedAdamW::new(settings);
-        // Loaded only now: a run that is up to date never reads the weights.
+        // Loaded only now: a run that is up to date never reads the weights. And the run
+        // directory is written only once they have loaded: bad weights leave it as it was.
         let mut model = initial.load::<Autodiff<B>>(args, &device)?;
+        if let Plan::Replace { differences } = &start {
+            run_dir::set_aside(self.out, differences, args.delete_replaced)?;
+        }
+        run_dir::write(self.out, &info)?;
         let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
-        if let Some(latest) = checkpoint::list(self.out)?.last().filter(|_| start == Plan::Resume) {
+        if let Some(latest) = &resume_from {
             (model, optimizer, state) = checkpoint::load(latest, model, optimizer, &device)?;
             eprintln!("resuming from {} (step {} of {total_steps})", latest.display(), state.step);
         }
@@ -149,7 +179,7 @@ impl OnBackend for Training<'_> {
             total_steps,
             batching: Batching { rows: plan.micro_batch, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: args.doc_mask },
         };
-        steps.run(model, optimizer, state, &device)
+        steps.run(model, optimizer, state, resume_from, &device)
     }
 }
 
@@ -228,12 +258,12 @@ impl StepLoop<'_> {
         mut model: Gpt2<Autodiff<B>>,
         mut optimizer: GroupedAdamW<Autodiff<B>>,
         mut state: TrainState,
+        mut last_checkpoint: Option<PathBuf>,
         device: &B::Device,
     ) -> Result<Summary> {
         let args = self.args;
         let mut metrics = MetricsLog::open(&self.out.join(METRICS_FILE), state.step)?;
         let progress = progress_bar(self.total_steps, state.step);
-        let mut last_checkpoint = checkpoint::list(self.out)?.last().cloned();
         let mut epoch_order = (u64::MAX, Vec::new());
         let mut loss = None;
         while state.step < self.total_steps {
@@ -298,9 +328,10 @@ impl StepLoop<'_> {
 
             let last = state.step == self.total_steps;
             if !last && args.eval_every > 0 && state.step % args.eval_every == 0 {
-                let evaluation = self.validate(&model, device);
-                metrics.write_eval(&eval_line(state.step, evaluation))?;
-                progress.println(format!("step {}: validation loss {:.4}, perplexity {:.2}", state.step, evaluation.loss, evaluation.perplexity));
+                if let Some(evaluation) = self.validate(&model, device) {
+                    metrics.write_eval(&eval_line(state.step, evaluation))?;
+                    progress.println(format!("step {}: validation loss {:.4}, perplexity {:.2}", state.step, evaluation.loss, evaluation.perplexity));
+                }
             }
             if last || (args.save_every > 0 && state.step % args.save_every == 0) {
                 last_checkpoint = Some(checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?);
@@ -309,7 +340,9 @@ impl StepLoop<'_> {
         progress.finish_and_clear();
 
         let validation = self.validate(&model, device);
-        metrics.write_eval(&eval_line(state.step, validation))?;
+        if let Some(evaluation) = validation {
+            metrics.write_eval(&eval_line(state.step, evaluation))?;
+        }
         let exported = self.export(&model)?;
         plot::write(&self.out.join(METRICS_FILE), &self.out.join(PLOT_FILE))?;
         let checkpoint = last_checkpoint.expect("the last step saves a checkpoint");
@@ -317,14 +350,15 @@ impl StepLoop<'_> {
             steps: state.step,
             total_steps: self.total_steps,
             loss,
-            validation: Some(validation),
+            validation,
             checkpoint,
             exported: Some(exported),
             up_to_date: false,
         })
     }
 
-    fn validate<B: Gpt2Backend>(&self, model: &Gpt2<Autodiff<B>>, device: &B::Device) -> Evaluation {
+    /// None when the dataset has no validation rows.
+    fn validate<B: Gpt2Backend>(&self, model: &Gpt2<Autodiff<B>>, device: &B::Device) -> Option<Evaluation> {
         evaluate(&model.valid(), self.val_rows, &self.batching, device)
     }
 

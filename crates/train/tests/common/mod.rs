@@ -24,6 +24,16 @@ pub fn expected() -> Value {
 
 /// Write the reference run's rows (packed documents) as a prepared dataset in `dir`.
 pub fn write_dataset(dir: &Path) {
+    write_splits(dir, true);
+}
+
+/// The reference run's training rows and no validation split, as `prepare --val-fraction 0`
+/// writes it.
+pub fn write_dataset_without_validation(dir: &Path) {
+    write_splits(dir, false);
+}
+
+fn write_splits(dir: &Path, with_validation: bool) {
     let expected = expected();
     let seq_len = expected["seq_len"].as_u64().unwrap() as u32;
     let eos = expected["eos"].as_u64().unwrap() as u32;
@@ -34,6 +44,10 @@ pub fn write_dataset(dir: &Path) {
     let mut documents = 0;
     for (name, key) in [("train", "train_rows"), ("val", "val_rows")] {
         let rows = packed_rows(&expected[key]);
+        if name == "val" && !with_validation {
+            splits.insert(name.to_string(), SplitInfo { documents: 0, split_documents: 0, rows: 0, tokens: 0, fill: 0.0, shards: vec![] });
+            continue;
+        }
         let file = format!("{name}-00000.shard");
         let sha256 = shards::shard::write(&dir.join(&file), &rows, seq_len, 2, eos).unwrap();
         let tokens: u64 = rows.iter().map(|r| r.tokens.len() as u64).sum();

@@ -1,0 +1,34 @@
+//! The hidden leftovers of writes that a killed process never finished.
+
+use crate::ownership::is_interrupted_write;
+use std::{fs, path::Path};
+
+/// The hidden name a write of `name` by this process goes under (`.NAME.partial-PID`).
+pub(crate) fn partial_name(name: &str) -> String {
+    format!(".{name}.partial-{}", std::process::id())
+}
+
+/// Remove from `dir` the staging files and directories of processes that no longer run. Those
+/// of live processes are theirs: another stage may be writing beside us.
+pub(crate) fn remove_dead(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_interrupted_write(&name) || !writer_is_gone(&name) {
+            continue;
+        }
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => fs::remove_dir_all(&path).ok(),
+            _ => fs::remove_file(&path).ok(),
+        };
+    }
+}
+
+/// Whether the process named at the end of a staging name (`….partial-PID`) has ended. Only
+/// where the process table can be read (`/proc`); elsewhere leftovers stay.
+fn writer_is_gone(name: &str) -> bool {
+    let Some(pid) = name.rsplit('-').next().and_then(|pid| pid.parse::<u32>().ok()) else { return false };
+    let proc = Path::new("/proc");
+    pid != std::process::id() && proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+}
