@@ -38,8 +38,8 @@ pub struct Limits<'a> {
 
 /// One continuation of `prompt` per random stream in `rngs`, decoded as one batch. Each sample
 /// draws only from its own stream, so what it says does not depend on when the others end.
-/// `decode` turns token ids into text (for stop strings); `on_token(row, tokens)` sees each
-/// sample grow.
+/// `decode` turns token ids into text (for stop strings); `on_token(row, text)` sees each
+/// sample's text grow, never with a whole stop string in it (its start may be at the end).
 #[allow(clippy::too_many_arguments)]
 pub fn generate<B: Gpt2Backend>(
     model: &Gpt2<B>,
@@ -48,7 +48,7 @@ pub fn generate<B: Gpt2Backend>(
     limits: &Limits,
     rngs: &mut [ChaCha8Rng],
     decode: &dyn Fn(&[u32]) -> String,
-    on_token: &mut dyn FnMut(usize, &[u32]),
+    on_token: &mut dyn FnMut(usize, &str),
     device: &B::Device,
 ) -> Vec<Generated> {
     assert!(!prompt.is_empty(), "a prompt needs at least one token");
@@ -75,16 +75,14 @@ pub fn generate<B: Gpt2Backend>(
                 Some(Finish::Eos)
             } else {
                 generated[row].push(token);
-                on_token(row, &generated[row]);
                 let text = decode(&generated[row]);
                 if let Some(cut) = limits.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
                     generated[row] = trim_to_text(&generated[row], &text[..cut], decode);
                     stopped_text[row] = Some(text[..cut].to_string());
                     Some(Finish::Stop)
-                } else if prompt.len() + generated[row].len() >= n_positions {
-                    Some(Finish::Length)
                 } else {
-                    None
+                    on_token(row, &text);
+                    (prompt.len() + generated[row].len() >= n_positions).then_some(Finish::Length)
                 }
             };
             match finish {

@@ -228,7 +228,7 @@ impl OnBackend for Sampling<'_> {
                     .collect();
                 // One sample streams as it grows; several are printed as each batch ends.
                 let mut terminal = Stream::new(samples == 1, &cli.stop);
-                let mut on_token = |_: usize, tokens: &[u32]| terminal.grow(&decode(tokens));
+                let mut on_token = |_: usize, text: &str| terminal.grow(text);
                 let batch = generate(&model, &prompt_ids, &decoding, &limits, &mut rngs, &decode, &mut on_token, &device);
                 if let [only] = batch.as_slice() {
                     terminal.finish(&only.text);

@@ -140,3 +140,107 @@ fn bad_input_is_named() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn settings_transformers_refuses_are_refused() {
+    for (flag, value) in [
+        ("--temperature", "-1"),
+        ("--temperature", "NaN"),
+        ("--temperature", "0"),
+        ("--top-p", "0"),
+        ("--top-p", "-0.5"),
+        ("--top-p", "1.5"),
+        ("--top-p", "NaN"),
+        ("--repetition-penalty", "0"),
+        ("--repetition-penalty", "-2"),
+        ("--repetition-penalty", "NaN"),
+        ("--stop", ""),
+        ("--max-new-tokens", "0"),
+        ("--num-samples", "2000000"),
+    ] {
+        let output = sample(&["--model", "m", "--prompt", "x", &format!("{flag}={value}")]);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{flag} {value:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_stop_inside_a_token_cuts_there_and_the_terminal_shows_the_file_s_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let out = dir.path().join("s.jsonl");
+    let args = ["--model", model.to_str().unwrap(), "--prompt", "JOKE:", "--max-new-tokens", "12", "--seed", "3",
+        "--device", "cpu", "--out", out.to_str().unwrap(), "--force"];
+    assert!(sample(&args).status.success());
+    let whole = &records(&out)[0];
+    let text = whole["text"].as_str().unwrap().to_string();
+    // A stop text that starts after a token's first byte, where no earlier copy of it is.
+    let tokenizer = tokenizers::Tokenizer::from_file(tokenizer()).unwrap();
+    let ids: Vec<u32> = whole["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let starts: Vec<usize> = (0..ids.len()).map(|n| tokenizer.decode(&ids[..n], false).unwrap().len()).collect();
+    let cut = (1..text.len() - 2)
+        .find(|&at| {
+            !starts.contains(&at) && text.is_char_boundary(at) && text.is_char_boundary(at + 2) && text.find(&text[at..at + 2]) == Some(at)
+        })
+        .expect("a token of more than one byte");
+    let stop = &text[cut..cut + 2];
+
+    let mut stopped = args.to_vec();
+    stopped.extend(["--stop", stop]);
+    let output = sample(&stopped);
+    assert!(output.status.success());
+    let record = &records(&out)[0];
+    assert_eq!(record["finish"], "stop");
+    assert_eq!(record["text"].as_str().unwrap(), &text[..cut], "stop {stop:?} in {text:?}");
+    let terminal = String::from_utf8(output.stdout).unwrap();
+    assert!(terminal.contains(&format!("=== JOKE:\n{}\n", &text[..cut])), "{terminal:?} vs {:?}", &text[..cut]);
+}
+
+#[test]
+fn long_prompts_keep_their_end_and_a_bom_is_not_prompt_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let prompts = dir.path().join("prompts.txt");
+    // The model has 128 positions; the second prompt has 400 tokens.
+    fs::write(&prompts, format!("\u{feff}JOKE:\n{}\n", "word ".repeat(400))).unwrap();
+    let out = dir.path().join("s.jsonl");
+    let output = sample(&["--model", model.to_str().unwrap(), "--prompts-file", prompts.to_str().unwrap(),
+        "--max-new-tokens", "4", "--num-samples", "70", "--device", "cpu", "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("tokens but the model reads at most 128: continuing its last 124 tokens"), "{stderr}");
+    let samples = records(&out);
+    assert_eq!(samples.len(), 140, "70 samples a prompt, decoded in batches");
+    assert_eq!(samples[0]["prompt"], "JOKE:");
+    assert!(samples.iter().all(|s| !s["tokens"].as_array().unwrap().is_empty()));
+}
+
+#[test]
+fn outputs_that_sample_did_not_write_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let model = model.to_str().unwrap();
+    let notes = dir.path().join("notes.txt");
+    fs::write(&notes, "mine\n").unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--model", model, "--prompt", "x", "--max-new-tokens", "2", "--device", "cpu"];
+        args.extend(extra);
+        sample(&args)
+    };
+    let notes_path = notes.to_str().unwrap();
+    for (flags, message) in [
+        (vec!["--out", notes_path], "holds something other than samples"),
+        (vec!["--txt", notes_path], "pass --force to replace it"),
+        (vec!["--prompts-file", notes_path, "--txt", notes_path, "--force"], "is also an input"),
+        (vec!["--out", dir.path().to_str().unwrap()], "is a directory"),
+    ] {
+        let output = run(&flags);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flags:?}: {stderr}");
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+        assert_eq!(fs::read_to_string(&notes).unwrap(), "mine\n");
+    }
+    assert!(run(&["--txt", notes_path, "--force"]).status.success());
+    assert_ne!(fs::read_to_string(&notes).unwrap(), "mine\n");
+}

@@ -206,3 +206,25 @@ fn a_damaged_latest_checkpoint_is_named_and_the_previous_one_used() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("every checkpoint of"), "{}", stderr(&output));
 }
+
+#[test]
+fn impossible_model_sizes_and_manifests_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    write_dataset(&data);
+    let config = dir.path().join("config.json");
+    let mut value: serde_json::Value = serde_json::from_str(&fs::read_to_string(tiny_model().join("config.json")).unwrap()).unwrap();
+    value["n_embd"] = 0.into();
+    fs::write(&config, value.to_string()).unwrap();
+    let error = format!("{:#}", run(&parity_args(&data, &out, &["--init", &format!("random:{}", config.display())])).unwrap_err());
+    assert!(error.contains("`n_embd` is 0"), "{error}");
+
+    // A manifest whose end-of-text id is outside its vocabulary (sealed again, as if prepare wrote it).
+    let path = data.join(shards::MANIFEST_FILE);
+    let mut manifest: shards::Manifest = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    manifest.tokenizer.eos_id = manifest.tokenizer.vocab_size;
+    manifest.seal();
+    fs::write(&path, manifest.to_json_pretty()).unwrap();
+    let error = format!("{:#}", run(&parity_args(&data, &out, &[])).unwrap_err());
+    assert!(error.contains("eos_id 512 is outside the tokenizer's 512 tokens"), "{error}");
+}
