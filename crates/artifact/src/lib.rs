@@ -11,10 +11,12 @@ mod file;
 mod leftovers;
 mod lock;
 mod ownership;
+mod space;
 mod staging;
 
 pub use checksum::{sha256_bytes, sha256_file};
 pub use file::write_atomically;
 pub use lock::OutputLock;
 pub use ownership::OutputDir;
+pub use space::{ensure_free, free_bytes};
 pub use staging::Staging;

@@ -26,8 +26,20 @@ impl Default for Downloader {
 
 /// Why one attempt failed, and whether trying again can help.
 enum Failure {
+    /// Worth another try: a dropped connection, a busy server.
     Transient(anyhow::Error),
+    /// The host name does not resolve: this machine is offline (or the URL is wrong), and
+    /// asking again a minute later will not change that.
+    Unreachable(anyhow::Error),
     Fatal(anyhow::Error),
+}
+
+/// How a failure below HTTP (DNS, TCP, TLS) is taken.
+fn transport_failure(transport: ureq::Transport) -> Failure {
+    match transport.kind() {
+        ureq::ErrorKind::Dns => Failure::Unreachable(transport.into()),
+        _ => Failure::Transient(transport.into()),
+    }
 }
 
 /// The file name a URL is cached under: its last path segment behind a short hash of the whole
@@ -67,12 +79,15 @@ impl Downloader {
                     std::thread::sleep(wait);
                     attempt += 1;
                 }
-                Err(Failure::Transient(error)) => {
+                Err(Failure::Transient(error) | Failure::Unreachable(error)) => {
+                    let tries = match attempt {
+                        0 => String::new(),
+                        n => format!(" after {} attempts", n + 1),
+                    };
                     bail!(
-                        "could not download {url} after {} attempts: {error:#}\n\
+                        "could not download {url}{tries}: {error:#}\n\
                          If this machine is offline, download the file on one that is online and put it at\n  {}\n\
                          (or pass its local path instead of the URL).",
-                        attempt + 1,
                         dest.display()
                     )
                 }
@@ -115,7 +130,7 @@ impl Downloader {
             Err(ureq::Error::Status(code, response)) => {
                 return Err(Failure::Fatal(anyhow!("HTTP {code} {} for {url}", response.status_text())))
             }
-            Err(ureq::Error::Transport(transport)) => return Err(Failure::Transient(transport.into())),
+            Err(ureq::Error::Transport(transport)) => return Err(transport_failure(transport)),
         };
         let resumed = response.status() == 206;
         let remaining: Option<u64> = response.header("Content-Length").and_then(|v| v.parse().ok());
@@ -166,4 +181,21 @@ fn sha256_of(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     io::copy(&mut File::open(path).with_context(|| format!("opening {}", path.display()))?, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_not_retried() {
+        // A resolver that finds nothing, as one does offline: no packet leaves the machine.
+        let agent = ureq::AgentBuilder::new()
+            .resolver(|_: &str| -> io::Result<Vec<std::net::SocketAddr>> { Err(io::Error::other("no such host")) })
+            .build();
+        let Err(ureq::Error::Transport(transport)) = agent.get("http://jokes.example/jokes.json").call() else {
+            panic!("the request should fail below HTTP")
+        };
+        assert!(matches!(transport_failure(transport), Failure::Unreachable(_)));
+    }
 }

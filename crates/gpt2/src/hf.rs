@@ -57,17 +57,57 @@ pub fn resolve_dir(spec: &str) -> Result<PathBuf> {
 /// every shard's hash), naming exactly the weights later stages start from.
 pub fn weights_sha256(dir: &Path) -> Result<String> {
     let hash = |file: &Path| artifact::sha256_file(file).with_context(|| format!("reading {}", file.display()));
+    match weight_files(dir)? {
+        WeightFiles::Single(file) => Ok(format!("sha256:{}", hash(&file)?)),
+        // Sharded: the hashes of the index and of every shard, in order, hashed together.
+        WeightFiles::Sharded { index, shards } => {
+            let mut hashes = hash(&index)?;
+            for shard in shards {
+                hashes += &hash(&shard)?;
+            }
+            Ok(format!("sha256:{}", artifact::sha256_bytes(hashes.as_bytes())))
+        }
+    }
+}
+
+/// Where a model directory keeps its weights.
+enum WeightFiles {
+    Single(PathBuf),
+    Sharded { index: PathBuf, shards: Vec<PathBuf> },
+}
+
+impl WeightFiles {
+    fn tensor_files(self) -> Vec<PathBuf> {
+        match self {
+            WeightFiles::Single(file) => vec![file],
+            WeightFiles::Sharded { shards, .. } => shards,
+        }
+    }
+}
+
+/// The weight files of `dir`. Only safetensors are read: a PyTorch pickle can run code when
+/// loaded, so a directory holding only one is told how to convert it.
+fn weight_files(dir: &Path) -> Result<WeightFiles> {
     let single = dir.join(WEIGHTS_FILE);
     if single.is_file() {
-        return Ok(format!("sha256:{}", hash(&single)?));
+        return Ok(WeightFiles::Single(single));
     }
-    // Sharded: the hashes of the index and of every shard, in order, hashed together.
     let index = dir.join(WEIGHTS_INDEX_FILE);
-    let mut hashes = hash(&index)?;
-    for shard in shard_files(&index)? {
-        hashes += &hash(&dir.join(shard))?;
+    if index.is_file() {
+        let shards = shard_files(&index)?.into_iter().map(|shard| dir.join(shard)).collect();
+        return Ok(WeightFiles::Sharded { index, shards });
     }
-    Ok(format!("sha256:{}", artifact::sha256_bytes(hashes.as_bytes())))
+    let pickle = ["pytorch_model.bin", "pytorch_model.bin.index.json"].into_iter().find(|name| dir.join(name).is_file());
+    match pickle {
+        Some(name) => bail!(
+            "{}: no {WEIGHTS_FILE}, only {name}, PyTorch's pickle format, which is not read (loading a pickle can run \
+             code); convert it once with: python3 -c \"from transformers import GPT2LMHeadModel as M; \
+             M.from_pretrained('{dir}').save_pretrained('{dir}', safe_serialization=True)\"",
+            dir.display(),
+            dir = dir.display()
+        ),
+        None => bail!("{}: no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}: not a Hugging Face model directory", dir.display()),
+    }
 }
 
 /// The `config.json` of a Hugging Face GPT-2 directory.
@@ -84,13 +124,7 @@ pub fn read_config(dir: &Path) -> Result<Gpt2Config> {
 pub fn load_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<(Gpt2Config, Gpt2<B>)> {
     let config = read_config(dir)?;
 
-    let files = if dir.join(WEIGHTS_FILE).is_file() {
-        vec![dir.join(WEIGHTS_FILE)]
-    } else if dir.join(WEIGHTS_INDEX_FILE).is_file() {
-        shard_files(&dir.join(WEIGHTS_INDEX_FILE))?.into_iter().map(|f| dir.join(f)).collect()
-    } else {
-        bail!("{}: no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}", dir.display());
-    };
+    let files = weight_files(dir)?.tensor_files();
 
     let mut tensors: HashMap<String, (Vec<usize>, Vec<f32>, PathBuf)> = HashMap::new();
     for file in &files {

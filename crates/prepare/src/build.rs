@@ -43,6 +43,13 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
     };
     let tokenizer = TextTokenizer::load(&args.tokenizer)?;
     let template = Template::parse(&args.template, &tokenizer.special_tokens())?;
+    if !template.has_special(tokenizer.eos_id) {
+        eprintln!(
+            "warning: --template {:?} has no {}: the model will not learn where a joke ends, so samples run on \
+             to --max-new-tokens",
+            args.template, tokenizer.eos_token
+        );
+    }
     let (blocklist, blocklist_sha256) = match &args.blocklist {
         Some(path) => (Blocklist::read(path)?, Some(shards::sha256_file(path)?)),
         None => (Blocklist::default(), None),
@@ -64,10 +71,21 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
         min_score: args.min_score,
         blocklist,
     });
-    let fields = Fields { text_column: args.text_column.clone(), text_field: args.text_field.clone() };
+    let fields = Fields { text_column: args.text_column.clone(), text_field: args.text_field.clone(), delimiter: args.delimiter.map(|c| c as u8) };
     let mut texts = Vec::new();
-    let records = formats::read(&source_path, format, &fields, &mut |raw| texts.extend(cleaner.accept(raw)))?;
-    let dropped = cleaner.dropped();
+    let source = formats::read(&source_path, format, &fields, &mut |raw| texts.extend(cleaner.accept(raw)))?;
+    let records = source.records;
+    let mut dropped = cleaner.dropped();
+    if let Some(line) = source.first_malformed_line {
+        eprintln!(
+            "warning: {}: {} records have broken quoting (a quote left open), the first on line {line}: left out; \
+             fix the quoting to keep them",
+            source_path.display(),
+            source.malformed
+        );
+        // Reading comes before every cleaning step.
+        dropped.insert(0, ("malformed".to_string(), source.malformed));
+    }
     let dropped_text: Vec<String> = dropped.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
     eprintln!(
         "read {records} records from {} ({}); dropped: {}; kept {} jokes",
@@ -139,6 +157,7 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
         },
         counts: Counts {
             source_records: records,
+            first_malformed_line: source.first_malformed_line,
             dropped,
             documents: splits.values().map(|s| s.documents).sum(),
             rows,

@@ -26,6 +26,12 @@ pub struct PrepareArgs {
     #[arg(long, value_name = "NAME")]
     pub text_column: Option<String>,
 
+    /// What separates CSV fields: one character, or `tab` (default: a tab for `.tsv` files,
+    /// a comma otherwise).
+    #[arg(long, value_name = "CHAR", value_parser = delimiter)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<char>,
+
     /// JSONL field holding the joke.
     #[arg(long, value_name = "NAME", default_value = "text")]
     pub text_field: String,
@@ -82,6 +88,16 @@ pub struct PrepareArgs {
     #[arg(long)]
     #[serde(skip)]
     pub force: bool,
+}
+
+fn delimiter(text: &str) -> Result<char, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok('\t'),
+        _ => match text.chars().collect::<Vec<_>>()[..] {
+            [c] if c.is_ascii() && c != '"' && c != '\n' && c != '\r' => Ok(c),
+            _ => Err(format!("{text:?} is not one ASCII character (or `tab`) other than a quote or a line break")),
+        },
+    }
 }
 
 fn fraction(text: &str) -> Result<f64, String> {

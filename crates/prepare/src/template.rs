@@ -55,6 +55,11 @@ impl Template {
         Ok(Self { pieces })
     }
 
+    /// Whether the template puts the special token `id` around each joke.
+    pub fn has_special(&self, id: u32) -> bool {
+        self.pieces.iter().any(|piece| matches!(piece, Piece::Special { id: special, .. } if *special == id))
+    }
+
     /// The full templated text, special tokens written out as their content.
     pub fn render(&self, text: &str) -> String {
         self.pieces
@@ -119,5 +124,7 @@ mod tests {
         assert!(Template::parse("{text}{text}", &specials()).is_err());
         let t = Template::parse("<|endoftext|>Q: {text}\n", &specials()).unwrap();
         assert_eq!(t.parts("x"), [TemplatePart::Special(50256), TemplatePart::Plain("Q: x\n".into())]);
+        assert!(t.has_special(50256));
+        assert!(!Template::parse("Q: {text}", &specials()).unwrap().has_special(50256));
     }
 }

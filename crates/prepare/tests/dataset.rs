@@ -177,3 +177,19 @@ fn source_checksum_is_enforced() {
     let sha = shards::sha256_file(&source).unwrap();
     build::run(&common::args(&source, &out, &[&format!("--sha256={}", sha.to_uppercase())])).unwrap();
 }
+
+#[test]
+fn malformed_records_are_counted_in_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("jokes.csv");
+    let mut csv = String::from("ID,Joke\n1,\"unterminated quote\n2,\"fine\"\n");
+    for i in 3..30 {
+        csv += &format!("{i},Joke number {i} is a good one.\n");
+    }
+    fs::write(&source, csv).unwrap();
+    let out = dir.path().join("out");
+    let manifest = build::run(&common::args(&source, &out, &["--seq-len=64"])).unwrap().manifest;
+    assert_eq!(manifest.counts.dropped[0], ("malformed".to_string(), 1));
+    assert_eq!(manifest.counts.first_malformed_line, Some(2));
+    assert_eq!(manifest.counts.source_records, 28);
+}

@@ -1,16 +1,24 @@
 //! Format readers on small project-written files: quoting, BOM, CRLF, unicode, missing fields.
 
-use prepare::formats::{read, Fields, Format, RawJoke};
+use prepare::formats::{read, Fields, Format, RawJoke, SourceCounts};
 use std::path::Path;
 
 fn fields() -> Fields {
-    Fields { text_column: None, text_field: "text".into() }
+    Fields { text_column: None, text_field: "text".into(), delimiter: None }
 }
 
 fn read_all(path: &Path, format: Format, fields: &Fields) -> anyhow::Result<(u64, Vec<RawJoke>)> {
+    read_counted(path, format, fields).map(|(counts, jokes)| (counts.records, jokes))
+}
+
+fn read_counted(path: &Path, format: Format, fields: &Fields) -> anyhow::Result<(SourceCounts, Vec<RawJoke>)> {
     let mut jokes = Vec::new();
-    let count = read(path, format, fields, &mut |j| jokes.push(j))?;
-    Ok((count, jokes))
+    let counts = read(path, format, fields, &mut |j| jokes.push(j))?;
+    Ok((counts, jokes))
+}
+
+fn texts(jokes: &[RawJoke]) -> Vec<&str> {
+    jokes.iter().map(|j| j.text.as_str()).collect()
 }
 
 fn file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -32,6 +40,29 @@ fn csv_handles_bom_crlf_quotes_and_unicode() {
     assert_eq!(count, 3);
     let texts: Vec<&str> = jokes.iter().map(|j| j.text.as_str()).collect();
     assert_eq!(texts, ["He said \"hi\", then left, quickly.", "Two\r\nlines", "Café ☕ joke"]);
+}
+
+#[test]
+fn tsv_is_tab_separated_and_delimiter_chooses() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = file(&dir, "jokes.tsv", b"ID\tJoke\n1\tKnock, knock.\n2\t\"Who, is \"\"there\"\"?\"\n");
+    assert_eq!(Format::detect(&tsv).unwrap(), Format::Csv);
+    let (_, jokes) = read_all(&tsv, Format::Csv, &fields()).unwrap();
+    assert_eq!(texts(&jokes), ["Knock, knock.", "Who, is \"there\"?"]);
+    let semicolons = file(&dir, "jokes.csv", b"ID;Joke\n1;Knock, knock.\n");
+    let error = format!("{:#}", read_all(&semicolons, Format::Csv, &fields()).unwrap_err());
+    assert!(error.contains("--delimiter"), "{error}");
+    let chosen = Fields { delimiter: Some(b';'), ..fields() };
+    assert_eq!(texts(&read_all(&semicolons, Format::Csv, &chosen).unwrap().1), ["Knock, knock."]);
+}
+
+#[test]
+fn a_stray_quote_is_counted_as_malformed_not_merged_into_a_joke() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, "jokes.csv", b"ID,Joke\n1,good one\n2,\"unterminated quote\n3,\"fine\"\n4,\"last, \"\"quoted\"\"\"\n");
+    let (counts, jokes) = read_counted(&path, Format::Csv, &fields()).unwrap();
+    assert_eq!(texts(&jokes), ["good one", "last, \"quoted\""]);
+    assert_eq!(counts, SourceCounts { records: 3, malformed: 1, first_malformed_line: Some(3) });
 }
 
 #[test]

@@ -32,6 +32,15 @@ impl Dataset {
                 error: std::io::Error::new(std::io::ErrorKind::NotFound, "no prepared dataset directory here"),
             });
         }
+        if !dir.join(MANIFEST_FILE).is_file() {
+            return Err(ShardError::Io {
+                path: dir.into(),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not a prepared dataset (no manifest.json; the prepare stage writes one into its --out)",
+                ),
+            });
+        }
         let manifest = Manifest::read(&dir.join(MANIFEST_FILE))?;
         Ok(Self { dir: dir.into(), manifest })
     }

@@ -53,8 +53,12 @@ pub struct SourceInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Counts {
     pub source_records: u64,
-    /// Records dropped by each cleaning step, in the order the steps ran.
+    /// Records dropped by each cleaning step, in the order the steps ran (`malformed`: records
+    /// that could not be read as written).
     pub dropped: Vec<(String, u64)>,
+    /// The source line where the first malformed record starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_malformed_line: Option<u64>,
     pub documents: u64,
     pub rows: u64,
     pub tokens: u64,

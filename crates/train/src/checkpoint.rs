@@ -44,12 +44,23 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
 
 pub fn save<B: AutodiffBackend>(run: &Path, model: &Gpt2<B>, optimizer: &GroupedAdamW<B>, state: TrainState, keep: usize) -> Result<PathBuf> {
     let target = checkpoints_dir(run).join(format!("step-{:07}", state.step));
+    // The weights and AdamW's two moments, all f32.
+    let needed = model.num_params() as u64 * 4 * 3;
+    artifact::ensure_free(run, needed, "a checkpoint")?;
     let staging = Staging::new(&target)?;
-    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    model.clone().save_file(staging.path().join(MODEL_FILE), &recorder).context("saving the model checkpoint")?;
-    optimizer.save(staging.path())?;
-    artifact::write_atomically(&staging.path().join(STATE_FILE), serde_json::to_string_pretty(&state)?)?;
-    write_checksums(staging.path())?;
+    let written = (|| {
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        model.clone().save_file(staging.path().join(MODEL_FILE), &recorder).context("saving the model checkpoint")?;
+        optimizer.save(staging.path())?;
+        artifact::write_atomically(&staging.path().join(STATE_FILE), serde_json::to_string_pretty(&state)?)?;
+        write_checksums(staging.path())
+    })();
+    if let Err(error) = written {
+        // A full disk reads as a serializer's error: say what it is while the partial
+        // checkpoint still takes its space.
+        artifact::ensure_free(run, needed, "a checkpoint")?;
+        return Err(error);
+    }
     staging.commit()?;
     for old in list(run)?.iter().rev().skip(keep) {
         fs::remove_dir_all(old).with_context(|| format!("removing the old checkpoint {}", old.display()))?;

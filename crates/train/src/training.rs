@@ -365,6 +365,7 @@ impl StepLoop<'_> {
     /// `RUN/final/` in Hugging Face layout with the dataset's tokenizer, swapped in whole.
     fn export<B: Backend>(&self, model: &Gpt2<Autodiff<B>>) -> Result<PathBuf> {
         let target = self.out.join(FINAL_DIR);
+        artifact::ensure_free(self.out, model.num_params() as u64 * 4, "the exported model")?;
         let staging = Staging::new(&target)?;
         gpt2::hf::save(&model.valid(), self.config, staging.path(), Some(&self.dataset.tokenizer_path()))?;
         staging.commit()?;

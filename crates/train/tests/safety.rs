@@ -228,3 +228,37 @@ fn impossible_model_sizes_and_manifests_are_named() {
     let error = format!("{:#}", run(&parity_args(&data, &out, &[])).unwrap_err());
     assert!(error.contains("eos_id 512 is outside the tokenizer's 512 tokens"), "{error}");
 }
+
+/// A small filesystem of its own, unmounted when dropped; none where this process may not
+/// mount one (not root, or in a container without the right).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<Self> {
+        fs::create_dir_all(at).unwrap();
+        let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).stderr(Stdio::null()).status();
+        mounted.is_ok_and(|status| status.success()).then(|| Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        Command::new("umount").arg(&self.0).status().ok();
+    }
+}
+
+#[test]
+fn a_full_disk_is_called_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    // Room for run.json and metrics.jsonl, not for a checkpoint of ~0.5 MB.
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "128k") else {
+        eprintln!("skipped: this process cannot mount a small tmpfs to fill");
+        return;
+    };
+    let out = disk.0.join("run");
+    let error = format!("{:#}", run(&parity_args(&data, &out, &["--max-steps", "2"])).unwrap_err());
+    assert!(error.contains(&format!("the disk holding {} is full: a checkpoint needs about", out.display())), "{error}");
+    assert!(train::checkpoint::list(&out).unwrap().is_empty());
+}

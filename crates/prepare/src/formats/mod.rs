@@ -28,7 +28,8 @@ pub enum Format {
     /// A JSON array of objects from the taivop joke-dataset (`reddit_jokes.json`: title + body +
     /// score; `stupidstuff.json`: body; `wocka.json`: title + body).
     TaivopJson,
-    /// CSV with a header row, Short Jokes style `ID,Joke` (RFC 4180 quoting, BOM, CRLF).
+    /// CSV with a header row, Short Jokes style `ID,Joke` (RFC 4180 quoting, BOM, CRLF); tab
+    /// separated for `.tsv` files.
     Csv,
     /// One JSON object per line.
     Jsonl,
@@ -76,17 +77,40 @@ pub struct Fields {
     pub text_column: Option<String>,
     /// JSONL field holding the joke.
     pub text_field: String,
+    /// What separates CSV fields; `None`: a tab in a `.tsv` file, a comma otherwise.
+    pub delimiter: Option<u8>,
 }
 
-/// Read every record of `path` into `sink`; returns how many records the source held.
-pub fn read(path: &Path, format: Format, fields: &Fields, sink: &mut dyn FnMut(RawJoke)) -> Result<u64> {
+/// What a source held.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SourceCounts {
+    /// Every record, malformed ones included.
+    pub records: u64,
+    /// Records left out because they cannot be read as written (a CSV quote left open).
+    pub malformed: u64,
+    /// The line the first malformed record starts on.
+    pub first_malformed_line: Option<u64>,
+}
+
+impl SourceCounts {
+    fn records(records: u64) -> Self {
+        Self { records, ..Self::default() }
+    }
+}
+
+/// Read every record of `path` into `sink`.
+pub fn read(path: &Path, format: Format, fields: &Fields, sink: &mut dyn FnMut(RawJoke)) -> Result<SourceCounts> {
     let file = File::open(path).with_context(|| format!("opening source {}", path.display()))?;
     let reader = BufReader::with_capacity(1 << 20, file);
     let result = match format {
-        Format::TaivopJson => taivop::read(reader, sink),
-        Format::Csv => csv::read(reader, fields.text_column.as_deref(), sink),
-        Format::Jsonl => jsonl::read(reader, &fields.text_field, sink),
-        Format::Text => text::read(reader, sink),
+        Format::TaivopJson => taivop::read(reader, sink).map(SourceCounts::records),
+        Format::Csv => {
+            let is_tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+            let delimiter = fields.delimiter.unwrap_or(if is_tsv { b'\t' } else { b',' });
+            csv::read(reader, fields.text_column.as_deref(), delimiter, sink)
+        }
+        Format::Jsonl => jsonl::read(reader, &fields.text_field, sink).map(SourceCounts::records),
+        Format::Text => text::read(reader, sink).map(SourceCounts::records),
     };
     result.with_context(|| format!("{}: reading as {}", path.display(), format.name()))
 }

@@ -71,7 +71,7 @@ fn write_splits(dir: &Path, with_validation: bool) {
         seq_len,
         token_bytes: 2,
         source: SourceInfo { location: "scripts/make_train_fixture.py".into(), path: String::new(), sha256: String::new(), bytes: 0, format: "rows".into() },
-        counts: Counts { source_records: documents, dropped: vec![], documents, rows, tokens, fill: 0.0 },
+        counts: Counts { source_records: documents, dropped: vec![], first_malformed_line: None, documents, rows, tokens, fill: 0.0 },
         splits,
         args: Value::Null,
         inputs_hash: String::new(),
