@@ -106,6 +106,11 @@ fn broken_checkpoints_name_the_tensor() {
     assert!(error.contains("config.json"), "{error}");
     fs::copy(tiny().join("config.json"), empty.path().join("config.json")).unwrap();
     assert!(load_error(empty.path()).contains("no model.safetensors"));
+    // What `save_pretrained` wrote before safetensors: named, with the way to convert it.
+    fs::write(empty.path().join("pytorch_model.bin"), b"pickle").unwrap();
+    let error = load_error(empty.path());
+    assert!(error.contains("only pytorch_model.bin") && error.contains("safe_serialization=True"), "{error}");
+    assert_eq!(gpt2::hf::weights_sha256(empty.path()).unwrap_err().to_string(), error);
 }
 
 #[test]

@@ -76,3 +76,23 @@ fn bad_input_exits_non_zero_with_a_message() {
     assert!(!output.status.success());
     assert!(String::from_utf8(output.stderr).unwrap().contains("--no-such-flag"));
 }
+
+#[test]
+fn a_template_without_the_end_of_text_token_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("jokes.txt");
+    common::write_text_corpus(&source, 20);
+    let output = prepare()
+        .arg("--source")
+        .arg(&source)
+        .arg("--tokenizer")
+        .arg(common::gpt2_tokenizer())
+        .args(["--seq-len", "64", "--template", "JOKE: {text}"])
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("has no <|endoftext|>"), "{stderr}");
+}

@@ -182,7 +182,9 @@ fn bad_data_and_mismatched_models_are_named() {
     };
 
     let missing = error(&dir.path().join("nowhere"), &[]);
-    assert!(missing.contains("nowhere") && missing.contains("no prepared dataset"), "{missing}");
+    assert!(missing.contains("nowhere") && missing.matches("no prepared dataset").count() == 1, "{missing}");
+    let not_prepared = error(dir.path(), &[]);
+    assert!(not_prepared.contains("not a prepared dataset (no manifest.json"), "{not_prepared}");
 
     // A model whose tokenizer is not the dataset's.
     let model = dir.path().join("model");

@@ -58,12 +58,36 @@ fn an_out_that_is_not_a_run_is_refused_and_left_as_it_was() {
     assert!(before == after, "train changed files that were not its own");
 }
 
+/// A child process that is killed if the test fails before it ends: a run of 100,000 epochs
+/// must not outlive its test.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    fn wait(mut self) -> Output {
+        self.0.take().expect("running").wait_with_output().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
 #[test]
 fn a_second_run_on_the_same_out_is_refused_and_sigterm_saves_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     write_dataset(&data);
     let first = train_bin(&parity_args(&data, &out, &["--epochs", "100000"])).stderr(Stdio::piped()).spawn().unwrap();
+    let first = KillOnDrop(Some(first));
     let started = Instant::now();
     while fs::read_to_string(out.join("metrics.jsonl")).map_or(true, |m| m.lines().count() < 2) {
         assert!(started.elapsed() < Duration::from_secs(120), "the run made no progress");
@@ -75,7 +99,7 @@ fn a_second_run_on_the_same_out_is_refused_and_sigterm_saves_a_checkpoint() {
     assert!(stderr(&second).contains(&format!("is being written by train (pid {})", first.id())), "{}", stderr(&second));
 
     assert!(Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap().success());
-    let output = first.wait_with_output().unwrap();
+    let output = first.wait();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     assert_eq!(train::checkpoint::list(&out).unwrap().len(), 1, "SIGTERM should save a checkpoint");
     let siblings: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -261,4 +285,20 @@ fn a_full_disk_is_called_a_full_disk() {
     let error = format!("{:#}", run(&parity_args(&data, &out, &["--max-steps", "2"])).unwrap_err());
     assert!(error.contains(&format!("the disk holding {} is full: a checkpoint needs about", out.display())), "{error}");
     assert!(train::checkpoint::list(&out).unwrap().is_empty());
+}
+
+#[test]
+fn a_run_resumed_only_to_export_reports_no_made_up_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("run"));
+    write_dataset(&data);
+    // Warmup longer than the run: said once, as the run starts.
+    let argv = parity_args(&data, &out, &["--max-steps", "2", "--warmup-steps", "10"]);
+    let output = train_bin(&argv).output().unwrap();
+    assert!(stderr(&output).contains("--warmup-steps 10 is longer than the run (2 steps)"), "{}", stderr(&output));
+    fs::remove_dir_all(out.join("final")).unwrap();
+    let output = train_bin(&[&argv[..], &["--resume".to_string()]].concat()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && !stdout.contains("NaN"), "{stdout}");
+    assert!(stdout.contains("trained 2 steps (the last ones in an earlier run)"), "{stdout}");
 }
