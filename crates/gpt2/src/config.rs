@@ -94,7 +94,7 @@ impl Gpt2Config {
                 bail!("`{key}` is 0: a model needs at least 1");
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             bail!("n_embd {} is not a multiple of n_head {}", self.n_embd, self.n_head);
         }
         if self.eos_token_id >= self.vocab_size {

@@ -28,7 +28,7 @@ pub fn encode(rows: &[Row], seq_len: u32, token_bytes: u32, pad_id: u32) -> Vec<
     }
     for row in rows {
         assert!(row.tokens.len() <= seq_len as usize, "row longer than seq_len");
-        let padding = std::iter::repeat(pad_id).take(seq_len as usize - row.tokens.len());
+        let padding = std::iter::repeat_n(pad_id, seq_len as usize - row.tokens.len());
         for token in row.tokens.iter().copied().chain(padding) {
             match token_bytes {
                 2 => out.extend_from_slice(&u16::try_from(token).expect("token id fits u16").to_le_bytes()),

@@ -327,13 +327,13 @@ impl StepLoop<'_> {
             progress.inc(1);
 
             let last = state.step == self.total_steps;
-            if !last && args.eval_every > 0 && state.step % args.eval_every == 0 {
+            if !last && args.eval_every > 0 && state.step.is_multiple_of(args.eval_every) {
                 if let Some(evaluation) = self.validate(&model, device) {
                     metrics.write_eval(&eval_line(state.step, evaluation))?;
                     progress.println(format!("step {}: validation loss {:.4}, perplexity {:.2}", state.step, evaluation.loss, evaluation.perplexity));
                 }
             }
-            if last || (args.save_every > 0 && state.step % args.save_every == 0) {
+            if last || (args.save_every > 0 && state.step.is_multiple_of(args.save_every)) {
                 last_checkpoint = Some(checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?);
             }
         }
