@@ -105,7 +105,7 @@ pub struct TrainArgs {
     pub max_steps: Option<u64>,
 
     /// Peak learning rate.
-    #[arg(long, value_name = "X", default_value_t = 3e-5)]
+    #[arg(long, value_name = "X", default_value_t = 3e-5, value_parser = positive)]
     pub lr: f64,
 
     /// Steps of linear warmup from 0 to --lr (step k of the warmup uses lr·k/W, as
@@ -119,28 +119,28 @@ pub struct TrainArgs {
 
     /// AdamW decoupled weight decay, applied to weight matrices only (not biases, LayerNorms
     /// or the position embedding).
-    #[arg(long, value_name = "D", default_value_t = 0.01)]
+    #[arg(long, value_name = "D", default_value_t = 0.01, value_parser = non_negative)]
     pub weight_decay: f64,
 
     /// AdamW β1.
-    #[arg(long, value_name = "B1", default_value_t = 0.9)]
+    #[arg(long, value_name = "B1", default_value_t = 0.9, value_parser = below_one)]
     pub beta1: f64,
 
     /// AdamW β2.
-    #[arg(long, value_name = "B2", default_value_t = 0.999)]
+    #[arg(long, value_name = "B2", default_value_t = 0.999, value_parser = below_one)]
     pub beta2: f64,
 
     /// AdamW ε, added to the square root of the second moment (PyTorch's placement).
-    #[arg(long, value_name = "EPS", default_value_t = 1e-8)]
+    #[arg(long, value_name = "EPS", default_value_t = 1e-8, value_parser = positive)]
     pub eps: f64,
 
     /// Scale gradients down when their global L2 norm exceeds G (PyTorch's clip_grad_norm_);
     /// 0 turns clipping off.
-    #[arg(long, value_name = "G", default_value_t = 1.0)]
+    #[arg(long, value_name = "G", default_value_t = 1.0, value_parser = non_negative)]
     pub max_grad_norm: f64,
 
     /// Override the model's dropout probabilities (embedding, attention, residual).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = below_one)]
     pub dropout: Option<f64>,
 
     /// Keep attention within each joke of a packed row, and count positions from each joke's
@@ -196,4 +196,28 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<DeviceChoice>,
+}
+
+/// A finite number above 0.
+fn positive(text: &str) -> Result<f64, String> {
+    number(text, |x| x > 0.0, "above 0")
+}
+
+/// A finite number of at least 0.
+fn non_negative(text: &str) -> Result<f64, String> {
+    number(text, |x| x >= 0.0, "0 or more")
+}
+
+/// A probability or decay rate: at least 0, below 1.
+fn below_one(text: &str) -> Result<f64, String> {
+    number(text, |x| (0.0..1.0).contains(&x), "in [0, 1)")
+}
+
+fn number(text: &str, fits: fn(f64) -> bool, range: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if value.is_finite() && fits(value) {
+        Ok(value)
+    } else {
+        Err(format!("{text} is not a number {range}"))
+    }
 }

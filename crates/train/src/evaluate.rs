@@ -77,7 +77,9 @@ impl OnBackend for Evaluate<'_> {
     fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
         let (config, model, dir) = gpt2::hf::load::<B>(&self.args.model, &device)?;
         compatibility::check(self.dataset, &config, &self.args.model, Some(&dir))?;
-        let batching = Batching { rows: self.args.micro_batch as usize, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: self.args.doc_mask };
+        // Every batch is padded up to its rows: no more than the split has.
+        let rows = (self.args.micro_batch as usize).min(self.split.len());
+        let batching = Batching { rows, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: self.args.doc_mask };
         evaluate(&model, self.split, &batching, &device).context("the split has no token to predict (every row is a single token)")
     }
 }

@@ -167,14 +167,25 @@ fn replace_keeps_the_old_run_aside_unless_told_to_delete_it() {
 }
 
 #[test]
-fn zero_steps_and_too_large_micro_batches_are_refused() {
+fn zero_steps_bad_numbers_and_too_large_micro_batches_are_refused() {
     use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     write_dataset(&data);
-    for zero in [["--epochs", "0"], ["--max-steps", "0"]] {
-        let error = train::cli::Cli::try_parse_from(parity_args(&data, &out, &zero)).unwrap_err().to_string();
-        assert!(error.contains(zero[0]), "{error}");
+    let refused = [
+        ["--epochs", "0"],
+        ["--max-steps", "0"],
+        ["--lr", "NaN"],
+        ["--lr", "-1e-4"],
+        ["--beta2", "1"],
+        ["--eps", "0"],
+        ["--weight-decay", "-0.1"],
+        ["--max-grad-norm", "inf"],
+        ["--dropout", "1.5"],
+    ];
+    for [flag, value] in refused {
+        let error = train::cli::Cli::try_parse_from(parity_args(&data, &out, &[&format!("{flag}={value}")])).unwrap_err().to_string();
+        assert!(error.contains(flag), "{flag} {value}: {error}");
     }
     let error = format!("{:#}", run(&parity_args(&data, &out, &["--micro-batch", "100000"])).unwrap_err());
     assert!(error.contains("--micro-batch 100000") && error.contains("30"), "{error}");
