@@ -17,9 +17,9 @@ pub fn write_atomically(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     leftovers::remove_dead(&parent);
     let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
     let temporary = parent.join(leftovers::partial_name(&name.to_string_lossy()));
-    let written = fs::write(&temporary, bytes)
-        .with_context(|| format!("writing {}", path.display()))
-        .and_then(|()| fs::rename(&temporary, path).with_context(|| format!("renaming {} into place", temporary.display())));
+    let written = fs::write(&temporary, bytes).with_context(|| format!("writing {}", path.display())).and_then(|()| {
+        fs::rename(&temporary, path).with_context(|| format!("renaming {} into place", temporary.display()))
+    });
     if written.is_err() {
         fs::remove_file(&temporary).ok();
     }

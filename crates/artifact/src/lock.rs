@@ -64,10 +64,8 @@ impl OutputLock {
 }
 
 fn lock_path(target: &Path) -> Result<PathBuf> {
-    let name = target
-        .file_name()
-        .with_context(|| format!("output {} has no file name", target.display()))?
-        .to_string_lossy();
+    let name =
+        target.file_name().with_context(|| format!("output {} has no file name", target.display()))?.to_string_lossy();
     Ok(target.with_file_name(format!(".{name}.lock")))
 }
 

@@ -87,8 +87,11 @@ fn listing(names: &[String]) -> String {
 mod tests {
     use super::*;
 
-    const PREPARED: OutputDir =
-        OutputDir { stage: "prepare", marker: "manifest.json", writes: |name| name == "manifest.json" || name.ends_with(".shard") };
+    const PREPARED: OutputDir = OutputDir {
+        stage: "prepare",
+        marker: "manifest.json",
+        writes: |name| name == "manifest.json" || name.ends_with(".shard"),
+    };
 
     #[test]
     fn absent_and_empty_directories_are_free() {

@@ -56,10 +56,8 @@ fn serve(cut_first: usize) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
                 seen.push(range.clone());
                 seen.len() - 1
             };
-            let start: usize = range
-                .as_deref()
-                .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
-                .unwrap_or(0);
+            let start: usize =
+                range.as_deref().and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()).unwrap_or(0);
             let data = body();
             let rest = &data[start..];
             let status = if start > 0 { "206 Partial Content" } else { "200 OK" };

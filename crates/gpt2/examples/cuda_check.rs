@@ -44,7 +44,10 @@ fn operations<B: Backend>(device: &B::Device) -> Stages {
     let parts = qkv.clone().chunk(3, 2);
     out.push(("chunk(3, 2)[1]".into(), values(parts[1].clone())));
     out.push(("chunk → reshape → swap_dims".into(), values(parts[1].clone().reshape([2, 16, 4, 8]).swap_dims(1, 2))));
-    out.push(("narrow → reshape → swap_dims".into(), values(qkv.narrow(2, 32, 32).reshape([2, 16, 4, 8]).swap_dims(1, 2))));
+    out.push((
+        "narrow → reshape → swap_dims".into(),
+        values(qkv.narrow(2, 32, 32).reshape([2, 16, 4, 8]).swap_dims(1, 2)),
+    ));
     let heads = floats::<B, 4>([2, 4, 16, 8], 6, device);
     out.push(("swap_dims → reshape back".into(), values(heads.swap_dims(1, 2).reshape([2, 16, 32]))));
     let positions = Tensor::<B, 1, Int>::arange(0..16, device).reshape([1, 16]).expand([2, 16]);
@@ -68,7 +71,9 @@ fn operations<B: Backend>(device: &B::Device) -> Stages {
 fn stages<B: Gpt2Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> Stages {
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.to_vec(), [2, ids.len() / 2]), device);
     let mut out = Stages::new();
-    let positions = Tensor::<B, 1, Int>::arange(0..(ids.len() / 2) as i64, device).reshape([1, ids.len() / 2]).expand([2, ids.len() / 2]);
+    let positions = Tensor::<B, 1, Int>::arange(0..(ids.len() / 2) as i64, device)
+        .reshape([1, ids.len() / 2])
+        .expand([2, ids.len() / 2]);
     let mut x = model.wte.forward(tokens.clone()) + model.wpe.forward(positions);
     out.push(("wte + wpe".into(), values(x.clone())));
     let time = ids.len() / 2;
@@ -127,7 +132,10 @@ fn main() {
     let model = config.init::<Cuda<f32, i32>>(&gpu);
     generation_speed(&model, 1, 16, &gpu); // warm-up: kernel compilation and autotune
     for batch in [1, 8] {
-        println!("gpt2 124M shapes, f32, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s", generation_speed(&model, batch, 256, &gpu));
+        println!(
+            "gpt2 124M shapes, f32, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s",
+            generation_speed(&model, batch, 256, &gpu)
+        );
     }
     // CUDA runs f32 matmuls on TF32 tensor cores (10-bit mantissa): about 1e-3 per product.
     assert!(difference <= 5e-2, "CUDA differs from CPU by {difference}");

@@ -39,7 +39,12 @@ impl<B: Gpt2Backend> CausalSelfAttention<B> {
     /// `x`: `[batch, time, n_embd]`; `mask`: `[batch, time, keys]`, `true` where a query must
     /// not see a key. With a cache (and this block's layer index), the keys and values of
     /// earlier positions come from it and this call's are appended to it.
-    pub fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 3, Bool>, cache: Option<(&mut KvCache<B>, usize)>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask: Tensor<B, 3, Bool>,
+        cache: Option<(&mut KvCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
         let [batch, time, n_embd] = x.dims();
         let head_dim = n_embd / self.n_head;
         let heads = |t: Tensor<B, 3>| t.reshape([batch, time, self.n_head, head_dim]).swap_dims(1, 2);

@@ -20,7 +20,10 @@ use burn::{
     },
 };
 use burn_ndarray::NdArrayTensor;
-use ndarray::{parallel::prelude::*, s, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArcArray, ArrayViewD, Axis, Dimension, Ix1, Ix3, IxDyn, Slice};
+use ndarray::{
+    parallel::prelude::*, s, ArcArray, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewD, Axis,
+    Dimension, Ix1, Ix3, IxDyn, Slice,
+};
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
@@ -38,7 +41,14 @@ pub trait Gpt2Backend: Backend {
     /// on those weights, times `v`. `q` is `[batch, heads, time, head_dim]`, `k` and `v`
     /// `[batch, heads, keys, head_dim]`, `mask` `[batch, time, keys]` (`true` where a query
     /// must not see a key). Returns the heads side by side: `[batch, time, heads × head_dim]`.
-    fn masked_attention(q: Tensor<Self, 4>, k: Tensor<Self, 4>, v: Tensor<Self, 4>, mask: Tensor<Self, 3, Bool>, dropout: &Dropout, precision: Precision) -> Tensor<Self, 3> {
+    fn masked_attention(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        mask: Tensor<Self, 3, Bool>,
+        dropout: &Dropout,
+        precision: Precision,
+    ) -> Tensor<Self, 3> {
         attention_with_burn(q, k, v, mask, dropout, precision)
     }
 
@@ -59,7 +69,14 @@ fn first_positions_by_slice<B: Backend>(buffer: Tensor<B, 4>, count: usize) -> T
     buffer.slice([0..batch, 0..heads, 0..count, 0..head_dim])
 }
 
-fn attention_with_burn<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask: Tensor<B, 3, Bool>, dropout: &Dropout, precision: Precision) -> Tensor<B, 3> {
+fn attention_with_burn<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Tensor<B, 3, Bool>,
+    dropout: &Dropout,
+    precision: Precision,
+) -> Tensor<B, 3> {
     let [batch, heads, time, head_dim] = q.dims();
     let keys = k.dims()[2];
     let scores = precision.matmul(q, k.transpose()) / (head_dim as f64).sqrt();
@@ -88,7 +105,10 @@ impl Gpt2Backend for NdArray<f32> {
         let mut y = product(inputs.view(), matrix(weight));
         if let Some(bias) = &layer.bias {
             let bias = primitive(bias.val());
-            y += &f32_view(&bias).expect("an f32 bias beside the f32 weight").into_dimensionality::<Ix1>().expect("a 1-D bias");
+            y += &f32_view(&bias)
+                .expect("an f32 bias beside the f32 weight")
+                .into_dimensionality::<Ix1>()
+                .expect("a 1-D bias");
         }
         dims[D - 1] = d_out;
         tensor(y, dims)
@@ -105,10 +125,19 @@ impl Gpt2Backend for NdArray<f32> {
 
     /// Each (row, head) pair on its own thread, on the arrays in place. Dropout does nothing
     /// without autodiff, and this backend has no bf16.
-    fn masked_attention(q: Tensor<Self, 4>, k: Tensor<Self, 4>, v: Tensor<Self, 4>, mask: Tensor<Self, 3, Bool>, dropout: &Dropout, precision: Precision) -> Tensor<Self, 3> {
+    fn masked_attention(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        mask: Tensor<Self, 3, Bool>,
+        dropout: &Dropout,
+        precision: Precision,
+    ) -> Tensor<Self, 3> {
         let [batch, heads, time, head_dim] = q.dims();
         let arrays = (primitive(q.clone()), primitive(k.clone()), primitive(v.clone()), mask.clone().into_primitive());
-        let (Some(queries), Some(keys), Some(values), NdArrayTensor::Bool(hidden)) = (f32_view(&arrays.0), f32_view(&arrays.1), f32_view(&arrays.2), &arrays.3) else {
+        let (Some(queries), Some(keys), Some(values), NdArrayTensor::Bool(hidden)) =
+            (f32_view(&arrays.0), f32_view(&arrays.1), f32_view(&arrays.2), &arrays.3)
+        else {
             return attention_with_burn(q, k, v, mask, dropout, precision);
         };
         let hidden = hidden.view().into_dimensionality::<Ix3>().expect("a 3-D mask");
@@ -147,16 +176,24 @@ impl Gpt2Backend for NdArray<f32> {
 const SQRT_2_OVER_PI: f32 = (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
 
 /// [`Gpt2Backend::masked_attention`] on ndarray views; returns `[batch, time, heads, head_dim]`.
-fn attend(q: ArrayView4<'_, f32>, k: ArrayView4<'_, f32>, v: ArrayView4<'_, f32>, hidden: ArrayView3<'_, bool>) -> Array4<f32> {
+fn attend(
+    q: ArrayView4<'_, f32>,
+    k: ArrayView4<'_, f32>,
+    v: ArrayView4<'_, f32>,
+    hidden: ArrayView3<'_, bool>,
+) -> Array4<f32> {
     let (batch, heads, time, head_dim) = q.dim();
     let scale = (head_dim as f32).sqrt();
     let mut y = Array4::<f32>::zeros((batch, time, heads, head_dim));
     y.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(row, mut y)| {
         y.axis_iter_mut(Axis(1)).into_par_iter().enumerate().for_each(|(head, mut y)| {
-            let (q, k, v) = (q.slice(s![row, head, .., ..]), k.slice(s![row, head, .., ..]), v.slice(s![row, head, .., ..]));
+            let (q, k, v) =
+                (q.slice(s![row, head, .., ..]), k.slice(s![row, head, .., ..]), v.slice(s![row, head, .., ..]));
             let mut weights = product_on_this_thread(q, k.t());
             for (mut scores, hidden) in weights.rows_mut().into_iter().zip(hidden.slice(s![row, .., ..]).rows()) {
-                scores.zip_mut_with(&hidden, |score, &hidden| *score = if hidden { f32::NEG_INFINITY } else { *score / scale });
+                scores.zip_mut_with(&hidden, |score, &hidden| {
+                    *score = if hidden { f32::NEG_INFINITY } else { *score / scale }
+                });
                 let max = scores.fold(f32::NEG_INFINITY, |max, &score| max.max(score));
                 scores.mapv_inplace(|score| (score - max).exp());
                 let sum = scores.sum();
@@ -334,7 +371,10 @@ mod tests {
         // A weight of 300 rows spans three column blocks.
         for rows in [1, 8, 40] {
             let (x, weight) = (random([rows, 64]), random([300, 64]));
-            assert_close(<Cpu as Gpt2Backend>::matmul_transposed(x.clone(), weight.clone()), x.matmul(weight.transpose()));
+            assert_close(
+                <Cpu as Gpt2Backend>::matmul_transposed(x.clone(), weight.clone()),
+                x.matmul(weight.transpose()),
+            );
         }
     }
 
@@ -351,7 +391,8 @@ mod tests {
         // queries are a strided view, as the model's are.
         let (q, k, v) = (random([2, 3, 3, 4]).swap_dims(1, 2), random([2, 3, 5, 4]), random([2, 3, 5, 4]));
         let mask = crate::causal_mask::<Cpu>(3, 5, &Default::default()).unsqueeze::<3>().repeat_dim(0, 2);
-        let first_key = Tensor::<Cpu, 1>::from_floats([0.0, 1.0], &Default::default()).reshape([2, 1, 1]).bool().expand([2, 3, 1]);
+        let first_key =
+            Tensor::<Cpu, 1>::from_floats([0.0, 1.0], &Default::default()).reshape([2, 1, 1]).bool().expand([2, 3, 1]);
         let mask = mask.slice_assign([0..2, 0..3, 0..1], first_key);
         let dropout = burn::nn::DropoutConfig::new(0.1).init();
         let expected = attention_with_burn(q.clone(), k.clone(), v.clone(), mask.clone(), &dropout, Precision::F32);

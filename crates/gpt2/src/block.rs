@@ -15,7 +15,12 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Gpt2Backend> Block<B> {
-    pub fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 3, Bool>, cache: Option<(&mut KvCache<B>, usize)>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask: Tensor<B, 3, Bool>,
+        cache: Option<(&mut KvCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
@@ -32,7 +37,9 @@ impl BlockConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Block<B> {
         let c = &self.config;
         let norm = || LayerNormConfig::new(c.n_embd).with_epsilon(c.layer_norm_epsilon).init(device);
-        let linear = |d_in, d_out, init: &Initializer| zero_bias(LinearConfig::new(d_in, d_out).with_initializer(init.clone()).init(device));
+        let linear = |d_in, d_out, init: &Initializer| {
+            zero_bias(LinearConfig::new(d_in, d_out).with_initializer(init.clone()).init(device))
+        };
         Block {
             ln_1: norm(),
             attn: CausalSelfAttention::new(
@@ -41,7 +48,11 @@ impl BlockConfig {
                 c,
             ),
             ln_2: norm(),
-            mlp: Mlp::new(linear(c.n_embd, 4 * c.n_embd, &self.weights), linear(4 * c.n_embd, c.n_embd, &self.residual), c),
+            mlp: Mlp::new(
+                linear(c.n_embd, 4 * c.n_embd, &self.weights),
+                linear(4 * c.n_embd, c.n_embd, &self.residual),
+                c,
+            ),
         }
     }
 }

@@ -49,7 +49,9 @@ impl Gpt2Config {
 
     /// Read a Hugging Face GPT-2 `config.json`, refusing variants this model does not compute.
     pub fn from_hf_json(value: &Value) -> Result<Self> {
-        let get = |key: &str| value.get(key).and_then(Value::as_u64).map(|v| v as usize).with_context(|| format!("missing `{key}`"));
+        let get = |key: &str| {
+            value.get(key).and_then(Value::as_u64).map(|v| v as usize).with_context(|| format!("missing `{key}`"))
+        };
         let get_f = |key: &str, default: f64| value.get(key).and_then(Value::as_f64).unwrap_or(default);
         if let Some(kind) = value.get("model_type").and_then(Value::as_str) {
             if kind != "gpt2" {
@@ -60,7 +62,11 @@ impl Gpt2Config {
         if activation != "gelu_new" {
             bail!("activation_function `{activation}` is not supported (GPT-2 uses gelu_new)");
         }
-        for (key, expected) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false), ("reorder_and_upcast_attn", false)] {
+        for (key, expected) in [
+            ("scale_attn_weights", true),
+            ("scale_attn_by_inverse_layer_idx", false),
+            ("reorder_and_upcast_attn", false),
+        ] {
             if value.get(key).and_then(Value::as_bool).is_some_and(|v| v != expected) {
                 bail!("`{key}: {}` is not supported", !expected);
             }
@@ -89,7 +95,13 @@ impl Gpt2Config {
     /// Refuse sizes no model has (a zero size, heads that do not divide the width, an
     /// end-of-text id outside the vocabulary), which would otherwise fail deep inside a kernel.
     pub fn validate(&self) -> Result<()> {
-        for (key, size) in [("vocab_size", self.vocab_size), ("n_positions", self.n_positions), ("n_embd", self.n_embd), ("n_layer", self.n_layer), ("n_head", self.n_head)] {
+        for (key, size) in [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+        ] {
             if size == 0 {
                 bail!("`{key}` is 0: a model needs at least 1");
             }
@@ -103,7 +115,9 @@ impl Gpt2Config {
         if !(self.layer_norm_epsilon.is_finite() && self.layer_norm_epsilon > 0.0) {
             bail!("layer_norm_epsilon {} is not a small positive number", self.layer_norm_epsilon);
         }
-        for (key, p) in [("embd_pdrop", self.embd_pdrop), ("attn_pdrop", self.attn_pdrop), ("resid_pdrop", self.resid_pdrop)] {
+        for (key, p) in
+            [("embd_pdrop", self.embd_pdrop), ("attn_pdrop", self.attn_pdrop), ("resid_pdrop", self.resid_pdrop)]
+        {
             if !(0.0..1.0).contains(&p) {
                 bail!("`{key}` {p} is not a dropout probability in [0, 1)");
             }

@@ -1,8 +1,8 @@
 //! Choosing where a stage runs: `--device cpu|cuda[:N]`, CUDA by default where it is built in
 //! and a GPU is present, otherwise the CPU with a notice that says why.
 
-use anyhow::{bail, Result};
 use crate::Gpt2Backend;
+use anyhow::{bail, Result};
 use std::{fmt, str::FromStr};
 
 /// The CPU backend (ndarray), used for tests and as the fallback.
@@ -90,7 +90,9 @@ mod tests {
 
     #[test]
     fn devices_parse_and_print() {
-        for (text, choice) in [("cpu", DeviceChoice::Cpu), ("cuda", DeviceChoice::Cuda(0)), ("cuda:2", DeviceChoice::Cuda(2))] {
+        for (text, choice) in
+            [("cpu", DeviceChoice::Cpu), ("cuda", DeviceChoice::Cuda(0)), ("cuda:2", DeviceChoice::Cuda(2))]
+        {
             assert_eq!(text.parse::<DeviceChoice>().unwrap(), choice);
         }
         assert_eq!(DeviceChoice::Cuda(1).to_string(), "cuda:1");

@@ -68,7 +68,11 @@ impl Product {
         };
         assert_eq!(k, w_k, "a product of x [{m}, {k}] and W {:?} ({layout:?})", w.dim());
         assert_eq!(out.dim(), (m, n), "the output of a product of {m} rows and {n} columns");
-        let (x_row, w_row, out_row) = (row_stride("x", x.dim(), x.strides()), row_stride("W", w.dim(), w.strides()), row_stride("out", (m, n), out.strides()));
+        let (x_row, w_row, out_row) = (
+            row_stride("x", x.dim(), x.strides()),
+            row_stride("W", w.dim(), w.strides()),
+            row_stride("out", (m, n), out.strides()),
+        );
         Self { layout, x: x.as_ptr(), x_row, w: w.as_ptr(), w_row, out: out.as_mut_ptr(), out_row, m, k, n }
     }
 
@@ -424,7 +428,10 @@ mod tests {
     /// vector, then single columns), k = 19 not whole vectors.
     #[test]
     fn products_match_ndarray_on_every_instruction_set() {
-        let sets: Vec<_> = [InstructionSet::Avx512, InstructionSet::Avx2, InstructionSet::Portable].into_iter().filter(|set| set.available()).collect();
+        let sets: Vec<_> = [InstructionSet::Avx512, InstructionSet::Avx2, InstructionSet::Portable]
+            .into_iter()
+            .filter(|set| set.available())
+            .collect();
         for set in sets {
             for m in (1..=10).chain([17]) {
                 for (k, n) in [(19, 37), (64, 70), (128, 32), (40, 51)] {
@@ -439,7 +446,10 @@ mod tests {
                         // SAFETY: the arrays are the product's, `available` checked the set.
                         unsafe { set.run(&product) };
                         let difference = (&out - &expected).iter().fold(0.0f32, |max, d| max.max(d.abs()));
-                        assert!(difference < 1e-4, "{set:?}, {m} rows, k {k}, n {n}, {layout:?}: max |difference| {difference}");
+                        assert!(
+                            difference < 1e-4,
+                            "{set:?}, {m} rows, k {k}, n {n}, {layout:?}: max |difference| {difference}"
+                        );
                     }
                 }
             }

@@ -97,7 +97,8 @@ fn weight_files(dir: &Path) -> Result<WeightFiles> {
         let shards = shard_files(&index)?.into_iter().map(|shard| dir.join(shard)).collect();
         return Ok(WeightFiles::Sharded { index, shards });
     }
-    let pickle = ["pytorch_model.bin", "pytorch_model.bin.index.json"].into_iter().find(|name| dir.join(name).is_file());
+    let pickle =
+        ["pytorch_model.bin", "pytorch_model.bin.index.json"].into_iter().find(|name| dir.join(name).is_file());
     match pickle {
         Some(name) => bail!(
             "{}: no {WEIGHTS_FILE}, only {name}, PyTorch's pickle format, which is not read (loading a pickle can run \
@@ -106,7 +107,9 @@ fn weight_files(dir: &Path) -> Result<WeightFiles> {
             dir.display(),
             dir = dir.display()
         ),
-        None => bail!("{}: no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}: not a Hugging Face model directory", dir.display()),
+        None => {
+            bail!("{}: no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}: not a Hugging Face model directory", dir.display())
+        }
     }
 }
 
@@ -129,7 +132,8 @@ pub fn load_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<(Gpt2Confi
     let mut tensors: HashMap<String, (Vec<usize>, Vec<f32>, PathBuf)> = HashMap::new();
     for file in &files {
         let bytes = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let safetensors = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a safetensors file", file.display()))?;
+        let safetensors =
+            SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a safetensors file", file.display()))?;
         for (name, view) in safetensors.tensors() {
             let name = name.strip_prefix(PREFIX).unwrap_or(&name).to_string();
             if is_ignored_extra(&name) {

@@ -43,7 +43,13 @@ impl<B: Gpt2Backend> Gpt2<B> {
         self.run(tokens, documents.positions.clone(), mask, None)
     }
 
-    fn run(&self, tokens: Tensor<B, 2, Int>, positions: Tensor<B, 2, Int>, mask: Tensor<B, 3, Bool>, mut cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+    fn run(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+        mask: Tensor<B, 3, Bool>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
         let keys = mask.dims()[2];
         let n_positions = self.wpe.weight.dims()[0];
         assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
@@ -56,7 +62,9 @@ impl<B: Gpt2Backend> Gpt2<B> {
         // matmul gives wrong results for a transposed right-hand side broadcast over a batch.
         let [batch, time, n_embd] = x.dims();
         let vocab = self.wte.weight.dims()[0];
-        self.precision.matmul_transposed(x.reshape([batch * time, n_embd]), self.wte.weight.val()).reshape([batch, time, vocab])
+        self.precision
+            .matmul_transposed(x.reshape([batch * time, n_embd]), self.wte.weight.val())
+            .reshape([batch, time, vocab])
     }
 }
 

@@ -1,9 +1,5 @@
 use crate::Gpt2Backend;
-use burn::{
-    nn::Linear,
-    prelude::*,
-    tensor::FloatDType,
-};
+use burn::{nn::Linear, prelude::*, tensor::FloatDType};
 use std::{fmt, str::FromStr};
 
 /// Where the model's matrix products run.
@@ -92,7 +88,14 @@ mod tests {
 
     #[test]
     fn survives_the_round_trips_a_training_run_makes() {
-        let config = Gpt2Config { n_layer: 1, n_embd: 8, n_head: 2, vocab_size: 16, n_positions: 8, ..Gpt2Config::preset("gpt2").unwrap() };
+        let config = Gpt2Config {
+            n_layer: 1,
+            n_embd: 8,
+            n_head: 2,
+            vocab_size: 16,
+            n_positions: 8,
+            ..Gpt2Config::preset("gpt2").unwrap()
+        };
         let device = Default::default();
         let model = config.init::<Autodiff<Cpu>>(&device).with_precision(Precision::Bf16);
         let record = model.clone().into_record();
@@ -100,6 +103,9 @@ mod tests {
         assert_eq!(reloaded.precision(), Precision::Bf16);
         let inner = model.valid();
         assert_eq!(inner.precision(), Precision::Bf16);
-        assert!(inner.h.iter().all(|block| block.attn.precision == Precision::Bf16 && block.mlp.precision == Precision::Bf16));
+        assert!(inner
+            .h
+            .iter()
+            .all(|block| block.attn.precision == Precision::Bf16 && block.mlp.precision == Precision::Bf16));
     }
 }

@@ -44,7 +44,8 @@ fn save_then_load_is_bit_exact_with_hugging_face_names() {
     // The same tensor names as transformers' own file, the tied LM head left out.
     let names = |path: &Path| {
         let bytes = fs::read(path).unwrap();
-        let mut names: Vec<String> = SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
+        let mut names: Vec<String> =
+            SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
         names.sort();
         names
     };
@@ -69,7 +70,9 @@ fn edited(edit: impl FnOnce(&mut HashMap<String, (safetensors::Dtype, Vec<usize>
     edit(&mut tensors);
     let views: Vec<_> = tensors
         .iter()
-        .map(|(name, (dtype, shape, data))| (name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap()))
+        .map(|(name, (dtype, shape, data))| {
+            (name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap())
+        })
         .collect();
     fs::write(dir.path().join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
     dir

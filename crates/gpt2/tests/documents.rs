@@ -24,7 +24,8 @@ fn max_difference(a: Tensor<B, 3>, b: Tensor<B, 3>) -> f32 {
 fn each_packed_document_gets_the_logits_it_gets_alone() {
     let model = tiny();
     // Row 0: documents of 5, 7 and 4 tokens, then 4 of padding. Row 1: one document.
-    let documents = [(0..5).map(|i| 10 + i).collect::<Vec<i64>>(), (0..7).map(|i| 40 + 3 * i).collect(), vec![7, 8, 9, 7]];
+    let documents =
+        [(0..5).map(|i| 10 + i).collect::<Vec<i64>>(), (0..7).map(|i| 40 + 3 * i).collect(), vec![7, 8, 9, 7]];
     let width = 20;
     let mut ids: Vec<i64> = documents.concat();
     ids.resize(width, 0);
@@ -37,7 +38,10 @@ fn each_packed_document_gets_the_logits_it_gets_alone() {
     for document in &documents {
         let alone = model.forward(tokens(document, 1));
         let slice = packed.clone().slice([0..1, start..start + document.len(), 0..vocab]);
-        assert!(max_difference(slice, alone) < 1e-5, "the document at offset {start} differs from the same document alone");
+        assert!(
+            max_difference(slice, alone) < 1e-5,
+            "the document at offset {start} differs from the same document alone"
+        );
         start += document.len();
     }
     // A row of one document is what a plain forward pass computes.

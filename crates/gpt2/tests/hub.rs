@@ -23,7 +23,8 @@ fn a_cached_hub_model_loads_offline_and_a_missing_one_says_what_to_download() {
     let (config, _, dir) = hf::load::<NdArray<f32>>("someone/tiny-gpt2", &Default::default()).unwrap();
     assert_eq!((config.n_layer, dir), (2, snapshot));
 
-    let error = format!("{:#}", hf::load::<NdArray<f32>>("openai-community/gpt2-medium", &Default::default()).err().unwrap());
+    let error =
+        format!("{:#}", hf::load::<NdArray<f32>>("openai-community/gpt2-medium", &Default::default()).err().unwrap());
     assert!(error.contains("huggingface-cli download openai-community/gpt2-medium config.json"), "{error}");
     let error = format!("{:#}", hf::load::<NdArray<f32>>("./no/such/dir", &Default::default()).err().unwrap());
     assert!(error.contains("no such directory"), "{error}");

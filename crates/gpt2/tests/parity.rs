@@ -92,7 +92,9 @@ fn kv_cache_gives_the_full_forward_logits() {
 fn greedy_decoding_matches_transformers_generate() {
     let (config, model) = load("tiny");
     let expected = expected();
-    for (prompt, continuation) in expected.json["prompts"].as_array().unwrap().iter().zip(expected.json["greedy"].as_array().unwrap()) {
+    for (prompt, continuation) in
+        expected.json["prompts"].as_array().unwrap().iter().zip(expected.json["greedy"].as_array().unwrap())
+    {
         let prompt: Vec<i64> = prompt.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         let want: Vec<i64> = continuation.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         let mut cache = model.new_cache();

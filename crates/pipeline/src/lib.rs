@@ -38,12 +38,9 @@ fn pipeline_path(argv: &[OsString]) -> Option<OsString> {
 /// read as dashes, so `seq_len` and `seq-len` both mean `--seq-len`.
 pub fn table_flags(path: &Path, stage: &str) -> Result<Vec<OsString>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading pipeline file {}", path.display()))?;
-    let document: toml::Table =
-        text.parse().with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let document: toml::Table = text.parse().with_context(|| format!("{}: not valid TOML", path.display()))?;
     let Some(table) = document.get(stage) else { return Ok(Vec::new()) };
-    let Some(table) = table.as_table() else {
-        bail!("{}: `{stage}` must be a table ([{stage}])", path.display())
-    };
+    let Some(table) = table.as_table() else { bail!("{}: `{stage}` must be a table ([{stage}])", path.display()) };
     let mut flags = Vec::new();
     for (key, value) in table {
         let flag = format!("--{}", key.replace('_', "-"));
@@ -93,7 +90,15 @@ mod tests {
         let merged = strings(stage_argv("prepare", argv).unwrap());
         assert_eq!(
             merged[..7],
-            ["prepare", "--blocklist=x", "--blocklist=y", "--force", "--seq-len=550", "--source=a.json", "--val-fraction=0.1"]
+            [
+                "prepare",
+                "--blocklist=x",
+                "--blocklist=y",
+                "--force",
+                "--seq-len=550",
+                "--source=a.json",
+                "--val-fraction=0.1"
+            ]
         );
         assert_eq!(merged[7..], ["--pipeline", &file.path().to_string_lossy(), "--seq-len=64"]);
     }

@@ -9,8 +9,8 @@ use crate::{
     template::Template,
     tokenize::TextTokenizer,
 };
-use artifact::{OutputDir, OutputLock, Staging};
 use anyhow::{bail, Context, Result};
+use artifact::{OutputDir, OutputLock, Staging};
 use shards::{Counts, Dataset, Manifest, ShardInfo, SourceInfo, SplitInfo, TokenizerInfo, FORMAT_VERSION};
 use std::{
     collections::BTreeMap,
@@ -30,7 +30,9 @@ pub struct Outcome {
 const PREPARED_DIR: OutputDir = OutputDir { stage: "prepare", marker: shards::MANIFEST_FILE, writes: is_prepared_file };
 
 fn is_prepared_file(name: &str) -> bool {
-    let is_shard = |split: &str| name.strip_prefix(split).and_then(|rest| rest.strip_prefix('-')).is_some_and(|rest| rest.ends_with(".shard"));
+    let is_shard = |split: &str| {
+        name.strip_prefix(split).and_then(|rest| rest.strip_prefix('-')).is_some_and(|rest| rest.ends_with(".shard"))
+    };
     name == shards::MANIFEST_FILE || name == shards::TOKENIZER_FILE || SPLITS.iter().any(|split| is_shard(split))
 }
 
@@ -71,7 +73,11 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
         min_score: args.min_score,
         blocklist,
     });
-    let fields = Fields { text_column: args.text_column.clone(), text_field: args.text_field.clone(), delimiter: args.delimiter.map(|c| c as u8) };
+    let fields = Fields {
+        text_column: args.text_column.clone(),
+        text_field: args.text_field.clone(),
+        delimiter: args.delimiter.map(|c| c as u8),
+    };
     let mut texts = Vec::new();
     let source = formats::read(&source_path, format, &fields, &mut |raw| texts.extend(cleaner.accept(raw)))?;
     let records = source.records;
@@ -95,7 +101,11 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
         texts.len()
     );
     if texts.is_empty() {
-        bail!("{}: no jokes left to prepare ({records} records read; dropped: {})", source_path.display(), dropped_text.join(", "));
+        bail!(
+            "{}: no jokes left to prepare ({records} records read; dropped: {})",
+            source_path.display(),
+            dropped_text.join(", ")
+        );
     }
 
     let is_val = validation_mask(&texts, args.seed, args.val_fraction);
@@ -116,7 +126,8 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
         let mut shards = Vec::new();
         for (index, rows) in packed.rows.chunks(rows_per_shard).enumerate() {
             let file = format!("{name}-{index:05}.shard");
-            let sha256 = shards::shard::write(&staging.path().join(&file), rows, args.seq_len, token_bytes, tokenizer.eos_id)?;
+            let sha256 =
+                shards::shard::write(&staging.path().join(&file), rows, args.seq_len, token_bytes, tokenizer.eos_id)?;
             let tokens = rows.iter().map(|r| r.tokens.len() as u64).sum();
             shards.push(ShardInfo { file, sha256, rows: rows.len() as u64, tokens });
         }
@@ -200,7 +211,12 @@ fn resolve_source(args: &PrepareArgs) -> Result<(PathBuf, String)> {
 }
 
 /// Everything that determines the output: equal hashes, equal datasets.
-fn inputs_hash(args: &PrepareArgs, source_sha256: &str, tokenizer_sha256: &str, blocklist_sha256: Option<&str>) -> String {
+fn inputs_hash(
+    args: &PrepareArgs,
+    source_sha256: &str,
+    tokenizer_sha256: &str,
+    blocklist_sha256: Option<&str>,
+) -> String {
     let mut args = serde_json::to_value(args).expect("arguments serialise");
     for not_an_input in ["out", "cache_dir"] {
         args.as_object_mut().expect("arguments are an object").remove(not_an_input);

@@ -35,16 +35,22 @@ impl ByteLevelBpe {
             && model["byte_fallback"] != true
             && model["ignore_merges"] != true;
         let pre = &tokenizer_json["pre_tokenizer"];
-        let byte_level = |p: &Value| p["type"] == "ByteLevel" && p["add_prefix_space"] != true && p["use_regex"] != false;
+        let byte_level =
+            |p: &Value| p["type"] == "ByteLevel" && p["add_prefix_space"] != true && p["use_regex"] != false;
         let plain_pre = byte_level(pre)
-            || (pre["type"] == "Sequence" && pre["pretokenizers"].as_array().is_some_and(|s| s.len() == 1 && byte_level(&s[0])));
-        let only_special = tokenizer_json["added_tokens"].as_array().is_none_or(|a| a.iter().all(|t| t["special"] == true));
+            || (pre["type"] == "Sequence"
+                && pre["pretokenizers"].as_array().is_some_and(|s| s.len() == 1 && byte_level(&s[0])));
+        let only_special =
+            tokenizer_json["added_tokens"].as_array().is_none_or(|a| a.iter().all(|t| t["special"] == true));
         if !(plain_model && plain_pre && tokenizer_json["normalizer"].is_null() && only_special) {
             return None;
         }
 
-        let vocab: FxHashMap<&str, u32> =
-            model["vocab"].as_object()?.iter().map(|(k, v)| Some((k.as_str(), v.as_u64()? as u32))).collect::<Option<_>>()?;
+        let vocab: FxHashMap<&str, u32> = model["vocab"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| Some((k.as_str(), v.as_u64()? as u32)))
+            .collect::<Option<_>>()?;
         let byte_chars = bytes_to_unicode();
         let mut byte_ids = [0u32; 256];
         for (byte, id) in byte_ids.iter_mut().enumerate() {
@@ -137,7 +143,9 @@ fn class(c: char) -> Class {
         return Class::Space;
     }
     match get_general_category(c) {
-        G::UppercaseLetter | G::LowercaseLetter | G::TitlecaseLetter | G::ModifierLetter | G::OtherLetter => Class::Letter,
+        G::UppercaseLetter | G::LowercaseLetter | G::TitlecaseLetter | G::ModifierLetter | G::OtherLetter => {
+            Class::Letter
+        }
         G::DecimalNumber | G::LetterNumber | G::OtherNumber => Class::Number,
         _ => Class::Other,
     }
@@ -170,7 +178,9 @@ impl<'a> Iterator for Pieces<'a> {
         let rest = &self.text[start..];
         let mut chars = rest.chars();
         let first = chars.next()?;
-        let end = if let Some(len) = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"].iter().find(|c| rest.starts_with(**c)).map(|c| c.len()) {
+        let end = if let Some(len) =
+            ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"].iter().find(|c| rest.starts_with(**c)).map(|c| c.len())
+        {
             start + len
         } else {
             let (body_start, body_class) = match (first, chars.next()) {

@@ -188,15 +188,15 @@ mod tests {
         };
         let mut cleaner = Cleaner::new(options);
         let inputs = [
-            joke("  \r\n ", None),                                   // empty
-            joke("hey", None),                                       // too short
-            joke(&"long ".repeat(20), None),                         // too long
-            joke("a fine joke, low score", Some(3.0)),               // low score
-            joke("has BADWORD! in it", Some(50.0)),                  // blocklisted (case, punctuation)
-            joke("has two\nwords in it", None),                      // blocklisted phrase across a newline
-            joke("badwords is another word", None),                  // kept: not a whole-word match
-            joke("  Why?\r\nBecause.  ", None),                      // kept, normalised
-            joke("Why?\nBecause.", Some(11.0)),                      // duplicate after normalising
+            joke("  \r\n ", None),                     // empty
+            joke("hey", None),                         // too short
+            joke(&"long ".repeat(20), None),           // too long
+            joke("a fine joke, low score", Some(3.0)), // low score
+            joke("has BADWORD! in it", Some(50.0)),    // blocklisted (case, punctuation)
+            joke("has two\nwords in it", None),        // blocklisted phrase across a newline
+            joke("badwords is another word", None),    // kept: not a whole-word match
+            joke("  Why?\r\nBecause.  ", None),        // kept, normalised
+            joke("Why?\nBecause.", Some(11.0)),        // duplicate after normalising
         ];
         let kept: Vec<String> = inputs.into_iter().filter_map(|j| cleaner.accept(j)).collect();
         assert_eq!(kept, ["badwords is another word", "Why?\nBecause."]);

@@ -20,8 +20,16 @@ pub fn inspect(dir: &Path, rows: usize, out: &mut impl Write) -> Result<()> {
     let (dataset, tokenizer) = open(dir)?;
     let m = &dataset.manifest;
     writeln!(out, "dataset    {}", dir.display())?;
-    writeln!(out, "source     {} ({}, {} bytes, sha256 {})", m.source.location, m.source.format, m.source.bytes, m.source.sha256)?;
-    writeln!(out, "tokenizer  {} (vocab {}, eos {} = {})", m.tokenizer.source, m.tokenizer.vocab_size, m.tokenizer.eos_token, m.tokenizer.eos_id)?;
+    writeln!(
+        out,
+        "source     {} ({}, {} bytes, sha256 {})",
+        m.source.location, m.source.format, m.source.bytes, m.source.sha256
+    )?;
+    writeln!(
+        out,
+        "tokenizer  {} (vocab {}, eos {} = {})",
+        m.tokenizer.source, m.tokenizer.vocab_size, m.tokenizer.eos_token, m.tokenizer.eos_id
+    )?;
     writeln!(out, "template   {:?}", m.template)?;
     writeln!(out, "seq_len    {} ({}-byte tokens)", m.seq_len, m.token_bytes)?;
     let dropped: Vec<String> = m.counts.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
@@ -47,8 +55,14 @@ pub fn inspect(dir: &Path, rows: usize, out: &mut impl Write) -> Result<()> {
     if let Some(split) = first_train {
         for i in 0..rows.min(split.len()) {
             let row = split.row(i);
-            let pieces: Result<Vec<String>> = row.segment_ranges().map(|(_, range)| tokenizer.decode(&row.tokens[range])).collect();
-            writeln!(out, "\n--- train row {i}: {} tokens, {} segment(s)", split.lengths[i], split.row_segments(i).len())?;
+            let pieces: Result<Vec<String>> =
+                row.segment_ranges().map(|(_, range)| tokenizer.decode(&row.tokens[range])).collect();
+            writeln!(
+                out,
+                "\n--- train row {i}: {} tokens, {} segment(s)",
+                split.lengths[i],
+                split.row_segments(i).len()
+            )?;
             writeln!(out, "{}", pieces?.join("¦"))?;
         }
     }

@@ -41,7 +41,10 @@ impl TextTokenizer {
             fetch::hub_file(spec, "tokenizer.json")?
         };
         if !path.is_file() {
-            bail!("tokenizer {}: no such file (give a tokenizer.json, a directory holding one, or a Hub id)", path.display());
+            bail!(
+                "tokenizer {}: no such file (give a tokenizer.json, a directory holding one, or a Hub id)",
+                path.display()
+            );
         }
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let sha256 = shards::sha256_bytes(&bytes);
@@ -117,7 +120,8 @@ impl TextTokenizer {
     /// Token ids of every joke, computed on all cores, in input order.
     pub fn encode_all(&self, template: &Template, texts: &[String], label: &str) -> Result<Vec<Vec<u32>>> {
         let bar = ProgressBar::new(texts.len() as u64).with_style(
-            ProgressStyle::with_template("{msg:>10} {bar:30} {pos}/{len} jokes {per_sec} eta {eta}").expect("valid template"),
+            ProgressStyle::with_template("{msg:>10} {bar:30} {pos}/{len} jokes {per_sec} eta {eta}")
+                .expect("valid template"),
         );
         bar.set_message(format!("tokenize {label}"));
         // Large chunks, each with its own cache of merged words: most words repeat.

@@ -14,9 +14,27 @@ fn help_names_every_flag() {
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
     for flag in [
-        "--source", "--format", "--sha256", "--cache-dir", "--text-column", "--text-field", "--tokenizer", "--template",
-        "--seq-len", "--out", "--seed", "--val-fraction", "--min-chars", "--max-chars", "--min-score", "--blocklist",
-        "--shard-mb", "--force", "--pipeline", "inspect", "dump",
+        "--source",
+        "--format",
+        "--sha256",
+        "--cache-dir",
+        "--text-column",
+        "--text-field",
+        "--tokenizer",
+        "--template",
+        "--seq-len",
+        "--out",
+        "--seed",
+        "--val-fraction",
+        "--min-chars",
+        "--max-chars",
+        "--min-score",
+        "--blocklist",
+        "--shard-mb",
+        "--force",
+        "--pipeline",
+        "inspect",
+        "dump",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }

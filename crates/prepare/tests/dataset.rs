@@ -45,13 +45,19 @@ fn every_kept_joke_is_packed_once_in_order_and_in_one_split() {
     let tokenizer = TextTokenizer::load(&common::gpt2_tokenizer().display().to_string()).unwrap();
     let template = Template::parse("JOKE: {text}<|endoftext|>", &tokenizer.special_tokens()).unwrap();
     let source_text = fs::read_to_string(&source).unwrap();
-    let expected: HashSet<String> = source_text.split("\n\n").filter(|j| !j.is_empty()).map(|j| template.render(j)).collect();
+    let expected: HashSet<String> =
+        source_text.split("\n\n").filter(|j| !j.is_empty()).map(|j| template.render(j)).collect();
 
     let mut seen = HashSet::new();
     for split in ["train", "val"] {
         for (text, tokens) in docs_of(&out, split) {
             // The document's tokens, reassembled from its pieces, are exactly its templated text.
-            assert_eq!(tokens, tokenizer.encode(&template, text.trim_start_matches("JOKE: ").trim_end_matches("<|endoftext|>")).unwrap());
+            assert_eq!(
+                tokens,
+                tokenizer
+                    .encode(&template, text.trim_start_matches("JOKE: ").trim_end_matches("<|endoftext|>"))
+                    .unwrap()
+            );
             assert!(seen.insert(text), "a joke appears twice (or in both splits)");
         }
         let rows = dataset.read_split(split).unwrap();
@@ -93,7 +99,8 @@ fn a_rerun_with_the_same_inputs_does_nothing_and_a_change_rebuilds() {
     let again = build::run(&common::args(&source, &out, &["--seq-len=64", "--val-fraction=0.1", "--seed=3"])).unwrap();
     assert!(again.up_to_date);
     assert_eq!(fs::metadata(out.join("manifest.json")).unwrap().modified().unwrap(), before);
-    let changed = build::run(&common::args(&source, &out, &["--seq-len=32", "--val-fraction=0.1", "--seed=3"])).unwrap();
+    let changed =
+        build::run(&common::args(&source, &out, &["--seq-len=32", "--val-fraction=0.1", "--seed=3"])).unwrap();
     assert!(!changed.up_to_date);
     assert_eq!(Dataset::open(&out).unwrap().manifest.seq_len, 32);
 }

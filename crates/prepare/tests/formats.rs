@@ -59,7 +59,11 @@ fn tsv_is_tab_separated_and_delimiter_chooses() {
 #[test]
 fn a_stray_quote_is_counted_as_malformed_not_merged_into_a_joke() {
     let dir = tempfile::tempdir().unwrap();
-    let path = file(&dir, "jokes.csv", b"ID,Joke\n1,good one\n2,\"unterminated quote\n3,\"fine\"\n4,\"last, \"\"quoted\"\"\"\n");
+    let path = file(
+        &dir,
+        "jokes.csv",
+        b"ID,Joke\n1,good one\n2,\"unterminated quote\n3,\"fine\"\n4,\"last, \"\"quoted\"\"\"\n",
+    );
     let (counts, jokes) = read_counted(&path, Format::Csv, &fields()).unwrap();
     assert_eq!(texts(&jokes), ["good one", "last, \"quoted\""]);
     assert_eq!(counts, SourceCounts { records: 3, malformed: 1, first_malformed_line: Some(3) });
@@ -70,7 +74,10 @@ fn csv_column_choice_and_missing_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = file(&dir, "q.csv", b"id,setup,punchline\n1,Why?,Because.\n");
     let error = format!("{:#}", read_all(&path, Format::Csv, &fields()).unwrap_err());
-    assert!(error.contains("no column named `Joke`") && error.contains("setup, punchline") && error.contains("q.csv"), "{error}");
+    assert!(
+        error.contains("no column named `Joke`") && error.contains("setup, punchline") && error.contains("q.csv"),
+        "{error}"
+    );
     let chosen = Fields { text_column: Some("PUNCHLINE".into()), ..fields() };
     assert_eq!(read_all(&path, Format::Csv, &chosen).unwrap().1[0].text, "Because.");
     let ragged = file(&dir, "r.csv", b"ID,Joke\n1,fine\n2\n");

@@ -68,6 +68,7 @@ fn an_output_another_prepare_is_writing_is_refused() {
 #[test]
 fn rows_of_one_token_are_refused() {
     use clap::Parser;
-    let error = prepare::cli::Cli::try_parse_from(["prepare", "--source", "a.txt", "--out", "o", "--seq-len", "1"]).unwrap_err();
+    let error = prepare::cli::Cli::try_parse_from(["prepare", "--source", "a.txt", "--out", "o", "--seq-len", "1"])
+        .unwrap_err();
     assert!(error.to_string().contains("--seq-len"), "{error}");
 }

@@ -26,7 +26,8 @@ fn tokens_per_second(model: &Gpt2<Cpu>, batch: usize, new_tokens: usize, cached:
     for _ in 0..new_tokens {
         let logits = if cached { model.forward_cached(input, &mut cache) } else { model.forward(sequence.clone()) };
         let [_, time, vocab] = logits.dims();
-        let next: Tensor<Cpu, 2, Int> = logits.slice([0..batch, time - 1..time, 0..vocab]).argmax(2).reshape([batch, 1]);
+        let next: Tensor<Cpu, 2, Int> =
+            logits.slice([0..batch, time - 1..time, 0..vocab]).argmax(2).reshape([batch, 1]);
         sequence = Tensor::cat(vec![sequence, next.clone()], 1);
         input = next;
     }
@@ -35,7 +36,8 @@ fn tokens_per_second(model: &Gpt2<Cpu>, batch: usize, new_tokens: usize, cached:
 }
 
 fn main() {
-    let new_tokens: usize = std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(256);
+    let new_tokens: usize =
+        std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(256);
     let caching: &[bool] = if std::env::args().any(|a| a == "--no-cache") { &[true, false] } else { &[true] };
     let model = Gpt2Config::preset("gpt2").unwrap().init::<Cpu>(&Default::default());
     tokens_per_second(&model, 1, 4, true); // warm-up
@@ -43,7 +45,9 @@ fn main() {
         for &cached in caching {
             let rate = tokens_per_second(&model, batch, new_tokens, cached);
             let cache = if cached { "KV cache" } else { "no cache" };
-            println!("gpt2 crate gpt2 124M shapes, f32, {cache}, {new_tokens} new tokens, batch {batch}: {rate:.1} tokens/s");
+            println!(
+                "gpt2 crate gpt2 124M shapes, f32, {cache}, {new_tokens} new tokens, batch {batch}: {rate:.1} tokens/s"
+            );
         }
     }
 }

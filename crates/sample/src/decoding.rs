@@ -49,7 +49,8 @@ impl Decoding {
             _ => self.top_k,
         };
         let temperature = self.temperature.max(1e-6);
-        let mut candidates: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / temperature)).collect();
+        let mut candidates: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(i, &l)| (i as u32, l / temperature)).collect();
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if top_k > 0 {
             candidates.truncate(top_k);
@@ -81,7 +82,8 @@ impl Decoding {
 }
 
 pub fn argmax(values: &[f32]) -> u32 {
-    values.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as u32
+    values.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
+        as u32
 }
 
 /// A uniform draw from [0, 1) with 53 random bits.

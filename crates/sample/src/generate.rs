@@ -65,12 +65,22 @@ pub fn generate<B: Gpt2Backend>(
     for step in 0..limits.max_new_tokens {
         let logits = model.forward_cached(input, &mut cache);
         let [rows, time, vocab] = logits.dims();
-        let last = logits.slice([0..rows, time - 1..time, 0..vocab]).into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits");
+        let last = logits
+            .slice([0..rows, time - 1..time, 0..vocab])
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32 logits");
         let mut still_active = Vec::new();
         let mut next = Vec::new();
         for (position, &row) in active.iter().enumerate() {
             let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
-            let token = decoding.choose(&mut last[position * vocab..(position + 1) * vocab].to_vec(), &history, step, &mut rngs[row]);
+            let token = decoding.choose(
+                &mut last[position * vocab..(position + 1) * vocab].to_vec(),
+                &history,
+                step,
+                &mut rngs[row],
+            );
             let finish = if token == limits.eos_id {
                 Some(Finish::Eos)
             } else {
@@ -109,7 +119,9 @@ pub fn generate<B: Gpt2Backend>(
     results
         .into_iter()
         .zip(generated)
-        .map(|(result, tokens)| result.unwrap_or_else(|| Generated { text: decode(&tokens), tokens, finish: Finish::Length }))
+        .map(|(result, tokens)| {
+            result.unwrap_or_else(|| Generated { text: decode(&tokens), tokens, finish: Finish::Length })
+        })
         .collect()
 }
 

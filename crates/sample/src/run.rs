@@ -61,7 +61,13 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     if !cli.force && holds_samples_of(cli, &inputs_hash) {
         return Ok(Outcome { records: Vec::new(), up_to_date: true });
     }
-    let work = Sampling { cli, prompts: &prompts, model_dir: &model_dir, tokenizer_path: &tokenizer, inputs_hash: &inputs_hash };
+    let work = Sampling {
+        cli,
+        prompts: &prompts,
+        model_dir: &model_dir,
+        tokenizer_path: &tokenizer,
+        inputs_hash: &inputs_hash,
+    };
     let records = device::dispatch(device::resolve(cli.device), work)?;
     if let Some(path) = &cli.out {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
@@ -92,7 +98,8 @@ fn inputs_hash(cli: &Cli, prompts: &[String], model_dir: &Path, tokenizer: &Path
 /// Refuse outputs that would overwrite what sample did not write: an --out that is not a
 /// samples file, a --txt not beside --out's samples (unless --force), either one an input.
 fn check_outputs(cli: &Cli) -> Result<()> {
-    let same_file = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
+    let same_file =
+        |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
     let inputs = cli.prompts_file.iter().chain(&cli.tokenizer);
     for (flag, output) in [("--out", &cli.out), ("--txt", &cli.txt)] {
         let Some(output) = output else { continue };
@@ -138,7 +145,9 @@ fn is_samples_file(path: &Path) -> bool {
     let Ok(file) = fs::File::open(path) else { return false };
     match io::BufReader::new(file).lines().next() {
         None => true,
-        Some(Ok(line)) => serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|record| record["inputs_hash"].is_string()),
+        Some(Ok(line)) => {
+            serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|record| record["inputs_hash"].is_string())
+        }
         Some(Err(_)) => false,
     }
 }
@@ -212,7 +221,9 @@ impl OnBackend for Sampling<'_> {
         let mut records = Vec::new();
         let mut stdout = io::stdout().lock();
         for (prompt_index, prompt) in self.prompts.iter().enumerate() {
-            let encoding = tokenizer.encode(prompt.as_str(), false).map_err(|e| anyhow!("tokenizing the prompt {prompt:?}: {e}"))?;
+            let encoding = tokenizer
+                .encode(prompt.as_str(), false)
+                .map_err(|e| anyhow!("tokenizing the prompt {prompt:?}: {e}"))?;
             let prompt_ids = fit_prompt(encoding.get_ids(), config.n_positions, cli.max_new_tokens, prompt)?;
             let samples = cli.num_samples as usize;
             writeln!(stdout, "=== {prompt}")?;
@@ -229,7 +240,8 @@ impl OnBackend for Sampling<'_> {
                 // One sample streams as it grows; several are printed as each batch ends.
                 let mut terminal = Stream::new(samples == 1, &cli.stop);
                 let mut on_token = |_: usize, text: &str| terminal.grow(text);
-                let batch = generate(&model, &prompt_ids, &decoding, &limits, &mut rngs, &decode, &mut on_token, &device);
+                let batch =
+                    generate(&model, &prompt_ids, &decoding, &limits, &mut rngs, &decode, &mut on_token, &device);
                 if let [only] = batch.as_slice() {
                     terminal.finish(&only.text);
                 }

@@ -40,8 +40,26 @@ fn writes_jsonl_and_text_reproducibly_and_honours_stop_strings() {
     let out = dir.path().join("samples.jsonl");
     let txt = dir.path().join("samples.txt");
     let args = [
-        "--model", model, "--prompt", "JOKE:", "--prompt", "Why did", "--num-samples", "3", "--max-new-tokens", "8",
-        "--top-k", "40", "--seed", "5", "--device", "cpu", "--out", out.to_str().unwrap(), "--txt", txt.to_str().unwrap(),
+        "--model",
+        model,
+        "--prompt",
+        "JOKE:",
+        "--prompt",
+        "Why did",
+        "--num-samples",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--top-k",
+        "40",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+        "--txt",
+        txt.to_str().unwrap(),
     ];
     let run = sample(&args);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
@@ -68,8 +86,22 @@ fn writes_jsonl_and_text_reproducibly_and_honours_stop_strings() {
 
     // Stop inside a sample's text: it must end just before that text. (One sample alone, so
     // that no other row's batch changes its arithmetic.)
-    let single = ["--model", model, "--prompt", "JOKE:", "--max-new-tokens", "8", "--top-k", "40", "--seed", "9",
-        "--device", "cpu", "--out", out.to_str().unwrap()];
+    let single = [
+        "--model",
+        model,
+        "--prompt",
+        "JOKE:",
+        "--max-new-tokens",
+        "8",
+        "--top-k",
+        "40",
+        "--seed",
+        "9",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     assert!(sample(&single).status.success());
     let text = records(&out)[0]["text"].as_str().unwrap().to_string();
     let stop: String = text.chars().skip(text.chars().count() / 2).take(2).collect();
@@ -104,8 +136,18 @@ fn against_marks_samples_that_recite_training_jokes() {
 
     let out = dir.path().join("s.jsonl");
     let run = sample(&[
-        "--model", model.to_str().unwrap(), "--prompt", &format!("JOKE: {long_joke}"), "--prompt", "JOKE:",
-        "--max-new-tokens", "4", "--against", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        &format!("JOKE: {long_joke}"),
+        "--prompt",
+        "JOKE:",
+        "--max-new-tokens",
+        "4",
+        "--against",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let samples = records(&out);
@@ -134,9 +176,28 @@ fn bad_input_is_named() {
     assert!(stderr.contains("50257 tokens") && stderr.contains("1000"), "{stderr}");
 
     let help = String::from_utf8(sample(&["--help"]).stdout).unwrap();
-    for flag in ["--model", "--tokenizer", "--prompt", "--prompts-file", "--num-samples", "--max-new-tokens", "--stop",
-        "--greedy", "--temperature", "--top-k", "--top-p", "--repetition-penalty", "--first-top-k", "--first-tokens",
-        "--seed", "--out", "--txt", "--device", "--against", "--pipeline"] {
+    for flag in [
+        "--model",
+        "--tokenizer",
+        "--prompt",
+        "--prompts-file",
+        "--num-samples",
+        "--max-new-tokens",
+        "--stop",
+        "--greedy",
+        "--temperature",
+        "--top-k",
+        "--top-p",
+        "--repetition-penalty",
+        "--first-top-k",
+        "--first-tokens",
+        "--seed",
+        "--out",
+        "--txt",
+        "--device",
+        "--against",
+        "--pipeline",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
@@ -170,8 +231,21 @@ fn a_stop_inside_a_token_cuts_there_and_the_terminal_shows_the_file_s_text() {
     let dir = tempfile::tempdir().unwrap();
     let model = random_model(dir.path());
     let out = dir.path().join("s.jsonl");
-    let args = ["--model", model.to_str().unwrap(), "--prompt", "JOKE:", "--max-new-tokens", "12", "--seed", "3",
-        "--device", "cpu", "--out", out.to_str().unwrap(), "--force"];
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "JOKE:",
+        "--max-new-tokens",
+        "12",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+    ];
     assert!(sample(&args).status.success());
     let whole = &records(&out)[0];
     let text = whole["text"].as_str().unwrap().to_string();
@@ -181,7 +255,10 @@ fn a_stop_inside_a_token_cuts_there_and_the_terminal_shows_the_file_s_text() {
     let starts: Vec<usize> = (0..ids.len()).map(|n| tokenizer.decode(&ids[..n], false).unwrap().len()).collect();
     let cut = (1..text.len() - 2)
         .find(|&at| {
-            !starts.contains(&at) && text.is_char_boundary(at) && text.is_char_boundary(at + 2) && text.find(&text[at..at + 2]) == Some(at)
+            !starts.contains(&at)
+                && text.is_char_boundary(at)
+                && text.is_char_boundary(at + 2)
+                && text.find(&text[at..at + 2]) == Some(at)
         })
         .expect("a token of more than one byte");
     let stop = &text[cut..cut + 2];
@@ -205,8 +282,20 @@ fn long_prompts_keep_their_end_and_a_bom_is_not_prompt_text() {
     // The model has 128 positions; the second prompt has 400 tokens.
     fs::write(&prompts, format!("\u{feff}JOKE:\n{}\n", "word ".repeat(400))).unwrap();
     let out = dir.path().join("s.jsonl");
-    let output = sample(&["--model", model.to_str().unwrap(), "--prompts-file", prompts.to_str().unwrap(),
-        "--max-new-tokens", "4", "--num-samples", "70", "--device", "cpu", "--out", out.to_str().unwrap()]);
+    let output = sample(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--prompts-file",
+        prompts.to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
+        "--num-samples",
+        "70",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("tokens but the model reads at most 128: continuing its last 124 tokens"), "{stderr}");

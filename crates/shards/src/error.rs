@@ -29,7 +29,13 @@ pub enum ShardError {
         "{dataset} was tokenized with {recorded_source} (sha256 {recorded}), not with {tokenizer} \
          (sha256 {actual}): token ids would not mean the same words"
     )]
-    TokenizerMismatch { dataset: PathBuf, recorded_source: String, recorded: String, tokenizer: PathBuf, actual: String },
+    TokenizerMismatch {
+        dataset: PathBuf,
+        recorded_source: String,
+        recorded: String,
+        tokenizer: PathBuf,
+        actual: String,
+    },
     #[error("{path}: no split named '{split}' (present: {present})")]
     NoSplit { path: PathBuf, split: String, present: String },
 }

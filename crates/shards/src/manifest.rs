@@ -102,14 +102,14 @@ impl Manifest {
     /// Read and check a manifest: parseable, the right format version, lineage intact.
     pub fn read(path: &Path) -> Result<Self, ShardError> {
         let bytes = std::fs::read(path).map_err(ShardError::io(path))?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|error| ShardError::Manifest { path: path.into(), error })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|error| ShardError::Manifest { path: path.into(), error })?;
         let found = value.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
         if found != FORMAT_VERSION {
             return Err(ShardError::Version { path: path.into(), found, expected: FORMAT_VERSION });
         }
-        let manifest: Manifest = serde_json::from_value(value)
-            .map_err(|error| ShardError::Manifest { path: path.into(), error })?;
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|error| ShardError::Manifest { path: path.into(), error })?;
         let actual = manifest.compute_lineage();
         if actual != manifest.lineage {
             return Err(ShardError::Lineage { path: path.into(), expected: manifest.lineage, actual });
@@ -117,7 +117,10 @@ impl Manifest {
         let invalid = |reason: String| Err(ShardError::Invalid { path: path.into(), reason });
         let tokenizer = &manifest.tokenizer;
         if tokenizer.eos_id >= tokenizer.vocab_size {
-            return invalid(format!("eos_id {} is outside the tokenizer's {} tokens", tokenizer.eos_id, tokenizer.vocab_size));
+            return invalid(format!(
+                "eos_id {} is outside the tokenizer's {} tokens",
+                tokenizer.eos_id, tokenizer.vocab_size
+            ));
         }
         if manifest.seq_len < 2 {
             return invalid(format!("seq_len {} leaves no token to predict (at least 2)", manifest.seq_len));

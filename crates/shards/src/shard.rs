@@ -52,8 +52,8 @@ pub fn encode(rows: &[Row], seq_len: u32, token_bytes: u32, pad_id: u32) -> Vec<
 
 /// Compress and write a shard; returns the sha256 of the file as written.
 pub fn write(path: &Path, rows: &[Row], seq_len: u32, token_bytes: u32, pad_id: u32) -> Result<String, ShardError> {
-    let compressed = zstd::encode_all(&encode(rows, seq_len, token_bytes, pad_id)[..], ZSTD_LEVEL)
-        .map_err(ShardError::io(path))?;
+    let compressed =
+        zstd::encode_all(&encode(rows, seq_len, token_bytes, pad_id)[..], ZSTD_LEVEL).map_err(ShardError::io(path))?;
     std::fs::write(path, &compressed).map_err(ShardError::io(path))?;
     Ok(crate::sha256_bytes(&compressed))
 }

@@ -4,10 +4,7 @@ fn rows() -> Vec<Row> {
     vec![
         Row {
             tokens: vec![1, 2, 3, 70_000, 5],
-            segments: vec![
-                Segment { start: 0, doc: 0, doc_offset: 0 },
-                Segment { start: 3, doc: 7, doc_offset: 12 },
-            ],
+            segments: vec![Segment { start: 0, doc: 0, doc_offset: 0 }, Segment { start: 3, doc: 7, doc_offset: 12 }],
         },
         Row { tokens: vec![9; 8], segments: vec![Segment { start: 0, doc: 2, doc_offset: 0 }] },
     ]

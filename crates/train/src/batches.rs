@@ -101,7 +101,8 @@ impl<B: Gpt2Backend> MicroBatch<B> {
         }
         let shape = [batch, width];
         let documents = batching.doc_mask.then(|| {
-            let mut starts: Vec<Vec<usize>> = rows.iter().map(|&row| split.row_segments(row).iter().map(|s| s.start as usize).collect()).collect();
+            let mut starts: Vec<Vec<usize>> =
+                rows.iter().map(|&row| split.row_segments(row).iter().map(|s| s.start as usize).collect()).collect();
             starts.resize(batch, vec![0]);
             Documents::new(&starts, width, device)
         });

@@ -42,7 +42,13 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join(CHECKPOINTS_DIR)
 }
 
-pub fn save<B: AutodiffBackend>(run: &Path, model: &Gpt2<B>, optimizer: &GroupedAdamW<B>, state: TrainState, keep: usize) -> Result<PathBuf> {
+pub fn save<B: AutodiffBackend>(
+    run: &Path,
+    model: &Gpt2<B>,
+    optimizer: &GroupedAdamW<B>,
+    state: TrainState,
+    keep: usize,
+) -> Result<PathBuf> {
     let target = checkpoints_dir(run).join(format!("step-{:07}", state.step));
     // The weights and AdamW's two moments, all f32.
     let needed = model.num_params() as u64 * 4 * 3;
@@ -78,7 +84,10 @@ pub fn list(run: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("listing {}", dir.display()))?
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")) && path.join(STATE_FILE).is_file())
+        .filter(|path| {
+            path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+                && path.join(STATE_FILE).is_file()
+        })
         .collect();
     found.sort();
     Ok(found)
@@ -86,11 +95,14 @@ pub fn list(run: &Path) -> Result<Vec<PathBuf>> {
 
 /// Record the sha256 of every file in `dir`.
 fn write_checksums(dir: &Path) -> Result<()> {
-    let mut names: Vec<String> = fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect::<std::io::Result<_>>()?;
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
     names.sort();
     let mut lines = String::new();
     for name in names {
-        let sha256 = artifact::sha256_file(&dir.join(&name)).with_context(|| format!("reading {}", dir.join(&name).display()))?;
+        let sha256 = artifact::sha256_file(&dir.join(&name))
+            .with_context(|| format!("reading {}", dir.join(&name).display()))?;
         lines += &format!("{sha256}  {name}\n");
     }
     artifact::write_atomically(&dir.join(CHECKSUMS_FILE), lines)
@@ -153,8 +165,10 @@ pub fn load<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<(Gpt2<B>, GroupedAdamW<B>, TrainState)> {
     let state_path = checkpoint.join(STATE_FILE);
-    let state: TrainState = serde_json::from_str(&fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?)
-        .with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
+    let state: TrainState = serde_json::from_str(
+        &fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let model = model
         .load_file(checkpoint.join(MODEL_FILE), &recorder, device)

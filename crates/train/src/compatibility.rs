@@ -28,7 +28,10 @@ pub fn check(dataset: &Dataset, config: &Gpt2Config, model: &str, model_dir: Opt
     let Some(model_tokenizer) = model_dir.map(|d| d.join(gpt2::hf::TOKENIZER_FILE)).filter(|p| p.is_file()) else {
         return Ok(());
     };
-    let load = |path: &Path| tokenizers::Tokenizer::from_file(path).map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()));
+    let load = |path: &Path| {
+        tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))
+    };
     let (ours, theirs) = (load(&dataset.tokenizer_path())?, load(&model_tokenizer)?);
     if ours.get_vocab(true) != theirs.get_vocab(true) {
         bail!(

@@ -25,7 +25,12 @@ pub struct Evaluation {
 
 /// Evaluate `model` on every row of `split`, batched as `batching` says; None when the split
 /// has no token to predict. On a backend without autodiff, dropout is off.
-pub fn evaluate<B: Gpt2Backend>(model: &Gpt2<B>, split: &SplitRows, batching: &Batching, device: &B::Device) -> Option<Evaluation> {
+pub fn evaluate<B: Gpt2Backend>(
+    model: &Gpt2<B>,
+    split: &SplitRows,
+    batching: &Batching,
+    device: &B::Device,
+) -> Option<Evaluation> {
     let rows: Vec<usize> = (0..split.len()).collect();
     let (mut nll, mut tokens) = (0.0, 0u64);
     for chunk in rows.chunks(batching.rows) {
@@ -52,7 +57,8 @@ pub fn run(args: &EvalArgs) -> Result<Evaluation> {
     if split.is_empty() {
         bail!("{}: the {} split has no rows", args.data.display(), args.split);
     }
-    let evaluation = device::dispatch(device::resolve(args.device), Evaluate { args, dataset: &dataset, split: &split })?;
+    let evaluation =
+        device::dispatch(device::resolve(args.device), Evaluate { args, dataset: &dataset, split: &split })?;
     println!(
         "{} on {} ({} split, {} tokens): loss {:.4}, perplexity {:.2}",
         args.model,
@@ -80,6 +86,7 @@ impl OnBackend for Evaluate<'_> {
         // Every batch is padded up to its rows: no more than the split has.
         let rows = (self.args.micro_batch as usize).min(self.split.len());
         let batching = Batching { rows, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: self.args.doc_mask };
-        evaluate(&model, self.split, &batching, &device).context("the split has no token to predict (every row is a single token)")
+        evaluate(&model, self.split, &batching, &device)
+            .context("the split has no token to predict (every row is a single token)")
     }
 }

@@ -83,7 +83,9 @@ impl MetricsLog {
 
     fn write(&mut self, line: &impl Serialize) -> Result<()> {
         let text = serde_json::to_string(line)?;
-        writeln!(self.file, "{text}").and_then(|_| self.file.flush()).with_context(|| format!("writing {}", self.path.display()))
+        writeln!(self.file, "{text}")
+            .and_then(|_| self.file.flush())
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 

@@ -63,7 +63,9 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
     pub fn load(mut self, dir: &Path, device: &B::Device) -> Result<Self> {
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         let load = |file: &str| {
-            recorder.load(dir.join(file), device).with_context(|| format!("loading the optimizer state {}", dir.join(file).display()))
+            recorder
+                .load(dir.join(file), device)
+                .with_context(|| format!("loading the optimizer state {}", dir.join(file).display()))
         };
         self.decayed = self.decayed.load_record(load(DECAYED_FILE)?);
         self.not_decayed = self.not_decayed.load_record(load(NOT_DECAYED_FILE)?);

@@ -23,8 +23,10 @@ pub fn write(metrics_file: &Path, png: &Path) -> Result<()> {
         return Ok(());
     }
     let lines = metrics::read(metrics_file)?;
-    let train: Vec<(f64, f64)> = lines.iter().filter_map(|l| if let Line::Step(s) = l { Some((s.step as f64, s.loss)) } else { None }).collect();
-    let val: Vec<(f64, f64)> = lines.iter().filter_map(|l| if let Line::Eval(e) = l { Some((e.step as f64, e.loss)) } else { None }).collect();
+    let train: Vec<(f64, f64)> =
+        lines.iter().filter_map(|l| if let Line::Step(s) = l { Some((s.step as f64, s.loss)) } else { None }).collect();
+    let val: Vec<(f64, f64)> =
+        lines.iter().filter_map(|l| if let Line::Eval(e) = l { Some((e.step as f64, e.loss)) } else { None }).collect();
     let all = || train.iter().chain(&val);
     let last_step = all().map(|p| p.0).fold(1.0, f64::max);
     let (low, high) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
@@ -56,7 +58,12 @@ pub fn write(metrics_file: &Path, png: &Path) -> Result<()> {
             .label("validation")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
         chart.draw_series(val.iter().map(|&p| Circle::new(p, 4, RED.filled()))).map_err(draw_error)?;
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(draw_error)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(draw_error)?;
         root.present().map_err(draw_error)?;
     }
     std::fs::rename(&partial, png).map_err(|e| anyhow!("renaming {} into place: {e}", partial.display()))

@@ -67,8 +67,10 @@ pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
     if !run_file.exists() {
         return Ok(Plan::Start);
     }
-    let recorded: RunInfo = serde_json::from_str(&fs::read_to_string(&run_file).with_context(|| format!("reading {}", run_file.display()))?)
-        .with_context(|| format!("{}: not a run description", run_file.display()))?;
+    let recorded: RunInfo = serde_json::from_str(
+        &fs::read_to_string(&run_file).with_context(|| format!("reading {}", run_file.display()))?,
+    )
+    .with_context(|| format!("{}: not a run description", run_file.display()))?;
     let differences = differences(&recorded, info);
     if !differences.is_empty() {
         if info.args.replace {
@@ -84,7 +86,10 @@ pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
         return Ok(Plan::UpToDate);
     }
     if !info.args.resume {
-        bail!("{} holds an unfinished run with these inputs: pass --resume to continue it, or --replace to start over", out.display());
+        bail!(
+            "{} holds an unfinished run with these inputs: pass --resume to continue it, or --replace to start over",
+            out.display()
+        );
     }
     Ok(Plan::Resume)
 }
@@ -94,7 +99,11 @@ pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
 pub fn set_aside(out: &Path, differences: &[String], delete: bool) -> Result<()> {
     if delete {
         RUN_DIR.check_replaceable(out)?;
-        eprintln!("notice: {} held a run with other inputs ({}); deleting it (--delete-replaced)", out.display(), differences.join(", "));
+        eprintln!(
+            "notice: {} held a run with other inputs ({}); deleting it (--delete-replaced)",
+            out.display(),
+            differences.join(", ")
+        );
         return fs::remove_dir_all(out).with_context(|| format!("deleting the old run {}", out.display()));
     }
     let now = time::OffsetDateTime::now_utc();
@@ -115,7 +124,8 @@ pub fn set_aside(out: &Path, differences: &[String], delete: bool) -> Result<()>
         })
         .find(|path| !path.exists())
         .expect("some name is free");
-    fs::rename(out, &aside).with_context(|| format!("moving the old run {} aside to {}", out.display(), aside.display()))?;
+    fs::rename(out, &aside)
+        .with_context(|| format!("moving the old run {} aside to {}", out.display(), aside.display()))?;
     eprintln!(
         "notice: {} held a run with other inputs ({}); moved it to {} (delete it when no longer needed)",
         out.display(),
@@ -147,7 +157,11 @@ fn differences(then: &RunInfo, now: &RunInfo) -> Vec<String> {
         .map(|(key, _)| format!("--{}", key.replace('_', "-")))
         .collect();
     if then.data_lineage != now.data_lineage {
-        differences.push(format!("the dataset (lineage {} then, {} now)", short(&then.data_lineage), short(&now.data_lineage)));
+        differences.push(format!(
+            "the dataset (lineage {} then, {} now)",
+            short(&then.data_lineage),
+            short(&now.data_lineage)
+        ));
     }
     if then.init_hash != now.init_hash {
         differences.push(format!("the initial weights ({} then, {} now)", then.init_hash, now.init_hash));

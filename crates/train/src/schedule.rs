@@ -29,7 +29,8 @@ impl LrSchedule {
         if step < self.warmup_steps {
             return self.peak * step as f64 / self.warmup_steps as f64;
         }
-        let progress = (step - self.warmup_steps) as f64 / (self.total_steps.saturating_sub(self.warmup_steps)).max(1) as f64;
+        let progress =
+            (step - self.warmup_steps) as f64 / (self.total_steps.saturating_sub(self.warmup_steps)).max(1) as f64;
         let factor = match self.kind {
             ScheduleKind::Constant => 1.0,
             ScheduleKind::Linear => 1.0 - progress,

@@ -72,11 +72,17 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         );
     }
     if val_rows.is_empty() {
-        eprintln!("notice: {} has no validation rows (prepared with --val-fraction 0): no validation loss will be reported", data.display());
+        eprintln!(
+            "notice: {} has no validation rows (prepared with --val-fraction 0): no validation loss will be reported",
+            data.display()
+        );
     }
     let choice = device::resolve(args.device);
     if args.precision != Precision::F32 && choice == DeviceChoice::Cpu {
-        bail!("--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32", args.precision);
+        bail!(
+            "--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32",
+            args.precision
+        );
     }
     // From here on the run directory is ours alone: a second train on it is refused.
     let _lock = OutputLock::acquire(out, "train")?;
@@ -84,7 +90,11 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(choice, work))) {
         Ok(result) => result,
         Err(payload) => {
-            let message = payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("");
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("");
             if message.to_lowercase().contains("out of memory") {
                 bail!(
                     "the device ran out of memory with --micro-batch {} and rows of up to {} tokens: lower --micro-batch \
@@ -138,7 +148,15 @@ impl OnBackend for Training<'_> {
         if start == Plan::UpToDate {
             let checkpoint = checkpoint::list(self.out)?.pop().unwrap_or_default();
             let exported = Some(self.out.join(FINAL_DIR));
-            return Ok(Summary { steps: total_steps, total_steps, loss: None, validation: None, checkpoint, exported, up_to_date: true });
+            return Ok(Summary {
+                steps: total_steps,
+                total_steps,
+                loss: None,
+                validation: None,
+                checkpoint,
+                exported,
+                up_to_date: true,
+            });
         }
         if args.warmup_steps > total_steps {
             eprintln!(
@@ -152,7 +170,8 @@ impl OnBackend for Training<'_> {
             _ => None,
         };
 
-        let settings = AdamWSettings { beta1: args.beta1, beta2: args.beta2, eps: args.eps, weight_decay: args.weight_decay };
+        let settings =
+            AdamWSettings { beta1: args.beta1, beta2: args.beta2, eps: args.eps, weight_decay: args.weight_decay };
         let mut optimizer = GroupedAdamW::new(settings);
         // Loaded only now: a run that is up to date never reads the weights. And the run
         // directory is written only once they have loaded: bad weights leave it as it was.
@@ -177,7 +196,11 @@ impl OnBackend for Training<'_> {
             plan,
             schedule,
             total_steps,
-            batching: Batching { rows: plan.micro_batch, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: args.doc_mask },
+            batching: Batching {
+                rows: plan.micro_batch,
+                pad_id: self.dataset.manifest.tokenizer.eos_id,
+                doc_mask: args.doc_mask,
+            },
         };
         steps.run(model, optimizer, state, resume_from, &device)
     }
@@ -204,8 +227,10 @@ impl Initial {
                     None => {
                         let text = std::fs::read_to_string(source)
                             .with_context(|| format!("--init {spec}: neither a preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl) nor a readable config.json"))?;
-                        let config = Gpt2Config::from_hf_json(&serde_json::from_str(&text).with_context(|| format!("{source}: not JSON"))?)
-                            .with_context(|| format!("{source}: not a GPT-2 config.json"))?;
+                        let config = Gpt2Config::from_hf_json(
+                            &serde_json::from_str(&text).with_context(|| format!("{source}: not JSON"))?,
+                        )
+                        .with_context(|| format!("{source}: not a GPT-2 config.json"))?;
                         (config, format!("config sha256:{}", artifact::sha256_bytes(text.as_bytes())))
                     }
                 };
@@ -270,7 +295,15 @@ impl StepLoop<'_> {
             if STOP_REQUESTED.load(Ordering::SeqCst) {
                 let saved = checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?;
                 progress.abandon_with_message(format!("interrupted: saved {}", saved.display()));
-                return Ok(Summary { steps: state.step, total_steps: self.total_steps, loss, validation: None, checkpoint: saved, exported: None, up_to_date: false });
+                return Ok(Summary {
+                    steps: state.step,
+                    total_steps: self.total_steps,
+                    loss,
+                    validation: None,
+                    checkpoint: saved,
+                    exported: None,
+                    up_to_date: false,
+                });
             }
             let step = state.step;
             let epoch = step / self.plan.steps_per_epoch();
@@ -278,8 +311,8 @@ impl StepLoop<'_> {
                 epoch_order = (epoch, self.plan.epoch_order(epoch));
             }
             let started = Instant::now();
-            let batches: Vec<MicroBatch<Autodiff<B>>> =
-                self.plan
+            let batches: Vec<MicroBatch<Autodiff<B>>> = self
+                .plan
                 .micro_batches(step, &epoch_order.1)
                 .map(|rows| MicroBatch::new(self.train_rows, rows, &self.batching, device))
                 .collect();
@@ -308,7 +341,9 @@ impl StepLoop<'_> {
             let grad_norm = clip_global_norm(&model, &mut grads, args.max_grad_norm);
             let step_loss = step_loss.expect("a step has at least one micro-batch").into_scalar().elem::<f64>();
             if !step_loss.is_finite() || !grad_norm.is_finite() {
-                let kept = last_checkpoint.as_ref().map_or("no checkpoint yet".to_string(), |p| format!("the last good checkpoint is {}", p.display()));
+                let kept = last_checkpoint.as_ref().map_or("no checkpoint yet".to_string(), |p| {
+                    format!("the last good checkpoint is {}", p.display())
+                });
                 bail!(
                     "step {}: the loss is {step_loss} and the gradient norm {grad_norm}: training diverged, so the weights were \
                      not updated and nothing more was saved ({kept}); lower --lr or raise --warmup-steps, and check the data",
@@ -319,9 +354,20 @@ impl StepLoop<'_> {
             model = optimizer.step(lr, model, grads);
 
             let seconds = started.elapsed().as_secs_f64();
-            state = TrainState { step: step + 1, tokens: state.tokens + real_tokens as u64, elapsed_s: state.elapsed_s + seconds };
+            state = TrainState {
+                step: step + 1,
+                tokens: state.tokens + real_tokens as u64,
+                elapsed_s: state.elapsed_s + seconds,
+            };
             let tokens_per_s = real_tokens as f64 / seconds;
-            metrics.write_step(&StepMetrics { step: state.step, loss: step_loss, lr, grad_norm, tokens_per_s, elapsed_s: state.elapsed_s })?;
+            metrics.write_step(&StepMetrics {
+                step: state.step,
+                loss: step_loss,
+                lr,
+                grad_norm,
+                tokens_per_s,
+                elapsed_s: state.elapsed_s,
+            })?;
             loss = Some(step_loss);
             progress.set_message(format!("loss {step_loss:.4} · {tokens_per_s:.0} tok/s"));
             progress.inc(1);
@@ -330,11 +376,15 @@ impl StepLoop<'_> {
             if !last && args.eval_every > 0 && state.step.is_multiple_of(args.eval_every) {
                 if let Some(evaluation) = self.validate(&model, device) {
                     metrics.write_eval(&eval_line(state.step, evaluation))?;
-                    progress.println(format!("step {}: validation loss {:.4}, perplexity {:.2}", state.step, evaluation.loss, evaluation.perplexity));
+                    progress.println(format!(
+                        "step {}: validation loss {:.4}, perplexity {:.2}",
+                        state.step, evaluation.loss, evaluation.perplexity
+                    ));
                 }
             }
             if last || (args.save_every > 0 && state.step.is_multiple_of(args.save_every)) {
-                last_checkpoint = Some(checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?);
+                last_checkpoint =
+                    Some(checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?);
             }
         }
         progress.finish_and_clear();

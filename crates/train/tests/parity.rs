@@ -34,7 +34,11 @@ fn matches_pytorch_step_for_step() {
 
     let validation = summary.validation.unwrap();
     let reference_val = expected["val_loss"].as_f64().unwrap();
-    assert!((validation.loss - reference_val).abs() / reference_val <= 1e-4, "validation loss {} vs {reference_val}", validation.loss);
+    assert!(
+        (validation.loss - reference_val).abs() / reference_val <= 1e-4,
+        "validation loss {} vs {reference_val}",
+        validation.loss
+    );
 
     let ours = without_key_bias(tensors(&out.join("final/model.safetensors")));
     let theirs = without_key_bias(tensors(&fixtures().join("final/model.safetensors")));

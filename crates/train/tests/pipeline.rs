@@ -45,7 +45,9 @@ fn demo_pipeline(dir: &Path) -> toml::Table {
 
 /// Whether each stage (prepare, train, sample) did any work.
 fn run_pipeline(file: &Path) -> [bool; 3] {
-    let argv = |stage: &str| pipeline::stage_argv(stage, vec![OsString::from(stage), "--pipeline".into(), file.into()]).unwrap();
+    let argv = |stage: &str| {
+        pipeline::stage_argv(stage, vec![OsString::from(stage), "--pipeline".into(), file.into()]).unwrap()
+    };
     let prepare = prepare::build::run(&prepare::cli::Cli::parse_from(argv("prepare")).args).unwrap();
     let train = train::training::train(&train::cli::Cli::parse_from(argv("train")).args).unwrap();
     let sample = sample::run::run(&sample::cli::Cli::parse_from(argv("sample"))).unwrap();
@@ -88,13 +90,19 @@ fn the_demo_pipeline_runs_end_to_end_and_reruns_only_what_changed() {
     for line in samples.lines() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(record["prompt"], "JOKE:");
-        assert!(record["recited"].is_null() || record["recited"].is_object() || record["recited"].is_string(), "{record}");
+        assert!(
+            record["recited"].is_null() || record["recited"].is_object() || record["recited"].is_string(),
+            "{record}"
+        );
     }
 
     // Nothing changed: no stage does any work, no artifact is rewritten.
     let (metrics_time, samples_time) = (modified(&d.join("run/metrics.jsonl")), modified(&d.join("samples.jsonl")));
     assert_eq!(run_pipeline(&file), [false, false, false]);
-    assert_eq!((modified(&d.join("run/metrics.jsonl")), modified(&d.join("samples.jsonl"))), (metrics_time, samples_time));
+    assert_eq!(
+        (modified(&d.join("run/metrics.jsonl")), modified(&d.join("samples.jsonl"))),
+        (metrics_time, samples_time)
+    );
 
     // A sampling setting changed: only sampling reruns.
     table["sample"].as_table_mut().unwrap().insert("seed".into(), 7.into());

@@ -36,14 +36,23 @@ fn accumulating_four_micro_batches_of_one_is_one_batch_of_four() {
     write_dataset(&data);
     let run = |name: &str, micro: &str, accum: &str| {
         let out = dir.path().join(name);
-        let argv = parity_args(&data, &out, &["--micro-batch", micro, "--grad-accum", accum, "--max-steps", "1", "--warmup-steps", "0"]);
+        let argv = parity_args(
+            &data,
+            &out,
+            &["--micro-batch", micro, "--grad-accum", accum, "--max-steps", "1", "--warmup-steps", "0"],
+        );
         train::training::train(&train_args(&argv)).unwrap();
         (first_step(&out), without_key_bias(tensors(&out.join("final/model.safetensors"))))
     };
     let ((step_a, accumulated), (step_b, batched)) = (run("4x1", "1", "4"), run("1x4", "4", "1"));
     // The loss and gradient norm show any wrong weighting of the micro-batches directly.
     assert!((step_a.loss - step_b.loss).abs() <= 1e-6 * step_b.loss, "loss {} vs {}", step_a.loss, step_b.loss);
-    assert!((step_a.grad_norm - step_b.grad_norm).abs() <= 1e-5 * step_b.grad_norm, "grad norm {} vs {}", step_a.grad_norm, step_b.grad_norm);
+    assert!(
+        (step_a.grad_norm - step_b.grad_norm).abs() <= 1e-5 * step_b.grad_norm,
+        "grad norm {} vs {}",
+        step_a.grad_norm,
+        step_b.grad_norm
+    );
     // Adam's first step moves each weight by about ±lr (1e-3); gradients near zero turn
     // rounding differences into update differences of a few lr·1e-3.
     let difference = max_abs_difference(&accumulated, &batched);
@@ -162,7 +171,8 @@ fn diverging_stops_with_the_last_good_checkpoint_intact() {
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     write_dataset(&data);
     // Adam moves every weight by about lr on step 1: at 1e30 the next loss is not finite.
-    let argv = parity_args(&data, &out, &["--lr", "1e30", "--warmup-steps", "0", "--max-grad-norm", "0", "--save-every", "1"]);
+    let argv =
+        parity_args(&data, &out, &["--lr", "1e30", "--warmup-steps", "0", "--max-grad-norm", "0", "--save-every", "1"]);
     let error = format!("{:#}", train::training::train(&train_args(&argv)).unwrap_err());
     assert!(error.contains("step 2") && error.contains("training diverged"), "{error}");
     assert!(error.contains("step-0000001"), "the message should name the last good checkpoint: {error}");
@@ -199,7 +209,8 @@ fn bad_data_and_mismatched_models_are_named() {
 
     // Rows longer than the model's positions.
     let config = dir.path().join("short.json");
-    let mut value: serde_json::Value = serde_json::from_str(&fs::read_to_string(tiny_model().join("config.json")).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(tiny_model().join("config.json")).unwrap()).unwrap();
     value["n_positions"] = 16.into();
     fs::write(&config, value.to_string()).unwrap();
     let too_long = error(&data, &["--init", &format!("random:{}", config.display())]);
@@ -233,14 +244,26 @@ fn the_export_loads_in_the_sample_stage_and_the_run_is_described() {
     assert!(run["init_hash"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(run["data_lineage"].as_str().unwrap(), shards::Dataset::open(&data).unwrap().manifest.lineage);
     let lines = train::metrics::read(&out.join("metrics.jsonl")).unwrap();
-    let evals: Vec<u64> = lines.iter().filter(|l| matches!(l, train::metrics::Line::Eval(_))).map(|l| l.step()).collect();
+    let evals: Vec<u64> =
+        lines.iter().filter(|l| matches!(l, train::metrics::Line::Eval(_))).map(|l| l.step()).collect();
     assert_eq!(evals, [2, 3]);
     let fonts = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"].iter().any(|f| Path::new(f).exists());
     assert!(!fonts || out.join("loss.png").is_file(), "loss.png");
 
     use clap::Parser;
     let model = out.join("final").display().to_string();
-    let cli = sample::cli::Cli::parse_from(["sample", "--model", &model, "--prompt", "t1 t2", "--max-new-tokens", "5", "--device", "cpu", "--greedy"]);
+    let cli = sample::cli::Cli::parse_from([
+        "sample",
+        "--model",
+        &model,
+        "--prompt",
+        "t1 t2",
+        "--max-new-tokens",
+        "5",
+        "--device",
+        "cpu",
+        "--greedy",
+    ]);
     let records = sample::run::run(&cli).unwrap().records;
     assert_eq!(records.len(), 1);
     assert!(!records[0].tokens.is_empty());
@@ -266,4 +289,3 @@ fn ctrl_c_saves_a_checkpoint_and_exits_130() {
     let steps = train::metrics::read(&out.join("metrics.jsonl")).unwrap().len() as u64;
     assert!(checkpoints[0].ends_with(format!("step-{steps:07}")), "{checkpoints:?} after {steps} steps");
 }
-

@@ -54,7 +54,8 @@ fn an_out_that_is_not_a_run_is_refused_and_left_as_it_was() {
         assert!(error.contains("train --out") && error.contains(&out.display().to_string()), "{error}");
     }
     fs::remove_file(dir.path().join("notes.txt")).unwrap();
-    let after: Vec<_> = snapshot(dir.path()).into_iter().filter(|(p, _)| !p.to_string_lossy().ends_with(".lock")).collect();
+    let after: Vec<_> =
+        snapshot(dir.path()).into_iter().filter(|(p, _)| !p.to_string_lossy().ends_with(".lock")).collect();
     assert!(before == after, "train changed files that were not its own");
 }
 
@@ -96,13 +97,18 @@ fn a_second_run_on_the_same_out_is_refused_and_sigterm_saves_a_checkpoint() {
     // The pipelines' flags: without the lock this would set the first run aside and start over.
     let second = train_bin(&parity_args(&data, &out, &["--epochs", "3", "--resume", "--replace"])).output().unwrap();
     assert_eq!(second.status.code(), Some(1));
-    assert!(stderr(&second).contains(&format!("is being written by train (pid {})", first.id())), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains(&format!("is being written by train (pid {})", first.id())),
+        "{}",
+        stderr(&second)
+    );
 
     assert!(Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap().success());
     let output = first.wait();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     assert_eq!(train::checkpoint::list(&out).unwrap().len(), 1, "SIGTERM should save a checkpoint");
-    let siblings: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let siblings: Vec<_> =
+        fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(!siblings.iter().any(|name| name.contains("replaced")), "{siblings:?}");
 }
 
@@ -162,7 +168,10 @@ fn replace_keeps_the_old_run_aside_unless_told_to_delete_it() {
     assert!(fs::read(aside[0].join("final/model.safetensors")).unwrap() == first);
 
     run(&parity_args(&data, &out, &["--max-steps", "2", "--lr", "0.25", "--replace", "--delete-replaced"])).unwrap();
-    let runs = fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("run")).count();
+    let runs = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("run"))
+        .count();
     assert_eq!(runs, 2, "--delete-replaced deletes the replaced run");
 }
 
@@ -184,7 +193,9 @@ fn zero_steps_bad_numbers_and_too_large_micro_batches_are_refused() {
         ["--dropout", "1.5"],
     ];
     for [flag, value] in refused {
-        let error = train::cli::Cli::try_parse_from(parity_args(&data, &out, &[&format!("{flag}={value}")])).unwrap_err().to_string();
+        let error = train::cli::Cli::try_parse_from(parity_args(&data, &out, &[&format!("{flag}={value}")]))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(flag), "{flag} {value}: {error}");
     }
     let error = format!("{:#}", run(&parity_args(&data, &out, &["--micro-batch", "100000"])).unwrap_err());
@@ -230,7 +241,10 @@ fn a_damaged_latest_checkpoint_is_named_and_the_previous_one_used() {
     assert!(log.contains("step-0000004 is damaged: model.mpk has changed"), "{log}");
     assert!(log.contains("step-0000003 is damaged: state.json has changed"), "{log}");
     assert!(log.contains("resuming from the previous intact checkpoint") && log.contains("step-0000002"), "{log}");
-    assert!(fs::read(whole.join("final/model.safetensors")).unwrap() == fs::read(damaged.join("final/model.safetensors")).unwrap());
+    assert!(
+        fs::read(whole.join("final/model.safetensors")).unwrap()
+            == fs::read(damaged.join("final/model.safetensors")).unwrap()
+    );
 
     // None intact: refused, naming them.
     fs::remove_dir_all(damaged.join("final")).unwrap();
@@ -248,10 +262,14 @@ fn impossible_model_sizes_and_manifests_are_named() {
     let (data, out) = (dir.path().join("data"), dir.path().join("run"));
     write_dataset(&data);
     let config = dir.path().join("config.json");
-    let mut value: serde_json::Value = serde_json::from_str(&fs::read_to_string(tiny_model().join("config.json")).unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(tiny_model().join("config.json")).unwrap()).unwrap();
     value["n_embd"] = 0.into();
     fs::write(&config, value.to_string()).unwrap();
-    let error = format!("{:#}", run(&parity_args(&data, &out, &["--init", &format!("random:{}", config.display())])).unwrap_err());
+    let error = format!(
+        "{:#}",
+        run(&parity_args(&data, &out, &["--init", &format!("random:{}", config.display())])).unwrap_err()
+    );
     assert!(error.contains("`n_embd` is 0"), "{error}");
 
     // A manifest whose end-of-text id is outside its vocabulary (sealed again, as if prepare wrote it).
@@ -271,7 +289,11 @@ struct SmallDisk(PathBuf);
 impl SmallDisk {
     fn mount(at: &Path, size: &str) -> Option<Self> {
         fs::create_dir_all(at).unwrap();
-        let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).stderr(Stdio::null()).status();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status();
         mounted.is_ok_and(|status| status.success()).then(|| Self(at.to_path_buf()))
     }
 }
@@ -294,7 +316,10 @@ fn a_full_disk_is_called_a_full_disk() {
     };
     let out = disk.0.join("run");
     let error = format!("{:#}", run(&parity_args(&data, &out, &["--max-steps", "2"])).unwrap_err());
-    assert!(error.contains(&format!("the disk holding {} is full: a checkpoint needs about", out.display())), "{error}");
+    assert!(
+        error.contains(&format!("the disk holding {} is full: a checkpoint needs about", out.display())),
+        "{error}"
+    );
     assert!(train::checkpoint::list(&out).unwrap().is_empty());
 }
 

@@ -10,7 +10,12 @@ use std::{
 /// separated by `delimiter`. A record whose quoting is broken is counted as malformed and left
 /// out: the csv crate, like Python's default reader, lets a stray quote run on to the next one,
 /// merging the jokes between them into one.
-pub(super) fn read(mut reader: impl BufRead, text_column: Option<&str>, delimiter: u8, sink: &mut dyn FnMut(RawJoke)) -> Result<SourceCounts> {
+pub(super) fn read(
+    mut reader: impl BufRead,
+    text_column: Option<&str>,
+    delimiter: u8,
+    sink: &mut dyn FnMut(RawJoke),
+) -> Result<SourceCounts> {
     super::skip_bom(&mut reader)?;
     let raw = Rc::new(RefCell::new(RawBytes::default()));
     let recording = Recording { inner: reader, raw: Rc::clone(&raw) };

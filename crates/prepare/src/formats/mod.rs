@@ -64,7 +64,9 @@ impl Format {
         Ok(match head.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'[') => Format::TaivopJson,
             Some(b'{') => Format::Jsonl,
-            Some(_) if extension == "json" => bail!("{}: a .json file that is not a JSON array; pass --format", path.display()),
+            Some(_) if extension == "json" => {
+                bail!("{}: a .json file that is not a JSON array; pass --format", path.display())
+            }
             _ => Format::Text,
         })
     }

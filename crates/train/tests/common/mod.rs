@@ -45,7 +45,10 @@ fn write_splits(dir: &Path, with_validation: bool) {
     for (name, key) in [("train", "train_rows"), ("val", "val_rows")] {
         let rows = packed_rows(&expected[key]);
         if name == "val" && !with_validation {
-            splits.insert(name.to_string(), SplitInfo { documents: 0, split_documents: 0, rows: 0, tokens: 0, fill: 0.0, shards: vec![] });
+            splits.insert(
+                name.to_string(),
+                SplitInfo { documents: 0, split_documents: 0, rows: 0, tokens: 0, fill: 0.0, shards: vec![] },
+            );
             continue;
         }
         let file = format!("{name}-00000.shard");
@@ -55,7 +58,10 @@ fn write_splits(dir: &Path, with_validation: bool) {
         documents += docs;
         let shard = ShardInfo { file, sha256, rows: rows.len() as u64, tokens };
         let fill = tokens as f64 / (rows.len() as f64 * seq_len as f64);
-        splits.insert(name.to_string(), SplitInfo { documents: docs, split_documents: 0, rows: shard.rows, tokens, fill, shards: vec![shard] });
+        splits.insert(
+            name.to_string(),
+            SplitInfo { documents: docs, split_documents: 0, rows: shard.rows, tokens, fill, shards: vec![shard] },
+        );
     }
     let (rows, tokens) = splits.values().fold((0, 0), |(r, t), s| (r + s.rows, t + s.tokens));
     let mut manifest = Manifest {
@@ -70,8 +76,22 @@ fn write_splits(dir: &Path, with_validation: bool) {
         template: "{text}<|endoftext|>".into(),
         seq_len,
         token_bytes: 2,
-        source: SourceInfo { location: "scripts/make_train_fixture.py".into(), path: String::new(), sha256: String::new(), bytes: 0, format: "rows".into() },
-        counts: Counts { source_records: documents, dropped: vec![], first_malformed_line: None, documents, rows, tokens, fill: 0.0 },
+        source: SourceInfo {
+            location: "scripts/make_train_fixture.py".into(),
+            path: String::new(),
+            sha256: String::new(),
+            bytes: 0,
+            format: "rows".into(),
+        },
+        counts: Counts {
+            source_records: documents,
+            dropped: vec![],
+            first_malformed_line: None,
+            documents,
+            rows,
+            tokens,
+            fill: 0.0,
+        },
         splits,
         args: Value::Null,
         inputs_hash: String::new(),
@@ -101,7 +121,8 @@ fn packed_rows(rows: &Value) -> Vec<Row> {
 /// The reference run's flags (dropout 0, file order, CPU), plus `extra`.
 pub fn parity_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let h = &expected()["hyper"];
-    let mut args: Vec<String> = vec!["train".into(), "--data".into(), data.display().to_string(), "--out".into(), out.display().to_string()];
+    let mut args: Vec<String> =
+        vec!["train".into(), "--data".into(), data.display().to_string(), "--out".into(), out.display().to_string()];
     args.extend(["--init".into(), tiny_model().display().to_string()]);
     for (flag, key) in [
         ("--micro-batch", "micro_batch"),
@@ -133,7 +154,9 @@ pub fn tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     file.tensors()
         .into_iter()
-        .map(|(name, view)| (name, view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
+        .map(|(name, view)| {
+            (name, view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+        })
         .collect()
 }
 
