@@ -79,7 +79,7 @@ fn edited(edit: impl FnOnce(&mut HashMap<String, (safetensors::Dtype, Vec<usize>
 }
 
 fn load_error(dir: &Path) -> String {
-    format!("{:#}", hf::load_dir::<B>(dir, &Default::default()).err().expect("loading must fail"))
+    format!("{:#}", hf::load_dir::<B>(dir, &Default::default()).expect_err("loading must fail"))
 }
 
 #[test]
