@@ -11,12 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn train_bin(args: &[String]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_train"));
-    command.args(&args[1..]);
-    command
-}
-
 /// The first step's line of a run's metrics.jsonl.
 fn first_step(run: &Path) -> train::metrics::StepMetrics {
     match train::metrics::read(&run.join("metrics.jsonl")).unwrap().into_iter().next() {

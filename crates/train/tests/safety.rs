@@ -12,12 +12,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn train_bin(args: &[String]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_train"));
-    command.args(&args[1..]);
-    command
-}
-
 fn run(args: &[String]) -> anyhow::Result<train::training::Summary> {
     train::training::train(&train_args(args))
 }

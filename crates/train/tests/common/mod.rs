@@ -143,6 +143,13 @@ pub fn parity_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// The train binary with `args` (an argv whose first element is the program name).
+pub fn train_bin(args: &[String]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_train"));
+    command.args(&args[1..]);
+    command
+}
+
 pub fn train_args(argv: &[String]) -> train::cli::TrainArgs {
     use clap::Parser;
     train::cli::Cli::parse_from(argv).args
