@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// by joke, packs whole jokes into rows of at most --seq-len tokens and writes zstd shards with
 /// a manifest.json into --out. A run whose inputs match the existing output does nothing.
 ///
-/// Example: prepare --source data/jokes/demo-jokes.txt --tokenizer fixtures/gpt2 --seq-len 256 --out data/prepared/demo
+/// Example: prepare --source data/demo/jokes.txt --tokenizer data/tokenizers/gpt2 --seq-len 256 --out data/prepared/mine
 #[derive(Debug, Parser)]
 #[command(
     name = "prepare",

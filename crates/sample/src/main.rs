@@ -1,9 +1,9 @@
 use clap::Parser;
 use sample::{cli::Cli, run::run};
 
-// Every step allocates and frees tensors of up to hundreds of MB; glibc's malloc returns such
-// blocks to the kernel each time, and the page faults of taking them back took half of a
-// CPU training step. mimalloc keeps them.
+// Each decoding step allocates and frees the logits and attention buffers (MBs each); glibc's
+// malloc returns such blocks to the kernel each time and takes them back with page faults.
+// mimalloc keeps them (the generation bench runs with it too).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -25,6 +25,16 @@ pub enum Recited {
     LongRun,
 }
 
+impl std::fmt::Display for Recited {
+    /// What the terminal says of a recited sample.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recited::WholeJoke => f.write_str("the whole joke"),
+            Recited::LongRun => write!(f, "a run of {RUN_TOKENS} or more tokens"),
+        }
+    }
+}
+
 pub struct TrainingJokes {
     whole: HashSet<Vec<u32>>,
     runs: HashSet<u64>,

@@ -260,7 +260,7 @@ impl OnBackend for Sampling<'_> {
                     writeln!(stdout, "--- sample {}:{}", index + 1, sample.text)?;
                 }
                 if let Some(Some(kind)) = recited {
-                    writeln!(stdout, "    (recited from the training data: {kind:?})")?;
+                    writeln!(stdout, "    (recited from the training data: {kind})")?;
                 }
                 records.push(SampleRecord {
                     prompt: prompt.clone(),

@@ -155,6 +155,7 @@ fn against_marks_samples_that_recite_training_jokes() {
     assert!(samples[1]["recited"].is_null());
     let stdout = String::from_utf8(run.stdout).unwrap();
     assert!(stdout.contains("recited: 1 of 2 samples (50.0%)"), "{stdout}");
+    assert!(stdout.contains("(recited from the training data: a run of 32 or more tokens)"), "{stdout}");
 }
 
 #[test]
