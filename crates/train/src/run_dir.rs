@@ -17,7 +17,8 @@ pub const FINAL_DIR: &str = "final";
 pub const RUN_DIR: OutputDir = OutputDir { stage: "train", marker: RUN_FILE, writes: is_run_file };
 
 fn is_run_file(name: &str) -> bool {
-    [RUN_FILE, METRICS_FILE, PLOT_FILE, FINAL_DIR, CHECKPOINTS_DIR].contains(&name)
+    // loss.partial.png: the plot while it is drawn (plot::write), left by a run killed then.
+    [RUN_FILE, METRICS_FILE, PLOT_FILE, "loss.partial.png", FINAL_DIR, CHECKPOINTS_DIR].contains(&name)
 }
 
 /// Flags that do not change what a run computes: how it is started, where it runs, how often it
@@ -171,4 +172,23 @@ fn differences(then: &RunInfo, now: &RunInfo) -> Vec<String> {
 
 fn short(hash: &str) -> &str {
     &hash[..hash.len().min(16)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_killed_anywhere_is_still_a_run() {
+        let run = tempfile::tempdir().unwrap();
+        for file in [RUN_FILE, METRICS_FILE, "loss.partial.png"] {
+            fs::write(run.path().join(file), "").unwrap();
+        }
+        for dir in [CHECKPOINTS_DIR, ".final.partial-4242"] {
+            fs::create_dir(run.path().join(dir)).unwrap();
+        }
+        RUN_DIR.check_replaceable(run.path()).unwrap();
+        fs::write(run.path().join("notes.txt"), "mine").unwrap();
+        assert!(RUN_DIR.check_replaceable(run.path()).is_err());
+    }
 }
