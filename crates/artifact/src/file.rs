@@ -1,4 +1,4 @@
-use crate::leftovers;
+use crate::leftovers::{self, Leftovers};
 use anyhow::{Context, Result};
 use std::{
     fs,
@@ -7,16 +7,16 @@ use std::{
 
 /// Write `bytes` to `path` through a hidden `.NAME.partial-PID` beside it, so that `path` is
 /// never half-written; missing parent directories are created. A failed write removes its
-/// partial file; those of killed processes are removed by the next write beside them.
+/// partial file; those of killed processes are removed by the next write of the same file.
 pub fn write_atomically(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    leftovers::remove_dead(&parent);
-    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
-    let temporary = parent.join(leftovers::partial_name(&name.to_string_lossy()));
+    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?.to_string_lossy();
+    leftovers::remove_dead_leftovers(&parent, Leftovers::Of(&name));
+    let temporary = parent.join(leftovers::partial_name(&name));
     let written = fs::write(&temporary, bytes).with_context(|| format!("writing {}", path.display())).and_then(|()| {
         fs::rename(&temporary, path).with_context(|| format!("renaming {} into place", temporary.display()))
     });

@@ -8,13 +8,28 @@ pub(crate) fn partial_name(name: &str) -> String {
     format!(".{name}.partial-{}", std::process::id())
 }
 
+/// Which leftovers to look at.
+pub enum Leftovers<'a> {
+    /// Only those of writes of this name (`.NAME.partial-PID`, `.NAME.old-PID`): the directory
+    /// around an output may be the user's, with anything in it.
+    Of(&'a str),
+    /// Every one: the directory is the caller's own (a run's `checkpoints/`).
+    All,
+}
+
 /// Remove from `dir` the staging files and directories of processes that no longer run. Those
 /// of live processes are theirs: another stage may be writing beside us.
-pub(crate) fn remove_dead(dir: &Path) {
+pub fn remove_dead_leftovers(dir: &Path, which: Leftovers) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_interrupted_write(&name) || !writer_is_gone(&name) {
+        let chosen = match which {
+            Leftovers::Of(target) => {
+                [".partial-", ".old-"].iter().any(|kind| name.starts_with(&format!(".{target}{kind}")))
+            }
+            Leftovers::All => is_interrupted_write(&name),
+        };
+        if !chosen || !writer_is_gone(&name) {
             continue;
         }
         let path = entry.path();

@@ -1,6 +1,6 @@
 //! Building an output directory out of sight and swapping it in whole.
 
-use crate::leftovers;
+use crate::leftovers::{self, Leftovers};
 use anyhow::{Context, Result};
 use std::{
     fs,
@@ -28,7 +28,7 @@ impl Staging {
             .into_owned();
         fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
         // A killed run leaves its staging directory behind; it never looks like an output.
-        leftovers::remove_dead(&parent);
+        leftovers::remove_dead_leftovers(&parent, Leftovers::Of(&name));
         let dir = parent.join(leftovers::partial_name(&name));
         fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self { dir, target: target.to_path_buf(), committed: false })
@@ -103,9 +103,17 @@ mod tests {
         let target = root.path().join("out");
         // No process has so high an id (Linux allows at most 2^22).
         fs::create_dir(root.path().join(".out.partial-99999999")).unwrap();
-        fs::create_dir(root.path().join(".step-0000010.partial-99999998")).unwrap();
-        fs::write(root.path().join(".samples.jsonl.partial-99999997"), "").unwrap();
+        fs::create_dir(root.path().join(".out.old-99999998")).unwrap();
+        // Another output's, in a directory that may be the user's: not ours to judge.
+        fs::write(root.path().join(".notes.txt.partial-99999997"), "").unwrap();
         Staging::new(&target).unwrap().commit().unwrap();
+        let mut names: Vec<_> = fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, [".notes.txt.partial-99999997", "out"]);
+
+        // In a directory of the caller's own, every dead process's leftover goes.
+        fs::create_dir(root.path().join(".step-0000010.partial-99999996")).unwrap();
+        leftovers::remove_dead_leftovers(root.path(), Leftovers::All);
         let names: Vec<_> = fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["out"]);
     }

@@ -8,7 +8,7 @@
 
 use crate::optimizer::GroupedAdamW;
 use anyhow::{bail, Context, Result};
-use artifact::Staging;
+use artifact::{Leftovers, Staging};
 use burn::{
     module::Module,
     record::{FullPrecisionSettings, NamedMpkFileRecorder},
@@ -53,6 +53,8 @@ pub fn save<B: AutodiffBackend>(
     // The weights and AdamW's two moments, all f32.
     let needed = model.num_params() as u64 * 4 * 3;
     artifact::ensure_free(run, needed, "a checkpoint")?;
+    // A run killed while saving left its checkpoint half-built under another step's name.
+    artifact::remove_dead_leftovers(&checkpoints_dir(run), Leftovers::All);
     let staging = Staging::new(&target)?;
     let written = (|| {
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
