@@ -1,19 +1,12 @@
 use crate::leftovers::{self, Leftovers};
 use anyhow::{Context, Result};
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::{fs, path::Path};
 
 /// Write `bytes` to `path` through a hidden `.NAME.partial-PID` beside it, so that `path` is
 /// never half-written; missing parent directories are created. A failed write removes its
 /// partial file; those of killed processes are removed by the next write of the same file.
 pub fn write_atomically(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let parent = leftovers::parent_dir(path)?;
     let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?.to_string_lossy();
     leftovers::remove_dead_leftovers(&parent, Leftovers::Of(&name));
     let temporary = parent.join(leftovers::partial_name(&name));

@@ -1,11 +1,34 @@
 //! The hidden leftovers of writes that a killed process never finished.
 
-use crate::ownership::is_interrupted_write;
-use std::{fs, path::Path};
+use anyhow::{Context, Result};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 /// The hidden name a write of `name` by this process goes under (`.NAME.partial-PID`).
 pub(crate) fn partial_name(name: &str) -> String {
     format!(".{name}.partial-{}", std::process::id())
+}
+
+/// The hidden name the output `name` is moved to while this process replaces it (`.NAME.old-PID`).
+pub(crate) fn old_name(name: &str) -> String {
+    format!(".{name}.old-{}", std::process::id())
+}
+
+/// Whether `name` is one of the two names above, of any output and process.
+pub(crate) fn is_interrupted_write(name: &str) -> bool {
+    name.starts_with('.') && (name.contains(".partial-") || name.contains(".old-"))
+}
+
+/// The directory `path` is written in (`.` for a bare name), created when missing.
+pub(crate) fn parent_dir(path: &Path) -> Result<PathBuf> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    Ok(parent)
 }
 
 /// Which leftovers to look at.

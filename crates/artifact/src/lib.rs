@@ -19,5 +19,5 @@ pub use file::write_atomically;
 pub use leftovers::{remove_dead_leftovers, Leftovers};
 pub use lock::OutputLock;
 pub use ownership::OutputDir;
-pub use space::{ensure_free, free_bytes};
+pub use space::ensure_free;
 pub use staging::Staging;

@@ -18,7 +18,6 @@ use std::{
 #[derive(Debug)]
 pub struct OutputLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl OutputLock {
@@ -55,11 +54,7 @@ impl OutputLock {
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
         write!(file, "{stage} (pid {})", std::process::id())?;
-        Ok(Self { _file: file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { _file: file })
     }
 }
 

@@ -1,5 +1,6 @@
 //! A stage replaces only what it wrote.
 
+use crate::leftovers::is_interrupted_write;
 use anyhow::{bail, Context, Result};
 use std::{fs, path::Path};
 
@@ -67,11 +68,6 @@ impl OutputDir {
         }
         Ok(())
     }
-}
-
-/// The hidden names [`crate::Staging`] and [`crate::write_atomically`] build under.
-pub(crate) fn is_interrupted_write(name: &str) -> bool {
-    name.starts_with('.') && (name.contains(".partial-") || name.contains(".old-"))
 }
 
 /// Up to three names, then how many more.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Bytes an unprivileged process may still write on the filesystem holding `path` (or its
 /// nearest existing ancestor); `None` where the platform does not say.
-pub fn free_bytes(path: &Path) -> Option<u64> {
+fn free_bytes(path: &Path) -> Option<u64> {
     let existing = path.ancestors().find(|p| p.exists() && !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     free_bytes_at(existing)
 }

@@ -17,16 +17,12 @@ pub struct Staging {
 
 impl Staging {
     pub fn new(target: &Path) -> Result<Self> {
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
         let name = target
             .file_name()
             .with_context(|| format!("output {} has no directory name", target.display()))?
             .to_string_lossy()
             .into_owned();
-        fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+        let parent = leftovers::parent_dir(target)?;
         // A killed run leaves its staging directory behind; it never looks like an output.
         leftovers::remove_dead_leftovers(&parent, Leftovers::Of(&name));
         let dir = parent.join(leftovers::partial_name(&name));
@@ -40,11 +36,9 @@ impl Staging {
 
     /// Replace `target` with the staged directory.
     pub fn commit(mut self) -> Result<()> {
-        let previous = self.dir.with_file_name(format!(
-            ".{}.old-{}",
-            self.target.file_name().expect("checked in new").to_string_lossy(),
-            std::process::id()
-        ));
+        let previous = self
+            .dir
+            .with_file_name(leftovers::old_name(&self.target.file_name().expect("checked in new").to_string_lossy()));
         let had_previous = self.target.exists();
         if had_previous {
             fs::rename(&self.target, &previous)
