@@ -55,12 +55,12 @@ test:
 bench: bench-prepare bench-generate
 
 bench-prepare:
-	bash scripts/bench-prepare.sh
+	bash scripts/bench/prepare.sh
 
 # Generation tokens/s on the CPU, gpt2 (124M) shapes, next to transformers' generate.
 bench-generate:
 	$(CARGO) bench -p sample --bench generate -- --no-cache
-	python3 scripts/bench_generate_baseline.py --device cpu --no-cache
+	python3 scripts/bench/generate_baseline.py --device cpu --no-cache
 
 clean:
 	rm -rf data/prepared data/runs data/samples data/bench

@@ -3,8 +3,8 @@
 of --seq tokens, --micro-batch rows per forward pass. Prints one JSON line per run:
 tokens/s, peak memory and model FLOPs utilisation (MFU).
 
-    python3 scripts/bench_train_baseline.py --model gpt2 --seq 1024 --micro-batch 4 --dtype bf16
-    python3 scripts/bench_train_baseline.py --matmul-peak     # the card's measured bf16 rate
+    python3 scripts/bench/train_baseline.py --model gpt2 --seq 1024 --micro-batch 4 --dtype bf16
+    python3 scripts/bench/train_baseline.py --matmul-peak     # the card's measured bf16 rate
 
 MFU counts 6N + 12·L·T·d FLOPs per token (N: parameters without the position embedding; the
 second term is attention's), over the card's measured dense bf16 matmul rate.

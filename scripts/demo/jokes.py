@@ -3,13 +3,13 @@ text) for the offline demo. Each joke comes from one of a few hand-written joke 
 in from hand-written word lists, so a small model can learn the shapes in a few minutes.
 Jokes are separated by blank lines (prepare's `text` format).
 
-    python3 scripts/make_demo_jokes.py
+    python3 scripts/demo/jokes.py
 """
 import itertools
 import pathlib
 import random
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "data/demo/jokes.txt"
+OUT = pathlib.Path(__file__).resolve().parents[2] / "data/demo/jokes.txt"
 
 # (thing, what it says about itself, the pun)
 OBJECTS = [

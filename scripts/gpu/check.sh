@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # One prepared GPU check, run on a machine with an NVIDIA GPU and Python's torch + transformers
-# (there is no Rust there). Stage everything here first with scripts/gpu-stage.sh, then run this
+# (there is no Rust there). Stage everything here first with scripts/gpu/stage.sh, then run this
 # script there with target/gpu carried along:
-#   scripts/gpu-check.sh train [ARGS]   the train stage: CUDA vs CPU steps, tokens/s, MFU and
+#   scripts/gpu/check.sh train [ARGS]   the train stage: CUDA vs CPU steps, tokens/s, MFU and
 #                                   peak memory at gpt2 / gpt2-medium shapes in f32 and bf16 next
 #                                   to PyTorch, and the longest gpt2-medium row that fits in 11 GB
-#                                   (ARGS go to scripts/gpu_train_check.py, e.g. --checks, --limit)
-#   scripts/gpu-check.sh generate   CUDA vs CPU logits on the tiny fixture; generation tokens/s
+#                                   (ARGS go to scripts/gpu/train_check.py, e.g. --checks, --limit)
+#   scripts/gpu/check.sh generate   CUDA vs CPU logits on the tiny fixture; generation tokens/s
 #                                   next to transformers' generate
 # Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda}
 out=${OUT:-$(mktemp -d)}
@@ -18,15 +18,15 @@ status=0
 case "${1:-train}" in
     train)
         shift
-        python3 scripts/gpu_train_check.py --bin target/gpu/train --data target/gpu/data --out "$out" \
+        python3 scripts/gpu/train_check.py --bin target/gpu/train --data target/gpu/data --out "$out" \
             --precisions f32,bf16 --pytorch gpt2:1024:4,gpt2-medium:1024:1 "$@" || status=$?
         ;;
     generate)
         timeout 300 target/gpu/cuda_check || status=$?
-        timeout 200 python3 scripts/bench_generate_baseline.py --device cuda || status=$?
+        timeout 200 python3 scripts/bench/generate_baseline.py --device cuda || status=$?
         ;;
     *)
-        echo "usage: scripts/gpu-check.sh [train|generate]"; exit 2
+        echo "usage: scripts/gpu/check.sh [train|generate]"; exit 2
         ;;
 esac
 exit $status

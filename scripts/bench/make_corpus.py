@@ -3,14 +3,14 @@
 Jokes come from ../shared/datasets (real joke text); each copy is numbered so that none is an
 exact duplicate and cleaning keeps them all.
 
-    python3 scripts/make_bench_corpus.py --mb 50 --out data/bench/reddit_jokes.json
+    python3 scripts/bench/make_corpus.py --mb 50 --out data/bench/reddit_jokes.json
 """
 import argparse
 import csv
 import json
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Build and stage in target/gpu what scripts/gpu-check.sh runs on the GPU machine (which has no
+# Build and stage in target/gpu what scripts/gpu/check.sh runs on the GPU machine (which has no
 # Rust): the stripped CUDA binaries and small prepared datasets.
-#   scripts/gpu-stage.sh train      target/gpu/train and target/gpu/data/{tiny,jokes-256,jokes-512,jokes-1024}
-#   scripts/gpu-stage.sh generate   target/gpu/cuda_check
+#   scripts/gpu/stage.sh train      target/gpu/train and target/gpu/data/{tiny,jokes-256,jokes-512,jokes-1024}
+#   scripts/gpu/stage.sh generate   target/gpu/cuda_check
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 target=${CARGO_TARGET_DIR:-target}
 mkdir -p target/gpu
 case "${1:-train}" in

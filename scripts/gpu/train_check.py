@@ -1,4 +1,4 @@
-"""The train stage on a GPU, next to PyTorch on the same card (run by scripts/gpu-check.sh).
+"""The train stage on a GPU, next to PyTorch on the same card (run by scripts/gpu/check.sh).
 
 Checks, chosen with --checks (comma-separated, in order):
   agree          CUDA vs CPU: six identical training steps of the tiny fixture model on both
@@ -21,7 +21,7 @@ and keeps compiled kernels in $OUT/kernel-cache: a shape named twice in --checks
 second run with a warm kernel cache saves.
 Results are printed as JSON lines and appended to $OUT/train.jsonl.
 
-    python3 scripts/gpu_train_check.py --bin target/gpu/train --data target/gpu/data --out "$OUT" \
+    python3 scripts/gpu/train_check.py --bin target/gpu/train --data target/gpu/data --out "$OUT" \
         --checks agree,gpt2:1024:4,gpt2-medium:1024:1 --pytorch gpt2:1024:4
 """
 import argparse
@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = ROOT / "crates/gpt2/tests/fixtures/tiny"
 SIZES = {"gpt2": (768, 12, 12), "gpt2-medium": (1024, 24, 16)}
 TRAIN_FLAGS: list[str] = []
@@ -221,7 +221,7 @@ def main() -> None:
             model, seq, micro, *only = check.split(":")
             seq, micro = int(seq), int(micro)
             if gpu and peak is None:
-                out = subprocess.run([sys.executable, str(ROOT / "scripts/bench_train_baseline.py"), "--matmul-peak"], capture_output=True, text=True)
+                out = subprocess.run([sys.executable, str(ROOT / "scripts/bench/train_baseline.py"), "--matmul-peak"], capture_output=True, text=True)
                 peak = json.loads(out.stdout)["bf16_matmul_tflops"] * 1e12 if out.returncode == 0 else None
                 report({"check": "card", "card": card, "bf16_matmul_tflops": peak and round(peak / 1e12, 1)})
             for precision in only or precisions:
@@ -244,7 +244,7 @@ def main() -> None:
             if gpu and shape in pytorch_shapes:
                 pytorch_shapes.remove(shape)  # once per shape
                 for dtype in ["bf16", "f32"] if model == "gpt2" else ["bf16"]:
-                    command = [sys.executable, str(ROOT / "scripts/bench_train_baseline.py"), "--model", model, "--seq", str(seq),
+                    command = [sys.executable, str(ROOT / "scripts/bench/train_baseline.py"), "--model", model, "--seq", str(seq),
                                "--micro-batch", str(micro), "--dtype", dtype, "--steps", "6"]
                     if peak:
                         command += ["--peak-flops", str(peak)]

@@ -2,7 +2,7 @@
 weights), batch 1 and 8, 256 new tokens, with the KV cache (and without, with --no-cache).
 Prints one line per run.
 
-    python3 scripts/bench_generate_baseline.py --device cuda
+    python3 scripts/bench/generate_baseline.py --device cuda
 """
 import argparse
 import time

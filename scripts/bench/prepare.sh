@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Prepare-stage throughput and peak memory on >= 50 MB of joke text, next to a Python baseline
 # (json + HF tokenizers encode_batch on all cores + packing) on the same file, in the same run.
-# Needs ../shared/datasets (real joke text) and `pip install tokenizers numpy`.
+# Needs ../shared/datasets (real joke text) and `pip install -r scripts/requirements.txt`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 MB=${MB:-50}
 corpus=data/bench/reddit_jokes.json
-[ -f "$corpus" ] || python3 scripts/make_bench_corpus.py --mb "$MB" --out "$corpus"
+[ -f "$corpus" ] || python3 scripts/bench/make_corpus.py --mb "$MB" --out "$corpus"
 cargo build --release --quiet -p prepare
 tokenizer=data/tokenizers/gpt2/tokenizer.json
 
@@ -16,7 +16,7 @@ measure() { # prints "seconds peak_kb" of a command
 }
 read -r rust_s rust_kb < <(measure ./target/release/prepare --source "$corpus" --tokenizer "$tokenizer" \
     --seq-len 1024 --out data/bench/prepared --force)
-read -r py_s py_kb < <(measure python3 scripts/bench_prepare_baseline.py --source "$corpus" \
+read -r py_s py_kb < <(measure python3 scripts/bench/prepare_baseline.py --source "$corpus" \
     --tokenizer "$tokenizer" --seq-len 1024)
 python3 - "$corpus" "$rust_s" "$rust_kb" "$py_s" "$py_kb" <<'PY'
 import json, sys

@@ -7,13 +7,13 @@ few hundred tokens learned from the demo jokes a step costs a small fraction of 
 demo can train a larger model for longer in less time. Being byte-level, it still encodes any
 text.
 
-    python3 scripts/make_demo_tokenizer.py          # needs `pip install tokenizers`
+    python3 scripts/demo/tokenizer.py          # needs `pip install -r scripts/requirements.txt`
 """
 import pathlib
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 JOKES = ROOT / "data/demo/jokes.txt"
 OUT = ROOT / "data/demo/tokenizer.json"
 VOCAB_SIZE = 512

@@ -3,7 +3,7 @@ or unexpected weights, and the fixture's logits (computed by transformers on the
 weights) within 1e-5.
 
     cargo run --release -p gpt2 --example save_fixture -- /tmp/saved
-    python3 scripts/check_transformers_load.py /tmp/saved
+    python3 scripts/checks/transformers_load.py /tmp/saved
 """
 import pathlib
 import sys
@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import GPT2LMHeadModel
 
-FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "crates/gpt2/tests/fixtures"
+FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "crates/gpt2/tests/fixtures"
 
 
 def main() -> None:
