@@ -1,6 +1,5 @@
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest, Sha256};
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Read, Write},
@@ -46,7 +45,7 @@ fn transport_failure(transport: ureq::Transport) -> Failure {
 /// URL, so two URLs ending in the same name do not collide.
 pub fn cache_name(url: &str) -> String {
     let last = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').find(|s| !s.is_empty()).unwrap_or("download");
-    let tag = &hex::encode(Sha256::digest(url.as_bytes()))[..8];
+    let tag = &artifact::sha256_bytes(url.as_bytes())[..8];
     format!("{tag}-{last}")
 }
 
@@ -178,9 +177,7 @@ fn copy_with_progress(reader: &mut impl Read, writer: &mut File, bar: &ProgressB
 }
 
 fn sha256_of(path: &Path) -> Result<String> {
-    let mut hasher = Sha256::new();
-    io::copy(&mut File::open(path).with_context(|| format!("opening {}", path.display()))?, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
+    artifact::sha256_file(path).with_context(|| format!("reading {}", path.display()))
 }
 
 #[cfg(test)]

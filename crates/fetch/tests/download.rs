@@ -1,7 +1,6 @@
 //! Downloads against a local HTTP server: resume, checksum, 404, refused connection.
 
 use fetch::{cache_name, Downloader};
-use sha2::{Digest, Sha256};
 use std::{
     io::{BufRead, BufReader, Write},
     net::{Shutdown, TcpListener},
@@ -72,7 +71,7 @@ fn serve(cut_first: usize) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    artifact::sha256_bytes(bytes)
 }
 
 #[test]

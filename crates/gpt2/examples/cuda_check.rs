@@ -1,6 +1,6 @@
 //! CUDA against the CPU path: single operations, every stage of the forward pass on the
 //! committed tiny fixture, then generation speed at the gpt2 (124M) shapes. Run by
-//! scripts/gpu-check.sh on a machine with a GPU:
+//! scripts/gpu/check.sh on a machine with a GPU:
 //! `cargo build --release -p gpt2 --features cuda --example cuda_check`.
 
 use burn::{

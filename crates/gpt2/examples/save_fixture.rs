@@ -1,5 +1,5 @@
 //! Load the committed tiny fixture and save it with `gpt2::hf::save` into the directory given
-//! as the only argument, for scripts/check_transformers_load.py to read with `transformers`.
+//! as the only argument, for scripts/checks/transformers_load.py to read with `transformers`.
 
 use burn::backend::NdArray;
 use gpt2::hf;

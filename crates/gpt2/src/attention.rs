@@ -1,4 +1,4 @@
-use crate::{Gpt2Backend, Gpt2Config, KvCache, Precision};
+use crate::{Gpt2Backend, Gpt2Config, LayerCache, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Linear},
     prelude::*,
@@ -37,13 +37,13 @@ impl<B: Backend> CausalSelfAttention<B> {
 
 impl<B: Gpt2Backend> CausalSelfAttention<B> {
     /// `x`: `[batch, time, n_embd]`; `mask`: `[batch, time, keys]`, `true` where a query must
-    /// not see a key. With a cache (and this block's layer index), the keys and values of
-    /// earlier positions come from it and this call's are appended to it.
+    /// not see a key. With this layer's cache, the keys and values of earlier positions come
+    /// from it and this call's are appended to it.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         mask: Tensor<B, 3, Bool>,
-        cache: Option<(&mut KvCache<B>, usize)>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [batch, time, n_embd] = x.dims();
         let head_dim = n_embd / self.n_head;
@@ -51,7 +51,7 @@ impl<B: Gpt2Backend> CausalSelfAttention<B> {
         let mut qkv = self.precision.linear(&self.c_attn, x).chunk(3, 2);
         let (v, k, q) = (heads(qkv.pop().unwrap()), heads(qkv.pop().unwrap()), heads(qkv.pop().unwrap()));
         let (k, v) = match cache {
-            Some((cache, layer)) => cache.extend(layer, k, v),
+            Some(cache) => cache.extend(k, v),
             None => (k, v),
         };
         let y = B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision);

@@ -5,11 +5,11 @@
 //! even a contiguous tensor) and makes a transposed operand contiguous element by element.
 //! Decoding multiplies a few rows by every weight, so a gpt2 decoding step spent ~1 s copying
 //! weights, 0.43 s of it transposing the 154 MB token embedding for the LM head, and attention
-//! copied the cached keys and values several times a step. The CPU backend here works on the
-//! arrays where they lie (the products with few rows in [`crate::few_rows`]). Other backends
-//! (CUDA, and autodiff for training) keep burn's own operations.
+//! copied the cached keys and values several times a step. The CPU backend here hands the
+//! arrays, where they lie, to the `kernels` crate. Other backends (CUDA, and autodiff for
+//! training) keep burn's own operations.
 
-use crate::{few_rows, Precision};
+use crate::Precision;
 use burn::{
     backend::{Autodiff, NdArray},
     nn::{Dropout, Linear},
@@ -20,10 +20,13 @@ use burn::{
     },
 };
 use burn_ndarray::NdArrayTensor;
-use ndarray::{
-    parallel::prelude::*, s, ArcArray, Array, Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewD, Axis,
-    Dimension, Ix1, Ix3, IxDyn, Slice,
-};
+use ndarray::{ArcArray, Array, ArrayView2, ArrayView4, ArrayViewD, Axis, Dimension, Ix1, Ix3, IxDyn, Slice};
+
+/// The CPU backend (ndarray), used for tests and as the fallback.
+pub type Cpu = NdArray<f32>;
+/// The CUDA backend.
+#[cfg(feature = "cuda")]
+pub type Gpu = burn::backend::Cuda<f32, i32>;
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
@@ -88,7 +91,7 @@ fn attention_with_burn<B: Backend>(
 impl<B: Backend> Gpt2Backend for Autodiff<B> {}
 
 #[cfg(feature = "cuda")]
-impl Gpt2Backend for crate::device::Gpu {}
+impl Gpt2Backend for Gpu {}
 
 /// burn's CPU backend: f32 products run on the arrays in place; other element types (which
 /// the model never makes) take burn's path.
@@ -102,7 +105,7 @@ impl Gpt2Backend for NdArray<f32> {
         };
         let rows = inputs.len() / d_in;
         let inputs = inputs.to_shape((rows, d_in)).expect("the input's last dimension is d_in");
-        let mut y = product(inputs.view(), matrix(weight));
+        let mut y = kernels::matmul(inputs.view(), matrix(weight));
         if let Some(bias) = &layer.bias {
             let bias = primitive(bias.val());
             y += &f32_view(&bias)
@@ -120,7 +123,7 @@ impl Gpt2Backend for NdArray<f32> {
         let (Some(inputs), Some(weights)) = (f32_view(&inputs), f32_view(&weights)) else {
             return x.matmul(weight.transpose());
         };
-        tensor(product(matrix(inputs), matrix(weights).reversed_axes()), [rows, n])
+        tensor(kernels::matmul(matrix(inputs), matrix(weights).reversed_axes()), [rows, n])
     }
 
     /// Each (row, head) pair on its own thread, on the arrays in place. Dropout does nothing
@@ -141,18 +144,16 @@ impl Gpt2Backend for NdArray<f32> {
             return attention_with_burn(q, k, v, mask, dropout, precision);
         };
         let hidden = hidden.view().into_dimensionality::<Ix3>().expect("a 3-D mask");
-        tensor(attend(four_d(queries), four_d(keys), four_d(values), hidden), [batch, time, heads * head_dim])
+        let y = kernels::masked_attention(four_d(queries), four_d(keys), four_d(values), hidden);
+        tensor(y, [batch, time, heads * head_dim])
     }
 
-    /// In place, in one pass over the elements (burn's takes six, each into a new array).
+    /// In place, in one pass over the elements.
     fn gelu_tanh<const D: usize>(x: Tensor<Self, D>) -> Tensor<Self, D> {
         match primitive(x) {
             NdArrayTensor::F32(storage) => {
                 let mut x = storage.into_shared().into_owned();
-                x.par_mapv_inplace(|x| {
-                    let inner = (x + x * x * x * 0.044715) * SQRT_2_OVER_PI;
-                    x * (inner.tanh() + 1.0) * 0.5
-                });
+                kernels::gelu_tanh_in_place(x.view_mut());
                 from_shared(x.into_shared())
             }
             other => gelu_approximate(from_primitive(other)),
@@ -171,139 +172,6 @@ impl Gpt2Backend for NdArray<f32> {
         }
     }
 }
-
-/// √(2/π), as burn's `gelu_approximate` has it.
-const SQRT_2_OVER_PI: f32 = (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
-
-/// [`Gpt2Backend::masked_attention`] on ndarray views; returns `[batch, time, heads, head_dim]`.
-fn attend(
-    q: ArrayView4<'_, f32>,
-    k: ArrayView4<'_, f32>,
-    v: ArrayView4<'_, f32>,
-    hidden: ArrayView3<'_, bool>,
-) -> Array4<f32> {
-    let (batch, heads, time, head_dim) = q.dim();
-    let scale = (head_dim as f32).sqrt();
-    let mut y = Array4::<f32>::zeros((batch, time, heads, head_dim));
-    y.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(row, mut y)| {
-        y.axis_iter_mut(Axis(1)).into_par_iter().enumerate().for_each(|(head, mut y)| {
-            let (q, k, v) =
-                (q.slice(s![row, head, .., ..]), k.slice(s![row, head, .., ..]), v.slice(s![row, head, .., ..]));
-            let mut weights = product_on_this_thread(q, k.t());
-            for (mut scores, hidden) in weights.rows_mut().into_iter().zip(hidden.slice(s![row, .., ..]).rows()) {
-                scores.zip_mut_with(&hidden, |score, &hidden| {
-                    *score = if hidden { f32::NEG_INFINITY } else { *score / scale }
-                });
-                let max = scores.fold(f32::NEG_INFINITY, |max, &score| max.max(score));
-                scores.mapv_inplace(|score| (score - max).exp());
-                let sum = scores.sum();
-                scores.mapv_inplace(|weight| weight / sum);
-            }
-            y.assign(&product_on_this_thread(weights.view(), v));
-        });
-    });
-    y
-}
-
-/// Products with at most this many rows go to the kernels of [`crate::few_rows`], which read
-/// the weight where it lies, at memory speed; from about 64 rows on matrixmultiply (ndarray's
-/// `dot`, which packs the weight first) is the faster (2-core x86-64, see BENCHMARKS.md).
-const FEW_ROWS: usize = 32;
-
-/// The few-row kernels run on one thread, so the weight is shared out among threads in blocks
-/// of this many rows: contiguous in memory, and within the 2nd-level cache. A fixed size, not
-/// one per thread, so that the numbers do not depend on how many threads there are.
-const BLOCK: usize = 128;
-
-/// `lhs · rhs` for views of any strides (a transposed weight included), copying neither.
-fn product(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Array2<f32> {
-    let ((m, k), (rhs_rows, n)) = (lhs.dim(), rhs.dim());
-    assert_eq!(k, rhs_rows, "matrix product of [{m}, {k}] and [{rhs_rows}, {n}]");
-    let Some(weight) = few_row_weight(lhs, rhs) else {
-        return lhs.dot(&rhs);
-    };
-    let lhs = lhs.as_standard_layout();
-    let lhs = lhs.view();
-    if weight == Weight::Transposed {
-        // A transposed weight: blocks of its rows (our columns), each its own outputs.
-        let mut out = Array2::<f32>::zeros((m, n));
-        out.axis_chunks_iter_mut(Axis(1), BLOCK)
-            .into_par_iter()
-            .zip(rhs.reversed_axes().axis_chunks_iter(Axis(0), BLOCK))
-            .for_each(|(out, weight)| {
-                touch(weight, m);
-                few_rows::times_transposed_weight(lhs, weight, out);
-            });
-        out
-    } else {
-        // Blocks of the weight's rows, each a partial sum, added up in order.
-        let partials: Vec<Array2<f32>> = lhs
-            .axis_chunks_iter(Axis(1), BLOCK)
-            .into_par_iter()
-            .zip(rhs.axis_chunks_iter(Axis(0), BLOCK))
-            .map(|(lhs, weight)| {
-                let mut partial = Array2::<f32>::zeros((m, n));
-                touch(weight, m);
-                few_rows::times_weight(lhs, weight, partial.view_mut());
-                partial
-            })
-            .collect();
-        partials.into_iter().reduce(|sum, partial| sum + partial).unwrap_or_else(|| Array2::zeros((m, n)))
-    }
-}
-
-/// `lhs · rhs` on the calling thread, for products too small to share out (attention's, per
-/// row and head).
-fn product_on_this_thread(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Array2<f32> {
-    let lhs_rows_contiguous = lhs.ncols() <= 1 || lhs.strides()[1] == 1;
-    let weight = few_row_weight(lhs, rhs).filter(|_| lhs_rows_contiguous);
-    let mut out = Array2::<f32>::zeros((lhs.nrows(), rhs.ncols()));
-    match weight {
-        Some(Weight::Transposed) => few_rows::times_transposed_weight(lhs, rhs.reversed_axes(), out.view_mut()),
-        Some(Weight::Rows) => few_rows::times_weight(lhs, rhs, out.view_mut()),
-        None => return lhs.dot(&rhs),
-    }
-    out
-}
-
-/// How the right-hand side of a product lies for the few-row kernels.
-#[derive(Clone, Copy, PartialEq)]
-enum Weight {
-    /// Rows contiguous: `x · W`.
-    Rows,
-    /// Columns contiguous: `x · Wᵀ` for a `W` with contiguous rows (the LM head).
-    Transposed,
-}
-
-/// The few-row kernels' view of `rhs`, or `None` where they do not apply: `lhs` has more than
-/// [`FEW_ROWS`] rows, or `rhs` has neither its rows nor its columns contiguous.
-fn few_row_weight(lhs: ArrayView2<'_, f32>, rhs: ArrayView2<'_, f32>) -> Option<Weight> {
-    match rhs.strides() {
-        _ if lhs.nrows() > FEW_ROWS => None,
-        [1, _] => Some(Weight::Transposed),
-        [_, 1] => Some(Weight::Rows),
-        _ => None,
-    }
-}
-
-/// For products of several rows, reads one float of every cache line of `block` (a contiguous
-/// block of a weight) front to back first, so that the kernels, which read it in column tiles,
-/// find it in the cache: the memory prefetcher follows a stream front to back, not the tiles.
-/// For one row the kernels are the faster alone.
-fn touch(block: ArrayView2<'_, f32>, rows: usize) {
-    if rows < TOUCH_FROM_ROWS {
-        return;
-    }
-    let mut sum = 0.0f32;
-    for row in block.rows() {
-        for value in row.iter().step_by(16) {
-            sum += value;
-        }
-    }
-    std::hint::black_box(sum);
-}
-
-const TOUCH_FROM_ROWS: usize = 2;
 
 fn primitive<const D: usize>(tensor: Tensor<NdArray<f32>, D>) -> NdArrayTensor {
     tensor.into_primitive().tensor()
@@ -341,7 +209,6 @@ fn from_primitive<const D: usize>(tensor: NdArrayTensor) -> Tensor<NdArray<f32>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::Cpu;
     use burn::{nn::LinearConfig, tensor::Distribution};
 
     fn random<const D: usize>(dims: [usize; D]) -> Tensor<Cpu, D> {

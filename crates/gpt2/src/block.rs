@@ -1,4 +1,4 @@
-use crate::{attention::CausalSelfAttention, mlp::Mlp, Gpt2Backend, Gpt2Config, KvCache};
+use crate::{attention::CausalSelfAttention, mlp::Mlp, Gpt2Backend, Gpt2Config, LayerCache};
 use burn::{
     module::{Module, Param},
     nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig},
@@ -19,7 +19,7 @@ impl<B: Gpt2Backend> Block<B> {
         &self,
         x: Tensor<B, 3>,
         mask: Tensor<B, 3, Bool>,
-        cache: Option<(&mut KvCache<B>, usize)>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))

@@ -18,40 +18,8 @@ use std::{
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// `GPT2LMHeadModel` puts the body's tensors under this prefix; older files have none.
 const PREFIX: &str = "transformer.";
-
-/// Load a model directory, or a Hub id through the cache shared with the Hub's own clients.
-/// Returns the directory the files were read from (where `tokenizer.json` may sit too).
-pub fn load<B: Backend>(spec: &str, device: &B::Device) -> Result<(Gpt2Config, Gpt2<B>, PathBuf)> {
-    let dir = resolve_dir(spec)?;
-    let (config, model) = load_dir(&dir, device)?;
-    Ok((config, model, dir))
-}
-
-/// The local directory of a model directory or Hub id, downloading a Hub model's files into
-/// the Hub cache when they are not there yet.
-pub fn resolve_dir(spec: &str) -> Result<PathBuf> {
-    let path = Path::new(spec);
-    if path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    if path.exists() || !fetch::looks_like_hub_id(spec) {
-        bail!("model {spec}: no such directory (give a model directory or a Hugging Face Hub id)");
-    }
-    let config = fetch::hub_file(spec, CONFIG_FILE)?;
-    if let Err(weights_error) = fetch::hub_file(spec, WEIGHTS_FILE) {
-        // Large models come sharded; when there is no index either, the single file is
-        // what to tell the user about.
-        let Ok(index) = fetch::hub_file(spec, WEIGHTS_INDEX_FILE) else { return Err(weights_error) };
-        for shard in shard_files(&index)? {
-            fetch::hub_file(spec, &shard)?;
-        }
-    }
-    fetch::hub_file(spec, TOKENIZER_FILE).ok();
-    Ok(config.parent().expect("a file in a snapshot directory").to_path_buf())
-}
 
 /// `sha256:<hash>` of a model directory's weights (the single file, or the shard index with
 /// every shard's hash), naming exactly the weights later stages start from.
@@ -186,14 +154,15 @@ pub fn save<B: Backend>(model: &Gpt2<B>, config: &Gpt2Config, dir: &Path, tokeni
     let weights = safetensors::serialize(views, Some(metadata))?;
     artifact::write_atomically(&dir.join(WEIGHTS_FILE), &weights)?;
     artifact::write_atomically(&dir.join(CONFIG_FILE), serde_json::to_string_pretty(&config.to_hf_json())?.as_bytes())?;
-    if let Some(tokenizer) = tokenizer {
-        let bytes = fs::read(tokenizer).with_context(|| format!("reading {}", tokenizer.display()))?;
-        artifact::write_atomically(&dir.join(TOKENIZER_FILE), &bytes)?;
+    if let Some(tokenizer_file) = tokenizer {
+        let bytes = fs::read(tokenizer_file).with_context(|| format!("reading {}", tokenizer_file.display()))?;
+        artifact::write_atomically(&dir.join(tokenizer::FILE_NAME), &bytes)?;
     }
     Ok(())
 }
 
-fn shard_files(index: &Path) -> Result<Vec<String>> {
+/// The shard files a `model.safetensors.index.json` lists, each once.
+pub fn shard_files(index: &Path) -> Result<Vec<String>> {
     let text = fs::read_to_string(index).with_context(|| format!("reading {}", index.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", index.display()))?;
     let map = value["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no weight_map", index.display()))?;

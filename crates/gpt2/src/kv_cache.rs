@@ -1,48 +1,58 @@
 use crate::Gpt2Backend;
 use burn::prelude::*;
 
-/// Keys and values of every position decoded so far, per layer.
-///
-/// Each layer keeps them in buffers `[batch, heads, capacity, head_dim]` with room to spare, and
-/// a decoding step writes its position in place: appending with `cat` would copy the whole
-/// history of every layer at every step. The capacity doubles when it runs out. Attention reads
-/// the history through [`Gpt2Backend::first_positions`] (on the CPU, a view of the buffer).
+/// Keys and values of every position decoded so far: one [`LayerCache`] per layer, each
+/// handed to its own layer (as llama-burn does), so no layer depends on another's call.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
-    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    layers: Vec<LayerCache<B>>,
+}
+
+/// One layer's keys and values, in buffers `[batch, heads, capacity, head_dim]` with room to
+/// spare: a decoding step writes its positions in place, where appending with `cat` would copy
+/// the whole history at every step. The capacity doubles when it runs out. Attention reads the
+/// history through [`Gpt2Backend::first_positions`] (on the CPU, a view of the buffer).
+#[derive(Debug, Clone)]
+pub struct LayerCache<B: Backend> {
+    buffers: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
     len: usize,
 }
 
 impl<B: Backend> KvCache<B> {
     pub fn new(n_layer: usize) -> Self {
-        Self { layers: vec![None; n_layer], len: 0 }
+        Self { layers: vec![LayerCache { buffers: None, len: 0 }; n_layer] }
     }
 
     /// Positions already cached (the next token's position).
     pub fn len(&self) -> usize {
-        self.len
+        self.layers.first().map_or(0, |layer| layer.len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Keep only the rows in `rows` (in that order), e.g. the samples still being generated.
     pub fn select_rows(&mut self, rows: Tensor<B, 1, Int>) {
-        for (k, v) in self.layers.iter_mut().flatten() {
+        for (k, v) in self.layers.iter_mut().filter_map(|layer| layer.buffers.as_mut()) {
             *k = k.clone().select(0, rows.clone());
             *v = v.clone().select(0, rows.clone());
         }
     }
+
+    /// Each layer's slot, first layer first.
+    pub(crate) fn layers_mut(&mut self) -> impl Iterator<Item = &mut LayerCache<B>> {
+        self.layers.iter_mut()
+    }
 }
 
-impl<B: Gpt2Backend> KvCache<B> {
-    /// Append this step's keys and values `[batch, heads, time, head_dim]` for `layer`; returns
-    /// the whole history. The last layer's call completes the step.
-    pub(crate) fn extend(&mut self, layer: usize, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+impl<B: Gpt2Backend> LayerCache<B> {
+    /// Append this step's keys and values `[batch, heads, time, head_dim]`; returns the whole
+    /// history.
+    pub(crate) fn extend(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [batch, heads, time, head_dim] = k.dims();
         let (start, end) = (self.len, self.len + time);
-        let (keys, values) = match self.layers[layer].take() {
+        let (keys, values) = match self.buffers.take() {
             Some((keys, values)) if keys.dims()[2] >= end => (keys, values),
             Some((keys, values)) => (grow(keys, end), grow(values, end)),
             None => {
@@ -52,10 +62,8 @@ impl<B: Gpt2Backend> KvCache<B> {
         };
         let new = [0..batch, 0..heads, start..end, 0..head_dim];
         let (keys, values) = (keys.slice_assign(new.clone(), k), values.slice_assign(new, v));
-        self.layers[layer] = Some((keys.clone(), values.clone()));
-        if layer + 1 == self.layers.len() {
-            self.len = end;
-        }
+        self.buffers = Some((keys.clone(), values.clone()));
+        self.len = end;
         (B::first_positions(keys, end), B::first_positions(values, end))
     }
 }

@@ -6,16 +6,14 @@
 //! - [`KvCache`]: incremental decoding with the same logits as a full forward pass.
 //! - [`next_token_loss`]: masked next-token cross-entropy, token mean.
 //! - [`Precision`]: f32, or bf16 matrix products with f32 weights (mixed precision).
-//! - [`Gpt2Backend`]: the backends it runs on (CPU, CUDA, autodiff over either).
+//! - [`Gpt2Backend`]: the backends it runs on ([`Cpu`], CUDA, autodiff over either).
 //! - [`hf`]: load and save the Hugging Face layout (`config.json`, `model.safetensors`).
 
 mod attention;
 mod backend;
 mod block;
 mod config;
-pub mod device;
 mod documents;
-mod few_rows;
 pub mod hf;
 mod kv_cache;
 mod loss;
@@ -24,11 +22,13 @@ mod model;
 mod precision;
 
 pub use attention::CausalSelfAttention;
-pub use backend::Gpt2Backend;
+#[cfg(feature = "cuda")]
+pub use backend::Gpu;
+pub use backend::{Cpu, Gpt2Backend};
 pub use block::Block;
 pub use config::Gpt2Config;
 pub use documents::Documents;
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, LayerCache};
 pub use loss::next_token_loss;
 pub use mlp::Mlp;
 pub use model::{causal_mask, Gpt2};

@@ -48,14 +48,16 @@ impl<B: Gpt2Backend> Gpt2<B> {
         tokens: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,
         mask: Tensor<B, 3, Bool>,
-        mut cache: Option<&mut KvCache<B>>,
+        cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let keys = mask.dims()[2];
         let n_positions = self.wpe.weight.dims()[0];
         assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
         let mut x = self.drop.forward(self.wte.forward(tokens) + self.wpe.forward(positions));
-        for (layer, block) in self.h.iter().enumerate() {
-            x = block.forward(x, mask.clone(), cache.as_deref_mut().map(|c| (c, layer)));
+        let mut layer_caches = cache.map(|cache| cache.layers_mut());
+        for block in &self.h {
+            let layer_cache = layer_caches.as_mut().map(|layers| layers.next().expect("a cache slot per layer"));
+            x = block.forward(x, mask.clone(), layer_cache);
         }
         let x = self.ln_f.forward(x);
         // The LM head is the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA

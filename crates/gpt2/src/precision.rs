@@ -75,7 +75,7 @@ impl fmt::Display for Precision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{device::Cpu, Gpt2Config};
+    use crate::{Cpu, Gpt2Config};
     use burn::{backend::Autodiff, module::AutodiffModule};
 
     #[test]

@@ -1,4 +1,4 @@
-//! The model against `transformers` on the fixtures of scripts/make_gpt2_fixture.py: logits,
+//! The model against `transformers` on the fixtures of scripts/fixtures/gpt2_model.py: logits,
 //! loss, KV-cache decoding, greedy generation, and every checkpoint variant.
 
 use burn::{backend::NdArray, prelude::*};

@@ -19,12 +19,14 @@
 //! or portable code the compiler vectorises for any target.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
+use std::marker::PhantomData;
 
 /// `out = x · w` for `x` `[m, k]` and `w` `[k, n]`, each with contiguous rows.
 pub fn times_weight(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, out: ArrayViewMut2<'_, f32>) {
     let product = Product::new(x, w, out, Layout::Rows);
-    // SAFETY: `Product::new` checked that the three arrays have contiguous rows and the shapes
-    // of the product; the views outlive the call and `out` is borrowed mutably.
+    // SAFETY: `widest` picks a set this processor has; `Product::new` checked that the three
+    // arrays have contiguous rows and the shapes of the product, and `product` borrows them
+    // (`out` mutably) for as long as it lives.
     unsafe { InstructionSet::widest().run(&product) }
 }
 
@@ -44,9 +46,11 @@ enum Layout {
     Transposed,
 }
 
-/// The operands of `out[m, n] = x[m, k] · W` as pointers and row strides (in elements).
+/// The operands of `out[m, n] = x[m, k] · W` as pointers and row strides (in elements). It
+/// borrows the arrays the pointers address for `'a`, `out` mutably, so none can be freed or
+/// read elsewhere while a kernel runs on them.
 #[derive(Clone, Copy)]
-struct Product {
+struct Product<'a> {
     layout: Layout,
     x: *const f32,
     x_row: usize,
@@ -57,10 +61,11 @@ struct Product {
     m: usize,
     k: usize,
     n: usize,
+    borrows: PhantomData<(&'a [f32], &'a mut [f32])>,
 }
 
-impl Product {
-    fn new(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>, layout: Layout) -> Self {
+impl<'a> Product<'a> {
+    fn new(x: ArrayView2<'a, f32>, w: ArrayView2<'a, f32>, mut out: ArrayViewMut2<'a, f32>, layout: Layout) -> Self {
         let (m, k) = x.dim();
         let (w_k, n) = match layout {
             Layout::Rows => w.dim(),
@@ -73,12 +78,17 @@ impl Product {
             row_stride("W", w.dim(), w.strides()),
             row_stride("out", (m, n), out.strides()),
         );
-        Self { layout, x: x.as_ptr(), x_row, w: w.as_ptr(), w_row, out: out.as_mut_ptr(), out_row, m, k, n }
+        let (x, w, out) = (x.as_ptr(), w.as_ptr(), out.as_mut_ptr());
+        Self { layout, x, x_row, w, w_row, out, out_row, m, k, n, borrows: PhantomData }
     }
 
     /// The same product for `count` rows of `x` and `out`, from row `start` on.
+    ///
+    /// SAFETY: `start + count <= self.m`.
     unsafe fn rows(self, start: usize, count: usize) -> Self {
-        Self { x: self.x.add(start * self.x_row), out: self.out.add(start * self.out_row), m: count, ..self }
+        // SAFETY: rows `start..start + count` lie within both arrays, by the caller's promise.
+        let (x, out) = unsafe { (self.x.add(start * self.x_row), self.out.add(start * self.out_row)) };
+        Self { x, out, m: count, ..self }
     }
 }
 
@@ -118,18 +128,24 @@ impl InstructionSet {
 
     /// SAFETY: this processor has the instruction set; the pointers and strides of `product`
     /// address valid arrays of its shapes, and nothing else accesses `out`.
-    unsafe fn run(self, product: &Product) {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Self::Avx512 => x86::with_avx512(product),
-            #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => x86::with_avx2(product),
-            _ => in_groups::<Portable>(product),
+    unsafe fn run(self, product: &Product<'_>) {
+        // SAFETY: the caller's promises are those of each set's kernels.
+        unsafe {
+            match self {
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx512 => x86::with_avx512(product),
+                #[cfg(target_arch = "x86_64")]
+                Self::Avx2 => x86::with_avx2(product),
+                _ => in_groups::<Portable>(product),
+            }
         }
     }
 }
 
 /// A SIMD vector of `WIDTH` f32 lanes.
+///
+/// SAFETY, for every method: the processor has the type's instruction set; `load` and `store`
+/// address `WIDTH` valid floats.
 trait Lanes: Copy {
     const WIDTH: usize;
     /// How many vector registers hold accumulators, leaving the rest for the weight's vectors.
@@ -148,22 +164,25 @@ trait Lanes: Copy {
 /// leave two vectors of accumulators a row.
 #[inline(always)]
 unsafe fn in_groups<L: Lanes>(product: &Product) {
-    let mut start = 0;
-    while start < product.m {
-        let count = (product.m - start).min(L::ACCUMULATORS / 2);
-        let group = product.rows(start, count);
-        match count {
-            1 => group_product::<L, 1>(&group),
-            2 => group_product::<L, 2>(&group),
-            3 => group_product::<L, 3>(&group),
-            4 => group_product::<L, 4>(&group),
-            5 => group_product::<L, 5>(&group),
-            6 => group_product::<L, 6>(&group),
-            7 => group_product::<L, 7>(&group),
-            8 => group_product::<L, 8>(&group),
-            _ => unreachable!("groups of at most 8 rows"),
+    // SAFETY: the caller's promises, as `InstructionSet::run` states them.
+    unsafe {
+        let mut start = 0;
+        while start < product.m {
+            let count = (product.m - start).min(L::ACCUMULATORS / 2);
+            let group = product.rows(start, count);
+            match count {
+                1 => group_product::<L, 1>(&group),
+                2 => group_product::<L, 2>(&group),
+                3 => group_product::<L, 3>(&group),
+                4 => group_product::<L, 4>(&group),
+                5 => group_product::<L, 5>(&group),
+                6 => group_product::<L, 6>(&group),
+                7 => group_product::<L, 7>(&group),
+                8 => group_product::<L, 8>(&group),
+                _ => unreachable!("groups of at most 8 rows"),
+            }
+            start += count;
         }
-        start += count;
     }
 }
 
@@ -176,26 +195,29 @@ const TILE_BYTES: usize = 128;
 /// vector, then single columns (`Rows`) or single weight rows (`Transposed`) at the edge.
 #[inline(always)]
 unsafe fn group_product<L: Lanes, const M: usize>(p: &Product) {
-    let mut j = 0;
-    match p.layout {
-        Layout::Rows => {
-            let vectors = (L::ACCUMULATORS / M).min(TILE_BYTES / size_of::<f32>() / L::WIDTH);
-            j = match vectors {
-                v if v >= 4 => column_tiles::<L, M, 4>(p, j),
-                2 | 3 => column_tiles::<L, M, 2>(p, j),
-                _ => j,
-            };
-            j = column_tiles::<L, M, 1>(p, j);
-            column_tiles::<Scalar, M, 1>(p, j);
-        }
-        Layout::Transposed => {
-            // Two weight rows at a time keep the loads of `x` shared, with 2 × M accumulators.
-            while j + 2 <= p.n {
-                dot_tile::<L, M, 2>(p, j);
-                j += 2;
+    // SAFETY: the caller's promises, as `InstructionSet::run` states them.
+    unsafe {
+        let mut j = 0;
+        match p.layout {
+            Layout::Rows => {
+                let vectors = (L::ACCUMULATORS / M).min(TILE_BYTES / size_of::<f32>() / L::WIDTH);
+                j = match vectors {
+                    v if v >= 4 => column_tiles::<L, M, 4>(p, j),
+                    2 | 3 => column_tiles::<L, M, 2>(p, j),
+                    _ => j,
+                };
+                j = column_tiles::<L, M, 1>(p, j);
+                column_tiles::<Scalar, M, 1>(p, j);
             }
-            if j < p.n {
-                dot_tile::<L, M, 1>(p, j);
+            Layout::Transposed => {
+                // Two weight rows at a time keep the loads of `x` shared, with 2 × M accumulators.
+                while j + 2 <= p.n {
+                    dot_tile::<L, M, 2>(p, j);
+                    j += 2;
+                }
+                if j < p.n {
+                    dot_tile::<L, M, 1>(p, j);
+                }
             }
         }
     }
@@ -204,33 +226,39 @@ unsafe fn group_product<L: Lanes, const M: usize>(p: &Product) {
 /// Tiles of `V` vectors from column `j` on, as many as fit; returns where they stop.
 #[inline(always)]
 unsafe fn column_tiles<L: Lanes, const M: usize, const V: usize>(p: &Product, mut j: usize) -> usize {
-    while j + V * L::WIDTH <= p.n {
-        column_tile::<L, M, V>(p, j);
-        j += V * L::WIDTH;
+    // SAFETY: the caller's promises, as `InstructionSet::run` states them.
+    unsafe {
+        while j + V * L::WIDTH <= p.n {
+            column_tile::<L, M, V>(p, j);
+            j += V * L::WIDTH;
+        }
+        j
     }
-    j
 }
 
 /// `out[.., j..j + V·WIDTH] = x · W[.., j..j + V·WIDTH]` (`W` `[k, n]`).
 #[inline(always)]
 unsafe fn column_tile<L: Lanes, const M: usize, const V: usize>(p: &Product, j: usize) {
-    let mut acc = [[L::zero(); V]; M];
-    for i in 0..p.k {
-        let w_row = p.w.add(i * p.w_row + j);
-        let mut w = [L::zero(); V];
-        for (v, w) in w.iter_mut().enumerate() {
-            *w = L::load(w_row.add(v * L::WIDTH));
-        }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let x = L::splat(*p.x.add(r * p.x_row + i));
-            for v in 0..V {
-                acc[v] = x.mul_add(w[v], acc[v]);
+    // SAFETY: the caller's promises, as `InstructionSet::run` states them.
+    unsafe {
+        let mut acc = [[L::zero(); V]; M];
+        for i in 0..p.k {
+            let w_row = p.w.add(i * p.w_row + j);
+            let mut w = [L::zero(); V];
+            for (v, w) in w.iter_mut().enumerate() {
+                *w = L::load(w_row.add(v * L::WIDTH));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = L::splat(*p.x.add(r * p.x_row + i));
+                for v in 0..V {
+                    acc[v] = x.mul_add(w[v], acc[v]);
+                }
             }
         }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        for (v, acc) in acc.iter().enumerate() {
-            acc.store(p.out.add(r * p.out_row + j + v * L::WIDTH));
+        for (r, acc) in acc.iter().enumerate() {
+            for (v, acc) in acc.iter().enumerate() {
+                acc.store(p.out.add(r * p.out_row + j + v * L::WIDTH));
+            }
         }
     }
 }
@@ -239,26 +267,29 @@ unsafe fn column_tile<L: Lanes, const M: usize, const V: usize>(p: &Product, j: 
 /// last `k mod WIDTH` terms one at a time.
 #[inline(always)]
 unsafe fn dot_tile<L: Lanes, const M: usize, const J: usize>(p: &Product, j: usize) {
-    let mut acc = [[L::zero(); J]; M];
-    let whole = p.k - p.k % L::WIDTH;
-    let w_row = |jj: usize| p.w.add((j + jj) * p.w_row);
-    let x_row = |r: usize| p.x.add(r * p.x_row);
-    for i in (0..whole).step_by(L::WIDTH) {
-        let mut w = [L::zero(); J];
-        for (jj, w) in w.iter_mut().enumerate() {
-            *w = L::load(w_row(jj).add(i));
-        }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let x = L::load(x_row(r).add(i));
-            for jj in 0..J {
-                acc[jj] = x.mul_add(w[jj], acc[jj]);
+    // SAFETY: the caller's promises, as `InstructionSet::run` states them.
+    unsafe {
+        let mut acc = [[L::zero(); J]; M];
+        let whole = p.k - p.k % L::WIDTH;
+        let w_row = |jj: usize| p.w.add((j + jj) * p.w_row);
+        let x_row = |r: usize| p.x.add(r * p.x_row);
+        for i in (0..whole).step_by(L::WIDTH) {
+            let mut w = [L::zero(); J];
+            for (jj, w) in w.iter_mut().enumerate() {
+                *w = L::load(w_row(jj).add(i));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = L::load(x_row(r).add(i));
+                for jj in 0..J {
+                    acc[jj] = x.mul_add(w[jj], acc[jj]);
+                }
             }
         }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        for (jj, acc) in acc.iter().enumerate() {
-            let tail = (whole..p.k).fold(0.0, |sum, i| sum + *x_row(r).add(i) * *w_row(jj).add(i));
-            *p.out.add(r * p.out_row + j + jj) = acc.sum() + tail;
+        for (r, acc) in acc.iter().enumerate() {
+            for (jj, acc) in acc.iter().enumerate() {
+                let tail = (whole..p.k).fold(0.0, |sum, i| sum + *x_row(r).add(i) * *w_row(jj).add(i));
+                *p.out.add(r * p.out_row + j + jj) = acc.sum() + tail;
+            }
         }
     }
 }
@@ -277,7 +308,7 @@ impl Lanes for Scalar {
     }
     #[inline(always)]
     unsafe fn load(from: *const f32) -> Self {
-        Self(*from)
+        unsafe { Self(*from) }
     }
     #[inline(always)]
     unsafe fn splat(value: f32) -> Self {
@@ -289,7 +320,7 @@ impl Lanes for Scalar {
     }
     #[inline(always)]
     unsafe fn store(self, to: *mut f32) {
-        *to = self.0
+        unsafe { *to = self.0 }
     }
     #[inline(always)]
     unsafe fn sum(self) -> f32 {
@@ -310,7 +341,7 @@ impl Lanes for Portable {
     }
     #[inline(always)]
     unsafe fn load(from: *const f32) -> Self {
-        Self(std::ptr::read_unaligned(from.cast()))
+        unsafe { Self(std::ptr::read_unaligned(from.cast())) }
     }
     #[inline(always)]
     unsafe fn splat(value: f32) -> Self {
@@ -322,7 +353,7 @@ impl Lanes for Portable {
     }
     #[inline(always)]
     unsafe fn store(self, to: *mut f32) {
-        std::ptr::write_unaligned(to.cast(), self.0)
+        unsafe { std::ptr::write_unaligned(to.cast(), self.0) }
     }
     #[inline(always)]
     unsafe fn sum(self) -> f32 {
@@ -337,12 +368,14 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn with_avx512(product: &Product) {
-        in_groups::<Avx512>(product)
+        // SAFETY: the caller's promises; this function enables the set `Avx512` uses.
+        unsafe { in_groups::<Avx512>(product) }
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn with_avx2(product: &Product) {
-        in_groups::<Avx2>(product)
+        // SAFETY: the caller's promises; this function enables the set `Avx2` uses.
+        unsafe { in_groups::<Avx2>(product) }
     }
 
     #[derive(Clone, Copy)]
@@ -354,27 +387,27 @@ mod x86 {
         const ACCUMULATORS: usize = 16;
         #[inline(always)]
         unsafe fn zero() -> Self {
-            Self(_mm512_setzero_ps())
+            unsafe { Self(_mm512_setzero_ps()) }
         }
         #[inline(always)]
         unsafe fn load(from: *const f32) -> Self {
-            Self(_mm512_loadu_ps(from))
+            unsafe { Self(_mm512_loadu_ps(from)) }
         }
         #[inline(always)]
         unsafe fn splat(value: f32) -> Self {
-            Self(_mm512_set1_ps(value))
+            unsafe { Self(_mm512_set1_ps(value)) }
         }
         #[inline(always)]
         unsafe fn mul_add(self, other: Self, acc: Self) -> Self {
-            Self(_mm512_fmadd_ps(self.0, other.0, acc.0))
+            unsafe { Self(_mm512_fmadd_ps(self.0, other.0, acc.0)) }
         }
         #[inline(always)]
         unsafe fn store(self, to: *mut f32) {
-            _mm512_storeu_ps(to, self.0)
+            unsafe { _mm512_storeu_ps(to, self.0) }
         }
         #[inline(always)]
         unsafe fn sum(self) -> f32 {
-            _mm512_reduce_add_ps(self.0)
+            unsafe { _mm512_reduce_add_ps(self.0) }
         }
     }
 
@@ -387,29 +420,31 @@ mod x86 {
         const ACCUMULATORS: usize = 8;
         #[inline(always)]
         unsafe fn zero() -> Self {
-            Self(_mm256_setzero_ps())
+            unsafe { Self(_mm256_setzero_ps()) }
         }
         #[inline(always)]
         unsafe fn load(from: *const f32) -> Self {
-            Self(_mm256_loadu_ps(from))
+            unsafe { Self(_mm256_loadu_ps(from)) }
         }
         #[inline(always)]
         unsafe fn splat(value: f32) -> Self {
-            Self(_mm256_set1_ps(value))
+            unsafe { Self(_mm256_set1_ps(value)) }
         }
         #[inline(always)]
         unsafe fn mul_add(self, other: Self, acc: Self) -> Self {
-            Self(_mm256_fmadd_ps(self.0, other.0, acc.0))
+            unsafe { Self(_mm256_fmadd_ps(self.0, other.0, acc.0)) }
         }
         #[inline(always)]
         unsafe fn store(self, to: *mut f32) {
-            _mm256_storeu_ps(to, self.0)
+            unsafe { _mm256_storeu_ps(to, self.0) }
         }
         #[inline(always)]
         unsafe fn sum(self) -> f32 {
-            let halves = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
-            let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
-            _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)))
+            unsafe {
+                let halves = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+                let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+                _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)))
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ fn is_prepared_file(name: &str) -> bool {
     let is_shard = |split: &str| {
         name.strip_prefix(split).and_then(|rest| rest.strip_prefix('-')).is_some_and(|rest| rest.ends_with(".shard"))
     };
-    name == shards::MANIFEST_FILE || name == shards::TOKENIZER_FILE || SPLITS.iter().any(|split| is_shard(split))
+    name == shards::MANIFEST_FILE || name == tokenizer::FILE_NAME || SPLITS.iter().any(|split| is_shard(split))
 }
 
 pub fn run(args: &PrepareArgs) -> Result<Outcome> {
@@ -53,7 +53,7 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
         );
     }
     let (blocklist, blocklist_sha256) = match &args.blocklist {
-        Some(path) => (Blocklist::read(path)?, Some(shards::sha256_file(path)?)),
+        Some(path) => (Blocklist::read(path)?, Some(artifact::sha256_file(path)?)),
         None => (Blocklist::default(), None),
     };
 
@@ -143,7 +143,7 @@ pub fn run(args: &PrepareArgs) -> Result<Outcome> {
             },
         );
     }
-    std::fs::copy(&tokenizer.path, staging.path().join(shards::TOKENIZER_FILE))
+    std::fs::copy(&tokenizer.path, staging.path().join(tokenizer::FILE_NAME))
         .with_context(|| format!("copying {}", tokenizer.path.display()))?;
 
     let (rows, tokens) = splits.values().fold((0, 0), |(r, t), s| (r + s.rows, t + s.tokens));
@@ -201,7 +201,7 @@ fn resolve_source(args: &PrepareArgs) -> Result<(PathBuf, String)> {
         }
         path
     };
-    let sha256 = shards::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
+    let sha256 = artifact::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
     if let Some(expected) = &args.sha256 {
         if !expected.eq_ignore_ascii_case(&sha256) {
             bail!("source {}: sha256 is {sha256}, --sha256 expects {expected}", path.display());
@@ -229,7 +229,7 @@ fn inputs_hash(
         "tokenizer_sha256": tokenizer_sha256,
         "blocklist_sha256": blocklist_sha256,
     });
-    shards::sha256_bytes(&serde_json::to_vec(&inputs).expect("inputs serialise"))
+    artifact::sha256_bytes(&serde_json::to_vec(&inputs).expect("inputs serialise"))
 }
 
 /// The output's manifest, when the output exists, is intact, and came from the same inputs.

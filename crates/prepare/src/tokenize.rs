@@ -1,19 +1,13 @@
-//! The tokenizer: loaded from a `tokenizer.json` path or a Hub id, used in parallel.
+//! The tokenizer: loaded from a `tokenizer.json` path, a directory or a Hub id, used in parallel.
 
 use crate::{
     byte_level_bpe::{ByteLevelBpe, PieceCache},
     template::{Template, TemplatePart},
 };
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
-
-/// The end-of-text token GPT-2 tokenizers carry; templates refer to it by its content.
-pub const GPT2_EOS: &str = "<|endoftext|>";
+use std::{collections::HashMap, path::PathBuf};
 
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
@@ -32,30 +26,16 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// `spec` is a `tokenizer.json` file, a directory holding one, or a Hugging Face Hub id.
     pub fn load(spec: &str) -> Result<Self> {
-        let given = Path::new(spec);
-        let path = if given.is_dir() {
-            given.join("tokenizer.json")
-        } else if given.exists() || !fetch::looks_like_hub_id(spec) {
-            given.to_path_buf()
-        } else {
-            fetch::hub_file(spec, "tokenizer.json")?
-        };
-        if !path.is_file() {
-            bail!(
-                "tokenizer {}: no such file (give a tokenizer.json, a directory holding one, or a Hub id)",
-                path.display()
-            );
-        }
+        let path = tokenizer::locate(spec)?;
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let sha256 = shards::sha256_bytes(&bytes);
-        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", path.display()))?;
+        let sha256 = artifact::sha256_bytes(&bytes);
+        let mut inner = tokenizer::from_bytes(&bytes, &path)?;
         let fast = serde_json::from_slice(&bytes).ok().and_then(|json| ByteLevelBpe::from_tokenizer_json(&json));
         // Jokes are text: a joke that happens to contain "<|endoftext|>" must not end itself.
         inner.set_encode_special_tokens(true);
         let specials = special_tokens(&inner);
-        let (eos_token, eos_id) = match specials.get(GPT2_EOS) {
-            Some(&id) => (GPT2_EOS.to_string(), id),
+        let (eos_token, eos_id) = match specials.get(tokenizer::END_OF_TEXT) {
+            Some(&id) => (tokenizer::END_OF_TEXT.to_string(), id),
             None => specials
                 .iter()
                 .min_by_key(|(_, &id)| id)

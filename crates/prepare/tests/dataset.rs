@@ -123,7 +123,7 @@ fn corruption_and_version_changes_are_detected() {
     let truncated = zstd::encode_all(&zstd::decode_all(&original[..]).unwrap()[..100], 3).unwrap();
     fs::write(&shard, &truncated).unwrap();
     let mut manifest = Dataset::open(&out).unwrap().manifest;
-    manifest.splits.get_mut("train").unwrap().shards[0].sha256 = shards::sha256_bytes(&truncated);
+    manifest.splits.get_mut("train").unwrap().shards[0].sha256 = artifact::sha256_bytes(&truncated);
     manifest.seal();
     fs::write(out.join("manifest.json"), manifest.to_json_pretty()).unwrap();
     let error = Dataset::open(&out).unwrap().read_split("train").unwrap_err();
@@ -181,7 +181,7 @@ fn source_checksum_is_enforced() {
     let out = dir.path().join("out");
     let error = format!("{:#}", build::run(&common::args(&source, &out, &["--sha256=00ff"])).err().unwrap());
     assert!(error.contains("--sha256 expects 00ff"), "{error}");
-    let sha = shards::sha256_file(&source).unwrap();
+    let sha = artifact::sha256_file(&source).unwrap();
     build::run(&common::args(&source, &out, &[&format!("--sha256={}", sha.to_uppercase())])).unwrap();
 }
 

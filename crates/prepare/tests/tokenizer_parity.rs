@@ -1,5 +1,5 @@
 //! Token ids must equal those of Hugging Face `tokenizers` (Python), recorded by
-//! scripts/make_tokenizer_fixture.py.
+//! scripts/fixtures/tokenizer_parity.py.
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Generation speed on the CPU at the gpt2 (124M) shapes with random weights: 256 new tokens,
 //! batch 1 and 8, with and without the KV cache. `make bench-generate` runs it next to
-//! `transformers`' generate (scripts/bench_generate_baseline.py) on the same machine.
+//! `transformers`' generate (scripts/bench/generate_baseline.py) on the same machine.
 //!
 //! cargo bench -p sample --bench generate [-- NEW_TOKENS] [--no-cache]
 //!
@@ -8,7 +8,7 @@
 //! tokens they take minutes.
 
 use burn::prelude::*;
-use gpt2::{device::Cpu, Gpt2, Gpt2Config};
+use gpt2::{Cpu, Gpt2, Gpt2Config};
 use std::time::Instant;
 
 // The allocator of the `sample` binary.

@@ -1,6 +1,6 @@
 use clap::Parser;
-use gpt2::device::DeviceChoice;
 use serde::Serialize;
+use stage::device::DeviceChoice;
 use std::path::PathBuf;
 
 /// Generate text (jokes) from a GPT-2 model.

@@ -36,93 +36,104 @@ pub struct Limits<'a> {
     pub stop: &'a [String],
 }
 
-/// One continuation of `prompt` per random stream in `rngs`, decoded as one batch. Each sample
-/// draws only from its own stream, so what it says does not depend on when the others end.
-/// `decode` turns token ids into text (for stop strings); `on_token(row, text)` sees each
-/// sample's text grow, never with a whole stop string in it (its start may be at the end).
-#[allow(clippy::too_many_arguments)]
-pub fn generate<B: Gpt2Backend>(
-    model: &Gpt2<B>,
-    prompt: &[u32],
-    decoding: &Decoding,
-    limits: &Limits,
-    rngs: &mut [ChaCha8Rng],
-    decode: &dyn Fn(&[u32]) -> String,
-    on_token: &mut dyn FnMut(usize, &str),
-    device: &B::Device,
-) -> Vec<Generated> {
-    assert!(!prompt.is_empty(), "a prompt needs at least one token");
-    let samples = rngs.len();
-    let n_positions = model.wpe.weight.dims()[0];
-    let mut results: Vec<Option<Generated>> = vec![None; samples];
-    let mut generated: Vec<Vec<u32>> = vec![Vec::new(); samples];
-    let mut stopped_text: Vec<Option<String>> = vec![None; samples];
-    let mut active: Vec<usize> = (0..samples).collect();
-    let mut cache = model.new_cache();
-    let ids: Vec<i64> = (0..samples).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
-    let mut input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [samples, prompt.len()]), device);
+/// What stays the same from one batch of samples to the next.
+pub struct Generator<'a, B: Gpt2Backend> {
+    pub model: &'a Gpt2<B>,
+    pub decoding: &'a Decoding,
+    pub limits: Limits<'a>,
+    /// Token ids to text (for stop strings and the samples' text).
+    pub decode: &'a dyn Fn(&[u32]) -> String,
+    pub device: &'a B::Device,
+}
 
-    for step in 0..limits.max_new_tokens {
-        let logits = model.forward_cached(input, &mut cache);
-        let [rows, time, vocab] = logits.dims();
-        let last = logits
-            .slice([0..rows, time - 1..time, 0..vocab])
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("f32 logits");
-        let mut still_active = Vec::new();
-        let mut next = Vec::new();
-        for (position, &row) in active.iter().enumerate() {
-            let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
-            let token = decoding.choose(
-                &mut last[position * vocab..(position + 1) * vocab].to_vec(),
-                &history,
-                step,
-                &mut rngs[row],
-            );
-            let finish = if token == limits.eos_id {
-                Some(Finish::Eos)
-            } else {
-                generated[row].push(token);
-                let text = decode(&generated[row]);
-                if let Some(cut) = limits.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                    generated[row] = trim_to_text(&generated[row], &text[..cut], decode);
-                    stopped_text[row] = Some(text[..cut].to_string());
-                    Some(Finish::Stop)
+impl<B: Gpt2Backend> Generator<'_, B> {
+    /// One continuation of `prompt` per random stream in `rngs`, decoded as one batch. Each
+    /// sample draws only from its own stream, so what it says does not depend on when the
+    /// others end. `on_token(row, text)` sees each sample's text grow, never with a whole stop
+    /// string in it (its start may be at the end).
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        rngs: &mut [ChaCha8Rng],
+        on_token: &mut dyn FnMut(usize, &str),
+    ) -> Vec<Generated> {
+        let Generator { model, decoding, ref limits, decode, device } = *self;
+        assert!(!prompt.is_empty(), "a prompt needs at least one token");
+        let samples = rngs.len();
+        let n_positions = model.wpe.weight.dims()[0];
+        let mut results: Vec<Option<Generated>> = vec![None; samples];
+        let mut generated: Vec<Vec<u32>> = vec![Vec::new(); samples];
+        let mut stopped_text: Vec<Option<String>> = vec![None; samples];
+        let mut active: Vec<usize> = (0..samples).collect();
+        let mut cache = model.new_cache();
+        let ids: Vec<i64> = (0..samples).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
+        let mut input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [samples, prompt.len()]), device);
+
+        for step in 0..limits.max_new_tokens {
+            let logits = model.forward_cached(input, &mut cache);
+            let [rows, time, vocab] = logits.dims();
+            let last = logits
+                .slice([0..rows, time - 1..time, 0..vocab])
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32 logits");
+            let mut still_active = Vec::new();
+            let mut next = Vec::new();
+            for (position, &row) in active.iter().enumerate() {
+                let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
+                let token = decoding.choose(
+                    &mut last[position * vocab..(position + 1) * vocab].to_vec(),
+                    &history,
+                    step,
+                    &mut rngs[row],
+                );
+                let finish = if token == limits.eos_id {
+                    Some(Finish::Eos)
                 } else {
-                    on_token(row, &text);
-                    (prompt.len() + generated[row].len() >= n_positions).then_some(Finish::Length)
-                }
-            };
-            match finish {
-                Some(finish) => {
-                    let tokens = std::mem::take(&mut generated[row]);
-                    let text = stopped_text[row].take().unwrap_or_else(|| decode(&tokens));
-                    results[row] = Some(Generated { tokens, text, finish });
-                }
-                None => {
-                    still_active.push(position as i64);
-                    next.push(token as i64);
+                    generated[row].push(token);
+                    let text = decode(&generated[row]);
+                    if let Some(cut) = limits.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                        generated[row] = trim_to_text(&generated[row], &text[..cut], decode);
+                        stopped_text[row] = Some(text[..cut].to_string());
+                        Some(Finish::Stop)
+                    } else {
+                        on_token(row, &text);
+                        (prompt.len() + generated[row].len() >= n_positions).then_some(Finish::Length)
+                    }
+                };
+                match finish {
+                    Some(finish) => {
+                        let tokens = std::mem::take(&mut generated[row]);
+                        let text = stopped_text[row].take().unwrap_or_else(|| decode(&tokens));
+                        results[row] = Some(Generated { tokens, text, finish });
+                    }
+                    None => {
+                        still_active.push(position as i64);
+                        next.push(token as i64);
+                    }
                 }
             }
+            if still_active.is_empty() {
+                break;
+            }
+            if still_active.len() < active.len() {
+                cache.select_rows(Tensor::from_data(
+                    TensorData::new(still_active.clone(), [still_active.len()]),
+                    device,
+                ));
+                active = still_active.iter().map(|&p| active[p as usize]).collect();
+            }
+            input = Tensor::from_data(TensorData::new(next, [active.len(), 1]), device);
         }
-        if still_active.is_empty() {
-            break;
-        }
-        if still_active.len() < active.len() {
-            cache.select_rows(Tensor::from_data(TensorData::new(still_active.clone(), [still_active.len()]), device));
-            active = still_active.iter().map(|&p| active[p as usize]).collect();
-        }
-        input = Tensor::from_data(TensorData::new(next, [active.len(), 1]), device);
+        results
+            .into_iter()
+            .zip(generated)
+            .map(|(result, tokens)| {
+                result.unwrap_or_else(|| Generated { text: decode(&tokens), tokens, finish: Finish::Length })
+            })
+            .collect()
     }
-    results
-        .into_iter()
-        .zip(generated)
-        .map(|(result, tokens)| {
-            result.unwrap_or_else(|| Generated { text: decode(&tokens), tokens, finish: Finish::Length })
-        })
-        .collect()
 }
 
 /// The longest prefix of `tokens` whose text does not go past `text` (the part before a stop

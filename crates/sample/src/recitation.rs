@@ -35,6 +35,32 @@ impl std::fmt::Display for Recited {
     }
 }
 
+/// What `--against` found of one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recitation {
+    /// No `--against`: not looked for (the record has no `recited` field).
+    NotChecked,
+    /// Looked for and not found: a new joke (`"recited": null`).
+    New,
+    /// Found (`"recited": "whole_joke"` or `"long_run"`).
+    Recited(Recited),
+}
+
+impl Recitation {
+    pub fn not_checked(&self) -> bool {
+        *self == Recitation::NotChecked
+    }
+}
+
+impl serde::Serialize for Recitation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Recitation::Recited(kind) => kind.serialize(serializer),
+            Recitation::New | Recitation::NotChecked => serializer.serialize_none(),
+        }
+    }
+}
+
 pub struct TrainingJokes {
     whole: HashSet<Vec<u32>>,
     runs: HashSet<u64>,

@@ -3,16 +3,14 @@
 use crate::{
     cli::Cli,
     decoding::Decoding,
-    generate::{generate, Finish, Limits},
-    recitation::{Recited, TrainingJokes},
+    generate::{Finish, Generated, Generator, Limits},
+    recitation::{Recitation, TrainingJokes},
 };
 use anyhow::{anyhow, bail, Context, Result};
-use gpt2::{
-    device::{self, OnBackend},
-    Gpt2Backend,
-};
+use gpt2::Gpt2Backend;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 use serde::Serialize;
+use stage::device::{self, OnBackend};
 use std::{
     fs,
     io::{self, Write},
@@ -29,8 +27,8 @@ pub struct SampleRecord {
     pub tokens: Vec<u32>,
     pub finish: Finish,
     /// With --against: whether and how the sample recites a training joke.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recited: Option<Option<Recited>>,
+    #[serde(skip_serializing_if = "Recitation::not_checked")]
+    pub recited: Recitation,
     pub sample: u64,
     pub model: String,
     pub seed: u64,
@@ -51,8 +49,8 @@ pub struct Outcome {
 
 pub fn run(cli: &Cli) -> Result<Outcome> {
     let prompts = prompts(cli)?;
-    let model_dir = gpt2::hf::resolve_dir(&cli.model)?;
-    let tokenizer = cli.tokenizer.clone().unwrap_or_else(|| model_dir.join(gpt2::hf::TOKENIZER_FILE));
+    let model_dir = stage::model::locate(&cli.model)?;
+    let tokenizer = cli.tokenizer.clone().unwrap_or_else(|| model_dir.join(tokenizer::FILE_NAME));
     if !tokenizer.is_file() {
         bail!("no tokenizer at {}: pass --tokenizer FILE", tokenizer.display());
     }
@@ -190,23 +188,14 @@ impl OnBackend for Sampling<'_> {
         let cli = self.cli;
         let (config, model) = gpt2::hf::load_dir::<B>(self.model_dir, &device)?;
         let tokenizer_path = self.tokenizer_path;
-        let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_path)
-            .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", tokenizer_path.display()))?;
-        let vocab = tokenizer.get_vocab_size(true);
-        if vocab > config.vocab_size {
-            bail!(
-                "tokenizer {} has {vocab} tokens but the model {} has {}: they do not belong together",
-                tokenizer_path.display(),
-                cli.model,
-                config.vocab_size
-            );
-        }
-        let eos_id = tokenizer.token_to_id("<|endoftext|>").unwrap_or(config.eos_token_id as u32);
+        let described = format!("tokenizer {}", tokenizer_path.display());
+        tokenizer::check_fits_model(tokenizer_path, &described, &cli.model, config.vocab_size, Some(self.model_dir))?;
+        let tokenizer = tokenizer::load(tokenizer_path)?;
+        let eos_id = tokenizer.token_to_id(tokenizer::END_OF_TEXT).unwrap_or(config.eos_token_id as u32);
         let against = match &cli.against {
             Some(dir) => Some(training_jokes(dir, tokenizer_path)?),
             None => None,
         };
-
         let decoding = Decoding {
             greedy: cli.greedy,
             temperature: cli.temperature,
@@ -215,8 +204,14 @@ impl OnBackend for Sampling<'_> {
             repetition_penalty: cli.repetition_penalty,
             first_top_k: cli.first_top_k.zip(cli.first_tokens),
         };
-        let limits = Limits { max_new_tokens: cli.max_new_tokens, eos_id, stop: &cli.stop };
         let decode = |ids: &[u32]| tokenizer.decode(ids, false).unwrap_or_default();
+        let generator = Generator {
+            model: &model,
+            decoding: &decoding,
+            limits: Limits { max_new_tokens: cli.max_new_tokens, eos_id, stop: &cli.stop },
+            decode: &decode,
+            device: &device,
+        };
         let batch = samples_per_batch(&config, cli.max_new_tokens);
         let mut records = Vec::new();
         let mut stdout = io::stdout().lock();
@@ -225,60 +220,22 @@ impl OnBackend for Sampling<'_> {
                 .encode(prompt.as_str(), false)
                 .map_err(|e| anyhow!("tokenizing the prompt {prompt:?}: {e}"))?;
             let prompt_ids = fit_prompt(encoding.get_ids(), config.n_positions, cli.max_new_tokens, prompt)?;
-            let samples = cli.num_samples as usize;
             writeln!(stdout, "=== {prompt}")?;
-            let mut generated = Vec::with_capacity(samples);
-            for first in (0..samples).step_by(batch) {
-                // Sample i of prompt p always draws from stream (p, i) of the seed.
-                let mut rngs: Vec<ChaCha8Rng> = (first..samples.min(first + batch))
-                    .map(|i| {
-                        let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
-                        rng.set_stream(((prompt_index as u64) << 32) | i as u64);
-                        rng
-                    })
-                    .collect();
-                // One sample streams as it grows; several are printed as each batch ends.
-                let mut terminal = Stream::new(samples == 1, &cli.stop);
-                let mut on_token = |_: usize, text: &str| terminal.grow(text);
-                let batch =
-                    generate(&model, &prompt_ids, &decoding, &limits, &mut rngs, &decode, &mut on_token, &device);
-                if let [only] = batch.as_slice() {
-                    terminal.finish(&only.text);
-                }
-                generated.extend(batch);
-            }
-            for (index, sample) in generated.into_iter().enumerate() {
-                let recited = against.as_ref().map(|jokes| {
-                    let mut sequence = prompt_ids.clone();
-                    sequence.extend(&sample.tokens);
-                    if sample.finish == Finish::Eos {
-                        sequence.push(eos_id);
-                    }
-                    jokes.check(&sequence)
-                });
-                if samples > 1 {
+            let samples = self.samples_of_prompt(&generator, prompt_index, &prompt_ids, batch);
+            let several = samples.len() > 1;
+            for (index, sample) in samples.into_iter().enumerate() {
+                let recited = recitation(against.as_ref(), &prompt_ids, &sample, eos_id);
+                if several {
                     writeln!(stdout, "--- sample {}:{}", index + 1, sample.text)?;
                 }
-                if let Some(Some(kind)) = recited {
+                if let Recitation::Recited(kind) = recited {
                     writeln!(stdout, "    (recited from the training data: {kind})")?;
                 }
-                records.push(SampleRecord {
-                    prompt: prompt.clone(),
-                    text: sample.text,
-                    tokens: sample.tokens,
-                    finish: sample.finish,
-                    recited,
-                    sample: index as u64,
-                    model: cli.model.clone(),
-                    seed: cli.seed,
-                    max_new_tokens: cli.max_new_tokens,
-                    decoding: decoding.clone(),
-                    inputs_hash: self.inputs_hash.to_string(),
-                });
+                records.push(self.record(prompt, index, sample, recited, &decoding));
             }
         }
         if against.is_some() {
-            let recited = records.iter().filter(|r| matches!(r.recited, Some(Some(_)))).count();
+            let recited = records.iter().filter(|r| matches!(r.recited, Recitation::Recited(_))).count();
             writeln!(
                 stdout,
                 "recited: {recited} of {} samples ({:.1}%) reproduce a training joke; the rest are new",
@@ -288,6 +245,74 @@ impl OnBackend for Sampling<'_> {
         }
         Ok(records)
     }
+}
+
+impl Sampling<'_> {
+    /// The --num-samples samples of one prompt, `batch` at a time. One sample streams to the
+    /// terminal as it grows; several are printed by the caller once all are done.
+    fn samples_of_prompt<B: Gpt2Backend>(
+        &self,
+        generator: &Generator<'_, B>,
+        prompt_index: usize,
+        prompt_ids: &[u32],
+        batch: usize,
+    ) -> Vec<Generated> {
+        let (samples, seed) = (self.cli.num_samples as usize, self.cli.seed);
+        let mut generated = Vec::with_capacity(samples);
+        for first in (0..samples).step_by(batch) {
+            // Sample i of prompt p always draws from stream (p, i) of the seed.
+            let mut rngs: Vec<ChaCha8Rng> = (first..samples.min(first + batch))
+                .map(|i| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    rng.set_stream(((prompt_index as u64) << 32) | i as u64);
+                    rng
+                })
+                .collect();
+            let mut terminal = Stream::new(samples == 1, &self.cli.stop);
+            let batch = generator.generate(prompt_ids, &mut rngs, &mut |_, text| terminal.grow(text));
+            if let [only] = batch.as_slice() {
+                terminal.finish(&only.text);
+            }
+            generated.extend(batch);
+        }
+        generated
+    }
+
+    fn record(
+        &self,
+        prompt: &str,
+        index: usize,
+        sample: Generated,
+        recited: Recitation,
+        decoding: &Decoding,
+    ) -> SampleRecord {
+        let cli = self.cli;
+        SampleRecord {
+            prompt: prompt.to_string(),
+            text: sample.text,
+            tokens: sample.tokens,
+            finish: sample.finish,
+            recited,
+            sample: index as u64,
+            model: cli.model.clone(),
+            seed: cli.seed,
+            max_new_tokens: cli.max_new_tokens,
+            decoding: decoding.clone(),
+            inputs_hash: self.inputs_hash.to_string(),
+        }
+    }
+}
+
+/// Whether `sample` of `prompt_ids` recites a joke of `against` (with the end-of-text token
+/// when it ended on one, as the training jokes have it).
+fn recitation(against: Option<&TrainingJokes>, prompt_ids: &[u32], sample: &Generated, eos_id: u32) -> Recitation {
+    let Some(jokes) = against else { return Recitation::NotChecked };
+    let mut sequence = prompt_ids.to_vec();
+    sequence.extend(&sample.tokens);
+    if sample.finish == Finish::Eos {
+        sequence.push(eos_id);
+    }
+    jokes.check(&sequence).map_or(Recitation::New, Recitation::Recited)
 }
 
 /// The attention cache a batch of samples may take, in bytes: its keys and values grow with

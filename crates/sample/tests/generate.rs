@@ -5,7 +5,7 @@ use gpt2::hf;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 use sample::{
     decoding::Decoding,
-    generate::{generate, Finish, Generated, Limits},
+    generate::{Finish, Generated, Generator, Limits},
 };
 use std::path::Path;
 
@@ -26,7 +26,8 @@ fn run(prompt: &[u32], samples: usize, decoding: &Decoding, seed: u64, max_new_t
             rng
         })
         .collect();
-    generate(&model, prompt, decoding, &limits, &mut rngs, &decode, &mut |_, _| {}, &Default::default())
+    let generator = Generator { model: &model, decoding, limits, decode: &decode, device: &Default::default() };
+    generator.generate(prompt, &mut rngs, &mut |_, _| {})
 }
 
 #[test]

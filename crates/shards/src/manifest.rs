@@ -1,4 +1,5 @@
-use crate::{sha256_bytes, ShardError};
+use crate::ShardError;
+use artifact::sha256_bytes;
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, path::Path};
 

@@ -9,7 +9,7 @@
 //! segments segments × (start u32, doc u32, doc_offset u32)
 //! ```
 
-use crate::{dataset::SplitRows, Row, Segment, ShardError, FORMAT_VERSION};
+use crate::{Row, Segment, ShardError, SplitRows, FORMAT_VERSION};
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"GPT2ROWS";
@@ -55,13 +55,13 @@ pub fn write(path: &Path, rows: &[Row], seq_len: u32, token_bytes: u32, pad_id: 
     let compressed =
         zstd::encode_all(&encode(rows, seq_len, token_bytes, pad_id)[..], ZSTD_LEVEL).map_err(ShardError::io(path))?;
     std::fs::write(path, &compressed).map_err(ShardError::io(path))?;
-    Ok(crate::sha256_bytes(&compressed))
+    Ok(artifact::sha256_bytes(&compressed))
 }
 
 /// Read a shard, check it against its expected sha256, and append its rows to `into`.
 pub fn read_into(path: &Path, expected_sha256: &str, into: &mut SplitRows) -> Result<(), ShardError> {
     let compressed = std::fs::read(path).map_err(ShardError::io(path))?;
-    let actual = crate::sha256_bytes(&compressed);
+    let actual = artifact::sha256_bytes(&compressed);
     if actual != expected_sha256 {
         return Err(ShardError::Checksum { path: path.into(), expected: expected_sha256.into(), actual });
     }

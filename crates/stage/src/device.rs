@@ -1,15 +1,11 @@
 //! Choosing where a stage runs: `--device cpu|cuda[:N]`, CUDA by default where it is built in
 //! and a GPU is present, otherwise the CPU with a notice that says why.
 
-use crate::Gpt2Backend;
 use anyhow::{bail, Result};
-use std::{fmt, str::FromStr};
-
-/// The CPU backend (ndarray), used for tests and as the fallback.
-pub type Cpu = burn::backend::NdArray<f32>;
-/// The CUDA backend.
 #[cfg(feature = "cuda")]
-pub type Gpu = burn::backend::Cuda<f32, i32>;
+use gpt2::Gpu;
+use gpt2::{Cpu, Gpt2Backend};
+use std::{fmt, str::FromStr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {

@@ -1,7 +1,7 @@
 //! Loading by Hub id from the cache shared with the Hub's own clients, offline.
 
 use burn::backend::NdArray;
-use gpt2::hf;
+use stage::model;
 use std::{fs, path::Path};
 
 #[test]
@@ -12,7 +12,7 @@ fn a_cached_hub_model_loads_offline_and_a_missing_one_says_what_to_download() {
     fs::create_dir_all(&snapshot).unwrap();
     fs::create_dir_all(repo.join("refs")).unwrap();
     fs::write(repo.join("refs/main"), "abc123").unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gpt2/tests/fixtures/tiny");
     for file in ["config.json", "model.safetensors"] {
         fs::copy(fixture.join(file), snapshot.join(file)).unwrap();
     }
@@ -20,12 +20,14 @@ fn a_cached_hub_model_loads_offline_and_a_missing_one_says_what_to_download() {
     std::env::set_var("HF_HOME", home.path());
     std::env::set_var("HF_HUB_OFFLINE", "1");
 
-    let (config, _, dir) = hf::load::<NdArray<f32>>("someone/tiny-gpt2", &Default::default()).unwrap();
+    let (config, _, dir) = model::load::<NdArray<f32>>("someone/tiny-gpt2", &Default::default()).unwrap();
     assert_eq!((config.n_layer, dir), (2, snapshot));
 
-    let error =
-        format!("{:#}", hf::load::<NdArray<f32>>("openai-community/gpt2-medium", &Default::default()).err().unwrap());
+    let error = format!(
+        "{:#}",
+        model::load::<NdArray<f32>>("openai-community/gpt2-medium", &Default::default()).err().unwrap()
+    );
     assert!(error.contains("huggingface-cli download openai-community/gpt2-medium config.json"), "{error}");
-    let error = format!("{:#}", hf::load::<NdArray<f32>>("./no/such/dir", &Default::default()).err().unwrap());
+    let error = format!("{:#}", model::load::<NdArray<f32>>("./no/such/dir", &Default::default()).err().unwrap());
     assert!(error.contains("no such directory"), "{error}");
 }

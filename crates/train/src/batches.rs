@@ -54,6 +54,23 @@ impl StepPlan {
     }
 }
 
+/// The row order of the epoch being trained, drawn once per epoch.
+#[derive(Debug, Default)]
+pub struct EpochOrder {
+    epoch: Option<u64>,
+    rows: Vec<usize>,
+}
+
+impl EpochOrder {
+    /// The rows of `epoch` in training order (see [`StepPlan::epoch_order`]).
+    pub fn of(&mut self, epoch: u64, plan: &StepPlan) -> &[usize] {
+        if self.epoch != Some(epoch) {
+            (self.epoch, self.rows) = (Some(epoch), plan.epoch_order(epoch));
+        }
+        &self.rows
+    }
+}
+
 /// How rows become micro-batches.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {

@@ -1,8 +1,9 @@
 use crate::schedule::ScheduleKind;
 use clap::{Args, Parser, Subcommand};
-use gpt2::{device::DeviceChoice, Precision};
+use gpt2::Precision;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use stage::device::DeviceChoice;
+use std::path::{Path, PathBuf};
 
 /// Fine-tune GPT-2 on a prepared dataset, with gradient accumulation.
 ///
@@ -33,6 +34,24 @@ pub struct Cli {
 
     #[command(flatten)]
     pub args: TrainArgs,
+}
+
+/// The flags a training run cannot go without. They are `Option`s in [`TrainArgs`] only so that
+/// `train eval` can leave them out; clap requires them otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct RunPaths<'a> {
+    pub data: &'a Path,
+    pub init: &'a str,
+    pub out: &'a Path,
+}
+
+impl TrainArgs {
+    pub fn paths(&self) -> anyhow::Result<RunPaths<'_>> {
+        match (self.data.as_deref(), self.init.as_deref(), self.out.as_deref()) {
+            (Some(data), Some(init), Some(out)) => Ok(RunPaths { data, init, out }),
+            _ => anyhow::bail!("a training run needs --data, --init and --out"),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,12 +7,10 @@ use crate::{
 };
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
-use gpt2::{
-    device::{self, OnBackend},
-    next_token_loss, Gpt2, Gpt2Backend,
-};
+use gpt2::{next_token_loss, Gpt2, Gpt2Backend};
 use serde::Serialize;
 use shards::{Dataset, SplitRows};
+use stage::device::{self, OnBackend};
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Evaluation {
@@ -81,7 +79,7 @@ impl OnBackend for Evaluate<'_> {
     type Output = Result<Evaluation>;
 
     fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
-        let (config, model, dir) = gpt2::hf::load::<B>(&self.args.model, &device)?;
+        let (config, model, dir) = stage::model::load::<B>(&self.args.model, &device)?;
         compatibility::check(self.dataset, &config, &self.args.model, Some(&dir))?;
         // Every batch is padded up to its rows: no more than the split has.
         let rows = (self.args.micro_batch as usize).min(self.split.len());

@@ -36,11 +36,11 @@ fn main() {
             .expect("installing the Ctrl-C and SIGTERM handler");
             match training::train(&cli.args) {
                 Ok(summary) if summary.up_to_date => {
-                    let out = cli.args.out.as_deref().expect("required").display();
+                    let out = summary.run_dir.display();
                     println!("train: {out} is up to date (a finished run with the same flags, data and initial weights): nothing to do");
                 }
                 Ok(summary) => {
-                    let out = cli.args.out.as_deref().expect("required").display();
+                    let out = summary.run_dir.display();
                     if summary.exported.is_none() {
                         eprintln!(
                             "train: stopped at step {} of {}; checkpoint {}; continue with the same flags and --resume",

@@ -3,25 +3,16 @@
 use crate::metrics::{self, Line};
 use anyhow::{anyhow, Result};
 use plotters::{prelude::*, style::FontStyle};
-use std::{path::Path, sync::OnceLock};
+use std::{path::Path, sync::Once};
 
-/// Fonts tried for the labels, in order; plotters draws text only with a font it is given.
-const FONT_FILES: [&str; 6] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
+/// The labels' font, shipped with the binary (printable ASCII of DejaVu Sans; licence in
+/// assets/LICENSE-DejaVu): plotters draws text only with a font it is given, and a plot should
+/// not depend on which fonts a machine happens to have.
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
 
-/// Draw the losses of `metrics_file` into `png`. Without a font it says so and draws nothing:
-/// the numbers are all in metrics.jsonl.
+/// Draw the losses of `metrics_file` into `png`.
 pub fn write(metrics_file: &Path, png: &Path) -> Result<()> {
-    if !font_registered() {
-        eprintln!("notice: no TrueType font found (looked for {}); {} not drawn", FONT_FILES.join(", "), png.display());
-        return Ok(());
-    }
+    register_font();
     let lines = metrics::read(metrics_file)?;
     let train: Vec<(f64, f64)> =
         lines.iter().filter_map(|l| if let Line::Step(s) = l { Some((s.step as f64, s.loss)) } else { None }).collect();
@@ -69,12 +60,11 @@ pub fn write(metrics_file: &Path, png: &Path) -> Result<()> {
     std::fs::rename(&partial, png).map_err(|e| anyhow!("renaming {} into place: {e}", partial.display()))
 }
 
-fn font_registered() -> bool {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    *REGISTERED.get_or_init(|| {
-        FONT_FILES.iter().filter_map(|path| std::fs::read(path).ok()).any(|bytes| {
-            // plotters keeps registered fonts for the life of the process.
-            plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice())).is_ok()
-        })
-    })
+fn register_font() {
+    static REGISTERED: Once = Once::new();
+    // plotters keeps registered fonts for the life of the process.
+    REGISTERED.call_once(|| {
+        let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+        assert!(registered.is_ok(), "the shipped font is a TrueType font");
+    });
 }

@@ -1,9 +1,9 @@
 //! A training run: set up data, model, optimizer and run directory; the step loop; the outputs.
 
 use crate::{
-    batches::{Batching, MicroBatch, StepPlan},
+    batches::{Batching, EpochOrder, MicroBatch, StepPlan},
     checkpoint::{self, TrainState},
-    cli::TrainArgs,
+    cli::{RunPaths, TrainArgs},
     compatibility,
     evaluate::{evaluate, Evaluation},
     metrics::{EvalMetrics, MetricsLog, StepMetrics},
@@ -20,12 +20,10 @@ use burn::{
     optim::{GradientsAccumulator, GradientsParams},
     prelude::*,
 };
-use gpt2::{
-    device::{self, DeviceChoice, OnBackend},
-    next_token_loss, Gpt2, Gpt2Backend, Gpt2Config, Precision,
-};
+use gpt2::{next_token_loss, Gpt2, Gpt2Backend, Gpt2Config, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
+use stage::device::{self, DeviceChoice, OnBackend};
 use std::{
     panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
@@ -38,6 +36,8 @@ pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// The run directory (--out).
+    pub run_dir: PathBuf,
     /// Optimizer steps completed.
     pub steps: u64,
     pub total_steps: u64,
@@ -54,7 +54,7 @@ pub struct Summary {
 }
 
 pub fn train(args: &TrainArgs) -> Result<Summary> {
-    let (data, out) = (args.data.as_deref().expect("required"), args.out.as_deref().expect("required"));
+    let RunPaths { data, init, out } = args.paths()?;
     RUN_DIR.check_replaceable(out).context("train --out")?;
     let dataset = Dataset::open(data)?;
     let train_rows = dataset.read_split("train")?;
@@ -86,7 +86,8 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     }
     // From here on the run directory is ours alone: a second train on it is refused.
     let _lock = OutputLock::acquire(out, "train")?;
-    let work = Training { args, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows, choice };
+    let run = Run { args, init, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows };
+    let work = Training { run, choice };
     match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(choice, work))) {
         Ok(result) => result,
         Err(payload) => {
@@ -108,12 +109,22 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     }
 }
 
-struct Training<'a> {
+/// What every part of a run reads: its flags, where it writes, its data.
+#[derive(Clone, Copy)]
+struct Run<'a> {
     args: &'a TrainArgs,
+    /// --init: the model, or `random:` and a preset or config.
+    init: &'a str,
+    /// --out: the run directory.
     out: &'a Path,
     dataset: &'a Dataset,
     train_rows: &'a SplitRows,
     val_rows: &'a SplitRows,
+}
+
+/// Setting a run up on the backend chosen: the model, the optimizer, the run directory.
+struct Training<'a> {
+    run: Run<'a>,
     choice: DeviceChoice,
 }
 
@@ -121,13 +132,14 @@ impl OnBackend for Training<'_> {
     type Output = Result<Summary>;
 
     fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
-        let args = self.args;
-        let initial = Initial::describe(args)?;
+        let run = self.run;
+        let args = run.args;
+        let initial = Initial::describe(args, run.init)?;
         let config = &initial.config;
-        compatibility::check(self.dataset, config, args.init.as_deref().expect("required"), initial.dir.as_deref())?;
+        compatibility::check(run.dataset, config, run.init, initial.dir.as_deref())?;
 
         let plan = StepPlan {
-            rows: self.train_rows.len(),
+            rows: run.train_rows.len(),
             micro_batch: args.micro_batch as usize,
             grad_accum: args.grad_accum as usize,
             shuffle: !args.no_shuffle,
@@ -136,7 +148,7 @@ impl OnBackend for Training<'_> {
         let total_steps = args.max_steps.unwrap_or(args.epochs as u64 * plan.steps_per_epoch());
         let info = RunInfo {
             args: args.clone(),
-            data_lineage: self.dataset.manifest.lineage.clone(),
+            data_lineage: run.dataset.manifest.lineage.clone(),
             init_hash: initial.hash.clone(),
             model_config: config.to_hf_json(),
             device: self.choice.to_string(),
@@ -144,11 +156,12 @@ impl OnBackend for Training<'_> {
             steps_per_epoch: plan.steps_per_epoch(),
             total_steps,
         };
-        let start = run_dir::plan(self.out, &info)?;
+        let start = run_dir::plan(run.out, &info)?;
         if start == Plan::UpToDate {
-            let checkpoint = checkpoint::list(self.out)?.pop().unwrap_or_default();
-            let exported = Some(self.out.join(FINAL_DIR));
+            let checkpoint = checkpoint::list(run.out)?.pop().unwrap_or_default();
+            let exported = Some(run.out.join(FINAL_DIR));
             return Ok(Summary {
+                run_dir: run.out.to_path_buf(),
                 steps: total_steps,
                 total_steps,
                 loss: None,
@@ -166,7 +179,7 @@ impl OnBackend for Training<'_> {
         }
         // Checked before anything on disk changes: a damaged checkpoint stops the run here.
         let resume_from = match start {
-            Plan::Resume => checkpoint::latest_intact(self.out)?,
+            Plan::Resume => checkpoint::latest_intact(run.out)?,
             _ => None,
         };
 
@@ -177,9 +190,9 @@ impl OnBackend for Training<'_> {
         // directory is written only once they have loaded: bad weights leave it as it was.
         let mut model = initial.load::<Autodiff<B>>(args, &device)?;
         if let Plan::Replace { differences } = &start {
-            run_dir::set_aside(self.out, differences, args.delete_replaced)?;
+            run_dir::set_aside(run.out, differences, args.delete_replaced)?;
         }
-        run_dir::write(self.out, &info)?;
+        run_dir::write(run.out, &info)?;
         let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
         if let Some(latest) = &resume_from {
             (model, optimizer, state) = checkpoint::load(latest, model, optimizer, &device)?;
@@ -187,18 +200,14 @@ impl OnBackend for Training<'_> {
         }
         let schedule = LrSchedule { kind: args.schedule, peak: args.lr, warmup_steps: args.warmup_steps, total_steps };
         let steps = StepLoop {
-            args,
-            out: self.out,
+            run,
             config,
-            dataset: self.dataset,
-            train_rows: self.train_rows,
-            val_rows: self.val_rows,
             plan,
             schedule,
             total_steps,
             batching: Batching {
                 rows: plan.micro_batch,
-                pad_id: self.dataset.manifest.tokenizer.eos_id,
+                pad_id: run.dataset.manifest.tokenizer.eos_id,
                 doc_mask: args.doc_mask,
             },
         };
@@ -217,8 +226,7 @@ struct Initial {
 }
 
 impl Initial {
-    fn describe(args: &TrainArgs) -> Result<Self> {
-        let spec = args.init.as_deref().expect("required");
+    fn describe(args: &TrainArgs, spec: &str) -> Result<Self> {
         let (mut config, hash, dir) = match spec.strip_prefix("random:") {
             Some(source) => {
                 // A config file is named by its contents, so that editing it makes a new run.
@@ -237,7 +245,7 @@ impl Initial {
                 (config, format!("random:{name} seed {}", args.seed), None)
             }
             None => {
-                let dir = gpt2::hf::resolve_dir(spec)?;
+                let dir = stage::model::locate(spec)?;
                 (gpt2::hf::read_config(&dir)?, gpt2::hf::weights_sha256(&dir)?, Some(dir))
             }
         };
@@ -264,13 +272,10 @@ impl Initial {
     }
 }
 
+/// The optimizer steps of a run, from where it starts to its export.
 struct StepLoop<'a> {
-    args: &'a TrainArgs,
-    out: &'a Path,
+    run: Run<'a>,
     config: &'a Gpt2Config,
-    dataset: &'a Dataset,
-    train_rows: &'a SplitRows,
-    val_rows: &'a SplitRows,
     plan: StepPlan,
     schedule: LrSchedule,
     total_steps: u64,
@@ -286,16 +291,17 @@ impl StepLoop<'_> {
         mut last_checkpoint: Option<PathBuf>,
         device: &B::Device,
     ) -> Result<Summary> {
-        let args = self.args;
-        let mut metrics = MetricsLog::open(&self.out.join(METRICS_FILE), state.step)?;
+        let args = self.run.args;
+        let mut metrics = MetricsLog::open(&self.run.out.join(METRICS_FILE), state.step)?;
         let progress = progress_bar(self.total_steps, state.step);
-        let mut epoch_order = (u64::MAX, Vec::new());
+        let mut epoch_order = EpochOrder::default();
         let mut loss = None;
         while state.step < self.total_steps {
             if STOP_REQUESTED.load(Ordering::SeqCst) {
-                let saved = checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?;
+                let saved = checkpoint::save(self.run.out, &model, &optimizer, state, args.keep_checkpoints as usize)?;
                 progress.abandon_with_message(format!("interrupted: saved {}", saved.display()));
                 return Ok(Summary {
+                    run_dir: self.run.out.to_path_buf(),
                     steps: state.step,
                     total_steps: self.total_steps,
                     loss,
@@ -307,14 +313,11 @@ impl StepLoop<'_> {
             }
             let step = state.step;
             let epoch = step / self.plan.steps_per_epoch();
-            if epoch_order.0 != epoch {
-                epoch_order = (epoch, self.plan.epoch_order(epoch));
-            }
             let started = Instant::now();
             let batches: Vec<MicroBatch<Autodiff<B>>> = self
                 .plan
-                .micro_batches(step, &epoch_order.1)
-                .map(|rows| MicroBatch::new(self.train_rows, rows, &self.batching, device))
+                .micro_batches(step, epoch_order.of(epoch, &self.plan))
+                .map(|rows| MicroBatch::new(self.run.train_rows, rows, &self.batching, device))
                 .collect();
             let step_targets = batches.iter().map(|b| b.targets).sum::<usize>().max(1);
             let real_tokens: usize = batches.iter().map(|b| b.real_tokens).sum();
@@ -384,7 +387,7 @@ impl StepLoop<'_> {
             }
             if last || (args.save_every > 0 && state.step.is_multiple_of(args.save_every)) {
                 last_checkpoint =
-                    Some(checkpoint::save(self.out, &model, &optimizer, state, args.keep_checkpoints as usize)?);
+                    Some(checkpoint::save(self.run.out, &model, &optimizer, state, args.keep_checkpoints as usize)?);
             }
         }
         progress.finish_and_clear();
@@ -394,9 +397,10 @@ impl StepLoop<'_> {
             metrics.write_eval(&eval_line(state.step, evaluation))?;
         }
         let exported = self.export(&model)?;
-        plot::write(&self.out.join(METRICS_FILE), &self.out.join(PLOT_FILE))?;
+        plot::write(&self.run.out.join(METRICS_FILE), &self.run.out.join(PLOT_FILE))?;
         let checkpoint = last_checkpoint.expect("the last step saves a checkpoint");
         Ok(Summary {
+            run_dir: self.run.out.to_path_buf(),
             steps: state.step,
             total_steps: self.total_steps,
             loss,
@@ -409,15 +413,15 @@ impl StepLoop<'_> {
 
     /// None when the dataset has no validation rows.
     fn validate<B: Gpt2Backend>(&self, model: &Gpt2<Autodiff<B>>, device: &B::Device) -> Option<Evaluation> {
-        evaluate(&model.valid(), self.val_rows, &self.batching, device)
+        evaluate(&model.valid(), self.run.val_rows, &self.batching, device)
     }
 
     /// `RUN/final/` in Hugging Face layout with the dataset's tokenizer, swapped in whole.
     fn export<B: Backend>(&self, model: &Gpt2<Autodiff<B>>) -> Result<PathBuf> {
-        let target = self.out.join(FINAL_DIR);
-        artifact::ensure_free(self.out, model.num_params() as u64 * 4, "the exported model")?;
+        let target = self.run.out.join(FINAL_DIR);
+        artifact::ensure_free(self.run.out, model.num_params() as u64 * 4, "the exported model")?;
         let staging = Staging::new(&target)?;
-        gpt2::hf::save(&model.valid(), self.config, staging.path(), Some(&self.dataset.tokenizer_path()))?;
+        gpt2::hf::save(&model.valid(), self.config, staging.path(), Some(&self.run.dataset.tokenizer_path()))?;
         staging.commit()?;
         Ok(target)
     }

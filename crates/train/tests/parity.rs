@@ -1,4 +1,4 @@
-//! The train stage against the reference: `scripts/make_train_fixture.py` trains the same tiny
+//! The train stage against the reference: `scripts/fixtures/train_parity.py` trains the same tiny
 //! model on the same rows with transformers + torch.optim.AdamW.
 
 mod common;
@@ -56,7 +56,7 @@ fn eval_gives_the_reference_validation_loss() {
         split: "val".into(),
         micro_batch: 3,
         doc_mask: false,
-        device: Some(gpt2::device::DeviceChoice::Cpu),
+        device: Some(stage::device::DeviceChoice::Cpu),
     };
     let evaluation = train::evaluate::run(&args).unwrap();
     let reference = expected()["val_loss"].as_f64().unwrap();

@@ -77,7 +77,7 @@ fn doc_mask_trains_and_evaluates_each_joke_on_its_own() {
             split: "val".into(),
             micro_batch: 2,
             doc_mask,
-            device: Some(gpt2::device::DeviceChoice::Cpu),
+            device: Some(stage::device::DeviceChoice::Cpu),
         };
         train::evaluate::run(&args).unwrap().loss
     };
@@ -242,8 +242,7 @@ fn the_export_loads_in_the_sample_stage_and_the_run_is_described() {
     let evals: Vec<u64> =
         lines.iter().filter(|l| matches!(l, train::metrics::Line::Eval(_))).map(|l| l.step()).collect();
     assert_eq!(evals, [2, 3]);
-    let fonts = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"].iter().any(|f| Path::new(f).exists());
-    assert!(!fonts || out.join("loss.png").is_file(), "loss.png");
+    assert!(out.join("loss.png").is_file(), "loss.png");
 
     use clap::Parser;
     let model = out.join("final").display().to_string();

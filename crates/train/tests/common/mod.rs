@@ -38,7 +38,7 @@ fn write_splits(dir: &Path, with_validation: bool) {
     let seq_len = expected["seq_len"].as_u64().unwrap() as u32;
     let eos = expected["eos"].as_u64().unwrap() as u32;
     fs::create_dir_all(dir).unwrap();
-    let tokenizer = dir.join(shards::TOKENIZER_FILE);
+    let tokenizer = dir.join(tokenizer::FILE_NAME);
     fs::copy(fixtures().join("tokenizer.json"), &tokenizer).unwrap();
     let mut splits = BTreeMap::new();
     let mut documents = 0;
@@ -68,7 +68,7 @@ fn write_splits(dir: &Path, with_validation: bool) {
         format_version: shards::FORMAT_VERSION,
         tokenizer: TokenizerInfo {
             source: "parity fixture".into(),
-            sha256: shards::sha256_file(&tokenizer).unwrap(),
+            sha256: artifact::sha256_file(&tokenizer).unwrap(),
             vocab_size: 512,
             eos_token: "<|endoftext|>".into(),
             eos_id: eos,
@@ -77,7 +77,7 @@ fn write_splits(dir: &Path, with_validation: bool) {
         seq_len,
         token_bytes: 2,
         source: SourceInfo {
-            location: "scripts/make_train_fixture.py".into(),
+            location: "scripts/fixtures/train_parity.py".into(),
             path: String::new(),
             sha256: String::new(),
             bytes: 0,

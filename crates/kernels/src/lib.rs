@@ -1,0 +1,21 @@
+//! CPU kernels on ndarray views, for the products and activations where burn 0.21's CPU backend
+//! copies its operands (see BENCHMARKS.md, "Generation on the CPU"). The model crate calls them
+//! through its CPU backend; nothing here knows about burn or the model.
+//!
+//! - [`matmul`]: `lhs · rhs` for views of any strides, copying neither; products of a few rows
+//!   (decoding) go to the kernels of [`few_rows`], shared out among threads.
+//! - [`masked_attention`]: attention's core, one thread per (row, head).
+//! - [`gelu_tanh_in_place`]: GPT-2's GELU in one pass.
+//!
+//! This crate holds the workspace's only `unsafe` code: the SIMD kernels of [`few_rows`], behind
+//! safe functions that check shapes and strides and borrow what the kernels read and write.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod attention;
+pub mod few_rows;
+mod gelu;
+mod product;
+
+pub use attention::masked_attention;
+pub use gelu::gelu_tanh_in_place;
+pub use product::{matmul, matmul_on_this_thread};

@@ -1,0 +1,42 @@
+//! A model named on the command line: a local directory in the Hugging Face layout, or a Hub
+//! id whose files come through the cache shared with the Hub's own clients.
+
+use anyhow::{bail, Result};
+use burn::prelude::Backend;
+use gpt2::{
+    hf::{self, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE},
+    Gpt2, Gpt2Config,
+};
+use std::path::{Path, PathBuf};
+
+/// The local directory of a model directory or Hub id, downloading a Hub model's files
+/// (config, weights, and its tokenizer where it has one) into the Hub cache when they are not
+/// there yet.
+pub fn locate(spec: &str) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    if path.exists() || !fetch::looks_like_hub_id(spec) {
+        bail!("model {spec}: no such directory (give a model directory or a Hugging Face Hub id)");
+    }
+    let config = fetch::hub_file(spec, CONFIG_FILE)?;
+    if let Err(weights_error) = fetch::hub_file(spec, WEIGHTS_FILE) {
+        // Large models come sharded; when there is no index either, the single file is
+        // what to tell the user about.
+        let Ok(index) = fetch::hub_file(spec, WEIGHTS_INDEX_FILE) else { return Err(weights_error) };
+        for shard in hf::shard_files(&index)? {
+            fetch::hub_file(spec, &shard)?;
+        }
+    }
+    fetch::hub_file(spec, tokenizer::FILE_NAME).ok();
+    Ok(config.parent().expect("a file in a snapshot directory").to_path_buf())
+}
+
+/// Load the model `spec` names. Returns the directory the files were read from (where its
+/// `tokenizer.json` may sit too).
+pub fn load<B: Backend>(spec: &str, device: &B::Device) -> Result<(Gpt2Config, Gpt2<B>, PathBuf)> {
+    let dir = locate(spec)?;
+    let (config, model) = hf::load_dir(&dir, device)?;
+    Ok((config, model, dir))
+}
