@@ -1,8 +1,28 @@
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// What a name given for a model or tokenizer refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named<'a> {
+    /// Something on this machine (which may not exist: the caller says what is missing).
+    Local(&'a Path),
+    /// A Hugging Face Hub repository id.
+    Hub(&'a str),
+}
+
+/// `name` as a local path when one exists there or it cannot be a Hub id, else as a Hub id:
+/// a directory called `gpt2` beside the user wins over the Hub's `gpt2`.
+pub fn local_or_hub(name: &str) -> Named<'_> {
+    let path = Path::new(name);
+    if path.exists() || !looks_like_hub_id(name) {
+        Named::Local(path)
+    } else {
+        Named::Hub(name)
+    }
+}
 
 /// Whether `name` reads as a Hub repository id (`owner/name` or a bare legacy id such as
-/// `gpt2`) rather than a local path. Callers check the file system first.
+/// `gpt2`) rather than a local path.
 pub fn looks_like_hub_id(name: &str) -> bool {
     let parts: Vec<&str> = name.split('/').collect();
     parts.len() <= 2

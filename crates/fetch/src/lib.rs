@@ -6,4 +6,4 @@ mod download;
 mod hub;
 
 pub use download::{cache_name, Downloader};
-pub use hub::{hub_file, looks_like_hub_id};
+pub use hub::{hub_file, local_or_hub, looks_like_hub_id, Named};

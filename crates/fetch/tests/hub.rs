@@ -1,6 +1,7 @@
 //! Hub files resolve from the cache layout that the Hub's own clients write, with no network.
 
-use fetch::{hub_file, looks_like_hub_id};
+use fetch::{hub_file, local_or_hub, looks_like_hub_id, Named};
+use std::path::Path;
 
 #[test]
 fn hub_ids_and_paths_are_told_apart() {
@@ -9,6 +10,17 @@ fn hub_ids_and_paths_are_told_apart() {
     assert!(!looks_like_hub_id("./models/gpt2"));
     assert!(!looks_like_hub_id("/abs/path"));
     assert!(!looks_like_hub_id("a/b/c"));
+}
+
+#[test]
+fn a_path_that_exists_wins_over_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("gpt2");
+    std::fs::create_dir(&local).unwrap();
+    let name = local.to_str().unwrap();
+    assert_eq!(local_or_hub(name), Named::Local(&local));
+    assert_eq!(local_or_hub("someone/gpt2"), Named::Hub("someone/gpt2"));
+    assert_eq!(local_or_hub("./no/such/dir"), Named::Local(Path::new("./no/such/dir")));
 }
 
 #[test]

@@ -3,23 +3,22 @@
 
 use anyhow::{bail, Result};
 use burn::prelude::Backend;
+use fetch::Named;
 use gpt2::{
     hf::{self, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE},
     Gpt2, Gpt2Config,
 };
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The local directory of a model directory or Hub id, downloading a Hub model's files
 /// (config, weights, and its tokenizer where it has one) into the Hub cache when they are not
 /// there yet.
 pub fn locate(spec: &str) -> Result<PathBuf> {
-    let path = Path::new(spec);
-    if path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    if path.exists() || !fetch::looks_like_hub_id(spec) {
-        bail!("model {spec}: no such directory (give a model directory or a Hugging Face Hub id)");
-    }
+    let spec = match fetch::local_or_hub(spec) {
+        Named::Local(dir) if dir.is_dir() => return Ok(dir.to_path_buf()),
+        Named::Local(_) => bail!("model {spec}: no such directory (give a model directory or a Hugging Face Hub id)"),
+        Named::Hub(repo) => repo,
+    };
     let config = fetch::hub_file(spec, CONFIG_FILE)?;
     if let Err(weights_error) = fetch::hub_file(spec, WEIGHTS_FILE) {
         // Large models come sharded; when there is no index either, the single file is

@@ -3,6 +3,7 @@
 //! decodes with it. What the stages need to agree on lives here once.
 
 use anyhow::{anyhow, bail, Result};
+use fetch::Named;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
@@ -15,13 +16,10 @@ pub const END_OF_TEXT: &str = "<|endoftext|>";
 /// The `tokenizer.json` that `spec` names: the file itself, a directory holding one, or a
 /// Hugging Face Hub model id (its file is downloaded into the Hub cache).
 pub fn locate(spec: &str) -> Result<PathBuf> {
-    let given = Path::new(spec);
-    let path = if given.is_dir() {
-        given.join(FILE_NAME)
-    } else if given.exists() || !fetch::looks_like_hub_id(spec) {
-        given.to_path_buf()
-    } else {
-        fetch::hub_file(spec, FILE_NAME)?
+    let path = match fetch::local_or_hub(spec) {
+        Named::Local(dir) if dir.is_dir() => dir.join(FILE_NAME),
+        Named::Local(file) => file.to_path_buf(),
+        Named::Hub(repo) => fetch::hub_file(repo, FILE_NAME)?,
     };
     if !path.is_file() {
         bail!("tokenizer {}: no such file (give a {FILE_NAME}, a directory holding one, or a Hub id)", path.display());
