@@ -104,10 +104,12 @@ pub struct Cli {
     #[serde(skip)]
     pub force: bool,
 
-    /// cpu, cuda or cuda:N (default: CUDA when built with it and a GPU is present).
-    #[arg(long, value_name = "DEVICE")]
+    /// auto, cpu, cuda or cuda:N. auto: CUDA when this build has it, a GPU is present and CUDA's
+    /// libraries and headers are found, otherwise the CPU (with a notice saying why); cuda: stop
+    /// and say what is missing instead of falling back.
+    #[arg(long, value_name = "DEVICE", default_value_t)]
     #[serde(serialize_with = "as_text")]
-    pub device: Option<DeviceChoice>,
+    pub device: DeviceChoice,
 
     /// A prepared dataset: mark samples that recite one of its training jokes (the whole joke,
     /// or a run of 32 tokens of one) and report the share.
@@ -141,6 +143,6 @@ fn non_empty(text: &str) -> Result<String, String> {
     }
 }
 
-fn as_text<S: serde::Serializer>(device: &Option<DeviceChoice>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&device.map_or("auto".to_string(), |d| d.to_string()))
+fn as_text<S: serde::Serializer>(device: &DeviceChoice, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(device)
 }

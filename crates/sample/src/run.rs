@@ -66,7 +66,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         tokenizer_path: &tokenizer,
         inputs_hash: &inputs_hash,
     };
-    let records = device::dispatch(device::resolve(cli.device), work)?;
+    let records = device::dispatch(device::resolve(cli.device, "sample")?, work)?;
     if let Some(path) = &cli.out {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
         artifact::write_atomically(path, lines.join("\n") + "\n")?;

@@ -1,8 +1,9 @@
 //! What the model stages (train, sample) share, so that the `gpt2` crate is only the model and
 //! its file format:
-//! - [`device`]: `--device cpu|cuda[:N]`, the choice where none is given, and running generic
-//!   work on the chosen backend;
+//! - [`device`]: `--device auto|cpu|cuda[:N]`, and running generic work on the chosen backend;
+//! - [`cuda_preflight`]: what CUDA needs at run time, named before the first device call;
 //! - [`model`]: the model directory a `--model`/`--init` names, a path or a Hugging Face Hub id.
 
+pub mod cuda_preflight;
 pub mod device;
 pub mod model;

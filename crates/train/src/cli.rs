@@ -95,10 +95,12 @@ pub struct TrainArgs {
     #[serde(default)]
     pub delete_replaced: bool,
 
-    /// cpu, cuda or cuda:N (default: CUDA when built with it and a GPU is present).
-    #[arg(long, value_name = "DEVICE")]
+    /// auto, cpu, cuda or cuda:N. auto: CUDA when this build has it, a GPU is present and CUDA's
+    /// libraries and headers are found, otherwise the CPU (with a notice saying why); cuda: stop
+    /// and say what is missing instead of falling back.
+    #[arg(long, value_name = "DEVICE", default_value_t)]
     #[serde(skip)]
-    pub device: Option<DeviceChoice>,
+    pub device: DeviceChoice,
 
     /// f32, or bf16 (CUDA only): mixed precision as PyTorch's bf16 autocast does it. The
     /// operands of every matrix product are rounded to bf16 (tensor cores accumulate in f32);
@@ -212,9 +214,11 @@ pub struct EvalArgs {
     #[arg(long)]
     pub doc_mask: bool,
 
-    /// cpu, cuda or cuda:N.
-    #[arg(long, value_name = "DEVICE")]
-    pub device: Option<DeviceChoice>,
+    /// auto, cpu, cuda or cuda:N. auto: CUDA when this build has it, a GPU is present and CUDA's
+    /// libraries and headers are found, otherwise the CPU (with a notice saying why); cuda: stop
+    /// and say what is missing instead of falling back.
+    #[arg(long, value_name = "DEVICE", default_value_t)]
+    pub device: DeviceChoice,
 }
 
 /// A finite number above 0.

@@ -56,7 +56,7 @@ pub fn run(args: &EvalArgs) -> Result<Evaluation> {
         bail!("{}: the {} split has no rows", args.data.display(), args.split);
     }
     let evaluation =
-        device::dispatch(device::resolve(args.device), Evaluate { args, dataset: &dataset, split: &split })?;
+        device::dispatch(device::resolve(args.device, "train")?, Evaluate { args, dataset: &dataset, split: &split })?;
     println!(
         "{} on {} ({} split, {} tokens): loss {:.4}, perplexity {:.2}",
         args.model,

@@ -23,12 +23,12 @@ use burn::{
 use gpt2::{next_token_loss, Gpt2, Gpt2Backend, Gpt2Config, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
-use stage::device::{self, DeviceChoice, OnBackend};
+use stage::device::{self, Device, OnBackend};
 use std::{
     panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 /// Set by Ctrl-C: the run saves a checkpoint after the current step and stops.
@@ -77,8 +77,8 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
             data.display()
         );
     }
-    let choice = device::resolve(args.device);
-    if args.precision != Precision::F32 && choice == DeviceChoice::Cpu {
+    let device = device::resolve(args.device, "train")?;
+    if args.precision != Precision::F32 && device == Device::Cpu {
         bail!(
             "--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32",
             args.precision
@@ -87,8 +87,8 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     // From here on the run directory is ours alone: a second train on it is refused.
     let _lock = OutputLock::acquire(out, "train")?;
     let run = Run { args, init, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows };
-    let work = Training { run, choice };
-    match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(choice, work))) {
+    let work = Training { run, device };
+    match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(device, work))) {
         Ok(result) => result,
         Err(payload) => {
             let message = payload
@@ -125,7 +125,7 @@ struct Run<'a> {
 /// Setting a run up on the backend chosen: the model, the optimizer, the run directory.
 struct Training<'a> {
     run: Run<'a>,
-    choice: DeviceChoice,
+    device: Device,
 }
 
 impl OnBackend for Training<'_> {
@@ -151,7 +151,7 @@ impl OnBackend for Training<'_> {
             data_lineage: run.dataset.manifest.lineage.clone(),
             init_hash: initial.hash.clone(),
             model_config: config.to_hf_json(),
-            device: self.choice.to_string(),
+            device: self.device.to_string(),
             rows_per_step: plan.rows_per_step(),
             steps_per_epoch: plan.steps_per_epoch(),
             total_steps,
@@ -201,6 +201,7 @@ impl OnBackend for Training<'_> {
         let schedule = LrSchedule { kind: args.schedule, peak: args.lr, warmup_steps: args.warmup_steps, total_steps };
         let steps = StepLoop {
             run,
+            device: self.device,
             config,
             plan,
             schedule,
@@ -275,6 +276,7 @@ impl Initial {
 /// The optimizer steps of a run, from where it starts to its export.
 struct StepLoop<'a> {
     run: Run<'a>,
+    device: Device,
     config: &'a Gpt2Config,
     plan: StepPlan,
     schedule: LrSchedule,
@@ -296,6 +298,7 @@ impl StepLoop<'_> {
         let progress = progress_bar(self.total_steps, state.step);
         let mut epoch_order = EpochOrder::default();
         let mut loss = None;
+        let mut pace = Pace::default();
         while state.step < self.total_steps {
             if STOP_REQUESTED.load(Ordering::SeqCst) {
                 let saved = checkpoint::save(self.run.out, &model, &optimizer, state, args.keep_checkpoints as usize)?;
@@ -374,6 +377,11 @@ impl StepLoop<'_> {
             loss = Some(step_loss);
             progress.set_message(format!("loss {step_loss:.4} · {tokens_per_s:.0} tok/s"));
             progress.inc(1);
+            if self.device == Device::Cpu {
+                if let Some(notice) = pace.long_cpu_run(seconds, self.total_steps - state.step) {
+                    progress.suspend(|| eprintln!("{notice}"));
+                }
+            }
 
             let last = state.step == self.total_steps;
             if !last && args.eval_every > 0 && state.step.is_multiple_of(args.eval_every) {
@@ -427,6 +435,40 @@ impl StepLoop<'_> {
     }
 }
 
+/// A CPU run longer than this gets a notice: gpt2-medium on a CPU takes days.
+const LONG_CPU_RUN: Duration = Duration::from_secs(3 * 3600);
+/// Steps timed before the estimate: the first ones are the slowest (allocations, caches).
+const STEPS_BEFORE_ESTIMATE: u32 = 3;
+
+/// The pace of the steps run so far, for the long-run notice (given at most once).
+#[derive(Debug, Default)]
+struct Pace {
+    steps: u32,
+    seconds: f64,
+    noticed: bool,
+}
+
+impl Pace {
+    /// After a step of `seconds` with `steps_left` to go: the notice, once, when the run left
+    /// is estimated to take longer than [`LONG_CPU_RUN`].
+    fn long_cpu_run(&mut self, seconds: f64, steps_left: u64) -> Option<String> {
+        self.steps += 1;
+        self.seconds += seconds;
+        if self.noticed || self.steps < STEPS_BEFORE_ESTIMATE {
+            return None;
+        }
+        self.noticed = true;
+        let per_step = self.seconds / self.steps as f64;
+        let left = Duration::from_secs_f64(per_step * steps_left as f64);
+        (left > LONG_CPU_RUN).then(|| {
+            format!(
+                "notice: at {per_step:.1} s a step, the {steps_left} steps left take about {:.0} hours on the CPU.                  On a machine with an NVIDIA GPU, a CUDA build trains many times faster (`make train FEATURES=cuda`);                  `make demo` runs the whole pipeline on a small model in about a minute.",
+                left.as_secs_f64() / 3600.0
+            )
+        })
+    }
+}
+
 fn eval_line(step: u64, evaluation: Evaluation) -> EvalMetrics {
     EvalMetrics { step, eval: true, loss: evaluation.loss, perplexity: evaluation.perplexity }
 }
@@ -443,4 +485,28 @@ fn progress_bar(total: u64, done: u64) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_cpu_run_is_noticed_once_after_the_first_steps() {
+        let mut pace = Pace::default();
+        // gpt2-medium on two cores: ~60 s a step, 1,000 steps to go.
+        assert_eq!(pace.long_cpu_run(60.0, 1_000), None);
+        assert_eq!(pace.long_cpu_run(60.0, 999), None);
+        let notice = pace.long_cpu_run(60.0, 998).expect("about 17 hours is a long run");
+        assert!(notice.contains("at 60.0 s a step, the 998 steps left take about 17 hours"), "{notice}");
+        assert!(notice.contains("`make train FEATURES=cuda`") && notice.contains("`make demo`"), "{notice}");
+        assert_eq!(pace.long_cpu_run(60.0, 997), None, "said once");
+    }
+
+    #[test]
+    fn a_short_run_gets_no_notice() {
+        let mut pace = Pace::default();
+        let notices: Vec<_> = (0..10).filter_map(|step| pace.long_cpu_run(2.0, 5_000 - step)).collect();
+        assert!(notices.is_empty(), "{notices:?}"); // under 3 hours
+    }
 }

@@ -56,7 +56,7 @@ fn eval_gives_the_reference_validation_loss() {
         split: "val".into(),
         micro_batch: 3,
         doc_mask: false,
-        device: Some(stage::device::DeviceChoice::Cpu),
+        device: stage::device::DeviceChoice::Cpu,
     };
     let evaluation = train::evaluate::run(&args).unwrap();
     let reference = expected()["val_loss"].as_f64().unwrap();

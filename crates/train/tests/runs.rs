@@ -77,7 +77,7 @@ fn doc_mask_trains_and_evaluates_each_joke_on_its_own() {
             split: "val".into(),
             micro_batch: 2,
             doc_mask,
-            device: Some(stage::device::DeviceChoice::Cpu),
+            device: stage::device::DeviceChoice::Cpu,
         };
         train::evaluate::run(&args).unwrap().loss
     };
