@@ -188,9 +188,10 @@ impl OnBackend for Sampling<'_> {
         let cli = self.cli;
         let (config, model) = gpt2::hf::load_dir::<B>(self.model_dir, &device)?;
         let tokenizer_path = self.tokenizer_path;
-        let described = format!("tokenizer {}", tokenizer_path.display());
-        tokenizer::check_fits_model(tokenizer_path, &described, &cli.model, config.vocab_size, Some(self.model_dir))?;
         let tokenizer = tokenizer::load(tokenizer_path)?;
+        let described = format!("tokenizer {}", tokenizer_path.display());
+        let model_dir = Some(self.model_dir);
+        tokenizer::check_fits_model(&tokenizer, tokenizer_path, &described, &cli.model, config.vocab_size, model_dir)?;
         let eos_id = tokenizer.token_to_id(tokenizer::END_OF_TEXT).unwrap_or(config.eos_token_id as u32);
         let against = match &cli.against {
             Some(dir) => Some(training_jokes(dir, tokenizer_path)?),

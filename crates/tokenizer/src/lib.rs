@@ -38,18 +38,18 @@ pub fn load(path: &Path) -> Result<Tokenizer> {
     from_bytes(&bytes, path)
 }
 
-/// Whether the tokenizer at `path` (`described` to the user, e.g. "the tokenizer of DATA")
+/// Whether `ours`, read from `path` (`described` to the user, e.g. "the tokenizer of DATA"),
 /// belongs with the model `model` of `model_vocab` tokens: its ids must lie inside the model's
 /// vocabulary, and where the model's directory `model_dir` carries a tokenizer of its own, the
 /// two must map the same words to the same ids.
 pub fn check_fits_model(
+    ours: &Tokenizer,
     path: &Path,
     described: &str,
     model: &str,
     model_vocab: usize,
     model_dir: Option<&Path>,
 ) -> Result<()> {
-    let ours = load(path)?;
     let vocab = ours.get_vocab_size(true);
     if vocab > model_vocab {
         bail!(
@@ -113,12 +113,14 @@ mod tests {
         let other = dir.path().join("other");
         write_tokenizer(&other, &["<unk>", "b", "a"]);
 
-        check_fits_model(&ours, "ours", "m", 3, None).unwrap();
-        check_fits_model(&ours, "ours", "m", 3, Some(&same)).unwrap();
-        check_fits_model(&ours, "ours", "m", 3, Some(dir.path())).unwrap(); // the model has none
-        let error = check_fits_model(&ours, "ours", "m", 2, None).unwrap_err().to_string();
+        let tokenizer = load(&ours).unwrap();
+        let check = |model_vocab, model_dir| check_fits_model(&tokenizer, &ours, "ours", "m", model_vocab, model_dir);
+        check(3, None).unwrap();
+        check(3, Some(&same)).unwrap();
+        check(3, Some(dir.path())).unwrap(); // the model has none
+        let error = check(2, None).unwrap_err().to_string();
         assert!(error.contains("ours has 3 tokens, more than the model m has (2)"), "{error}");
-        let error = check_fits_model(&ours, "ours", "m", 3, Some(&other)).unwrap_err().to_string();
+        let error = check(3, Some(&other)).unwrap_err().to_string();
         assert!(error.contains("comes with a different tokenizer") && error.contains("than ours"), "{error}");
     }
 }

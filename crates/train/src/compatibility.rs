@@ -17,5 +17,6 @@ pub fn check(dataset: &Dataset, config: &Gpt2Config, model: &str, model_dir: Opt
         );
     }
     let described = format!("the tokenizer {data} was prepared with ({})", dataset.manifest.tokenizer.source);
-    tokenizer::check_fits_model(&dataset.tokenizer_path(), &described, model, config.vocab_size, model_dir)
+    let path = dataset.tokenizer_path();
+    tokenizer::check_fits_model(&tokenizer::load(&path)?, &path, &described, model, config.vocab_size, model_dir)
 }
