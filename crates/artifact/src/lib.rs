@@ -19,5 +19,5 @@ pub use file::write_atomically;
 pub use leftovers::{remove_dead_leftovers, Leftovers};
 pub use lock::OutputLock;
 pub use ownership::OutputDir;
-pub use space::ensure_free;
+pub use space::{ensure_free, size};
 pub use staging::Staging;

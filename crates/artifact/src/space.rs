@@ -36,7 +36,8 @@ pub fn ensure_free(dir: &Path, needed: u64, what: &str) -> Result<()> {
     }
 }
 
-fn size(bytes: u64) -> String {
+/// A size as a person reads it: `1.5 GiB`, `12.0 MiB`.
+pub fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
         b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),

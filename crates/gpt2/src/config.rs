@@ -154,6 +154,16 @@ impl Gpt2Config {
         })
     }
 
+    /// How many numbers the model holds (the LM head shares the token embedding's): what its
+    /// memory is sized by before any weights are read.
+    pub fn num_params(&self) -> usize {
+        let d = self.n_embd;
+        // Per block: two LayerNorms (2d each), c_attn (d·3d + 3d), attention c_proj (d·d + d),
+        // c_fc (d·4d + 4d), MLP c_proj (4d·d + d).
+        let block = 12 * d * d + 13 * d;
+        (self.vocab_size + self.n_positions) * d + self.n_layer * block + 2 * d
+    }
+
     /// A model with GPT-2's initialisation: weights N(0, 0.02), residual output projections
     /// N(0, 0.02/√(2·n_layer)), biases zero, LayerNorms identity.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Gpt2<B> {

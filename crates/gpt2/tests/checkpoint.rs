@@ -136,6 +136,7 @@ fn gpt2_124m_shapes_save_and_reload() {
     let model = config.init::<B>(&device);
     let parameters: usize = model.num_params();
     assert_eq!(parameters, 124_439_808);
+    assert_eq!(config.num_params(), parameters, "the count read off the config, before any weights exist");
     let dir = tempfile::tempdir().unwrap();
     hf::save(&model, &config, dir.path(), None).unwrap();
     let (_, reloaded) = hf::load_dir::<B>(dir.path(), &device).unwrap();

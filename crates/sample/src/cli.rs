@@ -1,6 +1,6 @@
 use clap::Parser;
 use serde::Serialize;
-use stage::device::DeviceChoice;
+use stage::device::{self, DeviceChoice};
 use std::path::PathBuf;
 
 /// Generate text (jokes) from a GPT-2 model.
@@ -104,10 +104,7 @@ pub struct Cli {
     #[serde(skip)]
     pub force: bool,
 
-    /// auto, cpu, cuda or cuda:N. auto: CUDA when this build has it, a GPU is present and CUDA's
-    /// libraries and headers are found, otherwise the CPU (with a notice saying why); cuda: stop
-    /// and say what is missing instead of falling back.
-    #[arg(long, value_name = "DEVICE", default_value_t)]
+    #[arg(long, value_name = "DEVICE", default_value_t, help = device::HELP)]
     #[serde(serialize_with = "as_text")]
     pub device: DeviceChoice,
 

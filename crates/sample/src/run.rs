@@ -10,7 +10,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use gpt2::Gpt2Backend;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 use serde::Serialize;
-use stage::device::{self, OnBackend};
+use stage::{
+    device::{self, OnBackend},
+    gpu_memory::MemoryNeed,
+};
 use std::{
     fs,
     io::{self, Write},
@@ -66,7 +69,10 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         tokenizer_path: &tokenizer,
         inputs_hash: &inputs_hash,
     };
-    let records = device::dispatch(device::resolve(cli.device, "sample")?, work)?;
+    let config = gpt2::hf::read_config(&model_dir)?;
+    let batch = samples_per_batch(&config, cli.max_new_tokens).min(cli.num_samples as usize);
+    let need = MemoryNeed::sampling(&config, batch, cache_positions(&config, cli.max_new_tokens));
+    let records = device::dispatch(device::resolve(cli.device, "sample", &need)?, work)?;
     if let Some(path) = &cli.out {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
         artifact::write_atomically(path, lines.join("\n") + "\n")?;
@@ -324,9 +330,15 @@ const MAX_BATCH: usize = 64;
 
 /// How many samples to decode together: as many as fit in [`BATCH_CACHE_BYTES`] of cache.
 fn samples_per_batch(config: &gpt2::Gpt2Config, max_new_tokens: usize) -> usize {
-    let positions = config.n_positions.min(max_new_tokens + config.n_positions / 2);
+    let positions = cache_positions(config, max_new_tokens);
     let per_sample = config.n_layer * 2 * positions * config.n_embd * std::mem::size_of::<f32>();
     (BATCH_CACHE_BYTES / per_sample.max(1)).clamp(1, MAX_BATCH)
+}
+
+/// The positions a sample's cache is sized for: the new tokens and a prompt of up to half the
+/// model's positions.
+fn cache_positions(config: &gpt2::Gpt2Config, max_new_tokens: usize) -> usize {
+    config.n_positions.min(max_new_tokens + config.n_positions / 2)
 }
 
 /// The prompt's tokens as the model can read them. A prompt as long as the model's positions

@@ -1,14 +1,23 @@
 //! Choosing where a stage runs: `--device auto|cpu|cuda[:N]`. `auto` (the default) takes CUDA
 //! where the build has it, a GPU is present and CUDA's run-time pieces are found, and otherwise
 //! the CPU with a notice that says why. An explicit `cuda` that cannot run is an error that
-//! says what to do.
+//! says what to do. Either way a run whose model cannot fit in the GPU's free memory is
+//! stopped (or, under `auto`, moved to the CPU) before its first step.
 
-use crate::cuda_preflight;
+use crate::{
+    cuda_preflight,
+    gpu_memory::{self, Fit, MemoryNeed},
+};
 use anyhow::{bail, Result};
 #[cfg(feature = "cuda")]
 use gpt2::Gpu;
 use gpt2::{Cpu, Gpt2Backend};
 use std::{fmt, str::FromStr};
+
+/// `--device`'s help, the same in every stage.
+pub const HELP: &str = "auto, cpu, cuda or cuda:N. auto: CUDA when this build has it, a GPU is present, CUDA's \
+                        libraries and headers are found and the model fits in the GPU's free memory, otherwise the \
+                        CPU (with a notice saying why); cuda: stop and say what is missing instead of falling back";
 
 /// What `--device` asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,8 +76,8 @@ fn gpu_present() -> bool {
 }
 
 /// The device `stage` (train or sample) runs on for `requested`, printing a notice on stderr
-/// whenever `auto` does not take a GPU the machine has.
-pub fn resolve(requested: DeviceChoice, stage: &str) -> Result<Device> {
+/// whenever `auto` does not take a GPU the machine has. `need` is what the run needs on a GPU.
+pub fn resolve(requested: DeviceChoice, stage: &str, need: &MemoryNeed) -> Result<Device> {
     let rebuild = format!(
         "rebuild with CUDA: `make {stage} FEATURES=cuda`, or `cargo build --release -p {stage} --features cuda`"
     );
@@ -84,14 +93,32 @@ pub fn resolve(requested: DeviceChoice, stage: &str) -> Result<Device> {
             Ok(Device::Cpu)
         }
         _ => match (cuda_preflight::missing_on_this_machine(), requested) {
-            (missing, DeviceChoice::Cuda(index)) if missing.is_empty() => Ok(Device::Cuda(index)),
-            (missing, _) if missing.is_empty() => Ok(Device::Cuda(0)),
+            (missing, DeviceChoice::Cuda(index)) if missing.is_empty() => fitting(requested, index, need),
+            (missing, _) if missing.is_empty() => fitting(requested, 0, need),
             (missing, DeviceChoice::Auto) => {
                 eprintln!("notice: {}; running on the CPU (--device auto)", cuda_preflight::describe(&missing));
                 Ok(Device::Cpu)
             }
             (missing, _) => bail!("--device {requested}: {}", cuda_preflight::describe(&missing)),
         },
+    }
+}
+
+/// CUDA device `index` when `need` fits in its free memory (or `nvidia-smi` cannot say), with
+/// a warning when only the estimate of the activations is above it.
+fn fitting(requested: DeviceChoice, index: usize, need: &MemoryNeed) -> Result<Device> {
+    let device = Device::Cuda(index);
+    match gpu_memory::free_bytes(index).map(|free| gpu_memory::judge(need, free, &device.to_string())) {
+        None | Some(Fit::Fits) => Ok(device),
+        Some(Fit::MayNotFit(warning)) => {
+            eprintln!("warning: {warning}");
+            Ok(device)
+        }
+        Some(Fit::DoesNotFit(reason)) if requested == DeviceChoice::Auto => {
+            eprintln!("notice: {reason}; running on the CPU (--device auto)");
+            Ok(Device::Cpu)
+        }
+        Some(Fit::DoesNotFit(reason)) => bail!("--device {requested}: {reason}"),
     }
 }
 
@@ -131,18 +158,22 @@ mod tests {
         assert!("tpu".parse::<DeviceChoice>().unwrap_err().to_string().contains("auto, cpu, cuda or cuda:N"));
     }
 
+    fn need() -> MemoryNeed {
+        MemoryNeed::training(&gpt2::Gpt2Config::preset("gpt2").unwrap(), 1, 1024)
+    }
+
     #[test]
     fn cpu_is_always_honoured() {
-        assert_eq!(resolve(DeviceChoice::Cpu, "train").unwrap(), Device::Cpu);
+        assert_eq!(resolve(DeviceChoice::Cpu, "train", &need()).unwrap(), Device::Cpu);
     }
 
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_asked_of_a_build_without_it_names_the_command_that_adds_it() {
-        let error = resolve(DeviceChoice::Cuda(0), "train").unwrap_err().to_string();
+        let error = resolve(DeviceChoice::Cuda(0), "train", &need()).unwrap_err().to_string();
         assert!(error.contains("--device cuda:0: this build of train has no CUDA support"), "{error}");
         assert!(error.contains("`make train FEATURES=cuda`"), "{error}");
         assert!(error.contains("`cargo build --release -p train --features cuda`"), "{error}");
-        assert_eq!(resolve(DeviceChoice::Auto, "sample").unwrap(), Device::Cpu);
+        assert_eq!(resolve(DeviceChoice::Auto, "sample", &need()).unwrap(), Device::Cpu);
     }
 }

@@ -2,7 +2,7 @@ use crate::schedule::ScheduleKind;
 use clap::{Args, Parser, Subcommand};
 use gpt2::Precision;
 use serde::{Deserialize, Serialize};
-use stage::device::DeviceChoice;
+use stage::device::{self, DeviceChoice};
 use std::path::{Path, PathBuf};
 
 /// Fine-tune GPT-2 on a prepared dataset, with gradient accumulation.
@@ -95,10 +95,7 @@ pub struct TrainArgs {
     #[serde(default)]
     pub delete_replaced: bool,
 
-    /// auto, cpu, cuda or cuda:N. auto: CUDA when this build has it, a GPU is present and CUDA's
-    /// libraries and headers are found, otherwise the CPU (with a notice saying why); cuda: stop
-    /// and say what is missing instead of falling back.
-    #[arg(long, value_name = "DEVICE", default_value_t)]
+    #[arg(long, value_name = "DEVICE", default_value_t, help = device::HELP)]
     #[serde(skip)]
     pub device: DeviceChoice,
 
@@ -214,10 +211,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub doc_mask: bool,
 
-    /// auto, cpu, cuda or cuda:N. auto: CUDA when this build has it, a GPU is present and CUDA's
-    /// libraries and headers are found, otherwise the CPU (with a notice saying why); cuda: stop
-    /// and say what is missing instead of falling back.
-    #[arg(long, value_name = "DEVICE", default_value_t)]
+    #[arg(long, value_name = "DEVICE", default_value_t, help = device::HELP)]
     pub device: DeviceChoice,
 }
 

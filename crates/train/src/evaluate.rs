@@ -10,7 +10,10 @@ use burn::prelude::*;
 use gpt2::{next_token_loss, Gpt2, Gpt2Backend};
 use serde::Serialize;
 use shards::{Dataset, SplitRows};
-use stage::device::{self, OnBackend};
+use stage::{
+    device::{self, OnBackend},
+    gpu_memory::MemoryNeed,
+};
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Evaluation {
@@ -55,8 +58,11 @@ pub fn run(args: &EvalArgs) -> Result<Evaluation> {
     if split.is_empty() {
         bail!("{}: the {} split has no rows", args.data.display(), args.split);
     }
-    let evaluation =
-        device::dispatch(device::resolve(args.device, "train")?, Evaluate { args, dataset: &dataset, split: &split })?;
+    let config = gpt2::hf::read_config(&stage::model::locate(&args.model)?)?;
+    let rows = (args.micro_batch as usize).min(split.len());
+    let need = MemoryNeed::evaluation(&config, rows, dataset.manifest.seq_len as usize);
+    let device = device::resolve(args.device, "train", &need)?;
+    let evaluation = device::dispatch(device, Evaluate { args, dataset: &dataset, split: &split })?;
     println!(
         "{} on {} ({} split, {} tokens): loss {:.4}, perplexity {:.2}",
         args.model,

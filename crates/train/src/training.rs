@@ -23,7 +23,10 @@ use burn::{
 use gpt2::{next_token_loss, Gpt2, Gpt2Backend, Gpt2Config, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
-use stage::device::{self, Device, OnBackend};
+use stage::{
+    device::{self, Device, OnBackend},
+    gpu_memory::MemoryNeed,
+};
 use std::{
     panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
@@ -77,7 +80,9 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
             data.display()
         );
     }
-    let device = device::resolve(args.device, "train")?;
+    let initial = Initial::describe(args, init)?;
+    let need = MemoryNeed::training(&initial.config, args.micro_batch as usize, dataset.manifest.seq_len as usize);
+    let device = device::resolve(args.device, "train", &need)?;
     if args.precision != Precision::F32 && device == Device::Cpu {
         bail!(
             "--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32",
@@ -87,7 +92,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     // From here on the run directory is ours alone: a second train on it is refused.
     let _lock = OutputLock::acquire(out, "train")?;
     let run = Run { args, init, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows };
-    let work = Training { run, device };
+    let work = Training { run, device, initial };
     match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(device, work))) {
         Ok(result) => result,
         Err(payload) => {
@@ -126,6 +131,7 @@ struct Run<'a> {
 struct Training<'a> {
     run: Run<'a>,
     device: Device,
+    initial: Initial,
 }
 
 impl OnBackend for Training<'_> {
@@ -134,7 +140,7 @@ impl OnBackend for Training<'_> {
     fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
         let run = self.run;
         let args = run.args;
-        let initial = Initial::describe(args, run.init)?;
+        let initial = self.initial;
         let config = &initial.config;
         compatibility::check(run.dataset, config, run.init, initial.dir.as_deref())?;
 
