@@ -27,6 +27,9 @@ pub type Cpu = NdArray<f32>;
 /// The CUDA backend.
 #[cfg(feature = "cuda")]
 pub type Gpu = burn::backend::Cuda<f32, i32>;
+/// burn's wgpu backend: CUDA's CubeCL + fusion path on Vulkan (development only).
+#[cfg(feature = "wgpu")]
+pub type Wgpu = burn::backend::Wgpu<f32, i32>;
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
@@ -92,6 +95,9 @@ impl<B: Backend> Gpt2Backend for Autodiff<B> {}
 
 #[cfg(feature = "cuda")]
 impl Gpt2Backend for Gpu {}
+
+#[cfg(feature = "wgpu")]
+impl Gpt2Backend for Wgpu {}
 
 /// burn's CPU backend: f32 products run on the arrays in place; other element types (which
 /// the model never makes) take burn's path.

@@ -24,6 +24,8 @@ mod precision;
 pub use attention::CausalSelfAttention;
 #[cfg(feature = "cuda")]
 pub use backend::Gpu;
+#[cfg(feature = "wgpu")]
+pub use backend::Wgpu;
 pub use backend::{Cpu, Gpt2Backend};
 pub use block::Block;
 pub use config::Gpt2Config;

@@ -26,6 +26,9 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Cuda(usize),
+    /// burn's wgpu backend: development builds only (the `wgpu` feature).
+    #[cfg(feature = "wgpu")]
+    Wgpu,
 }
 
 /// Where a stage runs, once chosen.
@@ -33,6 +36,8 @@ pub enum DeviceChoice {
 pub enum Device {
     Cpu,
     Cuda(usize),
+    #[cfg(feature = "wgpu")]
+    Wgpu,
 }
 
 impl FromStr for DeviceChoice {
@@ -43,6 +48,8 @@ impl FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
+            #[cfg(feature = "wgpu")]
+            "wgpu" => Ok(DeviceChoice::Wgpu),
             _ => match text.strip_prefix("cuda:").map(str::parse) {
                 Some(Ok(index)) => Ok(DeviceChoice::Cuda(index)),
                 _ => bail!("unknown device `{text}` (expected auto, cpu, cuda or cuda:N)"),
@@ -57,6 +64,8 @@ impl fmt::Display for DeviceChoice {
             DeviceChoice::Auto => write!(f, "auto"),
             DeviceChoice::Cpu => write!(f, "cpu"),
             DeviceChoice::Cuda(index) => write!(f, "cuda:{index}"),
+            #[cfg(feature = "wgpu")]
+            DeviceChoice::Wgpu => write!(f, "wgpu"),
         }
     }
 }
@@ -66,6 +75,8 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => write!(f, "cpu"),
             Device::Cuda(index) => write!(f, "cuda:{index}"),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => write!(f, "wgpu"),
         }
     }
 }
@@ -83,6 +94,8 @@ pub fn resolve(requested: DeviceChoice, stage: &str, need: &MemoryNeed) -> Resul
     );
     match requested {
         DeviceChoice::Cpu => Ok(Device::Cpu),
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu => Ok(Device::Wgpu),
         DeviceChoice::Cuda(_) if !cfg!(feature = "cuda") => {
             bail!("--device {requested}: this build of {stage} has no CUDA support; {rebuild}")
         }
@@ -134,6 +147,8 @@ pub fn dispatch<W: OnBackend>(device: Device, work: W) -> W::Output {
         Device::Cpu => work.run::<Cpu>(Default::default()),
         #[cfg(feature = "cuda")]
         Device::Cuda(index) => work.run::<Gpu>(burn::backend::cuda::CudaDevice::new(index)),
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu => work.run::<gpt2::Wgpu>(Default::default()),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => unreachable!("resolve() never picks CUDA without the feature"),
     }
