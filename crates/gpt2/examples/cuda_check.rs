@@ -74,9 +74,11 @@ fn stages<B: Gpt2Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> S
     let positions = Tensor::<B, 1, Int>::arange(0..(ids.len() / 2) as i64, device)
         .reshape([1, ids.len() / 2])
         .expand([2, ids.len() / 2]);
-    let mut x = model.wte.forward(tokens.clone()) + model.wpe.forward(positions);
-    out.push(("wte + wpe".into(), values(x.clone())));
+    let embedded = model.wte.forward(tokens.clone()) + model.wpe.forward(positions);
+    out.push(("wte + wpe".into(), values(embedded.clone())));
     let time = ids.len() / 2;
+    // The blocks take the residual stream as rows.
+    let mut x = embedded.reshape([2 * time, model.wte.weight.dims()[1]]);
     let causal = causal_mask::<B>(time, time, device).unsqueeze::<3>().expand([2, time, time]);
     for (i, block) in model.h.iter().enumerate() {
         let attention = block.attn.forward(block.ln_1.forward(x.clone()), causal.clone(), None);

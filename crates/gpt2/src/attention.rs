@@ -36,25 +36,26 @@ impl<B: Backend> CausalSelfAttention<B> {
 }
 
 impl<B: Gpt2Backend> CausalSelfAttention<B> {
-    /// `x`: `[batch, time, n_embd]`; `mask`: `[batch, time, keys]`, `true` where a query must
-    /// not see a key. With this layer's cache, the keys and values of earlier positions come
-    /// from it and this call's are appended to it.
+    /// `x`: the `[batch × time, n_embd]` rows of the residual stream; `mask`: `[batch, time,
+    /// keys]`, `true` where a query must not see a key. With this layer's cache, the keys and
+    /// values of earlier positions come from it and this call's are appended to it.
     pub fn forward(
         &self,
-        x: Tensor<B, 3>,
+        x: Tensor<B, 2>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
-        let [batch, time, n_embd] = x.dims();
+    ) -> Tensor<B, 2> {
+        let [batch, time, _] = mask.dims();
+        let [rows, n_embd] = x.dims();
         let head_dim = n_embd / self.n_head;
-        let heads = |t: Tensor<B, 3>| t.reshape([batch, time, self.n_head, head_dim]).swap_dims(1, 2);
-        let mut qkv = self.precision.linear(&self.c_attn, x).chunk(3, 2);
+        let heads = |t: Tensor<B, 2>| t.reshape([batch, time, self.n_head, head_dim]).swap_dims(1, 2);
+        let mut qkv = self.precision.linear(&self.c_attn, x).chunk(3, 1);
         let (v, k, q) = (heads(qkv.pop().unwrap()), heads(qkv.pop().unwrap()), heads(qkv.pop().unwrap()));
         let (k, v) = match cache {
             Some(cache) => cache.extend(k, v),
             None => (k, v),
         };
-        let y = B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision);
+        let y = B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision).reshape([rows, n_embd]);
         self.resid_dropout.forward(self.precision.linear(&self.c_proj, y))
     }
 }

@@ -33,8 +33,9 @@ pub type Wgpu = burn::backend::Wgpu<f32, i32>;
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
-    /// `x · W + b`, `W` held as `[d_in, d_out]` (burn's and GPT-2's layout).
-    fn linear_forward<const D: usize>(layer: &Linear<Self>, x: Tensor<Self, D>) -> Tensor<Self, D> {
+    /// `x · W + b` for `x` `[rows, d_in]`, `W` held as `[d_in, d_out]` (burn's and GPT-2's
+    /// layout).
+    fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
         layer.forward(x)
     }
 
@@ -102,16 +103,14 @@ impl Gpt2Backend for Wgpu {}
 /// burn's CPU backend: f32 products run on the arrays in place; other element types (which
 /// the model never makes) take burn's path.
 impl Gpt2Backend for NdArray<f32> {
-    fn linear_forward<const D: usize>(layer: &Linear<Self>, x: Tensor<Self, D>) -> Tensor<Self, D> {
-        let mut dims = x.dims();
-        let [d_in, d_out] = layer.weight.dims();
+    fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        let [rows, _] = x.dims();
+        let [_, d_out] = layer.weight.dims();
         let (inputs, weight) = (primitive(x.clone()), primitive(layer.weight.val()));
         let (Some(inputs), Some(weight)) = (f32_view(&inputs), f32_view(&weight)) else {
             return layer.forward(x);
         };
-        let rows = inputs.len() / d_in;
-        let inputs = inputs.to_shape((rows, d_in)).expect("the input's last dimension is d_in");
-        let mut y = kernels::matmul(inputs.view(), matrix(weight));
+        let mut y = kernels::matmul(matrix(inputs), matrix(weight));
         if let Some(bias) = &layer.bias {
             let bias = primitive(bias.val());
             y += &f32_view(&bias)
@@ -119,8 +118,7 @@ impl Gpt2Backend for NdArray<f32> {
                 .into_dimensionality::<Ix1>()
                 .expect("a 1-D bias");
         }
-        dims[D - 1] = d_out;
-        tensor(y, dims)
+        tensor(y, [rows, d_out])
     }
 
     fn matmul_transposed(x: Tensor<Self, 2>, weight: Tensor<Self, 2>) -> Tensor<Self, 2> {
@@ -234,7 +232,7 @@ mod tests {
         // 300 spans three row blocks.
         for rows in [1, 8, 40] {
             let layer = LinearConfig::new(300, 200).init::<Cpu>(&Default::default());
-            let x = random([2, rows, 300]);
+            let x = random([rows, 300]);
             assert_close(<Cpu as Gpt2Backend>::linear_forward(&layer, x.clone()), layer.forward(x));
         }
     }

@@ -6,6 +6,13 @@ use burn::{
 };
 
 /// One transformer block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+///
+/// The residual stream `x` is kept as `[batch × time, n_embd]` rows, not `[batch, time,
+/// n_embd]`: on a 3-D input burn takes a linear layer's weight gradient as one product per
+/// batch entry and a sum over them (burn-backend `ops/modules/linear.rs`), and the gradient of
+/// every weight or bias broadcast over two dimensions as two reductions. On rows each is one
+/// product or one reduction: fewer GPU kernels a layer. Attention alone needs `batch` and
+/// `time`, which it reads off the mask.
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
     pub ln_1: LayerNorm<B>,
@@ -17,10 +24,10 @@ pub struct Block<B: Backend> {
 impl<B: Gpt2Backend> Block<B> {
     pub fn forward(
         &self,
-        x: Tensor<B, 3>,
+        x: Tensor<B, 2>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
+    ) -> Tensor<B, 2> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }

@@ -25,7 +25,8 @@ impl<B: Backend> Mlp<B> {
 }
 
 impl<B: Gpt2Backend> Mlp<B> {
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// `x`: the `[batch × time, n_embd]` rows of the residual stream.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let hidden = B::gelu_tanh(self.precision.linear(&self.c_fc, x));
         self.dropout.forward(self.precision.linear(&self.c_proj, hidden))
     }

@@ -53,20 +53,18 @@ impl<B: Gpt2Backend> Gpt2<B> {
         let keys = mask.dims()[2];
         let n_positions = self.wpe.weight.dims()[0];
         assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
-        let mut x = self.drop.forward(self.wte.forward(tokens) + self.wpe.forward(positions));
+        let [batch, time] = tokens.dims();
+        let embedded = self.drop.forward(self.wte.forward(tokens) + self.wpe.forward(positions));
+        let mut x = embedded.reshape([batch * time, self.wte.weight.dims()[1]]);
         let mut layer_caches = cache.map(|cache| cache.layers_mut());
         for block in &self.h {
             let layer_cache = layer_caches.as_mut().map(|layers| layers.next().expect("a cache slot per layer"));
             x = block.forward(x, mask.clone(), layer_cache);
         }
-        let x = self.ln_f.forward(x);
         // The LM head is the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA
         // matmul gives wrong results for a transposed right-hand side broadcast over a batch.
-        let [batch, time, n_embd] = x.dims();
         let vocab = self.wte.weight.dims()[0];
-        self.precision
-            .matmul_transposed(x.reshape([batch * time, n_embd]), self.wte.weight.val())
-            .reshape([batch, time, vocab])
+        self.precision.matmul_transposed(self.ln_f.forward(x), self.wte.weight.val()).reshape([batch, time, vocab])
     }
 }
 

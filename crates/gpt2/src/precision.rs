@@ -29,13 +29,13 @@ impl Precision {
         }
     }
 
-    /// `x · W + b` (burn's and GPT-2's `[d_in, d_out]` weight layout) with the product in this
-    /// precision and the bias added in f32.
-    pub fn linear<B: Gpt2Backend, const D: usize>(self, layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    /// `x · W + b` for `x` `[rows, d_in]` (burn's and GPT-2's `[d_in, d_out]` weight layout)
+    /// with the product in this precision and the bias added in f32.
+    pub fn linear<B: Gpt2Backend>(self, layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
         if self == Precision::F32 {
             return B::linear_forward(layer, x);
         }
-        let y = self.matmul(x, layer.weight.val().unsqueeze());
+        let y = self.matmul(x, layer.weight.val());
         match &layer.bias {
             Some(bias) => y + bias.val().unsqueeze(),
             None => y,
