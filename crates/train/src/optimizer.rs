@@ -104,17 +104,23 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for MoveGradients<'_> {
     }
 }
 
-/// The L2 norm of all gradients together, as one number. Where it exceeds `max_norm` (> 0),
-/// every gradient is scaled by `max_norm / (norm + 1e-6)`, as `clip_grad_norm_` does.
-pub fn clip_global_norm<B: AutodiffBackend>(model: &Gpt2<B>, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+/// The L2 norm of all gradients together, as a one-element tensor. With `max_norm` > 0 every
+/// gradient is scaled by `min(1, max_norm / (norm + 1e-6))`, as `clip_grad_norm_` does.
+///
+/// Everything stays on the device, as in PyTorch's `clip_grad_norm_`, which also scales by the
+/// clamped factor even when it is 1 (exact in floating point): reading the norm to decide
+/// would wait for every queued kernel, once more per step.
+pub fn clip_global_norm<B: AutodiffBackend>(
+    model: &Gpt2<B>,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> Tensor<B::InnerBackend, 1> {
     let mut squares = SumOfSquares::<B> { grads, total: None };
     model.visit(&mut squares);
-    let norm = squares.total.map_or(0.0, |t| t.into_scalar().elem::<f64>().sqrt());
-    if max_norm > 0.0 && norm.is_finite() {
-        let factor = (max_norm / (norm + 1e-6)).min(1.0);
-        if factor < 1.0 {
-            model.visit(&mut Scale { grads, factor });
-        }
+    let norm = squares.total.expect("a model has parameters with gradients").sqrt();
+    if max_norm > 0.0 {
+        let factor = (norm.clone() + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+        model.visit(&mut Scale { grads, factor });
     }
     norm
 }
@@ -136,15 +142,17 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SumOfSquares<'_, B> {
     }
 }
 
-struct Scale<'a> {
+struct Scale<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
-    factor: f64,
+    /// One element.
+    factor: Tensor<B::InnerBackend, 1>,
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            self.grads.register(param.id, grad.mul_scalar(self.factor));
+            let factor = self.factor.clone().reshape([1; D]);
+            self.grads.register(param.id, grad * factor);
         }
     }
 }

@@ -19,6 +19,7 @@ use burn::{
     module::AutodiffModule,
     optim::{GradientsAccumulator, GradientsParams},
     prelude::*,
+    tensor::Transaction,
 };
 use gpt2::{next_token_loss, Gpt2, Gpt2Backend, Gpt2Config, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -331,8 +332,12 @@ impl StepLoop<'_> {
             let step_targets = batches.iter().map(|b| b.targets).sum::<usize>().max(1);
             let real_tokens: usize = batches.iter().map(|b| b.real_tokens).sum();
             // Dropout draws from the backend's generator: seeding it per step makes a resumed
-            // run draw what an uninterrupted one would.
-            <Autodiff<B> as Backend>::seed(device, dropout_seed(args.seed, step));
+            // run draw what an uninterrupted one would. Seeding waits for the device's queued
+            // work, so a run without dropout does not.
+            let config = self.config;
+            if [config.embd_pdrop, config.attn_pdrop, config.resid_pdrop].iter().any(|&p| p > 0.0) {
+                <Autodiff<B> as Backend>::seed(device, dropout_seed(args.seed, step));
+            }
 
             // Each micro-batch's mean is weighted by its share of the step's tokens, so the
             // summed gradients are those of the token mean over the whole step.
@@ -351,19 +356,23 @@ impl StepLoop<'_> {
             }
             let mut grads = accumulator.grads();
             let grad_norm = clip_global_norm(&model, &mut grads, args.max_grad_norm);
-            let step_loss = step_loss.expect("a step has at least one micro-batch").into_scalar().elem::<f64>();
+            let lr = self.schedule.at(step);
+            model = optimizer.step(lr, model, grads);
+            // The step's one wait for the device: its loss and gradient norm, read together
+            // after the update is queued. A non-finite one stops the run before anything of
+            // this step is saved, so the update it made in memory is never kept.
+            let step_loss = step_loss.expect("a step has at least one micro-batch");
+            let [step_loss, grad_norm] = read_together([step_loss, grad_norm]);
             if !step_loss.is_finite() || !grad_norm.is_finite() {
                 let kept = last_checkpoint.as_ref().map_or("no checkpoint yet".to_string(), |p| {
                     format!("the last good checkpoint is {}", p.display())
                 });
                 bail!(
-                    "step {}: the loss is {step_loss} and the gradient norm {grad_norm}: training diverged, so the weights were \
-                     not updated and nothing more was saved ({kept}); lower --lr or raise --warmup-steps, and check the data",
+                    "step {}: the loss is {step_loss} and the gradient norm {grad_norm}: training diverged, so this step was \
+                     not saved ({kept}); lower --lr or raise --warmup-steps, and check the data",
                     step + 1
                 );
             }
-            let lr = self.schedule.at(step);
-            model = optimizer.step(lr, model, grads);
 
             let seconds = started.elapsed().as_secs_f64();
             state = TrainState {
@@ -473,6 +482,13 @@ impl Pace {
             )
         })
     }
+}
+
+/// One-element tensors as numbers, with a single wait for the device.
+fn read_together<B: Backend, const N: usize>(tensors: [Tensor<B, 1>; N]) -> [f64; N] {
+    let data = tensors.into_iter().fold(Transaction::default(), |reading, t| reading.register(t)).execute();
+    let values: Vec<f64> = data.iter().map(|d| d.iter::<f64>().next().expect("a one-element tensor")).collect();
+    values.try_into().expect("one value per tensor")
 }
 
 fn eval_line(step: u64, evaluation: Evaluation) -> EvalMetrics {
