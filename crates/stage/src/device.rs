@@ -146,7 +146,10 @@ pub fn dispatch<W: OnBackend>(device: Device, work: W) -> W::Output {
     match device {
         Device::Cpu => work.run::<Cpu>(Default::default()),
         #[cfg(feature = "cuda")]
-        Device::Cuda(index) => work.run::<Gpu>(burn::backend::cuda::CudaDevice::new(index)),
+        Device::Cuda(index) => {
+            crate::kernel_cache::keep_compiled_kernels();
+            work.run::<Gpu>(burn::backend::cuda::CudaDevice::new(index))
+        }
         #[cfg(feature = "wgpu")]
         Device::Wgpu => work.run::<gpt2::Wgpu>(Default::default()),
         #[cfg(not(feature = "cuda"))]
