@@ -133,7 +133,9 @@ struct SumOfSquares<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for SumOfSquares<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let square = grad.square().sum();
+            // A sum along a dimension, not a full `sum`: burn's fusion fuses it with the
+            // square, where a full sum is two kernels of its own (zeroing and summing).
+            let square = grad.square().reshape([1, -1]).sum_dim(1).reshape([1]);
             self.total = Some(match self.total.take() {
                 Some(total) => total + square,
                 None => square,
