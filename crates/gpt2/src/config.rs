@@ -164,6 +164,12 @@ impl Gpt2Config {
         (self.vocab_size + self.n_positions) * d + self.n_layer * block + 2 * d
     }
 
+    /// Bytes of f32 keys and values a KV cache holds for `batch` sequences of `positions`
+    /// tokens, every layer.
+    pub fn kv_cache_bytes(&self, batch: usize, positions: usize) -> u64 {
+        (2 * self.n_layer * batch * positions * self.n_embd * std::mem::size_of::<f32>()) as u64
+    }
+
     /// A model with GPT-2's initialisation: weights N(0, 0.02), residual output projections
     /// N(0, 0.02/√(2·n_layer)), biases zero, LayerNorms identity.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Gpt2<B> {

@@ -62,16 +62,17 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     if !cli.force && holds_samples_of(cli, &inputs_hash) {
         return Ok(Outcome { records: Vec::new(), up_to_date: true });
     }
+    let config = gpt2::hf::read_config(&model_dir)?;
+    let batch = samples_per_batch(&config, cli.max_new_tokens).min(cli.num_samples as usize);
+    let need = MemoryNeed::sampling(&config, batch, cache_positions(&config, cli.max_new_tokens));
     let work = Sampling {
         cli,
         prompts: &prompts,
         model_dir: &model_dir,
         tokenizer_path: &tokenizer,
         inputs_hash: &inputs_hash,
+        batch,
     };
-    let config = gpt2::hf::read_config(&model_dir)?;
-    let batch = samples_per_batch(&config, cli.max_new_tokens).min(cli.num_samples as usize);
-    let need = MemoryNeed::sampling(&config, batch, cache_positions(&config, cli.max_new_tokens));
     let records = device::dispatch(device::resolve(cli.device, "sample", &need)?, work)?;
     if let Some(path) = &cli.out {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
@@ -185,6 +186,8 @@ struct Sampling<'a> {
     model_dir: &'a Path,
     tokenizer_path: &'a Path,
     inputs_hash: &'a str,
+    /// Samples decoded together.
+    batch: usize,
 }
 
 impl OnBackend for Sampling<'_> {
@@ -219,7 +222,7 @@ impl OnBackend for Sampling<'_> {
             decode: &decode,
             device: &device,
         };
-        let batch = samples_per_batch(&config, cli.max_new_tokens);
+        let batch = self.batch;
         let mut records = Vec::new();
         let mut stdout = io::stdout().lock();
         for (prompt_index, prompt) in self.prompts.iter().enumerate() {
@@ -331,7 +334,7 @@ const MAX_BATCH: usize = 64;
 /// How many samples to decode together: as many as fit in [`BATCH_CACHE_BYTES`] of cache.
 fn samples_per_batch(config: &gpt2::Gpt2Config, max_new_tokens: usize) -> usize {
     let positions = cache_positions(config, max_new_tokens);
-    let per_sample = config.n_layer * 2 * positions * config.n_embd * std::mem::size_of::<f32>();
+    let per_sample = config.kv_cache_bytes(1, positions) as usize;
     (BATCH_CACHE_BYTES / per_sample.max(1)).clamp(1, MAX_BATCH)
 }
 

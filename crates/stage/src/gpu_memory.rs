@@ -66,11 +66,10 @@ impl MemoryNeed {
     /// tokens (keys and values, every layer).
     pub fn sampling(config: &Gpt2Config, batch: usize, seq_len: usize) -> Self {
         let certain = config.num_params() as u64 * F32;
-        let cache = 2 * (config.n_layer * batch * seq_len * config.n_embd) as u64 * F32;
         MemoryNeed {
             certain,
             certain_is: "the model's weights in f32".into(),
-            estimate: certain + cache,
+            estimate: certain + config.kv_cache_bytes(batch, seq_len),
             advice: "lower --num-samples or --max-new-tokens (fewer samples are decoded together), or sample a smaller model".into(),
         }
     }

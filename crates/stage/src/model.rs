@@ -2,12 +2,8 @@
 //! id whose files come through the cache shared with the Hub's own clients.
 
 use anyhow::{bail, Result};
-use burn::prelude::Backend;
 use fetch::Named;
-use gpt2::{
-    hf::{self, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE},
-    Gpt2, Gpt2Config,
-};
+use gpt2::hf::{self, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use std::path::PathBuf;
 
 /// The local directory of a model directory or Hub id, downloading a Hub model's files
@@ -30,12 +26,4 @@ pub fn locate(spec: &str) -> Result<PathBuf> {
     }
     fetch::hub_file(spec, tokenizer::FILE_NAME).ok();
     Ok(config.parent().expect("a file in a snapshot directory").to_path_buf())
-}
-
-/// Load the model `spec` names. Returns the directory the files were read from (where its
-/// `tokenizer.json` may sit too).
-pub fn load<B: Backend>(spec: &str, device: &B::Device) -> Result<(Gpt2Config, Gpt2<B>, PathBuf)> {
-    let dir = locate(spec)?;
-    let (config, model) = hf::load_dir(&dir, device)?;
-    Ok((config, model, dir))
 }

@@ -20,14 +20,12 @@ fn a_cached_hub_model_loads_offline_and_a_missing_one_says_what_to_download() {
     std::env::set_var("HF_HOME", home.path());
     std::env::set_var("HF_HUB_OFFLINE", "1");
 
-    let (config, _, dir) = model::load::<NdArray<f32>>("someone/tiny-gpt2", &Default::default()).unwrap();
+    let dir = model::locate("someone/tiny-gpt2").unwrap();
+    let (config, _) = gpt2::hf::load_dir::<NdArray<f32>>(&dir, &Default::default()).unwrap();
     assert_eq!((config.n_layer, dir), (2, snapshot));
 
-    let error = format!(
-        "{:#}",
-        model::load::<NdArray<f32>>("openai-community/gpt2-medium", &Default::default()).err().unwrap()
-    );
+    let error = format!("{:#}", model::locate("openai-community/gpt2-medium").unwrap_err());
     assert!(error.contains("huggingface-cli download openai-community/gpt2-medium config.json"), "{error}");
-    let error = format!("{:#}", model::load::<NdArray<f32>>("./no/such/dir", &Default::default()).err().unwrap());
+    let error = format!("{:#}", model::locate("./no/such/dir").unwrap_err());
     assert!(error.contains("no such directory"), "{error}");
 }

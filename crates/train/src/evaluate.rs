@@ -14,6 +14,7 @@ use stage::{
     device::{self, OnBackend},
     gpu_memory::MemoryNeed,
 };
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Evaluation {
@@ -58,11 +59,12 @@ pub fn run(args: &EvalArgs) -> Result<Evaluation> {
     if split.is_empty() {
         bail!("{}: the {} split has no rows", args.data.display(), args.split);
     }
-    let config = gpt2::hf::read_config(&stage::model::locate(&args.model)?)?;
+    let model_dir = stage::model::locate(&args.model)?;
+    // Every batch is padded up to its rows: no more than the split has.
     let rows = (args.micro_batch as usize).min(split.len());
-    let need = MemoryNeed::evaluation(&config, rows, dataset.manifest.seq_len as usize);
+    let need = MemoryNeed::evaluation(&gpt2::hf::read_config(&model_dir)?, rows, dataset.manifest.seq_len as usize);
     let device = device::resolve(args.device, "train", &need)?;
-    let evaluation = device::dispatch(device, Evaluate { args, dataset: &dataset, split: &split })?;
+    let evaluation = device::dispatch(device, Evaluate { args, model_dir, dataset: &dataset, split: &split, rows })?;
     println!(
         "{} on {} ({} split, {} tokens): loss {:.4}, perplexity {:.2}",
         args.model,
@@ -77,19 +79,22 @@ pub fn run(args: &EvalArgs) -> Result<Evaluation> {
 
 struct Evaluate<'a> {
     args: &'a EvalArgs,
+    /// Where the model `args.model` names lies.
+    model_dir: PathBuf,
     dataset: &'a Dataset,
     split: &'a SplitRows,
+    /// Rows a batch.
+    rows: usize,
 }
 
 impl OnBackend for Evaluate<'_> {
     type Output = Result<Evaluation>;
 
     fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
-        let (config, model, dir) = stage::model::load::<B>(&self.args.model, &device)?;
-        compatibility::check(self.dataset, &config, &self.args.model, Some(&dir))?;
-        // Every batch is padded up to its rows: no more than the split has.
-        let rows = (self.args.micro_batch as usize).min(self.split.len());
-        let batching = Batching { rows, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: self.args.doc_mask };
+        let (config, model) = gpt2::hf::load_dir::<B>(&self.model_dir, &device)?;
+        compatibility::check(self.dataset, &config, &self.args.model, Some(&self.model_dir))?;
+        let batching =
+            Batching { rows: self.rows, pad_id: self.dataset.manifest.tokenizer.eos_id, doc_mask: self.args.doc_mask };
         evaluate(&model, self.split, &batching, &device)
             .context("the split has no token to predict (every row is a single token)")
     }
