@@ -45,17 +45,30 @@ impl<B: Gpt2Backend> CausalSelfAttention<B> {
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 2> {
-        let [batch, time, _] = mask.dims();
         let [rows, n_embd] = x.dims();
-        let head_dim = n_embd / self.n_head;
-        let heads = |t: Tensor<B, 2>| t.reshape([batch, time, self.n_head, head_dim]).swap_dims(1, 2);
-        let mut qkv = self.precision.linear(&self.c_attn, x).chunk(3, 1);
-        let (v, k, q) = (heads(qkv.pop().unwrap()), heads(qkv.pop().unwrap()), heads(qkv.pop().unwrap()));
-        let (k, v) = match cache {
-            Some(cache) => cache.extend(k, v),
-            None => (k, v),
+        let qkv = self.precision.linear(&self.c_attn, x);
+        let y = match cache {
+            None => B::self_attention(qkv, self.n_head, mask, &self.attn_dropout, self.precision),
+            Some(cache) => {
+                let (q, k, v) = split_heads(qkv, self.n_head, mask.dims());
+                let (k, v) = cache.extend(k, v);
+                B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision).reshape([rows, n_embd])
+            }
         };
-        let y = B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision).reshape([rows, n_embd]);
         self.resid_dropout.forward(self.precision.linear(&self.c_proj, y))
     }
+}
+
+/// q, k and v, each `[batch, heads, time, head_dim]`, from the q/k/v projection's rows
+/// `[batch × time, 3 × d]`; `batch` and `time` are the first two of the mask's `dims`.
+pub(crate) fn split_heads<B: Backend>(
+    qkv: Tensor<B, 2>,
+    heads: usize,
+    [batch, time, _]: [usize; 3],
+) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+    let head_dim = qkv.dims()[1] / (3 * heads);
+    let by_heads = |t: Tensor<B, 2>| t.reshape([batch, time, heads, head_dim]).swap_dims(1, 2);
+    let mut qkv = qkv.chunk(3, 1);
+    let (v, k, q) = (by_heads(qkv.pop().unwrap()), by_heads(qkv.pop().unwrap()), by_heads(qkv.pop().unwrap()));
+    (q, k, v)
 }

@@ -9,14 +9,14 @@
 //! arrays, where they lie, to the `kernels` crate. Other backends (CUDA, and autodiff for
 //! training) keep burn's own operations.
 
-use crate::Precision;
+use crate::{attention::split_heads, Precision};
 use burn::{
-    backend::{Autodiff, NdArray},
-    nn::{Dropout, Linear},
+    backend::NdArray,
+    nn::{Dropout, LayerNorm, Linear},
     prelude::*,
     tensor::{
-        activation::{gelu_approximate, softmax},
-        TensorPrimitive,
+        activation::{gelu_approximate, log_softmax, softmax},
+        Distribution, TensorPrimitive,
     },
 };
 use burn_ndarray::NdArrayTensor;
@@ -33,6 +33,29 @@ pub type Wgpu = burn::backend::Wgpu<f32, i32>;
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
+    /// `norm` over each row of `x` `[rows, d]`; `epsilon` is `norm`'s own (burn's `LayerNorm`
+    /// keeps it to itself).
+    fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        let _ = epsilon;
+        norm.forward(x)
+    }
+
+    /// Self-attention over whole rows, without a cache, as training runs it: from the q/k/v
+    /// projection's output `[batch × time, 3 × d]` (q, k and v side by side, each with its
+    /// heads side by side) to the heads' outputs side by side, `[batch × time, d]`. `mask` is
+    /// `[batch, time, time]`, `true` where a query must not see a key.
+    fn self_attention(
+        qkv: Tensor<Self, 2>,
+        heads: usize,
+        mask: Tensor<Self, 3, Bool>,
+        dropout: &Dropout,
+        precision: Precision,
+    ) -> Tensor<Self, 2> {
+        let [rows, width] = qkv.dims();
+        let (q, k, v) = split_heads(qkv, heads, mask.dims());
+        Self::masked_attention(q, k, v, mask, dropout, precision).reshape([rows, width / 3])
+    }
+
     /// `x · W + b` for `x` `[rows, d_in]`, `W` held as `[d_in, d_out]` (burn's and GPT-2's
     /// layout).
     fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
@@ -57,6 +80,18 @@ pub trait Gpt2Backend: Backend {
         precision: Precision,
     ) -> Tensor<Self, 3> {
         attention_with_burn(q, k, v, mask, dropout, precision)
+    }
+
+    /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`: the weighted mean of each
+    /// row's cross-entropy, for `logits` `[rows, vocab]`, `targets` and `weights` `[rows]`.
+    fn cross_entropy(
+        logits: Tensor<Self, 2>,
+        targets: Tensor<Self, 1, Int>,
+        weights: Tensor<Self, 1>,
+    ) -> Tensor<Self, 1> {
+        let rows = targets.dims()[0];
+        let log_probs = log_softmax(logits, 1).gather(1, targets.reshape([rows, 1])).reshape([rows]);
+        -(log_probs * weights.clone()).sum() / weights.sum()
     }
 
     /// GPT-2's GELU, with tanh: `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
@@ -85,14 +120,35 @@ fn attention_with_burn<B: Backend>(
     precision: Precision,
 ) -> Tensor<B, 3> {
     let [batch, heads, time, head_dim] = q.dims();
-    let keys = k.dims()[2];
-    let scores = precision.matmul(q, k.transpose()) / (head_dim as f64).sqrt();
-    let mask = mask.unsqueeze_dim::<4>(1).expand([batch, heads, time, keys]);
-    let weights = dropout.forward(softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3));
+    let weights = dropout.forward(attention_weights(q, k, mask, precision));
     precision.matmul(weights, v).swap_dims(1, 2).reshape([batch, time, heads * head_dim])
 }
 
-impl<B: Backend> Gpt2Backend for Autodiff<B> {}
+/// `softmax(q · kᵀ / √head_dim)` over the keys a query may see (`mask` `[batch, time, keys]`
+/// is `true` where it may not), for `q` `[batch, heads, time, head_dim]` and `k` `[batch,
+/// heads, keys, head_dim]`.
+pub(crate) fn attention_weights<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    mask: Tensor<B, 3, Bool>,
+    precision: Precision,
+) -> Tensor<B, 4> {
+    let [batch, heads, time, head_dim] = q.dims();
+    let keys = k.dims()[2];
+    let mask = mask.unsqueeze_dim::<4>(1).expand([batch, heads, time, keys]);
+    // Scaled after the mask, not before: fusion then does both in one kernel, where it leaves a
+    // scaling straight after the product on its own.
+    let scores = precision.matmul(q, k.transpose()).mask_fill(mask, f32::NEG_INFINITY) / (head_dim as f64).sqrt();
+    softmax(scores, 3)
+}
+
+/// Dropout at probability `p`, drawn as burn's `Dropout` draws it (the same random numbers in
+/// the same order), on a backend without autodiff.
+pub(crate) fn dropped<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64) -> Tensor<B, D> {
+    let keep = 1.0 - p;
+    let kept = x.random_like(Distribution::Bernoulli(keep));
+    x * kept * (1.0 / keep)
+}
 
 #[cfg(feature = "cuda")]
 impl Gpt2Backend for Gpu {}

@@ -19,6 +19,9 @@ pub struct Block<B: Backend> {
     pub attn: CausalSelfAttention<B>,
     pub ln_2: LayerNorm<B>,
     pub mlp: Mlp<B>,
+    /// The LayerNorms' ε, which burn's `LayerNorm` keeps to itself.
+    #[module(skip)]
+    layer_norm_epsilon: f64,
 }
 
 impl<B: Gpt2Backend> Block<B> {
@@ -28,8 +31,9 @@ impl<B: Gpt2Backend> Block<B> {
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 2> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let norm = |ln: &LayerNorm<B>, x| B::layer_norm_rows(ln, self.layer_norm_epsilon, x);
+        let x = x.clone() + self.attn.forward(norm(&self.ln_1, x), mask, cache);
+        x.clone() + self.mlp.forward(norm(&self.ln_2, x))
     }
 }
 
@@ -60,6 +64,7 @@ impl BlockConfig {
                 linear(4 * c.n_embd, c.n_embd, &self.residual),
                 c,
             ),
+            layer_norm_epsilon: c.layer_norm_epsilon,
         }
     }
 }

@@ -191,6 +191,7 @@ impl Gpt2Config {
             h: (0..self.n_layer).map(|_| block.init(device)).collect(),
             ln_f: LayerNormConfig::new(self.n_embd).with_epsilon(self.layer_norm_epsilon).init(device),
             precision: Precision::F32,
+            layer_norm_epsilon: self.layer_norm_epsilon,
         }
     }
 }

@@ -36,7 +36,7 @@ impl<B: Backend> Documents<B> {
 
     /// `[batch, time, time]`, `true` where query `i` must not see key `j`: a later token, or
     /// one of another document.
-    pub(crate) fn mask(&self, causal: Tensor<B, 2, Bool>) -> Tensor<B, 3, Bool> {
+    pub fn mask(&self, causal: Tensor<B, 2, Bool>) -> Tensor<B, 3, Bool> {
         let [batch, time] = self.ids.dims();
         let queries = self.ids.clone().unsqueeze_dim::<3>(2).expand([batch, time, time]);
         let keys = self.ids.clone().unsqueeze_dim::<3>(1).expand([batch, time, time]);

@@ -10,6 +10,7 @@
 //! - [`hf`]: load and save the Hugging Face layout (`config.json`, `model.safetensors`).
 
 mod attention;
+mod autodiff;
 mod backend;
 mod block;
 mod config;

@@ -1,17 +1,22 @@
-use burn::{prelude::*, tensor::activation::log_softmax};
+use crate::Gpt2Backend;
+use burn::prelude::*;
 
 /// Mean next-token cross-entropy: position `t` predicts token `t + 1`, counted only where
 /// `mask` (`[batch, time]`, 1.0 for real tokens, 0.0 for padding) marks token `t + 1` as real.
 /// This is `transformers`' loss with `labels = tokens` and -100 where the mask is 0.
-pub fn next_token_loss<B: Backend>(
+pub fn next_token_loss<B: Gpt2Backend>(
     logits: Tensor<B, 3>,
     tokens: Tensor<B, 2, Int>,
     mask: Tensor<B, 2>,
 ) -> Tensor<B, 1> {
     let [batch, time, vocab] = logits.dims();
-    let predictions = logits.slice([0..batch, 0..time - 1, 0..vocab]);
-    let targets = tokens.slice([0..batch, 1..time]).unsqueeze_dim::<3>(2);
-    let weights = mask.slice([0..batch, 1..time]);
-    let log_probs = log_softmax(predictions, 2).gather(2, targets).squeeze_dim::<2>(2);
-    -(log_probs * weights.clone()).sum() / weights.sum()
+    // Every position keeps its logits (slicing off the last would copy them all, and their
+    // gradient): the last predicts nothing, at weight 0, and takes the row's first token as a
+    // stand-in target.
+    let next =
+        |t: Tensor<B, 2, Int>| Tensor::cat(vec![t.clone().slice([0..batch, 1..time]), t.slice([0..batch, 0..1])], 1);
+    let weights =
+        Tensor::cat(vec![mask.clone().slice([0..batch, 1..time]), Tensor::zeros([batch, 1], &mask.device())], 1);
+    let rows = batch * time;
+    B::cross_entropy(logits.reshape([rows, vocab]), next(tokens).reshape([rows]), weights.reshape([rows]))
 }

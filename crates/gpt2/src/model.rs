@@ -16,6 +16,9 @@ pub struct Gpt2<B: Backend> {
     pub ln_f: LayerNorm<B>,
     #[module(skip)]
     pub(crate) precision: Precision,
+    /// `ln_f`'s ε, which burn's `LayerNorm` keeps to itself.
+    #[module(skip)]
+    pub(crate) layer_norm_epsilon: f64,
 }
 
 impl<B: Gpt2Backend> Gpt2<B> {
@@ -64,7 +67,8 @@ impl<B: Gpt2Backend> Gpt2<B> {
         // The LM head is the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA
         // matmul gives wrong results for a transposed right-hand side broadcast over a batch.
         let vocab = self.wte.weight.dims()[0];
-        self.precision.matmul_transposed(self.ln_f.forward(x), self.wte.weight.val()).reshape([batch, time, vocab])
+        let x = B::layer_norm_rows(&self.ln_f, self.layer_norm_epsilon, x);
+        self.precision.matmul_transposed(x, self.wte.weight.val()).reshape([batch, time, vocab])
     }
 }
 

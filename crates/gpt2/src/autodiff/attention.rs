@@ -1,0 +1,140 @@
+//! Causal self-attention's core with its backward pass written out.
+//!
+//! Differentiated operation by operation, burn 0.21's attention (products, scaling, mask,
+//! softmax built from a max, an exponential, a sum and a division, dropout) and the split of
+//! the q/k/v projection into heads cost 47 GPU kernels a layer forward and backward: among
+//! them a zero-filled gradient for each of q, k and v, each then written into its third of the
+//! projection's gradient. Written out, the backward pass is the four products, one reduction
+//! (softmax's `Σ p · dp`) and the heads put back side by side in one copy.
+
+use super::{float, primitive};
+use crate::{
+    backend::{attention_weights, dropped},
+    Precision,
+};
+use burn::{
+    backend::autodiff::{
+        checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+        grads::Gradients,
+        ops::{Backward, Ops, OpsKind},
+        Autodiff,
+    },
+    prelude::*,
+    tensor::{ops::FloatTensor, TensorPrimitive},
+};
+
+/// From the q/k/v projection's rows `[batch × time, 3 × d]` to the heads' outputs side by
+/// side, `[batch × time, d]`; `mask` is `[batch, time, time]`, `true` where a query must not see
+/// a key.
+pub(super) fn self_attention<B: Backend, C: CheckpointStrategy>(
+    qkv: Tensor<Autodiff<B, C>, 2>,
+    heads: usize,
+    mask: Tensor<Autodiff<B, C>, 3, Bool>,
+    dropout: f64,
+    precision: Precision,
+) -> Tensor<Autodiff<B, C>, 2> {
+    let qkv = qkv.into_primitive().tensor();
+    let mask = Tensor::<B, 3, Bool>::from_primitive(mask.into_primitive());
+    let [q, k, v] = heads_apart(float::<B, 2>(qkv.primitive), heads, mask.dims());
+    let output = match AttentionBackward.prepare::<C>([qkv.node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let weights = attention_weights(q.clone(), k.clone(), mask, precision);
+            let kept = (dropout > 0.0).then(|| dropped(weights.clone(), dropout));
+            let y = precision.matmul(kept.clone().unwrap_or_else(|| weights.clone()), v.clone());
+            let state = State { q, k, v, weights, kept, precision };
+            prep.finish(state.into_primitives(), primitive(side_by_side(y)))
+        }
+        OpsKind::UnTracked(prep) => {
+            let weights = attention_weights(q, k, mask, precision);
+            let weights = if dropout > 0.0 { dropped(weights, dropout) } else { weights };
+            prep.finish(primitive(side_by_side(precision.matmul(weights, v))))
+        }
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(output))
+}
+
+/// q, k and v `[batch, heads, time, head_dim]` from the projection's rows `[batch × time, 3 ×
+/// d]`, in one copy. Each comes out contiguous: CubeCL's products copy an operand whose batch
+/// dimensions are not outermost (a head's rows are `3 × d` apart in the projection), and the
+/// backward pass multiplies by each again.
+fn heads_apart<B: Backend>(qkv: Tensor<B, 2>, heads: usize, [batch, time, _]: [usize; 3]) -> [Tensor<B, 4>; 3] {
+    let head_dim = qkv.dims()[1] / (3 * heads);
+    let apart = qkv
+        .reshape([batch, time, 3, heads, head_dim])
+        .permute([2, 0, 3, 1, 4])
+        // Not a view of the projection: this is the copy.
+        .reshape([3 * batch * heads, time, head_dim])
+        .reshape([3, batch, heads, time, head_dim]);
+    [0, 1, 2].map(|i| apart.clone().narrow(0, i, 1).reshape([batch, heads, time, head_dim]))
+}
+
+/// `[batch, heads, time, head_dim]` from `[batch × time, heads × head_dim]`, contiguous.
+fn by_heads<B: Backend>(rows: Tensor<B, 2>, [batch, heads, time, head_dim]: [usize; 4]) -> Tensor<B, 4> {
+    rows.reshape([batch, time, heads, head_dim])
+        .swap_dims(1, 2)
+        .reshape([batch * heads, time, head_dim])
+        .reshape([batch, heads, time, head_dim])
+}
+
+/// `[batch, heads, time, head_dim]` → `[batch × time, heads × head_dim]`.
+fn side_by_side<B: Backend>(heads: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [batch, n_head, time, head_dim] = heads.dims();
+    heads.swap_dims(1, 2).reshape([batch * time, n_head * head_dim])
+}
+
+/// What the backward pass reads: q, k and v by heads, the attention weights, and the same
+/// weights after dropout when there is dropout.
+struct State<B: Backend> {
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    weights: Tensor<B, 4>,
+    kept: Option<Tensor<B, 4>>,
+    precision: Precision,
+}
+
+type Primitives<B> = ([FloatTensor<B>; 4], Option<FloatTensor<B>>, Precision);
+
+impl<B: Backend> State<B> {
+    fn into_primitives(self) -> Primitives<B> {
+        (
+            [primitive(self.q), primitive(self.k), primitive(self.v), primitive(self.weights)],
+            self.kept.map(primitive),
+            self.precision,
+        )
+    }
+
+    fn from_primitives(([q, k, v, weights], kept, precision): Primitives<B>) -> Self {
+        Self { q: float(q), k: float(k), v: float(v), weights: float(weights), kept: kept.map(float), precision }
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: Backend> Backward<B, 1> for AttentionBackward {
+    type State = Primitives<B>;
+
+    /// With `p` the weights, `p'` the weights after dropout (`p` without) and `y = p' · v`:
+    /// `dv = p'ᵀ · dy`, `dp' = dy · vᵀ`; through dropout and softmax the scores' gradient is
+    /// `ds = p' · dp' − p · Σ_keys p' · dp'` (dropout's mask and scale cancel between `p` and
+    /// `dp`), scaled by `1/√head_dim`; `dq = ds · k`, `dk = dsᵀ · q`. Masked keys have `p = 0`,
+    /// so their `ds` is 0 with no mask.
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [Some(node)] = ops.parents else { return };
+        let d_y: Tensor<B, 2> = float(grads.consume::<B>(&ops.node));
+        let State { q, k, v, weights, kept, precision } = State::from_primitives(ops.state);
+        let [batch, n_head, time, head_dim] = q.dims();
+        let d_y = by_heads(d_y, [batch, n_head, time, head_dim]);
+        let kept = kept.unwrap_or_else(|| weights.clone());
+        let d_v = precision.matmul(kept.clone().transpose(), d_y.clone());
+        let kept_d_kept = kept * precision.matmul(d_y, v.transpose());
+        let d_scores = (kept_d_kept.clone() - weights * kept_d_kept.sum_dim(3)) / (head_dim as f64).sqrt();
+        let d_q = precision.matmul(d_scores.clone(), k);
+        let d_k = precision.matmul(d_scores.transpose(), q);
+        // [3, batch, heads, time, head_dim] → [batch, time, 3, heads, head_dim]: the
+        // projection's layout, q, k and v side by side.
+        let d_qkv = Tensor::stack::<5>(vec![d_q, d_k, d_v], 0).permute([1, 3, 0, 2, 4]);
+        grads.register::<B>(node.id, primitive(d_qkv.reshape([batch * time, 3 * n_head * head_dim])));
+    }
+}

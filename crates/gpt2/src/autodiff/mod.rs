@@ -1,0 +1,70 @@
+//! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm,
+//! attention and the loss's cross-entropy written out rather than differentiated operation by operation, for fewer GPU
+//! kernels a layer (see `scripts/bench/launches.sh` and the example `launch_parts`).
+
+mod attention;
+mod cross_entropy;
+mod layer_norm;
+
+use crate::{Gpt2Backend, Precision};
+use burn::{
+    backend::{autodiff::checkpoint::strategy::CheckpointStrategy, Autodiff},
+    nn::{Dropout, LayerNorm},
+    prelude::*,
+    tensor::{ops::FloatTensor, TensorPrimitive},
+};
+
+impl<B: Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
+    fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        match &norm.beta {
+            Some(beta) => layer_norm::layer_norm(x, norm.gamma.val(), beta.val(), epsilon),
+            None => norm.forward(x),
+        }
+    }
+
+    fn self_attention(
+        qkv: Tensor<Self, 2>,
+        heads: usize,
+        mask: Tensor<Self, 3, Bool>,
+        dropout: &Dropout,
+        precision: Precision,
+    ) -> Tensor<Self, 2> {
+        attention::self_attention(qkv, heads, mask, dropout.prob, precision)
+    }
+
+    fn cross_entropy(
+        logits: Tensor<Self, 2>,
+        targets: Tensor<Self, 1, Int>,
+        weights: Tensor<Self, 1>,
+    ) -> Tensor<Self, 1> {
+        cross_entropy::cross_entropy(logits, targets, weights)
+    }
+}
+
+fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
+}
+
+fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Cpu;
+    use burn::{backend::Autodiff, prelude::*, tensor::Distribution};
+
+    pub(super) type Trained = Autodiff<Cpu>;
+
+    /// A leaf that gets a gradient.
+    pub(super) fn leaf<const D: usize>(dims: [usize; D]) -> Tensor<Trained, D> {
+        Tensor::random(dims, Distribution::Uniform(-1.0, 1.0), &Default::default()).require_grad()
+    }
+
+    pub(super) fn assert_close<const D: usize>(what: &str, actual: Tensor<Cpu, D>, expected: Tensor<Cpu, D>) {
+        assert_eq!(actual.dims(), expected.dims(), "{what}");
+        let difference = (actual - expected.clone()).abs().max().into_scalar();
+        let scale = expected.abs().max().into_scalar().max(1e-3);
+        assert!(difference <= 1e-5 * scale, "{what}: max |difference| {difference} at scale {scale}");
+    }
+}
