@@ -142,12 +142,11 @@ pub(crate) fn attention_weights<B: Backend>(
     softmax(scores, 3)
 }
 
-/// Dropout at probability `p`, drawn as burn's `Dropout` draws it (the same random numbers in
-/// the same order), on a backend without autodiff.
-pub(crate) fn dropped<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64) -> Tensor<B, D> {
-    let keep = 1.0 - p;
-    let kept = x.random_like(Distribution::Bernoulli(keep));
-    x * kept * (1.0 / keep)
+/// Which elements dropout at probability `p` keeps (1) and drops (0): the same random draws as
+/// burn's `Dropout` makes, on a backend without autodiff. The kept ones are then scaled by
+/// `1 / (1 − p)`.
+pub(crate) fn dropout_keeps<B: Backend, const D: usize>(shape: [usize; D], p: f64, device: &B::Device) -> Tensor<B, D> {
+    Tensor::random(shape, Distribution::Bernoulli(1.0 - p), device)
 }
 
 #[cfg(feature = "cuda")]

@@ -9,7 +9,7 @@
 
 use super::{float, primitive};
 use crate::{
-    backend::{attention_weights, dropped},
+    backend::{attention_weights, dropout_keeps},
     Precision,
 };
 use burn::{
@@ -36,19 +36,17 @@ pub(super) fn self_attention<B: Backend, C: CheckpointStrategy>(
     let qkv = qkv.into_primitive().tensor();
     let mask = Tensor::<B, 3, Bool>::from_primitive(mask.into_primitive());
     let [q, k, v] = heads_apart(float::<B, 2>(qkv.primitive), heads, mask.dims());
+    let [batch, _, time, _] = q.dims();
+    // Dropout's draw comes first: the softmax's last division and dropout are then one kernel.
+    let keeps = (dropout > 0.0).then(|| dropout_keeps([batch, heads, time, time], dropout, &q.device()));
+    let weights = attention_weights(q.clone(), k.clone(), mask, precision);
+    let kept = keeps.map(|keeps| weights.clone() * keeps * (1.0 / (1.0 - dropout)));
+    let y = side_by_side(precision.matmul(kept.clone().unwrap_or_else(|| weights.clone()), v.clone()));
     let output = match AttentionBackward.prepare::<C>([qkv.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let weights = attention_weights(q.clone(), k.clone(), mask, precision);
-            let kept = (dropout > 0.0).then(|| dropped(weights.clone(), dropout));
-            let y = precision.matmul(kept.clone().unwrap_or_else(|| weights.clone()), v.clone());
-            let state = State { q, k, v, weights, kept, precision };
-            prep.finish(state.into_primitives(), primitive(side_by_side(y)))
+            prep.finish(State { q, k, v, weights, kept, precision }.into_primitives(), primitive(y))
         }
-        OpsKind::UnTracked(prep) => {
-            let weights = attention_weights(q, k, mask, precision);
-            let weights = if dropout > 0.0 { dropped(weights, dropout) } else { weights };
-            prep.finish(primitive(side_by_side(precision.matmul(weights, v))))
-        }
+        OpsKind::UnTracked(prep) => prep.finish(primitive(y)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(output))
 }

@@ -4,8 +4,8 @@
 //! for every logit and sends the gradient back through a zero-filled tensor, a scatter and the
 //! softmax's own backward pass: tensors the size of the logits (`rows × 50,257`, 0.8 GB for
 //! gpt2's 4 × 1024) made and read several times. Written out, the forward pass keeps only each
-//! row's log-normaliser and the backward pass is one element-wise kernel: `softmax − one-hot`,
-//! scaled by the row's share of the mean.
+//! row's log-normaliser, and the backward pass is the softmax scaled by each row's share of the
+//! mean, with that share taken off at each row's target.
 
 use super::{float, primitive};
 use burn::{
@@ -18,7 +18,7 @@ use burn::{
     prelude::*,
     tensor::{
         ops::{FloatTensor, IntTensor},
-        TensorPrimitive,
+        IndexingUpdateOp, TensorPrimitive,
     },
 };
 
@@ -66,11 +66,15 @@ impl<B: Backend> Backward<B, 1> for CrossEntropyBackward {
         let (logits, log_normaliser, targets, shares) = ops.state;
         let (logits, log_normaliser): (Tensor<B, 2>, Tensor<B, 2>) = (float(logits), float(log_normaliser));
         let (targets, shares) = (Tensor::<B, 1, Int>::from_primitive(targets), float::<B, 1>(shares));
-        let [rows, vocab] = logits.dims();
-        let columns =
-            Tensor::<B, 1, Int>::arange(0..vocab as i64, &logits.device()).reshape([1, vocab]).expand([rows, vocab]);
-        let one_hot = columns.equal(targets.reshape([rows, 1]).expand([rows, vocab])).float();
-        let d_logits = ((logits - log_normaliser).exp() - one_hot) * (shares * d_loss).reshape([rows, 1]);
+        let [rows, _] = logits.dims();
+        let scale = (shares * d_loss).reshape([rows, 1]);
+        // The one-hot part is one number a row, scattered in: no `rows × vocab` comparison.
+        let d_logits = ((logits - log_normaliser).exp() * scale.clone()).scatter(
+            1,
+            targets.reshape([rows, 1]),
+            -scale,
+            IndexingUpdateOp::Add,
+        );
         grads.register::<B>(node.id, primitive(d_logits));
     }
 }
