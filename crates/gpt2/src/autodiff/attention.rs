@@ -20,7 +20,7 @@ use burn::{
         Autodiff,
     },
     prelude::*,
-    tensor::{ops::FloatTensor, TensorPrimitive},
+    tensor::ops::FloatTensor,
 };
 
 /// From the q/k/v projection's rows `[batch × time, 3 × d]` to the heads' outputs side by
@@ -48,7 +48,7 @@ pub(super) fn self_attention<B: Backend, C: CheckpointStrategy>(
         }
         OpsKind::UnTracked(prep) => prep.finish(primitive(y)),
     };
-    Tensor::from_primitive(TensorPrimitive::Float(output))
+    float(output)
 }
 
 /// q, k and v `[batch, heads, time, head_dim]` from the projection's rows `[batch × time, 3 ×

@@ -18,7 +18,7 @@ use burn::{
     prelude::*,
     tensor::{
         ops::{FloatTensor, IntTensor},
-        IndexingUpdateOp, TensorPrimitive,
+        IndexingUpdateOp,
     },
 };
 
@@ -48,7 +48,7 @@ pub(super) fn cross_entropy<B: Backend, C: CheckpointStrategy>(
         ),
         OpsKind::UnTracked(prep) => prep.finish(primitive(loss)),
     };
-    Tensor::from_primitive(TensorPrimitive::Float(output))
+    float(output)
 }
 
 #[derive(Debug)]

@@ -26,22 +26,15 @@ pub(super) fn layer_norm<B: Backend, C: CheckpointStrategy>(
 ) -> Tensor<Autodiff<B, C>, 2> {
     let (x, gamma, beta) =
         (x.into_primitive().tensor(), gamma.into_primitive().tensor(), beta.into_primitive().tensor());
+    let normalized = Normalized::<B>::new(float(x.primitive), epsilon);
+    let y = primitive(normalized.scaled(float(gamma.primitive.clone()), float(beta.primitive)));
     let output = match LayerNormBackward.prepare::<C>([x.node, gamma.node, beta.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let normalized = Normalized::<B>::new(float(x.primitive), epsilon);
-            let y = normalized.scaled(float(gamma.primitive.clone()), float(beta.primitive));
-            prep.finish(
-                (primitive(normalized.rows), primitive(normalized.inverse_deviation), gamma.primitive),
-                primitive(y),
-            )
+            prep.finish((primitive(normalized.rows), primitive(normalized.inverse_deviation), gamma.primitive), y)
         }
-        OpsKind::UnTracked(prep) => {
-            let y =
-                Normalized::<B>::new(float(x.primitive), epsilon).scaled(float(gamma.primitive), float(beta.primitive));
-            prep.finish(primitive(y))
-        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
     };
-    Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(output))
+    float(output)
 }
 
 /// Rows brought to mean 0 and variance 1, and each row's `1 / √(variance + ε)`.

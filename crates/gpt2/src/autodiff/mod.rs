@@ -1,6 +1,7 @@
 //! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm,
-//! attention and the loss's cross-entropy written out rather than differentiated operation by operation, for fewer GPU
-//! kernels a layer (see `scripts/bench/launches.sh` and the example `launch_parts`).
+//! attention and the loss's cross-entropy written out rather than differentiated operation by
+//! operation, for fewer GPU kernels a layer (see `scripts/bench/launches.sh` and the example
+//! `launch_parts`).
 
 mod attention;
 mod cross_entropy;
