@@ -1,6 +1,6 @@
-//! Resumable checkpoints: `RUN/checkpoints/step-NNNNNNN/` holds the model and both AdamW
-//! groups' state in burn's record format (full precision, parameter ids kept, so the moments
-//! stay tied to their weights) and `state.json`. The data position, the learning rate and the
+//! Resumable checkpoints: `RUN/checkpoints/step-NNNNNNN/` holds the model and AdamW's state in
+//! burn's record format (full precision, parameter ids kept, so the moments stay tied to their
+//! weights) and `state.json`. The data position, the learning rate and the
 //! dropout random stream are all functions of the step and the seed, so the step is all the
 //! progress there is to restore. Each checkpoint is built hidden and renamed into place whole,
 //! with the sha256 of every file in `SHA256SUMS` (written last, in `sha256sum`'s format), so a
@@ -175,6 +175,6 @@ pub fn load<B: AutodiffBackend>(
     let model = model
         .load_file(checkpoint.join(MODEL_FILE), &recorder, device)
         .with_context(|| format!("loading the model from {}", checkpoint.display()))?;
-    let optimizer = optimizer.load(checkpoint, device)?;
+    let optimizer = optimizer.load(checkpoint, &model, device)?;
     Ok((model, optimizer, state))
 }

@@ -7,7 +7,7 @@ use crate::{
     compatibility,
     evaluate::{evaluate, Evaluation},
     metrics::{EvalMetrics, MetricsLog, StepMetrics},
-    optimizer::{clip_global_norm, AdamWSettings, GroupedAdamW},
+    optimizer::{AdamWSettings, GroupedAdamW},
     plot,
     run_dir::{self, Plan, RunInfo, FINAL_DIR, METRICS_FILE, PLOT_FILE, RUN_DIR},
     schedule::LrSchedule,
@@ -354,10 +354,9 @@ impl StepLoop<'_> {
                 });
                 accumulator.accumulate(&model, GradientsParams::from_grads(weighted.backward(), &model));
             }
-            let mut grads = accumulator.grads();
-            let grad_norm = clip_global_norm(&model, &mut grads, args.max_grad_norm);
             let lr = self.schedule.at(step);
-            model = optimizer.step(lr, model, grads);
+            let grad_norm;
+            (model, grad_norm) = optimizer.step(lr, model, accumulator.grads(), args.max_grad_norm);
             // The step's one wait for the device: its loss and gradient norm, read together
             // after the update is queued. A non-finite one stops the run before anything of
             // this step is saved, so the update it made in memory is never kept.
@@ -477,7 +476,9 @@ impl Pace {
         let left = Duration::from_secs_f64(per_step * steps_left as f64);
         (left > LONG_CPU_RUN).then(|| {
             format!(
-                "notice: at {per_step:.1} s a step, the {steps_left} steps left take about {:.0} hours on the CPU.                  On a machine with an NVIDIA GPU, a CUDA build trains many times faster (`make train FEATURES=cuda`);                  `make demo` runs the whole pipeline on a small model in about a minute.",
+                "notice: at {per_step:.1} s a step, the {steps_left} steps left take about {:.0} hours on the CPU. \
+                 On a machine with an NVIDIA GPU, a CUDA build trains many times faster (`make train FEATURES=cuda`); \
+                 `make demo` runs the whole pipeline on a small model in about a minute.",
                 left.as_secs_f64() / 3600.0
             )
         })

@@ -1,0 +1,330 @@
+//! AdamW as PyTorch's `torch.optim.AdamW` with two parameter groups (weight decay on the
+//! weight matrices, none on biases, LayerNorms and the position embedding), after global-norm
+//! gradient clipping as `torch.nn.utils.clip_grad_norm_`.
+//!
+//! burn's AdamW updates a tensor at a time (some fifteen operations each, fused per tensor but
+//! never across tensors: hundreds of kernel launches a step) and clips each tensor on its own.
+//! Here each group's parameters, gradients and moments are flat buffers ([`layout`]): the norm
+//! is one reduction, the clip and the update one fused kernel a group, all on the device.
+
+mod layout;
+mod state_file;
+
+use burn::{optim::GradientsParams, prelude::*, tensor::backend::AutodiffBackend};
+use gpt2::Gpt2;
+use layout::{Group, Layout, Values, GROUPS, NORM_ROWS};
+
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWSettings {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+pub struct GroupedAdamW<B: AutodiffBackend> {
+    settings: AdamWSettings,
+    /// Updates made so far: PyTorch's `step`, from which the bias corrections count.
+    steps: u64,
+    /// Made from the model at the first step, or read with the moments.
+    layout: Option<Layout>,
+    moments: Option<[Moments<B::InnerBackend>; 2]>,
+    /// The buffers the model's parameters are views of, from the last step on.
+    params: Option<[Tensor<B::InnerBackend, 1>; 2]>,
+}
+
+/// AdamW's running averages of one group, flat.
+#[derive(Debug, Clone)]
+struct Moments<B: Backend> {
+    /// Of the gradients (PyTorch's `exp_avg`).
+    first: Tensor<B, 1>,
+    /// Of their squares (`exp_avg_sq`).
+    second: Tensor<B, 1>,
+}
+
+impl<B: AutodiffBackend> GroupedAdamW<B> {
+    pub fn new(settings: AdamWSettings) -> Self {
+        Self { settings, steps: 0, layout: None, moments: None, params: None }
+    }
+
+    /// One update of `model` with learning rate `lr`, its gradients first scaled down to a
+    /// global norm of at most `max_norm` (not at all when it is 0). Returns the updated model
+    /// and the gradients' norm before clipping, as a one-element tensor left on the device.
+    ///
+    /// `model` is the model the previous step returned, or a fresh one before the first step
+    /// of this optimizer: from a step on, its parameters are views of this optimizer's buffers.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        model: Gpt2<B>,
+        grads: GradientsParams,
+        max_norm: f64,
+    ) -> (Gpt2<B>, Tensor<B::InnerBackend, 1>) {
+        let device = model.wte.weight.device();
+        let layout = self.layout.get_or_insert_with(|| Layout::of(&model));
+        let params = self.params.take().unwrap_or_else(|| layout.gather(&model, &mut Values, &device));
+        let mut per_tensor = grads;
+        let mut grads = layout.gather(&model, &mut per_tensor, &device);
+        // Copied: only the flat buffers take memory from here on.
+        drop(per_tensor);
+
+        // Everything stays on the device, as in PyTorch's `clip_grad_norm_`, which also scales
+        // by the clamped factor when it is 1 (exact in floating point): reading the norm to
+        // decide would wait for every queued kernel, once more per step.
+        let norm = global_norm(&grads);
+        if max_norm > 0.0 {
+            let factor = (norm.clone() + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+            grads = grads.map(|grad| grad * factor.clone());
+        }
+
+        self.steps += 1;
+        let moments = self
+            .moments
+            .take()
+            .unwrap_or_else(|| layout.zeros(&device).map(|zeros| Moments { first: zeros.clone(), second: zeros }));
+        let mut updated = Vec::with_capacity(GROUPS.len());
+        let mut kept = Vec::with_capacity(GROUPS.len());
+        for ((group, param), (grad, moments)) in GROUPS.into_iter().zip(params).zip(grads.into_iter().zip(moments)) {
+            let (param, moments) = self.settings.update(self.steps, lr, group, param, grad, moments);
+            updated.push(param);
+            kept.push(moments);
+        }
+        let updated: [_; 2] = updated.try_into().expect("two groups");
+        self.moments = Some(kept.try_into().expect("two groups"));
+        let model = layout.scatter(model, &updated);
+        self.params = Some(updated);
+        (model, norm)
+    }
+}
+
+/// The L2 norm of all gradients together. Each buffer is summed down the columns of
+/// `[NORM_ROWS, len / NORM_ROWS]` first: a reduction runs one GPU thread per output (without
+/// autotuning), so one sum over the whole buffer would be one thread reading all of it.
+fn global_norm<B: Backend>(grads: &[Tensor<B, 1>; 2]) -> Tensor<B, 1> {
+    grads
+        .iter()
+        .map(|grad| grad.clone().square().reshape([NORM_ROWS as i32, -1]).sum_dim(0).sum())
+        .reduce(|total, squares| total + squares)
+        .expect("two groups")
+        .sqrt()
+}
+
+impl AdamWSettings {
+    /// PyTorch's AdamW update (`_single_tensor_adamw`) of one group, as its `step`-th.
+    fn update<B: Backend>(
+        &self,
+        step: u64,
+        lr: f64,
+        group: Group,
+        param: Tensor<B, 1>,
+        grad: Tensor<B, 1>,
+        Moments { first, second }: Moments<B>,
+    ) -> (Tensor<B, 1>, Moments<B>) {
+        let Self { beta1, beta2, eps, weight_decay } = *self;
+        let param = match group {
+            Group::Decayed if weight_decay != 0.0 => param.mul_scalar(1.0 - lr * weight_decay),
+            _ => param,
+        };
+        // `exp_avg.lerp_(grad, 1 - beta1)`, `exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)`.
+        let first = first.clone() + (grad.clone() - first).mul_scalar(1.0 - beta1);
+        let second = second.mul_scalar(beta2) + grad.square().mul_scalar(1.0 - beta2);
+        let bias_correction1 = 1.0 - beta1.powi(step as i32);
+        let bias_correction2 = 1.0 - beta2.powi(step as i32);
+        let denominator = second.clone().sqrt().div_scalar(bias_correction2.sqrt()).add_scalar(eps);
+        let param = param - (first.clone() / denominator).mul_scalar(lr / bias_correction1);
+        (param, Moments { first, second })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::{
+        backend::{Autodiff, NdArray},
+        module::{ModuleVisitor, Param, ParamId},
+        optim::{adaptor::OptimizerAdaptor, AdamW as BurnAdamW, AdamWConfig, Optimizer},
+        record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder},
+    };
+    use gpt2::{next_token_loss, Gpt2Config};
+    use std::collections::HashSet;
+
+    type B = Autodiff<NdArray>;
+    const SETTINGS: AdamWSettings = AdamWSettings { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+    const LR: f64 = 1e-2;
+
+    fn model() -> Gpt2<B> {
+        let config = Gpt2Config::new(40, 16, 8, 2, 2).with_embd_pdrop(0.0).with_attn_pdrop(0.0).with_resid_pdrop(0.0);
+        let model = config.init(&Default::default());
+        // burn draws a parameter's values when first read: before that, each clone would
+        // draw its own.
+        values(&model);
+        model
+    }
+
+    /// The next-token loss's gradients on tokens that differ with `step`.
+    fn grads(model: &Gpt2<B>, step: i64) -> GradientsParams {
+        let device = Default::default();
+        let tokens =
+            Tensor::<B, 1, Int>::arange(0..24, &device).mul_scalar(step + 3).remainder_scalar(40).reshape([2, 12]);
+        let loss = next_token_loss(model.forward(tokens.clone()), tokens, Tensor::ones([2, 12], &device));
+        GradientsParams::from_grads(loss.backward(), model)
+    }
+
+    /// burn's AdamW, one optimizer a group: what this optimizer replaced, and what earlier
+    /// versions' checkpoints hold.
+    struct BurnGrouped {
+        decayed: OptimizerAdaptor<BurnAdamW, Gpt2<B>, B>,
+        not_decayed: OptimizerAdaptor<BurnAdamW, Gpt2<B>, B>,
+    }
+
+    impl BurnGrouped {
+        fn new() -> Self {
+            let adamw = |decay: f64| {
+                AdamWConfig::new()
+                    .with_beta_1(SETTINGS.beta1 as f32)
+                    .with_beta_2(SETTINGS.beta2 as f32)
+                    .with_epsilon(SETTINGS.eps as f32)
+                    .with_weight_decay(decay as f32)
+                    .init()
+            };
+            Self { decayed: adamw(SETTINGS.weight_decay), not_decayed: adamw(0.0) }
+        }
+
+        fn step(&mut self, model: Gpt2<B>, mut grads: GradientsParams) -> Gpt2<B> {
+            let ids = Layout::of(&model).ids(Group::Decayed).into_iter().collect();
+            let mut decayed = GradientsParams::new();
+            model.visit(&mut MoveGradients { ids: &ids, from: &mut grads, to: &mut decayed });
+            let model = self.decayed.step(LR, model, decayed);
+            self.not_decayed.step(LR, model, grads)
+        }
+    }
+
+    struct MoveGradients<'a> {
+        ids: &'a HashSet<ParamId>,
+        from: &'a mut GradientsParams,
+        to: &'a mut GradientsParams,
+    }
+
+    impl ModuleVisitor<B> for MoveGradients<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.ids.contains(&param.id) {
+                let grad = self.from.remove::<NdArray, D>(param.id).unwrap();
+                self.to.register(param.id, grad);
+            }
+        }
+    }
+
+    /// Each parameter's values, in the order the model visits them.
+    fn params(model: &Gpt2<B>) -> Vec<(ParamId, Vec<f32>)> {
+        struct Collect(Vec<(ParamId, Vec<f32>)>);
+        impl ModuleVisitor<B> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0.push((param.id, param.val().into_data().to_vec().unwrap()));
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        model.visit(&mut collect);
+        collect.0
+    }
+
+    fn values(model: &Gpt2<B>) -> Vec<f32> {
+        params(model).into_iter().flat_map(|(_, values)| values).collect()
+    }
+
+    /// All values but the key biases': their gradient is zero (softmax is the same when all of
+    /// a query's scores shift by one number), and Adam turns its rounding noise into steps.
+    fn without_key_biases(model: &Gpt2<B>) -> Vec<f32> {
+        let key_biases: HashSet<ParamId> =
+            model.h.iter().map(|block| block.attn.c_attn.bias.as_ref().unwrap().id).collect();
+        let mut kept = Vec::new();
+        for (id, mut values) in params(model) {
+            if key_biases.contains(&id) {
+                let width = values.len() / 3;
+                values.drain(width..2 * width);
+            }
+            kept.extend(values);
+        }
+        kept
+    }
+
+    fn assert_close(ours: &Gpt2<B>, theirs: &Gpt2<B>) {
+        let (ours, theirs) = (without_key_biases(ours), without_key_biases(theirs));
+        let difference = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(difference <= 1e-6, "parameters differ by up to {difference}");
+    }
+
+    #[test]
+    fn updates_as_burns_adamw_does_a_tensor_at_a_time() {
+        let start = model();
+        let (mut ours, mut theirs) = (start.clone(), start);
+        let (mut flat, mut burn) = (GroupedAdamW::new(SETTINGS), BurnGrouped::new());
+        for step in 0..3 {
+            (ours, _) = flat.step(LR, ours.clone(), grads(&ours, step), 0.0);
+            theirs = burn.step(theirs.clone(), grads(&theirs, step));
+            assert_close(&ours, &theirs);
+        }
+        assert_ne!(values(&ours), values(&model()), "it trained");
+    }
+
+    #[test]
+    fn the_norm_is_of_all_gradients_and_clipping_scales_them_to_it() {
+        let model = model();
+        let squares: f64 = {
+            let mut grads = grads(&model, 0);
+            let flat = Layout::of(&model).gather(&model, &mut grads, &Default::default());
+            flat.iter().map(|g| g.clone().into_data().iter::<f32>().map(|x| (x as f64).powi(2)).sum::<f64>()).sum()
+        };
+        let mut optimizer = GroupedAdamW::new(SETTINGS);
+        let (_, norm) = optimizer.step(LR, model.clone(), grads(&model, 0), 0.0);
+        let norm = norm.into_scalar() as f64;
+        assert!((norm - squares.sqrt()).abs() <= 1e-6 * norm, "{norm} vs {}", squares.sqrt());
+
+        // After one step the first moment is (1 - beta1) times the gradients as clipped.
+        let first_moment = |max_norm: f64| {
+            let mut optimizer = GroupedAdamW::new(SETTINGS);
+            optimizer.step(LR, model.clone(), grads(&model, 0), max_norm);
+            let [decayed, not_decayed] = optimizer.moments.unwrap().map(|moments| moments.first.into_data());
+            decayed.iter::<f32>().chain(not_decayed.iter::<f32>()).collect::<Vec<_>>()
+        };
+        let unclipped = first_moment(0.0);
+        let halved = first_moment(norm / 2.0);
+        assert!(unclipped.iter().zip(&halved).all(|(a, b)| (a / 2.0 - b).abs() <= 1e-5 * a.abs()));
+        assert_eq!(first_moment(norm * 10.0), unclipped, "gradients under the limit are left as they are");
+    }
+
+    #[test]
+    fn checkpoints_of_burns_adamw_resume_where_they_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = model();
+        let mut burn = BurnGrouped::new();
+        for step in 0..2 {
+            model = burn.step(model.clone(), grads(&model, step));
+        }
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        recorder.record(burn.decayed.to_record(), dir.path().join("adamw-decayed")).unwrap();
+        recorder.record(burn.not_decayed.to_record(), dir.path().join("adamw-not-decayed")).unwrap();
+
+        let mut flat = GroupedAdamW::new(SETTINGS).load(dir.path(), &model, &Default::default()).unwrap();
+        assert_eq!(flat.steps, 2);
+        let (ours, _) = flat.step(LR, model.clone(), grads(&model, 2), 0.0);
+        let theirs = burn.step(model.clone(), grads(&model, 2));
+        assert_close(&ours, &theirs);
+    }
+
+    #[test]
+    fn a_saved_state_resumes_and_is_refused_beside_another_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = model();
+        let mut optimizer = GroupedAdamW::new(SETTINGS);
+        let (trained, _) = optimizer.step(LR, start.clone(), grads(&start, 0), 1.0);
+        optimizer.save(dir.path()).unwrap();
+
+        let mut resumed = GroupedAdamW::new(SETTINGS).load(dir.path(), &trained, &Default::default()).unwrap();
+        let (ours, _) = resumed.step(LR, trained.clone(), grads(&trained, 1), 1.0);
+        let (theirs, _) = optimizer.step(LR, trained.clone(), grads(&trained, 1), 1.0);
+        assert_eq!(values(&ours), values(&theirs), "resumed bit for bit");
+
+        let error = GroupedAdamW::new(SETTINGS).load(dir.path(), &model(), &Default::default()).err().unwrap();
+        assert!(format!("{error:#}").contains("not that of the model saved beside it"), "{error:#}");
+    }
+}

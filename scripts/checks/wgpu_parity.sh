@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The train stage on burn's CubeCL + fusion path (the path CUDA takes) against the CPU, without
+# a GPU: the development feature `wgpu` on Mesa's software Vulkan driver
+# (`apt-get install mesa-vulkan-drivers`). A 2-layer model, 6 steps of 2 rows x 3 micro-batches
+# at lr 1e-3 without warmup, clipping on, dropout off; each step's loss and gradient norm must
+# agree to 1e-4 relative (the tolerance of the CUDA check, scripts/gpu/train_check.py).
+#   scripts/checks/wgpu_parity.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+target=${CARGO_TARGET_DIR:-$root/target}
+cargo build --release --quiet -p prepare -p train --features train/wgpu
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$target/release/prepare" --source data/demo/jokes.txt --format text --tokenizer data/demo/tokenizer.json \
+    --template '{text}<|endoftext|>' --seq-len 64 --out "$work/data" > /dev/null
+cat > "$work/model.json" <<'JSON'
+{"model_type": "gpt2", "activation_function": "gelu_new", "vocab_size": 512, "n_positions": 64,
+ "n_embd": 64, "n_layer": 2, "n_head": 4, "layer_norm_epsilon": 1e-05, "embd_pdrop": 0.0,
+ "attn_pdrop": 0.0, "resid_pdrop": 0.0, "bos_token_id": 0, "eos_token_id": 0}
+JSON
+# The backends draw different random weights: both start from those of a 1-step CPU run.
+(cd "$work" && "$target/release/train" --data data --init random:model.json --out start --device cpu \
+    --max-steps 1 --seed 0 > /dev/null 2>&1)
+for device in cpu wgpu; do
+    (cd "$work" && "$target/release/train" --data data --init start/final --out "run-$device" \
+        --device "$device" --micro-batch 2 --grad-accum 3 --max-steps 6 --lr 1e-3 --warmup-steps 0 --max-grad-norm 1.0 \
+        --eval-every 0 --seed 0 > /dev/null 2>&1)
+done
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+def steps(device):
+    lines = (json.loads(line) for line in open(f"{work}/run-{device}/metrics.jsonl"))
+    return [line for line in lines if not line.get("eval")]
+worst = 0.0
+for cpu, wgpu in zip(steps("cpu"), steps("wgpu"), strict=True):
+    for key in ("loss", "grad_norm"):
+        relative = abs(cpu[key] - wgpu[key]) / abs(cpu[key])
+        worst = max(worst, relative)
+        print(f"step {cpu['step']} {key:<9} cpu {cpu[key]:.7f}  wgpu {wgpu[key]:.7f}  relative {relative:.1e}")
+print(f"largest relative difference: {worst:.1e}")
+sys.exit(0 if worst <= 1e-4 else 1)
+PY
