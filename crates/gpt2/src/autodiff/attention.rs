@@ -6,6 +6,11 @@
 //! them a zero-filled gradient for each of q, k and v, each then written into its third of the
 //! projection's gradient. Written out, the backward pass is the four products, one reduction
 //! (softmax's `Σ p · dp`) and the heads put back side by side in one copy.
+//!
+//! Nothing `time × time` is kept for the backward pass but dropout's draw, as one byte an
+//! element on CUDA: the weights are computed again from q and k (one more product and softmax,
+//! as flash attention does), where keeping them and the weights after dropout took 8 bytes an
+//! element, 4.8 GB for gpt2 at 4 × 1024.
 
 use super::{float, primitive};
 use crate::{
@@ -20,7 +25,7 @@ use burn::{
         Autodiff,
     },
     prelude::*,
-    tensor::ops::FloatTensor,
+    tensor::ops::{BoolTensor, FloatTensor},
 };
 
 /// From the q/k/v projection's rows `[batch × time, 3 × d]` to the heads' outputs side by
@@ -39,16 +44,32 @@ pub(super) fn self_attention<B: Backend, C: CheckpointStrategy>(
     let [batch, _, time, _] = q.dims();
     // Dropout's draw comes first: the softmax's last division and dropout are then one kernel.
     let keeps = (dropout > 0.0).then(|| dropout_keeps([batch, heads, time, time], dropout, &q.device()));
-    let weights = attention_weights(q.clone(), k.clone(), mask, precision);
-    let kept = keeps.map(|keeps| weights.clone() * keeps * (1.0 / (1.0 - dropout)));
-    let y = side_by_side(precision.matmul(kept.clone().unwrap_or_else(|| weights.clone()), v.clone()));
+    let weights = attention_weights(q.clone(), k.clone(), mask.clone(), precision);
+    let dropout = keeps.map(|keeps| Dropout { keeps: keeps.equal_elem(1.0), p: dropout });
+    let kept = match &dropout {
+        Some(dropout) => dropout.apply(weights),
+        None => weights,
+    };
+    let y = side_by_side(precision.matmul(kept, v.clone()));
     let output = match AttentionBackward.prepare::<C>([qkv.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            prep.finish(State { q, k, v, weights, kept, precision }.into_primitives(), primitive(y))
+            prep.finish(State { q, k, v, mask, dropout, precision }.into_primitives(), primitive(y))
         }
         OpsKind::UnTracked(prep) => prep.finish(primitive(y)),
     };
     float(output)
+}
+
+/// Which attention weights dropout kept, and at which probability it drops.
+struct Dropout<B: Backend> {
+    keeps: Tensor<B, 4, Bool>,
+    p: f64,
+}
+
+impl<B: Backend> Dropout<B> {
+    fn apply(&self, weights: Tensor<B, 4>) -> Tensor<B, 4> {
+        weights * self.keeps.clone().float() * (1.0 / (1.0 - self.p))
+    }
 }
 
 /// q, k and v `[batch, heads, time, head_dim]` from the projection's rows `[batch × time, 3 ×
@@ -80,30 +101,37 @@ fn side_by_side<B: Backend>(heads: Tensor<B, 4>) -> Tensor<B, 2> {
     heads.swap_dims(1, 2).reshape([batch * time, n_head * head_dim])
 }
 
-/// What the backward pass reads: q, k and v by heads, the attention weights, and the same
-/// weights after dropout when there is dropout.
+/// What the backward pass reads: q, k and v by heads, the mask, and dropout's draw.
 struct State<B: Backend> {
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
-    weights: Tensor<B, 4>,
-    kept: Option<Tensor<B, 4>>,
+    mask: Tensor<B, 3, Bool>,
+    dropout: Option<Dropout<B>>,
     precision: Precision,
 }
 
-type Primitives<B> = ([FloatTensor<B>; 4], Option<FloatTensor<B>>, Precision);
+type Primitives<B> = ([FloatTensor<B>; 3], BoolTensor<B>, Option<(BoolTensor<B>, f64)>, Precision);
 
 impl<B: Backend> State<B> {
     fn into_primitives(self) -> Primitives<B> {
         (
-            [primitive(self.q), primitive(self.k), primitive(self.v), primitive(self.weights)],
-            self.kept.map(primitive),
+            [primitive(self.q), primitive(self.k), primitive(self.v)],
+            self.mask.into_primitive(),
+            self.dropout.map(|dropout| (dropout.keeps.into_primitive(), dropout.p)),
             self.precision,
         )
     }
 
-    fn from_primitives(([q, k, v, weights], kept, precision): Primitives<B>) -> Self {
-        Self { q: float(q), k: float(k), v: float(v), weights: float(weights), kept: kept.map(float), precision }
+    fn from_primitives(([q, k, v], mask, dropout, precision): Primitives<B>) -> Self {
+        Self {
+            q: float(q),
+            k: float(k),
+            v: float(v),
+            mask: Tensor::from_primitive(mask),
+            dropout: dropout.map(|(keeps, p)| Dropout { keeps: Tensor::from_primitive(keeps), p }),
+            precision,
+        }
     }
 }
 
@@ -121,10 +149,14 @@ impl<B: Backend> Backward<B, 1> for AttentionBackward {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [Some(node)] = ops.parents else { return };
         let d_y: Tensor<B, 2> = float(grads.consume::<B>(&ops.node));
-        let State { q, k, v, weights, kept, precision } = State::from_primitives(ops.state);
+        let State { q, k, v, mask, dropout, precision } = State::from_primitives(ops.state);
         let [batch, n_head, time, head_dim] = q.dims();
         let d_y = by_heads(d_y, [batch, n_head, time, head_dim]);
-        let kept = kept.unwrap_or_else(|| weights.clone());
+        let weights = attention_weights(q.clone(), k.clone(), mask, precision);
+        let kept = match &dropout {
+            Some(dropout) => dropout.apply(weights.clone()),
+            None => weights.clone(),
+        };
         let d_v = precision.matmul(kept.clone().transpose(), d_y.clone());
         let kept_d_kept = kept * precision.matmul(d_y, v.transpose());
         let d_scores = (kept_d_kept.clone() - weights * kept_d_kept.sum_dim(3)) / (head_dim as f64).sqrt();
