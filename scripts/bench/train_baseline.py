@@ -86,6 +86,9 @@ def main() -> None:
         "tokens_per_s": round(tokens_per_s, 1),
         "mfu": round(tokens_per_s * flops_per_token(model, args.seq) / peak, 4),
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        # What the caching allocator held from the card: like for like with nvidia-smi's
+        # figure for the train stage, whose memory pools also hold more than is in use.
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "card": torch.cuda.get_device_name(),
     }))
 
