@@ -45,11 +45,13 @@ pub(super) fn self_attention<B: Backend, C: CheckpointStrategy>(
     // Dropout's draw comes first: the softmax's last division and dropout are then one kernel.
     let keeps = (dropout > 0.0).then(|| dropout_keeps([batch, heads, time, time], dropout, &q.device()));
     let weights = attention_weights(q.clone(), k.clone(), mask.clone(), precision);
-    let dropout = keeps.map(|keeps| Dropout { keeps: keeps.equal_elem(1.0), p: dropout });
-    let kept = match &dropout {
-        Some(dropout) => dropout.apply(weights),
+    // The draw as drawn (0.0 or 1.0) here, kept as booleans for the backward pass: burn does
+    // not fuse a cast from booleans, which here would be one more pass over `time × time`.
+    let kept = match &keeps {
+        Some(keeps) => dropped(weights, keeps.clone(), dropout),
         None => weights,
     };
+    let dropout = keeps.map(|keeps| Dropout { keeps: keeps.equal_elem(1.0), p: dropout });
     let y = side_by_side(precision.matmul(kept, v.clone()));
     let output = match AttentionBackward.prepare::<C>([qkv.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
@@ -68,8 +70,13 @@ struct Dropout<B: Backend> {
 
 impl<B: Backend> Dropout<B> {
     fn apply(&self, weights: Tensor<B, 4>) -> Tensor<B, 4> {
-        weights * self.keeps.clone().float() * (1.0 / (1.0 - self.p))
+        dropped(weights, self.keeps.clone().float(), self.p)
     }
+}
+
+/// The weights after dropout at probability `p`, with `keeps` 1.0 where it keeps one.
+fn dropped<B: Backend>(weights: Tensor<B, 4>, keeps: Tensor<B, 4>, p: f64) -> Tensor<B, 4> {
+    weights * keeps * (1.0 / (1.0 - p))
 }
 
 /// q, k and v `[batch, heads, time, head_dim]` from the projection's rows `[batch × time, 3 ×
