@@ -12,18 +12,8 @@
 #   scripts/bench/launches.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
-target=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --quiet -p prepare -p train --features train/wgpu
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-"$target/release/prepare" --source data/demo/jokes.txt --format text --tokenizer data/demo/tokenizer.json \
-    --template '{text}<|endoftext|>' --seq-len 128 --out "$work/data" > /dev/null
-cat > "$work/model.json" <<'JSON'
-{"model_type": "gpt2", "activation_function": "gelu_new", "vocab_size": 512, "n_positions": 128,
- "n_embd": 64, "n_layer": 24, "n_head": 16, "layer_norm_epsilon": 1e-05, "embd_pdrop": 0.1,
- "attn_pdrop": 0.1, "resid_pdrop": 0.1, "bos_token_id": 0, "eos_token_id": 0}
-JSON
+source scripts/lib/wgpu_work.sh
+wgpu_work 128 24 16 0.1
 printf '[profiling.logger]\nlevel = "minimal"\nfile = "kernels.log"\n' > "$work/cubecl.toml"
 
 # launches STEPS GRAD_ACCUM: run, leave the kernel names (one per launch) in $work/STEPS-ACCUM.

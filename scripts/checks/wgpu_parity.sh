@@ -7,18 +7,8 @@
 #   scripts/checks/wgpu_parity.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
-target=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --quiet -p prepare -p train --features train/wgpu
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-"$target/release/prepare" --source data/demo/jokes.txt --format text --tokenizer data/demo/tokenizer.json \
-    --template '{text}<|endoftext|>' --seq-len 64 --out "$work/data" > /dev/null
-cat > "$work/model.json" <<'JSON'
-{"model_type": "gpt2", "activation_function": "gelu_new", "vocab_size": 512, "n_positions": 64,
- "n_embd": 64, "n_layer": 2, "n_head": 4, "layer_norm_epsilon": 1e-05, "embd_pdrop": 0.0,
- "attn_pdrop": 0.0, "resid_pdrop": 0.0, "bos_token_id": 0, "eos_token_id": 0}
-JSON
+source scripts/lib/wgpu_work.sh
+wgpu_work 64 2 4 0.0
 # The backends draw different random weights: both start from those of a 1-step CPU run.
 (cd "$work" && "$target/release/train" --data data --init random:model.json --out start --device cpu \
     --max-steps 1 --seed 0 > /dev/null 2>&1)
