@@ -109,9 +109,7 @@ fn generation_speed<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, new_tokens: u
     let mut next = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![464i64; batch * 8], [batch, 8]), device);
     let start = Instant::now();
     for _ in 0..new_tokens {
-        let logits = model.forward_cached(next, &mut cache);
-        let [_, time, vocab] = logits.dims();
-        next = logits.slice([0..batch, time - 1..time, 0..vocab]).argmax(2).reshape([batch, 1]);
+        next = model.next_token_logits(next, &mut cache).argmax(1);
     }
     let _ = next.into_data();
     (batch * new_tokens) as f64 / start.elapsed().as_secs_f64()

@@ -27,15 +27,20 @@ impl<B: Gpt2Backend> Gpt2<B> {
         let [batch, time] = tokens.dims();
         let device = tokens.device();
         let mask = causal_mask::<B>(time, time, &device).unsqueeze::<3>().expand([batch, time, time]);
-        self.run(tokens, sequence_positions(0, batch, time, &device), mask, None)
+        self.logits(tokens, sequence_positions(0, batch, time, &device), mask)
     }
 
-    /// Logits for `tokens` following the positions already in `cache`, which is extended.
-    pub fn forward_cached(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+    /// Logits `[batch, vocab]` of the token after `tokens`, which follow the positions already
+    /// in `cache` (extended with them). The LM head runs on the last position only: for a
+    /// prompt's first pass, one row of `time`.
+    pub fn next_token_logits(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Tensor<B, 2> {
         let [batch, time] = tokens.dims();
         let (start, device) = (cache.len(), tokens.device());
         let mask = causal_mask::<B>(time, start + time, &device).unsqueeze::<3>().expand([batch, time, start + time]);
-        self.run(tokens, sequence_positions(start, batch, time, &device), mask, Some(cache))
+        let x = self.hidden_states(tokens, sequence_positions(start, batch, time, &device), mask, Some(cache));
+        let width = x.dims()[1];
+        let last = x.reshape([batch, time, width]).slice([0..batch, time - 1..time, 0..width]);
+        self.lm_head(last.reshape([batch, width]))
     }
 
     /// Logits for rows that each hold several `documents` side by side: every document gets
@@ -43,16 +48,29 @@ impl<B: Gpt2Backend> Gpt2<B> {
     pub fn forward_documents(&self, tokens: Tensor<B, 2, Int>, documents: &Documents<B>) -> Tensor<B, 3> {
         let time = tokens.dims()[1];
         let mask = documents.mask(causal_mask::<B>(time, time, &tokens.device()));
-        self.run(tokens, documents.positions.clone(), mask, None)
+        self.logits(tokens, documents.positions.clone(), mask)
     }
 
-    fn run(
+    /// Logits `[batch, time, vocab]` at every position.
+    fn logits(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+        mask: Tensor<B, 3, Bool>,
+    ) -> Tensor<B, 3> {
+        let [batch, time] = tokens.dims();
+        let vocab = self.wte.weight.dims()[0];
+        self.lm_head(self.hidden_states(tokens, positions, mask, None)).reshape([batch, time, vocab])
+    }
+
+    /// The last block's output, `[batch × time, d]`.
+    fn hidden_states(
         &self,
         tokens: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut KvCache<B>>,
-    ) -> Tensor<B, 3> {
+    ) -> Tensor<B, 2> {
         let keys = mask.dims()[2];
         let n_positions = self.wpe.weight.dims()[0];
         assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
@@ -64,11 +82,15 @@ impl<B: Gpt2Backend> Gpt2<B> {
             let layer_cache = layer_caches.as_mut().map(|layers| layers.next().expect("a cache slot per layer"));
             x = block.forward(x, mask.clone(), layer_cache);
         }
-        // The LM head is the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA
-        // matmul gives wrong results for a transposed right-hand side broadcast over a batch.
-        let vocab = self.wte.weight.dims()[0];
+        x
+    }
+
+    /// The final LayerNorm and the LM head, `[rows, d]` to logits `[rows, vocab]`. The head is
+    /// the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA matmul gives wrong
+    /// results for a transposed right-hand side broadcast over a batch.
+    fn lm_head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = B::layer_norm_rows(&self.ln_f, self.layer_norm_epsilon, x);
-        self.precision.matmul_transposed(x, self.wte.weight.val()).reshape([batch, time, vocab])
+        self.precision.matmul_transposed(x, self.wte.weight.val())
     }
 }
 

@@ -70,14 +70,9 @@ impl<B: Gpt2Backend> Generator<'_, B> {
         let mut input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [samples, prompt.len()]), device);
 
         for step in 0..limits.max_new_tokens {
-            let logits = model.forward_cached(input, &mut cache);
-            let [rows, time, vocab] = logits.dims();
-            let last = logits
-                .slice([0..rows, time - 1..time, 0..vocab])
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("f32 logits");
+            let logits = model.next_token_logits(input, &mut cache);
+            let vocab = logits.dims()[1];
+            let last = logits.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits");
             let mut still_active = Vec::new();
             let mut next = Vec::new();
             for (position, &row) in active.iter().enumerate() {
