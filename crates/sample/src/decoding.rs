@@ -51,10 +51,15 @@ impl Decoding {
         let temperature = self.temperature.max(1e-6);
         let mut candidates: Vec<(u32, f32)> =
             logits.iter().enumerate().map(|(i, &l)| (i as u32, l / temperature)).collect();
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if top_k > 0 {
+        // Most likely first; among equals, the lower id first.
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if top_k > 0 && top_k < candidates.len() {
+            // Select the top k, then sort only them: the order is total, so the k candidates and
+            // their order are those of sorting the whole vocabulary.
+            candidates.select_nth_unstable_by(top_k - 1, order);
             candidates.truncate(top_k);
         }
+        candidates.sort_unstable_by(order);
         let max = candidates[0].1;
         let mut weights: Vec<f64> = candidates.iter().map(|&(_, l)| ((l - max) as f64).exp()).collect();
         let total: f64 = weights.iter().sum();
@@ -122,6 +127,25 @@ mod tests {
         assert!(later.iter().all(|&t| t == 0), "after the first tokens, top-1");
         let early: Vec<u32> = (0..200).map(|_| schedule.choose(&mut logits.to_vec(), &[], 0, &mut rng)).collect();
         assert!(early.iter().all(|&t| t < 3) && early.contains(&2), "first tokens: top-3");
+    }
+
+    #[test]
+    fn top_k_by_selection_draws_what_sorting_everything_draws() {
+        // Many equal logits: ties are broken by id, the same way as a full sort.
+        let logits: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 613) as f32 / 100.0).collect();
+        for top_k in [1, 2, 40, 613, 4999] {
+            let decoding = Decoding { top_k, ..Default::default() };
+            let everything_sorted = Decoding { top_k: 0, ..decoding.clone() };
+            let mut kept: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+            kept.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            kept.truncate(top_k);
+            // The same draws as sampling from the top k logits alone, in sorted order.
+            let mut truncated = vec![f32::NEG_INFINITY; logits.len()];
+            for &(i, l) in &kept {
+                truncated[i as usize] = l;
+            }
+            assert_eq!(draws(&decoding, &logits, 300), draws(&everything_sorted, &truncated, 300), "top-k {top_k}");
+        }
     }
 
     #[test]
