@@ -14,15 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/wgpu_work.sh
 wgpu_work 128 24 16 0.1
-printf '[profiling.logger]\nlevel = "minimal"\nfile = "kernels.log"\n' > "$work/cubecl.toml"
+log_launches
 
 # launches STEPS GRAD_ACCUM: run, leave the kernel names (one per launch) in $work/STEPS-ACCUM.
 launches() {
-    (cd "$work" && rm -f kernels.log && "$target/release/train" --data data --init random:model.json \
+    (cd "$work" && "$target/release/train" --data data --init random:model.json \
         --out "run-$1-$2" --device wgpu --micro-batch 2 --grad-accum "$2" --max-steps "$1" \
         --eval-every 0 --save-every 1000 --seed 0 > /dev/null 2>&1)
-    # "Executing ElemwiseFuse | WgpuRuntime ..." -> ElemwiseFuse
-    sed -n 's/.*Executing \([^ |]*\).*/\1/p' "$work/kernels.log" > "$work/$1-$2"
+    kernel_names "$1-$2"
 }
 launches 1 1
 launches 3 1

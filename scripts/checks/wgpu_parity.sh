@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The train stage on burn's CubeCL + fusion path (the path CUDA takes) against the CPU, without
-# a GPU: the development feature `wgpu` on Mesa's software Vulkan driver
+# The train and sample stages on burn's CubeCL + fusion path (the path CUDA takes) against the
+# CPU, without a GPU: the development feature `wgpu` on Mesa's software Vulkan driver
 # (`apt-get install mesa-vulkan-drivers`). A 2-layer model, 6 steps of 2 rows x 3 micro-batches
 # at lr 1e-3 without warmup, clipping on, dropout off; each step's loss and gradient norm must
-# agree to 1e-4 relative (the tolerance of the CUDA check, scripts/gpu/train_check.py).
+# agree to 1e-4 relative (the tolerance of the CUDA check, scripts/gpu/train_check.py). Then
+# greedy samples of the trained model must be the same tokens.
 #   scripts/checks/wgpu_parity.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/wgpu_work.sh
-wgpu_work 64 2 4 0.0
+wgpu_work 64 2 4 0.0 train sample
 # The backends draw different random weights: both start from those of a 1-step CPU run.
 (cd "$work" && "$target/release/train" --data data --init random:model.json --out start --device cpu \
     --max-steps 1 --seed 0 > /dev/null 2>&1)
@@ -31,4 +32,19 @@ for cpu, wgpu in zip(steps("cpu"), steps("wgpu"), strict=True):
         print(f"step {cpu['step']} {key:<9} cpu {cpu[key]:.7f}  wgpu {wgpu[key]:.7f}  relative {relative:.1e}")
 print(f"largest relative difference: {worst:.1e}")
 sys.exit(0 if worst <= 1e-4 else 1)
+PY
+# The sample stage: greedy samples of the trained model, 3 rows decoded together with the KV
+# cache, the same tokens on both.
+for device in cpu wgpu; do
+    (cd "$work" && "$target/release/sample" --model run-cpu/final --prompt "Why did the" --greedy --num-samples 3 \
+        --max-new-tokens 40 --device "$device" --out "samples-$device.jsonl" > /dev/null 2>&1)
+done
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+def tokens(device):
+    return [json.loads(line)["tokens"] for line in open(f"{work}/samples-{device}.jsonl")]
+cpu, wgpu = tokens("cpu"), tokens("wgpu")
+print(f"greedy samples: {len(cpu[0])} tokens, the same on both: {cpu == wgpu}")
+sys.exit(0 if cpu == wgpu else 1)
 PY
