@@ -18,6 +18,8 @@ use gpt2::{causal_mask, next_token_loss, Gpt2Backend, Gpt2Config, Precision, Wgp
 use std::path::Path;
 
 type B = Autodiff<Wgpu>;
+/// A part's name, and a run of it forward from fresh inputs.
+type Part<'a> = (&'a str, Box<dyn Fn() -> Tensor<B, 2> + 'a>);
 
 const BATCH: usize = 2;
 const TIME: usize = 128;
@@ -42,7 +44,7 @@ fn main() -> std::io::Result<()> {
     let mask = causal_mask::<B>(TIME, TIME, &device).unsqueeze::<3>().expand([BATCH, TIME, TIME]);
     let rows = BATCH * TIME;
 
-    let parts: Vec<(&str, Box<dyn Fn() -> Tensor<B, 2>>)> = vec![
+    let parts: Vec<Part> = vec![
         ("inputs alone (taken off the others)", Box::new(|| input([rows, WIDTH], &device))),
         (
             "layer norm",

@@ -52,7 +52,14 @@ impl<B: Gpt2Backend> CausalSelfAttention<B> {
             Some(cache) => {
                 let (q, k, v) = split_heads(qkv, self.n_head, mask.dims());
                 let (k, v) = cache.extend(k, v);
-                B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision).reshape([rows, n_embd])
+                // One new position a row (decoding) comes after every cached key: the causal
+                // mask hides none of them.
+                let attended = if q.dims()[2] == 1 {
+                    B::decode_attention(q, k, v, &self.attn_dropout, self.precision)
+                } else {
+                    B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision)
+                };
+                attended.reshape([rows, n_embd])
             }
         };
         self.resid_dropout.forward(self.precision.linear(&self.c_proj, y))

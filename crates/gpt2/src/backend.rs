@@ -40,6 +40,22 @@ pub trait Gpt2Backend: Backend {
         norm.forward(x)
     }
 
+    /// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]` (γ, β `[d]`), and
+    /// what its backward pass needs: `(output, the normalised rows, each row's
+    /// 1 / √(variance + ε) [rows, 1])`.
+    fn layer_norm_keeping(
+        x: Tensor<Self, 2>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        epsilon: f64,
+    ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
+        let centered = x.clone() - x.mean_dim(1);
+        let variance = (centered.clone() * centered.clone()).mean_dim(1);
+        let inverse_deviation = (variance + epsilon).sqrt().recip();
+        let normalized = centered * inverse_deviation.clone();
+        (normalized.clone() * gamma.unsqueeze() + beta.unsqueeze(), normalized, inverse_deviation)
+    }
+
     /// Self-attention over whole rows, without a cache, as training runs it: from the q/k/v
     /// projection's output `[batch × time, 3 × d]` (q, k and v side by side, each with its
     /// heads side by side) to the heads' outputs side by side, `[batch × time, d]`. `mask` is
@@ -82,6 +98,22 @@ pub trait Gpt2Backend: Backend {
         attention_with_burn(q, k, v, mask, dropout, precision)
     }
 
+    /// Attention's core for decoding: `q` `[batch, heads, 1, head_dim]`, one new position a
+    /// row, which sees every key of `k` and `v` `[batch, heads, keys, head_dim]` (the new
+    /// position is the last). Returns `[batch, 1, heads × head_dim]`, as [`masked_attention`]
+    /// does with a mask that hides nothing.
+    ///
+    /// [`masked_attention`]: Gpt2Backend::masked_attention
+    fn decode_attention(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        dropout: &Dropout,
+        precision: Precision,
+    ) -> Tensor<Self, 3> {
+        attention_over_every_key(q, k, v, dropout, precision)
+    }
+
     /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`: the weighted mean of each
     /// row's cross-entropy, for `logits` `[rows, vocab]`, `targets` and `weights` `[rows]`.
     fn cross_entropy(
@@ -104,6 +136,20 @@ pub trait Gpt2Backend: Backend {
     fn first_positions(buffer: Tensor<Self, 4>, count: usize) -> Tensor<Self, 4> {
         first_positions_by_slice(buffer, count)
     }
+}
+
+/// [`Gpt2Backend::masked_attention`] with a mask that hides nothing.
+fn attention_over_every_key<B: Gpt2Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    dropout: &Dropout,
+    precision: Precision,
+) -> Tensor<B, 3> {
+    let [batch, _, time, _] = q.dims();
+    let keys = k.dims()[2];
+    let sees_every_key = Tensor::<B, 3, Int>::zeros([batch, time, keys], &q.device()).bool();
+    B::masked_attention(q, k, v, sees_every_key, dropout, precision)
 }
 
 fn first_positions_by_slice<B: Backend>(buffer: Tensor<B, 4>, count: usize) -> Tensor<B, 4> {
@@ -149,11 +195,56 @@ pub(crate) fn dropout_keeps<B: Backend, const D: usize>(shape: [usize; D], p: f6
     Tensor::random(shape, Distribution::Bernoulli(1.0 - p), device)
 }
 
-#[cfg(feature = "cuda")]
-impl Gpt2Backend for Gpu {}
+/// CUDA and wgpu: burn's operations, but LayerNorm and decoding attention each in one kernel
+/// of `cube_kernels`.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+macro_rules! cube_backend {
+    ($backend:ty) => {
+        impl Gpt2Backend for $backend {
+            fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+                match &norm.beta {
+                    Some(beta) => Self::layer_norm_keeping(x, norm.gamma.val(), beta.val(), epsilon).0,
+                    None => norm.forward(x),
+                }
+            }
 
+            fn layer_norm_keeping(
+                x: Tensor<Self, 2>,
+                gamma: Tensor<Self, 1>,
+                beta: Tensor<Self, 1>,
+                epsilon: f64,
+            ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
+                let (x, gamma, beta) =
+                    (x.into_primitive().tensor(), gamma.into_primitive().tensor(), beta.into_primitive().tensor());
+                let (output, normalized, inverse_deviation) =
+                    <Self as cube_kernels::LayerNormRows>::layer_norm_rows(x, gamma, beta, epsilon);
+                let float = |tensor| Tensor::from_primitive(TensorPrimitive::Float(tensor));
+                (float(output), float(normalized), float(inverse_deviation))
+            }
+
+            fn decode_attention(
+                q: Tensor<Self, 4>,
+                k: Tensor<Self, 4>,
+                v: Tensor<Self, 4>,
+                dropout: &Dropout,
+                precision: Precision,
+            ) -> Tensor<Self, 3> {
+                if k.dims()[2] > cube_kernels::MAX_DECODE_KEYS {
+                    return attention_over_every_key(q, k, v, dropout, precision);
+                }
+                // Without autodiff no dropout applies; the kernel computes in f32.
+                let (q, k, v) = (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor());
+                Tensor::from_primitive(TensorPrimitive::Float(
+                    <Self as cube_kernels::DecodeAttention>::decode_attention(q, k, v),
+                ))
+            }
+        }
+    };
+}
+#[cfg(feature = "cuda")]
+cube_backend!(Gpu);
 #[cfg(feature = "wgpu")]
-impl Gpt2Backend for Wgpu {}
+cube_backend!(Wgpu);
 
 /// burn's CPU backend: f32 products run on the arrays in place; other element types (which
 /// the model never makes) take burn's path.

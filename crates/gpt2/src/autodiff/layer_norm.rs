@@ -6,6 +6,7 @@
 //! (two over each row, two over the rows for γ and β) and a couple of element-wise passes.
 
 use super::{float, primitive};
+use crate::Gpt2Backend;
 use burn::{
     backend::autodiff::{
         checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -18,7 +19,7 @@ use burn::{
 };
 
 /// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]`.
-pub(super) fn layer_norm<B: Backend, C: CheckpointStrategy>(
+pub(super) fn layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
     x: Tensor<Autodiff<B, C>, 2>,
     gamma: Tensor<Autodiff<B, C>, 1>,
     beta: Tensor<Autodiff<B, C>, 1>,
@@ -26,34 +27,15 @@ pub(super) fn layer_norm<B: Backend, C: CheckpointStrategy>(
 ) -> Tensor<Autodiff<B, C>, 2> {
     let (x, gamma, beta) =
         (x.into_primitive().tensor(), gamma.into_primitive().tensor(), beta.into_primitive().tensor());
-    let normalized = Normalized::<B>::new(float(x.primitive), epsilon);
-    let y = primitive(normalized.scaled(float(gamma.primitive.clone()), float(beta.primitive)));
+    let (y, normalized, inverse_deviation) =
+        B::layer_norm_keeping(float(x.primitive), float(gamma.primitive.clone()), float(beta.primitive), epsilon);
     let output = match LayerNormBackward.prepare::<C>([x.node, gamma.node, beta.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            prep.finish((primitive(normalized.rows), primitive(normalized.inverse_deviation), gamma.primitive), y)
+            prep.finish((primitive(normalized), primitive(inverse_deviation), gamma.primitive), primitive(y))
         }
-        OpsKind::UnTracked(prep) => prep.finish(y),
+        OpsKind::UnTracked(prep) => prep.finish(primitive(y)),
     };
     float(output)
-}
-
-/// Rows brought to mean 0 and variance 1, and each row's `1 / √(variance + ε)`.
-struct Normalized<B: Backend> {
-    rows: Tensor<B, 2>,
-    inverse_deviation: Tensor<B, 2>,
-}
-
-impl<B: Backend> Normalized<B> {
-    fn new(x: Tensor<B, 2>, epsilon: f64) -> Self {
-        let centered = x.clone() - x.mean_dim(1);
-        let variance = (centered.clone() * centered.clone()).mean_dim(1);
-        let inverse_deviation = (variance + epsilon).sqrt().recip();
-        Self { rows: centered * inverse_deviation.clone(), inverse_deviation }
-    }
-
-    fn scaled(&self, gamma: Tensor<B, 1>, beta: Tensor<B, 1>) -> Tensor<B, 2> {
-        self.rows.clone() * gamma.unsqueeze() + beta.unsqueeze()
-    }
 }
 
 #[derive(Debug)]

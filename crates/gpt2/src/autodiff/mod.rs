@@ -15,7 +15,7 @@ use burn::{
     tensor::{ops::FloatTensor, TensorPrimitive},
 };
 
-impl<B: Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
+impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
     fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
         match &norm.beta {
             Some(beta) => layer_norm::layer_norm(x, norm.gamma.val(), beta.val(), epsilon),

@@ -1,0 +1,181 @@
+//! LayerNorm over the rows of a matrix in one launch, keeping what its backward pass needs:
+//! burn 0.21 takes two reductions and a few element-wise kernels.
+
+use burn::tensor::{ops::FloatTensor, Shape};
+use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_fusion::{
+    stream::{Operation, OperationStreams},
+    Fusion, FusionBackend, FusionRuntime,
+};
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use cubecl::{prelude::*, CubeCount, CubeDim};
+use std::marker::PhantomData;
+
+/// Units of a cube, one cube a row: GPT-2's rows are 768 to 1,600 wide. A power of two (the
+/// sums halve it).
+const UNITS: u32 = 256;
+
+/// Most cubes along one dimension of a launch that every backend takes (wgpu's limit).
+const MAX_CUBES_X: usize = 65_535;
+
+pub trait LayerNormRows: burn::tensor::backend::Backend {
+    /// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]` (the mean and
+    /// variance of the row; γ and β `[d]`), with the rows normalised (before γ and β) and each
+    /// row's `1 / √(variance + ε)` `[rows, 1]`: `(output, normalized, inverse_deviation)`.
+    fn layer_norm_rows(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// One cube a row: its units sum the row's values, then the squares of their distances to the
+/// mean (two passes, as burn computes the variance), then write the row out.
+#[cube(launch)]
+fn layer_norm_kernel<F: Float>(
+    x: &Tensor<F>,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
+    output: &mut Tensor<F>,
+    normalized: &mut Tensor<F>,
+    inverse_deviation: &mut Tensor<F>,
+    epsilon: f32,
+    #[comptime] units: usize,
+) {
+    let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    if row >= x.shape(0) {
+        terminate!();
+    }
+    let d = x.shape(1);
+    let unit = UNIT_POS_X as usize;
+    let start = row * x.stride(0);
+    let mut partial = SharedMemory::<F>::new(units);
+
+    let mut sum = F::new(0.0);
+    let mut i = unit;
+    while i < d {
+        sum += x[start + i * x.stride(1)];
+        i += units;
+    }
+    let mean = cube_sum::<F>(&mut partial, sum) / F::cast_from(d as u32);
+
+    let mut squares = F::new(0.0);
+    let mut i = unit;
+    while i < d {
+        let centered = x[start + i * x.stride(1)] - mean;
+        squares += centered * centered;
+        i += units;
+    }
+    let variance = cube_sum::<F>(&mut partial, squares) / F::cast_from(d as u32);
+    let inverse = F::new(1.0) / F::sqrt(variance + F::cast_from(epsilon));
+
+    let mut i = unit;
+    while i < d {
+        let n = (x[start + i * x.stride(1)] - mean) * inverse;
+        normalized[row * normalized.stride(0) + i * normalized.stride(1)] = n;
+        output[row * output.stride(0) + i * output.stride(1)] =
+            n * gamma[i * gamma.stride(0)] + beta[i * beta.stride(0)];
+        i += units;
+    }
+    if unit == 0 {
+        inverse_deviation[row * inverse_deviation.stride(0)] = inverse;
+    }
+}
+
+/// The sum of every unit's `value`, for every unit of the cube: a tree of halvings in shared
+/// memory (`partial`, one slot a unit).
+#[cube]
+fn cube_sum<F: Float>(partial: &mut SharedMemory<F>, value: F) -> F {
+    let unit = UNIT_POS_X as usize;
+    partial[unit] = value;
+    sync_cube();
+    let mut half = CUBE_DIM_X as usize / 2;
+    while half > 0 {
+        if unit < half {
+            let other = partial[unit + half];
+            partial[unit] += other;
+        }
+        sync_cube();
+        half /= 2;
+    }
+    let total = partial[0];
+    // Every unit has read the total before the next sum writes over it.
+    sync_cube();
+    total
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormRows for CubeBackend<R, F, I, BT> {
+    fn layer_norm_rows(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [rows, d] = x.meta.shape().dims::<2>();
+        let (client, device, dtype) = (x.client.clone(), x.device.clone(), x.dtype);
+        let empty = |shape: [usize; 2]| empty_device_dtype(client.clone(), device.clone(), Shape::new(shape), dtype);
+        let (output, normalized, inverse_deviation) = (empty([rows, d]), empty([rows, d]), empty([rows, 1]));
+        let cubes_x = rows.clamp(1, MAX_CUBES_X);
+        layer_norm_kernel::launch::<F, R>(
+            &client,
+            CubeCount::Static(cubes_x as u32, rows.div_ceil(cubes_x) as u32, 1),
+            CubeDim::new_1d(UNITS),
+            x.into_tensor_arg(),
+            gamma.into_tensor_arg(),
+            beta.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            normalized.clone().into_tensor_arg(),
+            inverse_deviation.clone().into_tensor_arg(),
+            epsilon as f32,
+            UNITS as usize,
+        );
+        (output, normalized, inverse_deviation)
+    }
+}
+
+impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
+    fn layer_norm_rows(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Clone, Debug)]
+        struct LayerNormOp<B> {
+            desc: CustomOpIr,
+            epsilon: f64,
+            backend: PhantomData<B>,
+        }
+
+        impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for LayerNormOp<B> {
+            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+                let ([x, gamma, beta], [output, normalized, inverse_deviation]) = self.desc.as_fixed();
+                let results = B::layer_norm_rows(
+                    handles.get_float_tensor::<B>(x),
+                    handles.get_float_tensor::<B>(gamma),
+                    handles.get_float_tensor::<B>(beta),
+                    self.epsilon,
+                );
+                handles.register_float_tensor::<B>(&output.id, results.0);
+                handles.register_float_tensor::<B>(&normalized.id, results.1);
+                handles.register_float_tensor::<B>(&inverse_deviation.id, results.2);
+            }
+        }
+
+        let client = x.client.clone();
+        let [rows, d] = x.shape.dims::<2>();
+        let streams = OperationStreams::with_inputs([&x, &gamma, &beta]);
+        let output = |shape: [usize; 2]| TensorIr::uninit(client.create_empty_handle(), Shape::new(shape), x.dtype);
+        let outputs = [output([rows, d]), output([rows, d]), output([rows, 1])];
+        let desc = CustomOpIr::new("layer_norm_rows", &[x.into_ir(), gamma.into_ir(), beta.into_ir()], &outputs);
+        let [output, normalized, inverse_deviation] = client
+            .register(
+                streams,
+                OperationIr::Custom(desc.clone()),
+                LayerNormOp::<B> { desc, epsilon, backend: PhantomData },
+            )
+            .outputs();
+        (output, normalized, inverse_deviation)
+    }
+}

@@ -1,0 +1,19 @@
+//! CubeCL kernels for operations that burn 0.21 runs as many GPU kernels, each launched on its
+//! own (on CUDA, ~100 µs of host time a launch through burn's fusion stream): written once
+//! for CubeCL, they run on every CubeCL backend (CUDA; wgpu, which Mesa's software Vulkan
+//! driver runs on the CPU, for tests). The model crate calls them through its backend trait.
+//!
+//! - [`DecodeAttention`]: attention's core for one new position a row over a KV cache, in one
+//!   launch (burn: about ten).
+//! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, in one
+//!   launch (burn: two reductions and a few element-wise kernels).
+//!
+//! Each operation is a trait implemented for burn's CubeCL backend (the kernel's launch) and
+//! for its fusion backend over it (a custom operation in fusion's stream: the kernel runs when
+//! the stream reaches it, after the operations it reads).
+
+mod decode_attention;
+mod layer_norm;
+
+pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
+pub use layer_norm::LayerNormRows;
