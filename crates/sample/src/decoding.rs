@@ -2,6 +2,10 @@
 //! temperature, top-k and top-p, applied in that order as `transformers`' `generate` does.
 
 use rand_chacha::{rand_core::RngCore, ChaCha8Rng};
+use std::{
+    cmp::{Ordering, Reverse},
+    collections::BinaryHeap,
+};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Decoding {
@@ -49,19 +53,13 @@ impl Decoding {
             _ => self.top_k,
         };
         let temperature = self.temperature.max(1e-6);
-        let mut candidates: Vec<(u32, f32)> =
-            logits.iter().enumerate().map(|(i, &l)| (i as u32, l / temperature)).collect();
-        // Most likely first; among equals, the lower id first.
-        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if top_k > 0 && top_k < candidates.len() {
-            // Select the top k, then sort only them: the order is total, so the k candidates and
-            // their order are those of sorting the whole vocabulary.
-            candidates.select_nth_unstable_by(top_k - 1, order);
-            candidates.truncate(top_k);
-        }
-        candidates.sort_unstable_by(order);
-        let max = candidates[0].1;
-        let mut weights: Vec<f64> = candidates.iter().map(|&(_, l)| ((l - max) as f64).exp()).collect();
+        let scaled = logits.iter().enumerate().map(|(i, &l)| Candidate { logit: l / temperature, id: i as u32 });
+        let mut candidates: Vec<Candidate> =
+            if top_k > 0 && top_k < logits.len() { most_likely(scaled, top_k) } else { scaled.collect() };
+        // Most likely first.
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let max = candidates[0].logit;
+        let mut weights: Vec<f64> = candidates.iter().map(|c| ((c.logit - max) as f64).exp()).collect();
         let total: f64 = weights.iter().sum();
         if self.top_p < 1.0 {
             let mut cumulative = 0.0;
@@ -78,12 +76,55 @@ impl Decoding {
         let mut target = uniform(rng) * total;
         for (i, w) in weights.iter().enumerate() {
             if target < *w {
-                return candidates[i].0;
+                return candidates[i].id;
             }
             target -= w;
         }
-        candidates[weights.len() - 1].0
+        candidates[weights.len() - 1].id
     }
+}
+
+/// A token and its logit after temperature. The more likely compares greater; among equal
+/// logits, the lower id: a total order, so the `k` most likely and their order are those of
+/// sorting the whole vocabulary.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    logit: f32,
+    id: u32,
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.logit.total_cmp(&other.logit).then(other.id.cmp(&self.id))
+    }
+}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Candidate {}
+
+/// The `k` greatest of `candidates`, in no order: one pass that keeps the best so far in a
+/// min-heap, where sorting or selecting among the whole vocabulary copies all of it first.
+fn most_likely(candidates: impl Iterator<Item = Candidate>, k: usize) -> Vec<Candidate> {
+    let mut kept: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(k);
+    for candidate in candidates {
+        if kept.len() < k {
+            kept.push(Reverse(candidate));
+        } else if let Some(mut least) = kept.peek_mut().filter(|least| candidate > least.0) {
+            *least = Reverse(candidate);
+        }
+    }
+    kept.into_iter().map(|Reverse(candidate)| candidate).collect()
 }
 
 pub fn argmax(values: &[f32]) -> u32 {
@@ -130,7 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn top_k_by_selection_draws_what_sorting_everything_draws() {
+    fn top_k_draws_what_sorting_everything_draws() {
         // Many equal logits: ties are broken by id, the same way as a full sort.
         let logits: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 613) as f32 / 100.0).collect();
         for top_k in [1, 2, 40, 613, 4999] {
