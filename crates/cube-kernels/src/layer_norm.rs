@@ -1,5 +1,6 @@
-//! LayerNorm over the rows of a matrix in one launch, keeping what its backward pass needs:
-//! burn 0.21 takes two reductions and a few element-wise kernels.
+//! LayerNorm over the rows of a matrix in one launch, keeping what its backward pass needs, and
+//! the gradient of its input in one launch: burn 0.21 takes two reductions and a few
+//! element-wise kernels for each.
 
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
@@ -28,6 +29,17 @@ pub trait LayerNormRows: burn::tensor::backend::Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradient of LayerNorm's input `x` from that of its output, `d_y` `[rows, d]`, and
+    /// what the forward pass kept (`normalized`, `inverse_deviation`) with γ: with
+    /// `g = d_y · γ`, `(g − mean(g) − normalized · mean(g · normalized)) · inverse_deviation`
+    /// (means over each row).
+    fn layer_norm_rows_backward(
+        d_y: FloatTensor<Self>,
+        normalized: FloatTensor<Self>,
+        inverse_deviation: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// One cube a row: its units sum the row's values, then the squares of their distances to the
@@ -83,6 +95,47 @@ fn layer_norm_kernel<F: Float>(
     }
 }
 
+/// One cube a row: its units sum `g` and `g · normalized` over the row, then write the row of
+/// `d_x`.
+#[cube(launch)]
+fn layer_norm_backward_kernel<F: Float>(
+    d_y: &Tensor<F>,
+    normalized: &Tensor<F>,
+    inverse_deviation: &Tensor<F>,
+    gamma: &Tensor<F>,
+    d_x: &mut Tensor<F>,
+    #[comptime] units: usize,
+) {
+    let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    if row >= d_y.shape(0) {
+        terminate!();
+    }
+    let d = d_y.shape(1);
+    let unit = UNIT_POS_X as usize;
+    let mut partial = SharedMemory::<F>::new(units);
+
+    let mut g_sum = F::new(0.0);
+    let mut gn_sum = F::new(0.0);
+    let mut i = unit;
+    while i < d {
+        let g = d_y[row * d_y.stride(0) + i * d_y.stride(1)] * gamma[i * gamma.stride(0)];
+        g_sum += g;
+        gn_sum += g * normalized[row * normalized.stride(0) + i * normalized.stride(1)];
+        i += units;
+    }
+    let g_mean = cube_sum::<F>(&mut partial, g_sum) / F::cast_from(d as u32);
+    let gn_mean = cube_sum::<F>(&mut partial, gn_sum) / F::cast_from(d as u32);
+    let inverse = inverse_deviation[row * inverse_deviation.stride(0)];
+
+    let mut i = unit;
+    while i < d {
+        let g = d_y[row * d_y.stride(0) + i * d_y.stride(1)] * gamma[i * gamma.stride(0)];
+        let n = normalized[row * normalized.stride(0) + i * normalized.stride(1)];
+        d_x[row * d_x.stride(0) + i * d_x.stride(1)] = (g - g_mean - n * gn_mean) * inverse;
+        i += units;
+    }
+}
+
 /// The sum of every unit's `value`, for every unit of the cube: a tree of halvings in shared
 /// memory (`partial`, one slot a unit).
 #[cube]
@@ -132,6 +185,30 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
         );
         (output, normalized, inverse_deviation)
     }
+
+    fn layer_norm_rows_backward(
+        d_y: FloatTensor<Self>,
+        normalized: FloatTensor<Self>,
+        inverse_deviation: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [rows, d] = d_y.meta.shape().dims::<2>();
+        let client = d_y.client.clone();
+        let d_x = empty_device_dtype(client.clone(), d_y.device.clone(), Shape::new([rows, d]), d_y.dtype);
+        let cubes_x = rows.clamp(1, MAX_CUBES_X);
+        layer_norm_backward_kernel::launch::<F, R>(
+            &client,
+            CubeCount::Static(cubes_x as u32, rows.div_ceil(cubes_x) as u32, 1),
+            CubeDim::new_1d(UNITS),
+            d_y.into_tensor_arg(),
+            normalized.into_tensor_arg(),
+            inverse_deviation.into_tensor_arg(),
+            gamma.into_tensor_arg(),
+            d_x.clone().into_tensor_arg(),
+            UNITS as usize,
+        );
+        d_x
+    }
 }
 
 impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
@@ -177,5 +254,44 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
             )
             .outputs();
         (output, normalized, inverse_deviation)
+    }
+
+    fn layer_norm_rows_backward(
+        d_y: FloatTensor<Self>,
+        normalized: FloatTensor<Self>,
+        inverse_deviation: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Clone, Debug)]
+        struct LayerNormBackwardOp<B> {
+            desc: CustomOpIr,
+            backend: PhantomData<B>,
+        }
+
+        impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for LayerNormBackwardOp<B> {
+            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+                let ([d_y, normalized, inverse_deviation, gamma], [d_x]) = self.desc.as_fixed();
+                let gradient = B::layer_norm_rows_backward(
+                    handles.get_float_tensor::<B>(d_y),
+                    handles.get_float_tensor::<B>(normalized),
+                    handles.get_float_tensor::<B>(inverse_deviation),
+                    handles.get_float_tensor::<B>(gamma),
+                );
+                handles.register_float_tensor::<B>(&d_x.id, gradient);
+            }
+        }
+
+        let client = d_y.client.clone();
+        let streams = OperationStreams::with_inputs([&d_y, &normalized, &inverse_deviation, &gamma]);
+        let d_x = TensorIr::uninit(client.create_empty_handle(), d_y.shape.clone(), d_y.dtype);
+        let inputs = [d_y.into_ir(), normalized.into_ir(), inverse_deviation.into_ir(), gamma.into_ir()];
+        let desc = CustomOpIr::new("layer_norm_rows_backward", &inputs, &[d_x]);
+        client
+            .register(
+                streams,
+                OperationIr::Custom(desc.clone()),
+                LayerNormBackwardOp::<B> { desc, backend: PhantomData },
+            )
+            .output()
     }
 }

@@ -56,6 +56,23 @@ pub trait Gpt2Backend: Backend {
         (normalized.clone() * gamma.unsqueeze() + beta.unsqueeze(), normalized, inverse_deviation)
     }
 
+    /// The gradient of [`layer_norm_keeping`]'s input from that of its output `d_y` `[rows, d]`,
+    /// the normalised rows and inverse deviations it kept, and γ: with `g = d_y · γ`,
+    /// `(g − mean(g) − normalized · mean(g · normalized)) · inverse_deviation` (means over each
+    /// row).
+    ///
+    /// [`layer_norm_keeping`]: Gpt2Backend::layer_norm_keeping
+    fn layer_norm_backward(
+        d_y: Tensor<Self, 2>,
+        normalized: Tensor<Self, 2>,
+        inverse_deviation: Tensor<Self, 2>,
+        gamma: Tensor<Self, 1>,
+    ) -> Tensor<Self, 2> {
+        let g = d_y * gamma.unsqueeze();
+        let mean_g_n = (g.clone() * normalized.clone()).mean_dim(1);
+        (g.clone() - g.mean_dim(1) - normalized * mean_g_n) * inverse_deviation
+    }
+
     /// Self-attention over whole rows, without a cache, as training runs it: from the q/k/v
     /// projection's output `[batch × time, 3 × d]` (q, k and v side by side, each with its
     /// heads side by side) to the heads' outputs side by side, `[batch × time, d]`. `mask` is
@@ -195,8 +212,8 @@ pub(crate) fn dropout_keeps<B: Backend, const D: usize>(shape: [usize; D], p: f6
     Tensor::random(shape, Distribution::Bernoulli(1.0 - p), device)
 }
 
-/// CUDA and wgpu: burn's operations, but LayerNorm and decoding attention each in one kernel
-/// of `cube_kernels`.
+/// CUDA and wgpu: burn's operations, but LayerNorm (forward, and its input's gradient) and
+/// decoding attention each in one kernel of `cube_kernels`.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 macro_rules! cube_backend {
     ($backend:ty) => {
@@ -220,6 +237,21 @@ macro_rules! cube_backend {
                     <Self as cube_kernels::LayerNormRows>::layer_norm_rows(x, gamma, beta, epsilon);
                 let float = |tensor| Tensor::from_primitive(TensorPrimitive::Float(tensor));
                 (float(output), float(normalized), float(inverse_deviation))
+            }
+
+            fn layer_norm_backward(
+                d_y: Tensor<Self, 2>,
+                normalized: Tensor<Self, 2>,
+                inverse_deviation: Tensor<Self, 2>,
+                gamma: Tensor<Self, 1>,
+            ) -> Tensor<Self, 2> {
+                let d_x = <Self as cube_kernels::LayerNormRows>::layer_norm_rows_backward(
+                    d_y.into_primitive().tensor(),
+                    normalized.into_primitive().tensor(),
+                    inverse_deviation.into_primitive().tensor(),
+                    gamma.into_primitive().tensor(),
+                );
+                Tensor::from_primitive(TensorPrimitive::Float(d_x))
             }
 
             fn decode_attention(

@@ -3,7 +3,9 @@
 //! burn 0.21 builds LayerNorm from a mean, a subtraction, a variance, a square root, a division,
 //! a product and a sum (burn-backend `ops/modules/base.rs`), and autodiff differentiates each:
 //! 19 GPU kernels forward and backward, twice a layer. The closed form needs four reductions
-//! (two over each row, two over the rows for γ and β) and a couple of element-wise passes.
+//! (two over each row, two over the rows for γ and β) and a couple of element-wise passes; the
+//! backend computes the forward pass and the input's gradient (on CUDA, one kernel each:
+//! `Gpt2Backend::layer_norm_keeping`, `Gpt2Backend::layer_norm_backward`).
 
 use super::{float, primitive};
 use crate::Gpt2Backend;
@@ -41,7 +43,7 @@ pub(super) fn layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
 #[derive(Debug)]
 struct LayerNormBackward;
 
-impl<B: Backend> Backward<B, 3> for LayerNormBackward {
+impl<B: Gpt2Backend> Backward<B, 3> for LayerNormBackward {
     /// The normalised rows, their inverse deviations and γ.
     type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
@@ -62,10 +64,7 @@ impl<B: Backend> Backward<B, 3> for LayerNormBackward {
             grads.register::<B>(node.id, primitive((d_y.clone() * normalized.clone()).sum_dim(0).reshape([d])));
         }
         if let Some(node) = node_x {
-            let g = d_y * gamma.unsqueeze();
-            let mean_g_n = (g.clone() * normalized.clone()).mean_dim(1);
-            let d_x = (g.clone() - g.mean_dim(1) - normalized * mean_g_n) * inverse_deviation;
-            grads.register::<B>(node.id, primitive(d_x));
+            grads.register::<B>(node.id, primitive(B::layer_norm_backward(d_y, normalized, inverse_deviation, gamma)));
         }
     }
 }
