@@ -5,8 +5,9 @@
 //!
 //! - [`DecodeAttention`]: attention's core for one new position a row over a KV cache, in one
 //!   launch (burn: about ten).
-//! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, in one
-//!   launch (burn: two reductions and a few element-wise kernels).
+//! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, and the
+//!   input's gradient, in one launch each (burn: two reductions and a few element-wise kernels
+//!   each).
 //!
 //! Each operation is a trait implemented for burn's CubeCL backend (the kernel's launch) and
 //! for its fusion backend over it (a custom operation in fusion's stream: the kernel runs when
