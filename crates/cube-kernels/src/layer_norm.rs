@@ -19,6 +19,13 @@ const UNITS: u32 = 256;
 /// Most cubes along one dimension of a launch that every backend takes (wgpu's limit).
 const MAX_CUBES_X: usize = 65_535;
 
+/// One cube for each of `rows` rows, in rows of at most [`MAX_CUBES_X`] cubes: the kernels
+/// take cube `(x, y)` for row `y · CUBE_COUNT_X + x`.
+fn cube_a_row(rows: usize) -> CubeCount {
+    let cubes_x = rows.clamp(1, MAX_CUBES_X);
+    CubeCount::Static(cubes_x as u32, rows.div_ceil(cubes_x) as u32, 1)
+}
+
 pub trait LayerNormRows: burn::tensor::backend::Backend {
     /// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]` (the mean and
     /// variance of the row; γ and β `[d]`), with the rows normalised (before γ and β) and each
@@ -169,10 +176,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
         let (client, device, dtype) = (x.client.clone(), x.device.clone(), x.dtype);
         let empty = |shape: [usize; 2]| empty_device_dtype(client.clone(), device.clone(), Shape::new(shape), dtype);
         let (output, normalized, inverse_deviation) = (empty([rows, d]), empty([rows, d]), empty([rows, 1]));
-        let cubes_x = rows.clamp(1, MAX_CUBES_X);
         layer_norm_kernel::launch::<F, R>(
             &client,
-            CubeCount::Static(cubes_x as u32, rows.div_ceil(cubes_x) as u32, 1),
+            cube_a_row(rows),
             CubeDim::new_1d(UNITS),
             x.into_tensor_arg(),
             gamma.into_tensor_arg(),
@@ -195,10 +201,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
         let [rows, d] = d_y.meta.shape().dims::<2>();
         let client = d_y.client.clone();
         let d_x = empty_device_dtype(client.clone(), d_y.device.clone(), Shape::new([rows, d]), d_y.dtype);
-        let cubes_x = rows.clamp(1, MAX_CUBES_X);
         layer_norm_backward_kernel::launch::<F, R>(
             &client,
-            CubeCount::Static(cubes_x as u32, rows.div_ceil(cubes_x) as u32, 1),
+            cube_a_row(rows),
             CubeDim::new_1d(UNITS),
             d_y.into_tensor_arg(),
             normalized.into_tensor_arg(),

@@ -16,6 +16,7 @@ use burn::{
     prelude::*,
     tensor::{
         activation::{gelu_approximate, log_softmax, softmax},
+        ops::FloatTensor,
         Distribution, TensorPrimitive,
     },
 };
@@ -231,11 +232,12 @@ macro_rules! cube_backend {
                 beta: Tensor<Self, 1>,
                 epsilon: f64,
             ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
-                let (x, gamma, beta) =
-                    (x.into_primitive().tensor(), gamma.into_primitive().tensor(), beta.into_primitive().tensor());
-                let (output, normalized, inverse_deviation) =
-                    <Self as cube_kernels::LayerNormRows>::layer_norm_rows(x, gamma, beta, epsilon);
-                let float = |tensor| Tensor::from_primitive(TensorPrimitive::Float(tensor));
+                let (output, normalized, inverse_deviation) = <Self as cube_kernels::LayerNormRows>::layer_norm_rows(
+                    primitive(x),
+                    primitive(gamma),
+                    primitive(beta),
+                    epsilon,
+                );
                 (float(output), float(normalized), float(inverse_deviation))
             }
 
@@ -245,13 +247,12 @@ macro_rules! cube_backend {
                 inverse_deviation: Tensor<Self, 2>,
                 gamma: Tensor<Self, 1>,
             ) -> Tensor<Self, 2> {
-                let d_x = <Self as cube_kernels::LayerNormRows>::layer_norm_rows_backward(
-                    d_y.into_primitive().tensor(),
-                    normalized.into_primitive().tensor(),
-                    inverse_deviation.into_primitive().tensor(),
-                    gamma.into_primitive().tensor(),
-                );
-                Tensor::from_primitive(TensorPrimitive::Float(d_x))
+                float(<Self as cube_kernels::LayerNormRows>::layer_norm_rows_backward(
+                    primitive(d_y),
+                    primitive(normalized),
+                    primitive(inverse_deviation),
+                    primitive(gamma),
+                ))
             }
 
             fn decode_attention(
@@ -265,9 +266,10 @@ macro_rules! cube_backend {
                     return attention_over_every_key(q, k, v, dropout, precision);
                 }
                 // Without autodiff no dropout applies; the kernel computes in f32.
-                let (q, k, v) = (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor());
-                Tensor::from_primitive(TensorPrimitive::Float(
-                    <Self as cube_kernels::DecodeAttention>::decode_attention(q, k, v),
+                float(<Self as cube_kernels::DecodeAttention>::decode_attention(
+                    primitive(q),
+                    primitive(k),
+                    primitive(v),
                 ))
             }
         }
@@ -338,7 +340,7 @@ impl Gpt2Backend for NdArray<f32> {
                 kernels::gelu_tanh_in_place(x.view_mut());
                 from_shared(x.into_shared())
             }
-            other => gelu_approximate(from_primitive(other)),
+            other => gelu_approximate(float(other)),
         }
     }
 
@@ -350,13 +352,19 @@ impl Gpt2Backend for NdArray<f32> {
                 positions.slice_axis_inplace(Axis(2), Slice::from(..count));
                 from_shared(positions)
             }
-            other => first_positions_by_slice(from_primitive(other), count),
+            other => first_positions_by_slice(float(other), count),
         }
     }
 }
 
-fn primitive<const D: usize>(tensor: Tensor<NdArray<f32>, D>) -> NdArrayTensor {
+/// The backend's own tensor behind a float tensor.
+pub(crate) fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
     tensor.into_primitive().tensor()
+}
+
+/// A float tensor around the backend's own.
+pub(crate) fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
 }
 
 /// The f32 array behind a CPU tensor, in place; `None` for other element types.
@@ -381,11 +389,7 @@ fn tensor<Shape: Dimension, const D: usize>(array: Array<f32, Shape>, dims: [usi
 }
 
 fn from_shared<const D: usize>(array: ArcArray<f32, IxDyn>) -> Tensor<NdArray<f32>, D> {
-    from_primitive(NdArrayTensor::from(array))
-}
-
-fn from_primitive<const D: usize>(tensor: NdArrayTensor) -> Tensor<NdArray<f32>, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(tensor))
+    float(NdArrayTensor::from(array))
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@ mod attention;
 mod cross_entropy;
 mod layer_norm;
 
-use crate::{Gpt2Backend, Precision};
+use crate::{
+    backend::{float, primitive},
+    Gpt2Backend, Precision,
+};
 use burn::{
     backend::{autodiff::checkpoint::strategy::CheckpointStrategy, Autodiff},
     nn::{Dropout, LayerNorm},
     prelude::*,
-    tensor::{ops::FloatTensor, TensorPrimitive},
 };
 
 impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
@@ -40,14 +42,6 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
     ) -> Tensor<Self, 1> {
         cross_entropy::cross_entropy(logits, targets, weights)
     }
-}
-
-fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(tensor))
-}
-
-fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
-    tensor.into_primitive().tensor()
 }
 
 #[cfg(test)]
