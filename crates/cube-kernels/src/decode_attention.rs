@@ -1,8 +1,14 @@
-//! Attention's core for decoding: each row's one new query against every key of its cache,
-//! `softmax(q · kᵀ / √head_dim) · v`, one cube of units a (row, head).
+//! Attention's core for decoding: each row's new key and value written into its cache, and its
+//! one new query against every key there, `softmax(q · kᵀ / √head_dim) · v`, in one launch (one
+//! cube of units a (row, head)). burn took a slice-assign for each buffer, the views of the
+//! filled positions, copies to make operands contiguous, two products, the softmax's
+//! reductions and element-wise kernels.
 
 use burn::tensor::{ops::FloatTensor, Shape};
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
+    IntElement,
+};
 use burn_fusion::{
     stream::{Operation, OperationStreams},
     Fusion, FusionBackend, FusionRuntime,
@@ -19,22 +25,34 @@ pub const MAX_DECODE_KEYS: usize = 4096;
 const UNITS: u32 = 64;
 
 pub trait DecodeAttention: burn::tensor::backend::Backend {
-    /// For `q` `[batch, heads, 1, head_dim]` and `k`, `v` `[batch, heads, keys, head_dim]` (any
-    /// strides: views of a cache's buffers do), each query attending to every key, unmasked:
-    /// the heads' outputs side by side, `[batch, 1, heads × head_dim]`. At most [`MAX_DECODE_KEYS`]
-    /// keys.
-    fn decode_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Attention for one new position a row, with a layer's KV cache: `qkv` `[batch, 3 × heads ×
+    /// head_dim]` holds each row's new q, k and v side by side (each with its heads side by
+    /// side), `keys` and `values` `[batch, heads, capacity, head_dim]` are the cache's buffers,
+    /// filled before `position`. Writes the new key and value at `position` and attends each
+    /// query to positions `0..=position`, unmasked. Returns the heads' outputs side by side,
+    /// `[batch, heads × head_dim]`, and the buffers with the new position written: in place
+    /// when nothing else holds them. `position` is below the capacity and
+    /// [`MAX_DECODE_KEYS`].
+    fn decode_attention(
+        qkv: FloatTensor<Self>,
+        keys: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        position: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// One cube a (row, head). Its units compute the scores of the keys in turn (each key's dot
-/// product by one unit), the softmax over them in shared memory, then one output dimension
-/// each.
+/// One cube a (row, head). Its units write the new key and value into the cache, compute the
+/// scores of the keys in turn (each key's dot product by one unit), the softmax over them in
+/// shared memory, then one output dimension each. The new position's key and value are read
+/// from `qkv`, not back from the cache: on Vulkan a barrier orders shared memory, not the
+/// cube's own writes to a buffer.
 #[cube(launch)]
 fn decode_attention_kernel<F: Float>(
-    q: &Tensor<F>,
-    k: &Tensor<F>,
-    v: &Tensor<F>,
+    qkv: &Tensor<F>,
+    keys: &mut Tensor<F>,
+    values: &mut Tensor<F>,
     output: &mut Tensor<F>,
+    position: u32,
     scale: f32,
     #[comptime] max_keys: usize,
 ) {
@@ -42,19 +60,35 @@ fn decode_attention_kernel<F: Float>(
     let head = CUBE_POS_Y as usize;
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
-    let keys = k.shape(2);
-    let head_dim = q.shape(3);
-    let q_start = row * q.stride(0) + head * q.stride(1);
-    let k_start = row * k.stride(0) + head * k.stride(1);
-    let v_start = row * v.stride(0) + head * v.stride(1);
+    let position = position as usize;
+    let head_dim = keys.shape(3);
+    let width = CUBE_COUNT_Y as usize * head_dim;
+    let q_start = row * qkv.stride(0) + head * head_dim * qkv.stride(1);
+    let new_k_start = q_start + width * qkv.stride(1);
+    let new_v_start = new_k_start + width * qkv.stride(1);
+    let k_start = row * keys.stride(0) + head * keys.stride(1);
+    let v_start = row * values.stride(0) + head * values.stride(1);
     let scale = F::cast_from(scale);
     let mut weights = SharedMemory::<F>::new(max_keys);
 
+    let mut d = unit;
+    while d < head_dim {
+        keys[k_start + position * keys.stride(2) + d * keys.stride(3)] = qkv[new_k_start + d * qkv.stride(1)];
+        values[v_start + position * values.stride(2) + d * values.stride(3)] = qkv[new_v_start + d * qkv.stride(1)];
+        d += units;
+    }
+
     let mut key = unit;
-    while key < keys {
+    while key <= position {
         let mut dot = F::new(0.0);
-        for d in 0..head_dim {
-            dot += q[q_start + d * q.stride(3)] * k[k_start + key * k.stride(2) + d * k.stride(3)];
+        if key == position {
+            for d in 0..head_dim {
+                dot += qkv[q_start + d * qkv.stride(1)] * qkv[new_k_start + d * qkv.stride(1)];
+            }
+        } else {
+            for d in 0..head_dim {
+                dot += qkv[q_start + d * qkv.stride(1)] * keys[k_start + key * keys.stride(2) + d * keys.stride(3)];
+            }
         }
         weights[key] = dot * scale;
         key += units;
@@ -63,85 +97,114 @@ fn decode_attention_kernel<F: Float>(
     // Every unit finds the maximum and, below, the sum itself: a few thousand reads of shared
     // memory, against a tree of barriers.
     let mut max = weights[0];
-    for key in 1..keys {
+    for key in 1..position + 1 {
         max = F::max(max, weights[key]);
     }
     sync_cube();
     let mut key = unit;
-    while key < keys {
+    while key <= position {
         weights[key] = F::exp(weights[key] - max);
         key += units;
     }
     sync_cube();
     let mut total = F::new(0.0);
-    for key in 0..keys {
+    for key in 0..position + 1 {
         total += weights[key];
     }
 
     let mut d = unit;
     while d < head_dim {
-        let mut sum = F::new(0.0);
-        for key in 0..keys {
-            sum += weights[key] * v[v_start + key * v.stride(2) + d * v.stride(3)];
+        let mut sum = weights[position] * qkv[new_v_start + d * qkv.stride(1)];
+        for key in 0..position {
+            sum += weights[key] * values[v_start + key * values.stride(2) + d * values.stride(3)];
         }
-        output[row * output.stride(0) + (head * head_dim + d) * output.stride(2)] = sum / total;
+        output[row * output.stride(0) + (head * head_dim + d) * output.stride(1)] = sum / total;
         d += units;
     }
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DecodeAttention for CubeBackend<R, F, I, BT> {
-    fn decode_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
-        let [batch, heads, time, head_dim] = q.meta.shape().dims::<4>();
-        let keys = k.meta.shape().dims::<4>()[2];
-        assert_eq!(time, 1, "decoding attention takes one query a row");
-        assert!(keys <= MAX_DECODE_KEYS, "decoding attention takes at most {MAX_DECODE_KEYS} keys, not {keys}");
-        let client = q.client.clone();
+    fn decode_attention(
+        qkv: FloatTensor<Self>,
+        keys: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        position: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [batch, heads, capacity, head_dim] = keys.meta.shape().dims::<4>();
+        assert!(position < capacity, "position {position} is past the cache's {capacity}");
+        assert!(position < MAX_DECODE_KEYS, "decoding attention takes at most {MAX_DECODE_KEYS} keys");
+        let client = qkv.client.clone();
         let output =
-            empty_device_dtype(client.clone(), q.device.clone(), Shape::new([batch, 1, heads * head_dim]), q.dtype);
+            empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([batch, heads * head_dim]), qkv.dtype);
+        // As burn's slice_assign: a buffer another tensor still holds is copied first.
+        let writable = |buffer: CubeTensor<R>| match buffer.can_mut() && buffer.is_nonoverlapping() {
+            true => buffer,
+            false => buffer.copy(),
+        };
+        let (keys, values) = (writable(keys), writable(values));
         // Shared memory sized to a power of two: a handful of compiled kernels as the cache grows.
-        let max_keys = keys.next_power_of_two().max(64);
+        let max_keys = (position + 1).next_power_of_two().max(64);
         decode_attention_kernel::launch::<F, R>(
             &client,
             CubeCount::Static(batch as u32, heads as u32, 1),
             CubeDim::new_1d(UNITS),
-            q.into_tensor_arg(),
-            k.into_tensor_arg(),
-            v.into_tensor_arg(),
+            qkv.into_tensor_arg(),
+            keys.clone().into_tensor_arg(),
+            values.clone().into_tensor_arg(),
             output.clone().into_tensor_arg(),
+            position as u32,
             1.0 / (head_dim as f32).sqrt(),
             max_keys,
         );
-        output
+        (output, keys, values)
     }
 }
 
 impl<B: FusionBackend + DecodeAttention> DecodeAttention for Fusion<B> {
-    fn decode_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn decode_attention(
+        qkv: FloatTensor<Self>,
+        keys: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        position: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         #[derive(Clone, Debug)]
         struct DecodeAttentionOp<B> {
             desc: CustomOpIr,
+            position: usize,
             backend: PhantomData<B>,
         }
 
         impl<B: FusionBackend + DecodeAttention> Operation<B::FusionRuntime> for DecodeAttentionOp<B> {
             fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let ([q, k, v], [output]) = self.desc.as_fixed();
-                let attended = B::decode_attention(
-                    handles.get_float_tensor::<B>(q),
-                    handles.get_float_tensor::<B>(k),
-                    handles.get_float_tensor::<B>(v),
+                let ([qkv, keys, values], [output, keys_out, values_out]) = self.desc.as_fixed();
+                let (attended, keys, values) = B::decode_attention(
+                    handles.get_float_tensor::<B>(qkv),
+                    handles.get_float_tensor::<B>(keys),
+                    handles.get_float_tensor::<B>(values),
+                    self.position,
                 );
                 handles.register_float_tensor::<B>(&output.id, attended);
+                handles.register_float_tensor::<B>(&keys_out.id, keys);
+                handles.register_float_tensor::<B>(&values_out.id, values);
             }
         }
 
-        let client = q.client.clone();
-        let [batch, heads, _, head_dim] = q.shape.dims::<4>();
-        let streams = OperationStreams::with_inputs([&q, &k, &v]);
-        let output = TensorIr::uninit(client.create_empty_handle(), Shape::new([batch, 1, heads * head_dim]), q.dtype);
-        let desc = CustomOpIr::new("decode_attention", &[q.into_ir(), k.into_ir(), v.into_ir()], &[output]);
-        client
-            .register(streams, OperationIr::Custom(desc.clone()), DecodeAttentionOp::<B> { desc, backend: PhantomData })
-            .output()
+        let client = qkv.client.clone();
+        let [batch, heads, _, head_dim] = keys.shape.dims::<4>();
+        let streams = OperationStreams::with_inputs([&qkv, &keys, &values]);
+        let output = TensorIr::uninit(client.create_empty_handle(), Shape::new([batch, heads * head_dim]), qkv.dtype);
+        let buffer = |like: &burn_fusion::FusionTensor<B::FusionRuntime>| {
+            TensorIr::uninit(client.create_empty_handle(), like.shape.clone(), like.dtype)
+        };
+        let outputs = [output, buffer(&keys), buffer(&values)];
+        let desc = CustomOpIr::new("decode_attention", &[qkv.into_ir(), keys.into_ir(), values.into_ir()], &outputs);
+        let [attended, keys, values] = client
+            .register(
+                streams,
+                OperationIr::Custom(desc.clone()),
+                DecodeAttentionOp::<B> { desc, position, backend: PhantomData },
+            )
+            .outputs();
+        (attended, keys, values)
     }
 }

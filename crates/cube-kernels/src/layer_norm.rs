@@ -2,6 +2,7 @@
 //! the gradient of its input in one launch: burn 0.21 takes two reductions and a few
 //! element-wise kernels for each.
 
+use crate::reduce::cube_sum;
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{
@@ -141,28 +142,6 @@ fn layer_norm_backward_kernel<F: Float>(
         d_x[row * d_x.stride(0) + i * d_x.stride(1)] = (g - g_mean - n * gn_mean) * inverse;
         i += units;
     }
-}
-
-/// The sum of every unit's `value`, for every unit of the cube: a tree of halvings in shared
-/// memory (`partial`, one slot a unit).
-#[cube]
-fn cube_sum<F: Float>(partial: &mut SharedMemory<F>, value: F) -> F {
-    let unit = UNIT_POS_X as usize;
-    partial[unit] = value;
-    sync_cube();
-    let mut half = CUBE_DIM_X as usize / 2;
-    while half > 0 {
-        if unit < half {
-            let other = partial[unit + half];
-            partial[unit] += other;
-        }
-        sync_cube();
-        half /= 2;
-    }
-    let total = partial[0];
-    // Every unit has read the total before the next sum writes over it.
-    sync_cube();
-    total
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormRows for CubeBackend<R, F, I, BT> {

@@ -3,8 +3,10 @@
 //! for CubeCL, they run on every CubeCL backend (CUDA; wgpu, which Mesa's software Vulkan
 //! driver runs on the CPU, for tests). The model crate calls them through its backend trait.
 //!
-//! - [`DecodeAttention`]: attention's core for one new position a row over a KV cache, in one
-//!   launch (burn: about ten).
+//! - [`DecodeAttention`]: one new position a row written into a KV cache and attended over it,
+//!   in one launch (burn: about fifteen).
+//! - [`FewRowsLinear`]: a linear layer on a few rows (decoding) with the LayerNorm before it
+//!   and the GELU or residual add after it, in one launch (burn: three to five).
 //! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, and the
 //!   input's gradient, in one launch each (burn: two reductions and a few element-wise kernels
 //!   each).
@@ -14,7 +16,10 @@
 //! the stream reaches it, after the operations it reads).
 
 mod decode_attention;
+mod few_rows_linear;
 mod layer_norm;
+mod reduce;
 
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
+pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
 pub use layer_norm::LayerNormRows;

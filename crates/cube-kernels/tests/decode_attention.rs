@@ -6,46 +6,77 @@ use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
     backend::Wgpu,
     prelude::*,
-    tensor::{activation::softmax, Distribution, TensorPrimitive},
+    tensor::{activation::softmax, ops::FloatTensor, Distribution, TensorPrimitive},
 };
 use cube_kernels::DecodeAttention;
 
-fn reference<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 3> {
-    let [batch, heads, _, head_dim] = q.dims();
+const HEAD_DIM: usize = 64;
+
+/// The new position's attention and the buffers with its key and value written, by burn's
+/// operations.
+fn reference<B: Backend>(
+    qkv: Tensor<B, 2>,
+    keys: Tensor<B, 4>,
+    values: Tensor<B, 4>,
+    position: usize,
+) -> (Tensor<B, 2>, Tensor<B, 4>, Tensor<B, 4>) {
+    let [batch, heads, _, head_dim] = keys.dims();
+    let by_heads = |t: Tensor<B, 2>| t.reshape([batch, 1, heads, head_dim]).swap_dims(1, 2);
+    let mut parts = qkv.chunk(3, 1);
+    let (v, k, q) = (by_heads(parts.pop().unwrap()), by_heads(parts.pop().unwrap()), by_heads(parts.pop().unwrap()));
+    let new = [0..batch, 0..heads, position..position + 1, 0..head_dim];
+    let (keys, values) = (keys.slice_assign(new.clone(), k), values.slice_assign(new, v));
+    let filled = [0..batch, 0..heads, 0..position + 1, 0..head_dim];
+    let (k, v) = (keys.clone().slice(filled.clone()), values.clone().slice(filled));
     let weights = softmax(q.matmul(k.transpose()) / (head_dim as f64).sqrt(), 3);
-    weights.matmul(v).swap_dims(1, 2).reshape([batch, 1, heads * head_dim])
+    (weights.matmul(v).swap_dims(1, 2).reshape([batch, heads * head_dim]), keys, values)
 }
 
-fn kernel<B: DecodeAttention>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 3> {
-    let output =
-        B::decode_attention(q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor());
-    Tensor::from_primitive(TensorPrimitive::Float(output))
+fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
 }
 
-/// As the model calls it: q a view of the q/k/v projection's rows, k and v the first `keys`
-/// positions of a cache buffer with room to spare.
-fn check<B: DecodeAttention>(batch: usize, heads: usize, keys: usize) {
-    let device = Default::default();
-    let head_dim = 64;
-    let qkv = Tensor::<B, 2>::random([batch, 3 * heads * head_dim], Distribution::Normal(0.0, 1.0), &device);
-    let q = qkv.slice([0..batch, 0..heads * head_dim]).reshape([batch, 1, heads, head_dim]).swap_dims(1, 2);
-    let buffer =
-        |scale| {
-            Tensor::<B, 4>::random([batch, heads, 2 * keys, head_dim], Distribution::Normal(0.0, scale), &device)
-                .slice([0..batch, 0..heads, 0..keys, 0..head_dim])
-        };
-    // Large scores: the softmax must subtract the maximum.
-    let (k, v) = (buffer(4.0), buffer(1.0));
-    let expected = reference(q.clone(), k.clone(), v.clone()).into_data().to_vec::<f32>().unwrap();
-    let actual = kernel(q, k, v).into_data().to_vec::<f32>().unwrap();
+fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
+}
+
+fn assert_close<B: Backend, const D: usize>(what: &str, expected: Tensor<B, D>, actual: Tensor<B, D>) {
+    let (expected, actual) =
+        (expected.into_data().to_vec::<f32>().unwrap(), actual.into_data().to_vec::<f32>().unwrap());
+    assert_eq!(expected.len(), actual.len(), "{what}");
     let difference = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, f32::max);
-    assert!(difference <= 1e-5, "batch {batch}, heads {heads}, keys {keys}: max |difference| {difference}");
+    assert!(difference <= 1e-5, "{what}: max |difference| {difference}");
+}
+
+/// As the model calls it: the q/k/v projection's rows and a cache with room to spare, filled
+/// before `position`. With `shared`, a clone of the key buffer is kept, which must not change.
+fn check<B: DecodeAttention>(batch: usize, heads: usize, position: usize, shared: bool) {
+    let device = Default::default();
+    let what = format!("batch {batch}, heads {heads}, position {position}, shared {shared}");
+    let qkv = Tensor::<B, 2>::random([batch, 3 * heads * HEAD_DIM], Distribution::Normal(0.0, 2.0), &device);
+    let buffer = |scale| {
+        Tensor::<B, 4>::random([batch, heads, 2 * position + 1, HEAD_DIM], Distribution::Normal(0.0, scale), &device)
+    };
+    // Large scores: the softmax must subtract the maximum.
+    let (keys, values) = (buffer(4.0), buffer(1.0));
+    let (expected, expected_keys, expected_values) = reference(qkv.clone(), keys.clone(), values.clone(), position);
+    let keys_before = keys.clone().into_data();
+    let kept = shared.then(|| keys.clone());
+    let (actual, actual_keys, actual_values) =
+        B::decode_attention(primitive(qkv), primitive(keys), primitive(values), position);
+    assert_close(&format!("{what}: output"), expected, float(actual));
+    assert_close(&format!("{what}: keys"), expected_keys, float(actual_keys));
+    assert_close(&format!("{what}: values"), expected_values, float(actual_values));
+    if let Some(kept) = kept {
+        assert_eq!(kept.into_data(), keys_before, "{what}: a buffer another tensor holds was written");
+    }
 }
 
 #[test]
 fn decode_attention_matches_burns_operations() {
-    for (batch, heads, keys) in [(1, 1, 1), (1, 12, 7), (3, 12, 100), (2, 4, 1025)] {
-        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(batch, heads, keys);
-        check::<Wgpu<f32, i32>>(batch, heads, keys);
+    for (batch, heads, position, shared) in [(1, 1, 0, false), (1, 12, 6, true), (3, 12, 99, false), (2, 4, 1024, true)]
+    {
+        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(batch, heads, position, shared);
+        check::<Wgpu<f32, i32>>(batch, heads, position, shared);
     }
 }

@@ -81,12 +81,11 @@ fn stages<B: Gpt2Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> S
     let mut x = embedded.reshape([2 * time, model.wte.weight.dims()[1]]);
     let causal = causal_mask::<B>(time, time, device).unsqueeze::<3>().expand([2, time, time]);
     for (i, block) in model.h.iter().enumerate() {
-        let attention = block.attn.forward(block.ln_1.forward(x.clone()), causal.clone(), None);
-        out.push((format!("h.{i} attention"), values(attention.clone())));
-        x = x + attention;
-        let mlp = block.mlp.forward(block.ln_2.forward(x.clone()));
-        out.push((format!("h.{i} mlp"), values(mlp.clone())));
-        x = x + mlp;
+        let (ln_1, ln_2) = block.pre_norms();
+        x = block.attn.forward(x, ln_1, causal.clone(), None);
+        out.push((format!("h.{i} x + attention"), values(x.clone())));
+        x = block.mlp.forward(x, ln_2);
+        out.push((format!("h.{i} x + mlp"), values(x.clone())));
     }
     out.push(("ln_f".into(), values(model.ln_f.forward(x))));
     out.push(("logits (forward)".into(), values(model.forward(tokens))));

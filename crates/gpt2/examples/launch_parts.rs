@@ -60,8 +60,14 @@ fn main() -> std::io::Result<()> {
         ("gelu", Box::new(|| <B as Gpt2Backend>::gelu_tanh(input([rows, 4 * WIDTH], &device)))),
         ("dropout", Box::new(|| dropout.forward(input([rows, WIDTH], &device)))),
         ("residual add", Box::new(|| input([rows, WIDTH], &device) + input([rows, WIDTH], &device))),
-        ("attention branch", Box::new(|| block.attn.forward(input([rows, WIDTH], &device), mask.clone(), None))),
-        ("mlp branch", Box::new(|| block.mlp.forward(input([rows, WIDTH], &device)))),
+        (
+            "attention branch, its ln and add",
+            Box::new(|| block.attn.forward(input([rows, WIDTH], &device), block.pre_norms().0, mask.clone(), None)),
+        ),
+        (
+            "mlp branch, its ln and add",
+            Box::new(|| block.mlp.forward(input([rows, WIDTH], &device), block.pre_norms().1)),
+        ),
         ("block", Box::new(|| block.forward(input([rows, WIDTH], &device), mask.clone(), None))),
         (
             "lm head + loss",

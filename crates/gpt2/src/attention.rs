@@ -1,4 +1,4 @@
-use crate::{Gpt2Backend, Gpt2Config, LayerCache, Precision};
+use crate::{Gpt2Backend, Gpt2Config, LayerCache, PreNorm, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Linear},
     prelude::*,
@@ -36,33 +36,33 @@ impl<B: Backend> CausalSelfAttention<B> {
 }
 
 impl<B: Gpt2Backend> CausalSelfAttention<B> {
-    /// `x`: the `[batch × time, n_embd]` rows of the residual stream; `mask`: `[batch, time,
-    /// keys]`, `true` where a query must not see a key. With this layer's cache, the keys and
-    /// values of earlier positions come from it and this call's are appended to it.
+    /// `x + attention(norm(x))` for `x`, the `[batch × time, n_embd]` rows of the residual
+    /// stream; `mask`: `[batch, time, keys]`, `true` where a query must not see a key. With
+    /// this layer's cache, the keys and values of earlier positions come from it and this
+    /// call's are appended to it.
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
+        norm: PreNorm<'_, B>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 2> {
         let [rows, n_embd] = x.dims();
-        let qkv = self.precision.linear(&self.c_attn, x);
+        let qkv = B::normed_linear(norm, &self.c_attn, x.clone(), false, self.precision);
         let y = match cache {
             None => B::self_attention(qkv, self.n_head, mask, &self.attn_dropout, self.precision),
+            // One new position a row (decoding) comes after every cached key: the causal mask
+            // hides none of them.
+            Some(cache) if mask.dims()[1] == 1 => {
+                cache.attend_new_position(qkv, self.n_head, &self.attn_dropout, self.precision)
+            }
             Some(cache) => {
                 let (q, k, v) = split_heads(qkv, self.n_head, mask.dims());
                 let (k, v) = cache.extend(k, v);
-                // One new position a row (decoding) comes after every cached key: the causal
-                // mask hides none of them.
-                let attended = if q.dims()[2] == 1 {
-                    B::decode_attention(q, k, v, &self.attn_dropout, self.precision)
-                } else {
-                    B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision)
-                };
-                attended.reshape([rows, n_embd])
+                B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision).reshape([rows, n_embd])
             }
         };
-        self.resid_dropout.forward(self.precision.linear(&self.c_proj, y))
+        B::linear_residual(&self.c_proj, y, &self.resid_dropout, x, self.precision)
     }
 }
 

@@ -9,7 +9,7 @@
 //! arrays, where they lie, to the `kernels` crate. Other backends (CUDA, and autodiff for
 //! training) keep burn's own operations.
 
-use crate::{attention::split_heads, Precision};
+use crate::{attention::split_heads, kv_cache::decode_attention_by_parts, PreNorm, Precision};
 use burn::{
     backend::NdArray,
     nn::{Dropout, LayerNorm, Linear},
@@ -90,6 +90,29 @@ pub trait Gpt2Backend: Backend {
         Self::masked_attention(q, k, v, mask, dropout, precision).reshape([rows, width / 3])
     }
 
+    /// `layer(norm(x))`, then GPT-2's GELU if `gelu`: the product after each of a block's
+    /// LayerNorms, `x` `[rows, d]`.
+    fn normed_linear(
+        norm: PreNorm<'_, Self>,
+        layer: &Linear<Self>,
+        x: Tensor<Self, 2>,
+        gelu: bool,
+        precision: Precision,
+    ) -> Tensor<Self, 2> {
+        normed_linear_by_parts(norm, layer, x, gelu, precision)
+    }
+
+    /// `residual + dropout(layer(x))`: the product that ends each of a block's branches.
+    fn linear_residual(
+        layer: &Linear<Self>,
+        x: Tensor<Self, 2>,
+        dropout: &Dropout,
+        residual: Tensor<Self, 2>,
+        precision: Precision,
+    ) -> Tensor<Self, 2> {
+        linear_residual_by_parts(layer, x, dropout, residual, precision)
+    }
+
     /// `x · W + b` for `x` `[rows, d_in]`, `W` held as `[d_in, d_out]` (burn's and GPT-2's
     /// layout).
     fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
@@ -116,20 +139,22 @@ pub trait Gpt2Backend: Backend {
         attention_with_burn(q, k, v, mask, dropout, precision)
     }
 
-    /// Attention's core for decoding: `q` `[batch, heads, 1, head_dim]`, one new position a
-    /// row, which sees every key of `k` and `v` `[batch, heads, keys, head_dim]` (the new
-    /// position is the last). Returns `[batch, 1, heads × head_dim]`, as [`masked_attention`]
-    /// does with a mask that hides nothing.
-    ///
-    /// [`masked_attention`]: Gpt2Backend::masked_attention
+    /// Attention for one new position a row, with a layer's KV cache: `qkv` `[batch, 3 × d]` is
+    /// each row's new q, k and v side by side, `keys` and `values` `[batch, heads, capacity,
+    /// head_dim]` the cache's buffers, filled before `position`. Writes the new keys and values
+    /// at `position` and attends each query to positions `0..=position` (the causal mask hides
+    /// none of them). Returns the heads' outputs side by side, `[batch, d]`, and the buffers.
+    #[allow(clippy::too_many_arguments)]
     fn decode_attention(
-        q: Tensor<Self, 4>,
-        k: Tensor<Self, 4>,
-        v: Tensor<Self, 4>,
+        qkv: Tensor<Self, 2>,
+        keys: Tensor<Self, 4>,
+        values: Tensor<Self, 4>,
+        position: usize,
+        heads: usize,
         dropout: &Dropout,
         precision: Precision,
-    ) -> Tensor<Self, 3> {
-        attention_over_every_key(q, k, v, dropout, precision)
+    ) -> (Tensor<Self, 2>, Tensor<Self, 4>, Tensor<Self, 4>) {
+        decode_attention_by_parts(qkv, keys, values, position, heads, dropout, precision)
     }
 
     /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`: the weighted mean of each
@@ -156,18 +181,28 @@ pub trait Gpt2Backend: Backend {
     }
 }
 
-/// [`Gpt2Backend::masked_attention`] with a mask that hides nothing.
-fn attention_over_every_key<B: Gpt2Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    dropout: &Dropout,
+fn normed_linear_by_parts<B: Gpt2Backend>(
+    norm: PreNorm<'_, B>,
+    layer: &Linear<B>,
+    x: Tensor<B, 2>,
+    gelu: bool,
     precision: Precision,
-) -> Tensor<B, 3> {
-    let [batch, _, time, _] = q.dims();
-    let keys = k.dims()[2];
-    let sees_every_key = Tensor::<B, 3, Int>::zeros([batch, time, keys], &q.device()).bool();
-    B::masked_attention(q, k, v, sees_every_key, dropout, precision)
+) -> Tensor<B, 2> {
+    let y = precision.linear(layer, B::layer_norm_rows(norm.layer, norm.epsilon, x));
+    match gelu {
+        true => B::gelu_tanh(y),
+        false => y,
+    }
+}
+
+fn linear_residual_by_parts<B: Gpt2Backend>(
+    layer: &Linear<B>,
+    x: Tensor<B, 2>,
+    dropout: &Dropout,
+    residual: Tensor<B, 2>,
+    precision: Precision,
+) -> Tensor<B, 2> {
+    residual + dropout.forward(precision.linear(layer, x))
 }
 
 fn first_positions_by_slice<B: Backend>(buffer: Tensor<B, 4>, count: usize) -> Tensor<B, 4> {
@@ -213,8 +248,9 @@ pub(crate) fn dropout_keeps<B: Backend, const D: usize>(shape: [usize; D], p: f6
     Tensor::random(shape, Distribution::Bernoulli(1.0 - p), device)
 }
 
-/// CUDA and wgpu: burn's operations, but LayerNorm (forward, and its input's gradient) and
-/// decoding attention each in one kernel of `cube_kernels`.
+/// CUDA and wgpu: burn's operations, but LayerNorm (forward, and its input's gradient),
+/// decoding attention with its cache write, and a few rows' linear layers with what surrounds
+/// them in a block (decoding: one row a sample) each in one kernel of `cube_kernels`.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 macro_rules! cube_backend {
     ($backend:ty) => {
@@ -256,21 +292,75 @@ macro_rules! cube_backend {
             }
 
             fn decode_attention(
-                q: Tensor<Self, 4>,
-                k: Tensor<Self, 4>,
-                v: Tensor<Self, 4>,
+                qkv: Tensor<Self, 2>,
+                keys: Tensor<Self, 4>,
+                values: Tensor<Self, 4>,
+                position: usize,
+                heads: usize,
                 dropout: &Dropout,
                 precision: Precision,
-            ) -> Tensor<Self, 3> {
-                if k.dims()[2] > cube_kernels::MAX_DECODE_KEYS {
-                    return attention_over_every_key(q, k, v, dropout, precision);
+            ) -> (Tensor<Self, 2>, Tensor<Self, 4>, Tensor<Self, 4>) {
+                if position >= cube_kernels::MAX_DECODE_KEYS {
+                    return decode_attention_by_parts(qkv, keys, values, position, heads, dropout, precision);
                 }
                 // Without autodiff no dropout applies; the kernel computes in f32.
-                float(<Self as cube_kernels::DecodeAttention>::decode_attention(
-                    primitive(q),
-                    primitive(k),
-                    primitive(v),
+                let (y, keys, values) = <Self as cube_kernels::DecodeAttention>::decode_attention(
+                    primitive(qkv),
+                    primitive(keys),
+                    primitive(values),
+                    position,
+                );
+                (float(y), float(keys), float(values))
+            }
+
+            fn normed_linear(
+                norm: PreNorm<'_, Self>,
+                layer: &Linear<Self>,
+                x: Tensor<Self, 2>,
+                gelu: bool,
+                precision: Precision,
+            ) -> Tensor<Self, 2> {
+                let (Some(bias), Some(beta)) = (&layer.bias, &norm.layer.beta) else {
+                    return normed_linear_by_parts(norm, layer, x, gelu, precision);
+                };
+                if x.dims()[0] > cube_kernels::MAX_FEW_ROWS || precision != Precision::F32 {
+                    return normed_linear_by_parts(norm, layer, x, gelu, precision);
+                }
+                let before = cube_kernels::Before::LayerNorm {
+                    gamma: primitive(norm.layer.gamma.val()),
+                    beta: primitive(beta.val()),
+                    epsilon: norm.epsilon,
+                };
+                let after = if gelu { cube_kernels::After::Gelu } else { cube_kernels::After::Nothing };
+                float(<Self as cube_kernels::FewRowsLinear>::few_rows_linear(
+                    primitive(x),
+                    primitive(layer.weight.val()),
+                    primitive(bias.val()),
+                    before,
+                    after,
                 ))
+            }
+
+            fn linear_residual(
+                layer: &Linear<Self>,
+                x: Tensor<Self, 2>,
+                dropout: &Dropout,
+                residual: Tensor<Self, 2>,
+                precision: Precision,
+            ) -> Tensor<Self, 2> {
+                match &layer.bias {
+                    // Without autodiff no dropout applies.
+                    Some(bias) if x.dims()[0] <= cube_kernels::MAX_FEW_ROWS && precision == Precision::F32 => {
+                        float(<Self as cube_kernels::FewRowsLinear>::few_rows_linear(
+                            primitive(x),
+                            primitive(layer.weight.val()),
+                            primitive(bias.val()),
+                            cube_kernels::Before::Nothing,
+                            cube_kernels::After::Add(primitive(residual)),
+                        ))
+                    }
+                    _ => linear_residual_by_parts(layer, x, dropout, residual, precision),
+                }
             }
         }
     };

@@ -24,16 +24,33 @@ pub struct Block<B: Backend> {
     layer_norm_epsilon: f64,
 }
 
+/// One of a block's LayerNorms with its ε (burn's `LayerNorm` keeps ε to itself), handed to the
+/// branch after it: a backend may run it inside the branch's first product.
+#[derive(Debug, Clone, Copy)]
+pub struct PreNorm<'a, B: Backend> {
+    pub layer: &'a LayerNorm<B>,
+    pub epsilon: f64,
+}
+
 impl<B: Gpt2Backend> Block<B> {
+    /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`. Each branch takes the residual stream and
+    /// its LayerNorm and returns the stream with its output added, so that a backend can fuse
+    /// the LayerNorm into the branch's first product and the add into its last.
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 2> {
-        let norm = |ln: &LayerNorm<B>, x| B::layer_norm_rows(ln, self.layer_norm_epsilon, x);
-        let x = x.clone() + self.attn.forward(norm(&self.ln_1, x), mask, cache);
-        x.clone() + self.mlp.forward(norm(&self.ln_2, x))
+        let (ln_1, ln_2) = self.pre_norms();
+        let x = self.attn.forward(x, ln_1, mask, cache);
+        self.mlp.forward(x, ln_2)
+    }
+
+    /// `ln_1` and `ln_2`, each with its ε.
+    pub fn pre_norms(&self) -> (PreNorm<'_, B>, PreNorm<'_, B>) {
+        let epsilon = self.layer_norm_epsilon;
+        (PreNorm { layer: &self.ln_1, epsilon }, PreNorm { layer: &self.ln_2, epsilon })
     }
 }
 

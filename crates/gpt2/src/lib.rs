@@ -28,7 +28,7 @@ pub use backend::Gpu;
 #[cfg(feature = "wgpu")]
 pub use backend::Wgpu;
 pub use backend::{Cpu, Gpt2Backend};
-pub use block::Block;
+pub use block::{Block, PreNorm};
 pub use config::Gpt2Config;
 pub use documents::Documents;
 pub use kv_cache::{KvCache, LayerCache};

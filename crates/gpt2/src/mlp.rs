@@ -1,4 +1,4 @@
-use crate::{Gpt2Backend, Gpt2Config, Precision};
+use crate::{Gpt2Backend, Gpt2Config, PreNorm, Precision};
 use burn::{
     nn::{Dropout, DropoutConfig, Linear},
     prelude::*,
@@ -25,9 +25,9 @@ impl<B: Backend> Mlp<B> {
 }
 
 impl<B: Gpt2Backend> Mlp<B> {
-    /// `x`: the `[batch × time, n_embd]` rows of the residual stream.
-    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let hidden = B::gelu_tanh(self.precision.linear(&self.c_fc, x));
-        self.dropout.forward(self.precision.linear(&self.c_proj, hidden))
+    /// `x + mlp(norm(x))` for `x`, the `[batch × time, n_embd]` rows of the residual stream.
+    pub fn forward(&self, x: Tensor<B, 2>, norm: PreNorm<'_, B>) -> Tensor<B, 2> {
+        let hidden = B::normed_linear(norm, &self.c_fc, x.clone(), true, self.precision);
+        B::linear_residual(&self.c_proj, hidden, &self.dropout, x, self.precision)
     }
 }

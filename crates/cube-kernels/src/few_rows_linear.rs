@@ -1,0 +1,288 @@
+//! A linear layer on a few rows, `x · W + b` (decoding: one row a sample), in one launch with
+//! what surrounds it in a GPT-2 block: the LayerNorm of its input before, GELU or the residual
+//! add after. burn 0.21 runs the product as a general, tiled matrix product and the LayerNorm,
+//! bias, GELU and add as kernels of their own; at a few rows the product only streams `W` once,
+//! and the rest costs less than a launch.
+
+use crate::reduce::cube_sum;
+use burn::tensor::{ops::FloatTensor, Shape};
+use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_fusion::{
+    stream::{Operation, OperationStreams},
+    Fusion, FusionBackend, FusionRuntime,
+};
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use cubecl::{prelude::*, CubeCount, CubeDim};
+use std::marker::PhantomData;
+
+/// Most rows the kernel takes: each unit keeps a sum a row, and the cube's shared memory a
+/// partial sum a row and unit (8 × 256 × 4 bytes of WebGPU's 16 KiB).
+pub const MAX_FEW_ROWS: usize = 8;
+
+/// Columns of `W` a cube computes: a warp's 32 units read 32 adjacent weights of a row of `W`.
+const COLUMNS: u32 = 32;
+
+/// Units of a cube: [`COLUMNS`] columns by 8 slices of the input dimension, each slice summed by
+/// its own units, then the slices added in shared memory.
+const UNITS: u32 = 256;
+
+/// What the kernel applies to the input rows before the product.
+#[derive(Clone, Debug)]
+pub enum Before<T> {
+    Nothing,
+    /// LayerNorm over each row: `(x − mean) / √(variance + ε) · γ + β`.
+    LayerNorm {
+        gamma: T,
+        beta: T,
+        epsilon: f64,
+    },
+}
+
+/// What the kernel applies to `x · W + b` after the product.
+#[derive(Clone, Debug)]
+pub enum After<T> {
+    Nothing,
+    /// GPT-2's GELU, with tanh.
+    Gelu,
+    /// `residual + (x · W + b)`, `residual` `[rows, d_out]`.
+    Add(T),
+}
+
+impl<T> Before<T> {
+    /// The same, with `f` applied to γ, then β.
+    fn map<U>(self, mut f: impl FnMut(T) -> U) -> Before<U> {
+        match self {
+            Before::Nothing => Before::Nothing,
+            Before::LayerNorm { gamma, beta, epsilon } => Before::LayerNorm { gamma: f(gamma), beta: f(beta), epsilon },
+        }
+    }
+}
+
+impl<T> After<T> {
+    /// The same, with `f` applied to the residual.
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> After<U> {
+        match self {
+            After::Nothing => After::Nothing,
+            After::Gelu => After::Gelu,
+            After::Add(residual) => After::Add(f(residual)),
+        }
+    }
+}
+
+pub trait FewRowsLinear: burn::tensor::backend::Backend {
+    /// `after(before(x) · W + b)` for `x` `[rows, d_in]` (at most [`MAX_FEW_ROWS`] rows), `W`
+    /// `[d_in, d_out]` and `b` `[d_out]`: `[rows, d_out]`.
+    fn few_rows_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        before: Before<FloatTensor<Self>>,
+        after: After<FloatTensor<Self>>,
+    ) -> FloatTensor<Self>;
+}
+
+/// One cube a block of [`COLUMNS`] output columns, for every row. Unit `u` sums the products
+/// of column `u mod COLUMNS` over the input dimensions `u / COLUMNS`, `+ slices`, ...; the cube
+/// then adds the slices' sums. With LayerNorm, every cube first takes each row's mean and
+/// deviation itself (a few rows of reads, against a launch of its own) and normalises the
+/// inputs as it reads them. The tensors that `before` and `after` leave unused are passed
+/// anyway (as `bias`) and never read.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn few_rows_linear_kernel<F: Float>(
+    x: &Tensor<F>,
+    weight: &Tensor<F>,
+    bias: &Tensor<F>,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
+    residual: &Tensor<F>,
+    output: &mut Tensor<F>,
+    epsilon: f32,
+    #[comptime] rows: usize,
+    #[comptime] layer_norm: bool,
+    #[comptime] gelu: bool,
+    #[comptime] add: bool,
+    #[comptime] units: usize,
+    #[comptime] columns: usize,
+) {
+    let unit = UNIT_POS_X as usize;
+    let slices = units / columns;
+    let first_column = CUBE_POS_X as usize * columns;
+    let column = first_column + unit % columns;
+    let slice = unit / columns;
+    let d_in = x.shape(1);
+    let d_out = weight.shape(1);
+    let mut partial = SharedMemory::<F>::new(rows * units);
+
+    let mut mean = Array::<F>::new(rows);
+    let mut inverse_deviation = Array::<F>::new(rows);
+    if layer_norm {
+        #[unroll]
+        for r in 0..rows {
+            let start = r * x.stride(0);
+            let mut sum = F::new(0.0);
+            let mut i = unit;
+            while i < d_in {
+                sum += x[start + i * x.stride(1)];
+                i += units;
+            }
+            let row_mean = cube_sum::<F>(&mut partial, sum) / F::cast_from(d_in as u32);
+            let mut squares = F::new(0.0);
+            let mut i = unit;
+            while i < d_in {
+                let centered = x[start + i * x.stride(1)] - row_mean;
+                squares += centered * centered;
+                i += units;
+            }
+            let variance = cube_sum::<F>(&mut partial, squares) / F::cast_from(d_in as u32);
+            mean[r] = row_mean;
+            inverse_deviation[r] = F::new(1.0) / F::sqrt(variance + F::cast_from(epsilon));
+        }
+    }
+
+    let mut sums = Array::<F>::new(rows);
+    #[unroll]
+    for r in 0..rows {
+        sums[r] = F::new(0.0);
+    }
+    // Units past the last column stay for the barriers below.
+    if column < d_out {
+        let mut i = slice;
+        while i < d_in {
+            let w = weight[i * weight.stride(0) + column * weight.stride(1)];
+            #[unroll]
+            for r in 0..rows {
+                let mut value = x[r * x.stride(0) + i * x.stride(1)];
+                if layer_norm {
+                    value = (value - mean[r]) * inverse_deviation[r] * gamma[i * gamma.stride(0)]
+                        + beta[i * beta.stride(0)];
+                }
+                sums[r] += value * w;
+            }
+            i += slices;
+        }
+    }
+    #[unroll]
+    for r in 0..rows {
+        partial[r * units + unit] = sums[r];
+    }
+    sync_cube();
+
+    // The cube's rows × columns outputs, shared out among its units.
+    let mut index = unit;
+    while index < rows * columns {
+        let r = index / columns;
+        let lane = index % columns;
+        let out_column = first_column + lane;
+        if out_column < d_out {
+            let mut y = bias[out_column * bias.stride(0)];
+            for s in 0..slices {
+                y += partial[r * units + s * columns + lane];
+            }
+            if gelu {
+                let inner = F::new(0.797_884_6) * (y + F::new(0.044_715) * y * y * y);
+                y = F::new(0.5) * y * (F::new(1.0) + F::tanh(inner));
+            }
+            if add {
+                y += residual[r * residual.stride(0) + out_column * residual.stride(1)];
+            }
+            output[r * output.stride(0) + out_column * output.stride(1)] = y;
+        }
+        index += units;
+    }
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLinear for CubeBackend<R, F, I, BT> {
+    fn few_rows_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        before: Before<FloatTensor<Self>>,
+        after: After<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let rows = x.meta.shape().dims::<2>()[0];
+        let d_out = weight.meta.shape().dims::<2>()[1];
+        assert!((1..=MAX_FEW_ROWS).contains(&rows), "the few-rows product takes 1 to {MAX_FEW_ROWS} rows, not {rows}");
+        let client = x.client.clone();
+        let output = empty_device_dtype(client.clone(), x.device.clone(), Shape::new([rows, d_out]), x.dtype);
+        let (layer_norm, gamma, beta, epsilon) = match before {
+            Before::Nothing => (false, bias.clone(), bias.clone(), 0.0),
+            Before::LayerNorm { gamma, beta, epsilon } => (true, gamma, beta, epsilon),
+        };
+        let (gelu, add, residual) = match after {
+            After::Nothing => (false, false, bias.clone()),
+            After::Gelu => (true, false, bias.clone()),
+            After::Add(residual) => (false, true, residual),
+        };
+        few_rows_linear_kernel::launch::<F, R>(
+            &client,
+            CubeCount::Static(d_out.div_ceil(COLUMNS as usize) as u32, 1, 1),
+            CubeDim::new_1d(UNITS),
+            x.into_tensor_arg(),
+            weight.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            gamma.into_tensor_arg(),
+            beta.into_tensor_arg(),
+            residual.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            epsilon as f32,
+            rows,
+            layer_norm,
+            gelu,
+            add,
+            UNITS as usize,
+            COLUMNS as usize,
+        );
+        output
+    }
+}
+
+impl<B: FusionBackend + FewRowsLinear> FewRowsLinear for Fusion<B> {
+    fn few_rows_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        before: Before<FloatTensor<Self>>,
+        after: After<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        /// The inputs, in the description's order: x, W, b, then γ and β with LayerNorm, then
+        /// the residual with the add; `before` and `after` say which are there.
+        #[derive(Clone, Debug)]
+        struct FewRowsLinearOp<B> {
+            desc: CustomOpIr,
+            before: Before<()>,
+            after: After<()>,
+            backend: PhantomData<B>,
+        }
+
+        impl<B: FusionBackend + FewRowsLinear> Operation<B::FusionRuntime> for FewRowsLinearOp<B> {
+            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+                let mut inputs = self.desc.inputs.iter();
+                let mut next = || handles.get_float_tensor::<B>(inputs.next().expect("an input the description lists"));
+                let (x, weight, bias) = (next(), next(), next());
+                let before = self.before.clone().map(|()| next());
+                let after = self.after.clone().map(|()| next());
+                let y = B::few_rows_linear(x, weight, bias, before, after);
+                handles.register_float_tensor::<B>(&self.desc.outputs[0].id, y);
+            }
+        }
+
+        let client = x.client.clone();
+        let rows = x.shape.dims::<2>()[0];
+        let d_out = weight.shape.dims::<2>()[1];
+        let output = TensorIr::uninit(client.create_empty_handle(), Shape::new([rows, d_out]), x.dtype);
+        let mut inputs = vec![x, weight, bias];
+        let before = before.map(|tensor| inputs.push(tensor));
+        let after = after.map(|tensor| inputs.push(tensor));
+        let streams = OperationStreams::with_inputs(&inputs);
+        let inputs: Vec<_> = inputs.into_iter().map(|input| input.into_ir()).collect();
+        let desc = CustomOpIr::new("few_rows_linear", &inputs, &[output]);
+        client
+            .register(
+                streams,
+                OperationIr::Custom(desc.clone()),
+                FewRowsLinearOp::<B> { desc, before, after, backend: PhantomData },
+            )
+            .output()
+    }
+}

@@ -1,0 +1,78 @@
+//! The few-rows linear kernel against burn's operations, on burn's wgpu backend (with and
+//! without fusion; Mesa's software Vulkan driver on a machine without a GPU).
+//! `cargo test -p cube-kernels --features wgpu`
+
+use burn::{
+    backend::wgpu::{CubeBackend, WgpuRuntime},
+    backend::Wgpu,
+    prelude::*,
+    tensor::{activation::gelu_approximate, Distribution, TensorPrimitive},
+};
+use cube_kernels::{After, Before, FewRowsLinear};
+
+const EPSILON: f64 = 1e-5;
+
+/// What surrounds the product in the test.
+#[derive(Clone, Copy, Debug)]
+enum Around {
+    Alone,
+    LayerNormThenGelu,
+    LayerNorm,
+    Add,
+}
+
+fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Around) {
+    let device = Default::default();
+    let random = |dims: [usize; 2], scale| Tensor::<B, 2>::random(dims, Distribution::Normal(0.0, scale), &device);
+    // x a view into wider rows with an offset mean (LayerNorm must centre it), as a cache's.
+    let x = (random([rows, d_in + 5], 2.0) + 1.5).slice([0..rows, 5..d_in + 5]);
+    let weight = random([d_in, d_out], 0.2);
+    let bias = random([1, d_out], 1.0).reshape([d_out]);
+    let gamma = (random([1, d_in], 0.3) + 1.0).reshape([d_in]);
+    let beta = random([1, d_in], 0.5).reshape([d_in]);
+    let residual = random([rows, d_out], 3.0);
+
+    let normed = || {
+        let (variance, mean) = x.clone().var_mean_bias(1);
+        (x.clone() - mean) / (variance + EPSILON).sqrt() * gamma.clone().unsqueeze() + beta.clone().unsqueeze()
+    };
+    let product = |input: Tensor<B, 2>| input.matmul(weight.clone()) + bias.clone().unsqueeze();
+    let expected = match around {
+        Around::Alone => product(x.clone()),
+        Around::LayerNormThenGelu => gelu_approximate(product(normed())),
+        Around::LayerNorm => product(normed()),
+        Around::Add => residual.clone() + product(x.clone()),
+    };
+    let primitive = |tensor: Tensor<B, 2>| tensor.into_primitive().tensor();
+    let primitive_1d = |tensor: Tensor<B, 1>| tensor.into_primitive().tensor();
+    let layer_norm =
+        || Before::LayerNorm { gamma: primitive_1d(gamma.clone()), beta: primitive_1d(beta.clone()), epsilon: EPSILON };
+    let (before, after) = match around {
+        Around::Alone => (Before::Nothing, After::Nothing),
+        Around::LayerNormThenGelu => (layer_norm(), After::Gelu),
+        Around::LayerNorm => (layer_norm(), After::Nothing),
+        Around::Add => (Before::Nothing, After::Add(primitive(residual.clone()))),
+    };
+    let actual = B::few_rows_linear(primitive(x.clone()), primitive(weight), primitive_1d(bias), before, after);
+    let actual = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(actual)).into_data().to_vec::<f32>().unwrap();
+    let expected = expected.into_data().to_vec::<f32>().unwrap();
+    assert_eq!(expected.len(), actual.len());
+    let difference = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs() / e.abs().max(1.0)).fold(0.0f32, f32::max);
+    assert!(difference <= 1e-5, "{rows} × {d_in} → {d_out}, {around:?}: max relative difference {difference}");
+}
+
+#[test]
+fn few_rows_linear_matches_burns_operations() {
+    // 216, 33 and 100 columns: a last block of columns cut short; 300 inputs: slices of uneven
+    // length.
+    for (rows, d_in, d_out, around) in [
+        (1, 72, 216, Around::LayerNorm),
+        (3, 300, 33, Around::Alone),
+        (8, 72, 288, Around::LayerNormThenGelu),
+        (2, 288, 72, Around::Add),
+        (8, 300, 100, Around::Add),
+    ] {
+        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d_in, d_out, around);
+        check::<Wgpu<f32, i32>>(rows, d_in, d_out, around);
+    }
+}
