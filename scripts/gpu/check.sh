@@ -6,8 +6,9 @@
 #                                   peak memory at gpt2 / gpt2-medium shapes in f32 and bf16 next
 #                                   to PyTorch, and the longest gpt2-medium row that fits in 11 GB
 #                                   (ARGS go to scripts/gpu/train_check.py, e.g. --checks, --limit)
-#   scripts/gpu/check.sh generate   CUDA vs CPU logits on the tiny fixture; generation tokens/s
-#                                   next to transformers' generate
+#   scripts/gpu/check.sh generate   CUDA vs CPU logits on the tiny fixture (forward pass and
+#                                   decoding steps); generation tokens/s and time to first token
+#                                   at gpt2 / gpt2-medium shapes next to transformers' generate
 # Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,7 +24,8 @@ case "${1:-train}" in
         ;;
     generate)
         timeout 300 target/gpu/cuda_check || status=$?
-        timeout 200 python3 scripts/bench/generate_baseline.py --device cuda || status=$?
+        timeout 200 python3 scripts/bench/generate_baseline.py --device cuda --models gpt2,gpt2-medium \
+            --first-token || status=$?
         ;;
     *)
         echo "usage: scripts/gpu/check.sh [train|generate]"; exit 2

@@ -1,5 +1,6 @@
-//! CUDA against the CPU path: single operations, every stage of the forward pass on the
-//! committed tiny fixture, then generation speed at the gpt2 (124M) shapes. Run by
+//! CUDA against the CPU path: single operations, every stage of the forward pass and the logits
+//! of each decoding step on the committed tiny fixture, then generation speed and time to first
+//! token at the gpt2 (124M) and gpt2-medium (355M) shapes. Run by
 //! scripts/gpu/check.sh on a machine with a GPU:
 //! `cargo build --release -p gpt2 --features cuda --example cuda_check`.
 
@@ -92,6 +93,26 @@ fn stages<B: Gpt2Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> S
     out
 }
 
+/// The logits of each decoding step with the KV cache, two rows at a time (CUDA's few-row
+/// kernels): an 8-token prompt, then one token a step, each row's next token from `ids` (the
+/// same on both backends, whatever their argmax).
+fn decoding<B: Gpt2Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> Stages {
+    let time = ids.len() / 2;
+    let tokens = |range: std::ops::Range<usize>| {
+        let rows: Vec<i64> =
+            [0, time].iter().flat_map(|&row| ids[row + range.start..row + range.end].to_vec()).collect();
+        Tensor::<B, 2, Int>::from_data(TensorData::new(rows, [2, range.len()]), device)
+    };
+    let mut cache = model.new_cache();
+    let mut out =
+        vec![("prompt's next-token logits".into(), values(model.next_token_logits(tokens(0..8), &mut cache)))];
+    for position in 8..time {
+        let logits = model.next_token_logits(tokens(position..position + 1), &mut cache);
+        out.push((format!("decoding step at position {position}"), values(logits)));
+    }
+    out
+}
+
 fn compare(cpu: Stages, gpu: Stages) -> f32 {
     let mut worst = 0.0f32;
     for ((name, a), (_, b)) in cpu.into_iter().zip(gpu) {
@@ -102,7 +123,8 @@ fn compare(cpu: Stages, gpu: Stages) -> f32 {
     worst
 }
 
-/// Greedy decoding of `new_tokens` tokens for `batch` rows with the KV cache; tokens/s.
+/// Greedy decoding of `new_tokens` tokens for `batch` rows with the KV cache, from an 8-token
+/// prompt (as scripts/bench/generate_baseline.py); tokens/s.
 fn generation_speed<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, new_tokens: usize, device: &B::Device) -> f64 {
     let mut cache = model.new_cache();
     let mut next = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![464i64; batch * 8], [batch, 8]), device);
@@ -112,6 +134,15 @@ fn generation_speed<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, new_tokens: u
     }
     let _ = next.into_data();
     (batch * new_tokens) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Seconds from a 64-token prompt to its first new token, read back on the host, for `batch`
+/// rows.
+fn time_to_first_token<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, device: &B::Device) -> f64 {
+    let prompt = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![464i64; batch * 64], [batch, 64]), device);
+    let start = Instant::now();
+    let _ = model.next_token_logits(prompt, &mut model.new_cache()).argmax(1).into_data();
+    start.elapsed().as_secs_f64()
 }
 
 fn main() {
@@ -125,16 +156,25 @@ fn main() {
     let (_, cpu_model) = hf::load_dir::<NdArray<f32>>(&fixture, &cpu).unwrap();
     let (_, gpu_model) = hf::load_dir::<Cuda<f32, i32>>(&fixture, &gpu).unwrap();
     println!("tiny fixture forward pass:");
-    let difference = compare(stages(&cpu_model, &ids, &cpu), stages(&gpu_model, &ids, &gpu));
+    let forward = compare(stages(&cpu_model, &ids, &cpu), stages(&gpu_model, &ids, &gpu));
+    println!("tiny fixture, decoding with the KV cache (2 rows):");
+    let difference = forward.max(compare(decoding(&cpu_model, &ids, &cpu), decoding(&gpu_model, &ids, &gpu)));
 
-    let config = Gpt2Config::preset("gpt2").unwrap();
-    let model = config.init::<Cuda<f32, i32>>(&gpu);
-    generation_speed(&model, 1, 16, &gpu); // warm-up: kernel compilation and autotune
-    for batch in [1, 8] {
-        println!(
-            "gpt2 124M shapes, f32, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s",
-            generation_speed(&model, batch, 256, &gpu)
-        );
+    for (preset, size) in [("gpt2", "124M"), ("gpt2-medium", "355M")] {
+        let model = Gpt2Config::preset(preset).unwrap().init::<Cuda<f32, i32>>(&gpu);
+        // Warm-up: kernel compilation, for every batch size and cache length measured.
+        for batch in [1, 8] {
+            generation_speed(&model, batch, 256, &gpu);
+            time_to_first_token(&model, batch, &gpu);
+        }
+        for batch in [1, 8] {
+            println!(
+                "{preset} {size} shapes, f32, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s, \
+                 first token after a 64-token prompt {:.1} ms",
+                generation_speed(&model, batch, 256, &gpu),
+                1e3 * time_to_first_token(&model, batch, &gpu)
+            );
+        }
     }
     // CUDA runs f32 matmuls on TF32 tensor cores (10-bit mantissa): about 1e-3 per product.
     assert!(difference <= 5e-2, "CUDA differs from CPU by {difference}");
