@@ -320,25 +320,17 @@ macro_rules! cube_backend {
                 gelu: bool,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                let (Some(bias), Some(beta)) = (&layer.bias, &norm.layer.beta) else {
+                let Some(beta) = &norm.layer.beta else {
                     return normed_linear_by_parts(norm, layer, x, gelu, precision);
                 };
-                if x.dims()[0] > cube_kernels::MAX_FEW_ROWS || precision != Precision::F32 {
-                    return normed_linear_by_parts(norm, layer, x, gelu, precision);
-                }
                 let before = cube_kernels::Before::LayerNorm {
                     gamma: primitive(norm.layer.gamma.val()),
                     beta: primitive(beta.val()),
                     epsilon: norm.epsilon,
                 };
                 let after = if gelu { cube_kernels::After::Gelu } else { cube_kernels::After::Nothing };
-                float(<Self as cube_kernels::FewRowsLinear>::few_rows_linear(
-                    primitive(x),
-                    primitive(layer.weight.val()),
-                    primitive(bias.val()),
-                    before,
-                    after,
-                ))
+                few_rows_linear(layer, x.clone(), before, after, precision)
+                    .unwrap_or_else(|| normed_linear_by_parts(norm, layer, x, gelu, precision))
             }
 
             fn linear_residual(
@@ -348,23 +340,32 @@ macro_rules! cube_backend {
                 residual: Tensor<Self, 2>,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                match &layer.bias {
-                    // Without autodiff no dropout applies.
-                    Some(bias) if x.dims()[0] <= cube_kernels::MAX_FEW_ROWS && precision == Precision::F32 => {
-                        float(<Self as cube_kernels::FewRowsLinear>::few_rows_linear(
-                            primitive(x),
-                            primitive(layer.weight.val()),
-                            primitive(bias.val()),
-                            cube_kernels::Before::Nothing,
-                            cube_kernels::After::Add(primitive(residual)),
-                        ))
-                    }
-                    _ => linear_residual_by_parts(layer, x, dropout, residual, precision),
-                }
+                // Without autodiff no dropout applies.
+                let after = cube_kernels::After::Add(primitive(residual.clone()));
+                few_rows_linear(layer, x.clone(), cube_kernels::Before::Nothing, after, precision)
+                    .unwrap_or_else(|| linear_residual_by_parts(layer, x, dropout, residual, precision))
             }
         }
     };
 }
+/// `after(before(x) · W + b)` in one launch of `cube_kernels`' few-row kernel, where it
+/// applies: at most `MAX_FEW_ROWS` rows, f32 products, a bias. `None` elsewhere.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn few_rows_linear<B: Gpt2Backend + cube_kernels::FewRowsLinear>(
+    layer: &Linear<B>,
+    x: Tensor<B, 2>,
+    before: cube_kernels::Before<FloatTensor<B>>,
+    after: cube_kernels::After<FloatTensor<B>>,
+    precision: Precision,
+) -> Option<Tensor<B, 2>> {
+    let bias = layer.bias.as_ref()?;
+    if x.dims()[0] > cube_kernels::MAX_FEW_ROWS || precision != Precision::F32 {
+        return None;
+    }
+    let weight = primitive(layer.weight.val());
+    Some(float(B::few_rows_linear(primitive(x), weight, primitive(bias.val()), before, after)))
+}
+
 #[cfg(feature = "cuda")]
 cube_backend!(Gpu);
 #[cfg(feature = "wgpu")]
