@@ -2,7 +2,8 @@
 //! where the build has it, a GPU is present and CUDA's run-time pieces are found, and otherwise
 //! the CPU with a notice that says why. An explicit `cuda` that cannot run is an error that
 //! says what to do. Either way a run whose model cannot fit in the GPU's free memory is
-//! stopped (or, under `auto`, moved to the CPU) before its first step.
+//! stopped (or, under `auto`, moved to the CPU) before its first step. Training can also take
+//! a list (`--devices cuda:0,cuda:1`): one worker a device.
 
 use crate::{
     cuda_preflight,
@@ -12,7 +13,7 @@ use anyhow::{bail, Result};
 #[cfg(feature = "cuda")]
 use gpt2::Gpu;
 use gpt2::{Cpu, Gpt2Backend};
-use std::{fmt, str::FromStr};
+use std::{fmt, mem, str::FromStr};
 
 /// `--device`'s help, the same in every stage.
 pub const HELP: &str = "auto, cpu, cuda or cuda:N. auto: CUDA when this build has it, a GPU is present, CUDA's \
@@ -135,25 +136,75 @@ fn fitting(requested: DeviceChoice, index: usize, need: &MemoryNeed) -> Result<D
     }
 }
 
+/// The devices of `--devices`, each checked as [`resolve`] checks one: several CPU workers
+/// (they share the machine's cores), or distinct CUDA devices; never a mix, never `auto`.
+pub fn resolve_all(requested: &[DeviceChoice], stage: &str, need: &MemoryNeed) -> Result<Vec<Device>> {
+    let listed = requested.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let mut devices: Vec<Device> = Vec::with_capacity(requested.len());
+    for &choice in requested {
+        if choice == DeviceChoice::Auto {
+            bail!("--devices {listed}: list the devices themselves (cpu, cuda:N), not auto");
+        }
+        let device = resolve(choice, stage, need)?;
+        if devices.first().is_some_and(|first| mem::discriminant(first) != mem::discriminant(&device)) {
+            bail!("--devices {listed}: the devices of a run must all be CPUs or all CUDA devices");
+        }
+        if device != Device::Cpu && devices.contains(&device) {
+            bail!("--devices {listed}: {device} is listed twice (each GPU takes one worker)");
+        }
+        devices.push(device);
+    }
+    Ok(devices)
+}
+
 /// Work that runs on whichever backend was chosen.
 pub trait OnBackend {
     type Output;
     fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output;
 }
 
+/// Work that runs on several devices of whichever backend was chosen.
+pub trait OnDevices {
+    type Output;
+    fn run<B: Gpt2Backend>(self, devices: Vec<B::Device>) -> Self::Output;
+}
+
 /// Run `work` on the backend and device of `device`.
 pub fn dispatch<W: OnBackend>(device: Device, work: W) -> W::Output {
-    match device {
-        Device::Cpu => work.run::<Cpu>(Default::default()),
+    dispatch_all(&[device], OnOne(work))
+}
+
+/// Run `work` on the backend and devices of `devices` (one kind, as [`resolve_all`] gives).
+pub fn dispatch_all<W: OnDevices>(devices: &[Device], work: W) -> W::Output {
+    let kind = mem::discriminant(&devices[0]);
+    assert!(devices.iter().all(|device| mem::discriminant(device) == kind), "one kind of device: {devices:?}");
+    match devices[0] {
+        Device::Cpu => work.run::<Cpu>(vec![Default::default(); devices.len()]),
         #[cfg(feature = "cuda")]
-        Device::Cuda(index) => {
+        Device::Cuda(_) => {
             crate::kernel_cache::keep_compiled_kernels();
-            work.run::<Gpu>(burn::backend::cuda::CudaDevice::new(index))
+            let cuda = |device: &Device| match device {
+                Device::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
+                _ => unreachable!("checked above"),
+            };
+            work.run::<Gpu>(devices.iter().map(cuda).collect())
         }
         #[cfg(feature = "wgpu")]
-        Device::Wgpu => work.run::<gpt2::Wgpu>(Default::default()),
+        Device::Wgpu => work.run::<gpt2::Wgpu>(vec![Default::default(); devices.len()]),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => unreachable!("resolve() never picks CUDA without the feature"),
+    }
+}
+
+/// Work for one device, run as work for a list of one.
+struct OnOne<W>(W);
+
+impl<W: OnBackend> OnDevices for OnOne<W> {
+    type Output = W::Output;
+
+    fn run<B: Gpt2Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let [device] = <[B::Device; 1]>::try_from(devices).unwrap_or_else(|_| panic!("one device"));
+        self.0.run::<B>(device)
     }
 }
 
@@ -178,6 +229,14 @@ mod tests {
 
     fn need() -> MemoryNeed {
         MemoryNeed::training(&gpt2::Gpt2Config::preset("gpt2").unwrap(), 1, 1024)
+    }
+
+    #[test]
+    fn device_lists_are_one_kind_and_name_each_gpu_once() {
+        let cpus = resolve_all(&[DeviceChoice::Cpu, DeviceChoice::Cpu], "train", &need()).unwrap();
+        assert_eq!(cpus, [Device::Cpu, Device::Cpu]);
+        let error = resolve_all(&[DeviceChoice::Cpu, DeviceChoice::Auto], "train", &need()).unwrap_err().to_string();
+        assert!(error.contains("--devices cpu,auto: list the devices themselves"), "{error}");
     }
 
     #[test]

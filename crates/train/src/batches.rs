@@ -82,6 +82,32 @@ pub struct Batching {
     pub doc_mask: bool,
 }
 
+/// What a micro-batch's rows hold, counted on the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    /// Tokens the loss counts: every real token after each row's first.
+    pub targets: usize,
+    /// Real tokens (what tokens/s counts).
+    pub real_tokens: usize,
+}
+
+impl TokenCounts {
+    pub fn of(split: &SplitRows, rows: &[usize]) -> Self {
+        rows.iter().map(|&row| split.row_tokens(row).len()).fold(Self::default(), |counts, real| Self {
+            targets: counts.targets + real.saturating_sub(1),
+            real_tokens: counts.real_tokens + real,
+        })
+    }
+}
+
+impl std::ops::Add for TokenCounts {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self { targets: self.targets + other.targets, real_tokens: self.real_tokens + other.real_tokens }
+    }
+}
+
 /// Rows as model input: token ids and a mask of real tokens, always `[batch, seq_len]`. Every
 /// micro-batch has the same shape, padding included, because a GPU backend compiles and tunes
 /// its kernels for each new shape; padding costs little, as packed rows are nearly full.
@@ -93,8 +119,6 @@ pub struct MicroBatch<B: Backend> {
     pub mask: Tensor<B, 2>,
     /// Tokens the loss counts: every real token after each row's first.
     pub targets: usize,
-    /// Real tokens (what tokens/s counts).
-    pub real_tokens: usize,
 }
 
 impl<B: Gpt2Backend> MicroBatch<B> {
@@ -105,16 +129,12 @@ impl<B: Gpt2Backend> MicroBatch<B> {
         let width = split.seq_len as usize;
         let mut tokens = vec![batching.pad_id as i64; batch * width];
         let mut mask = vec![0.0f32; batch * width];
-        let (mut targets, mut real_tokens) = (0, 0);
         for (slot, &row) in rows.iter().enumerate() {
-            let real = split.row_tokens(row);
             let start = slot * width;
-            for (i, &token) in real.iter().enumerate() {
+            for (i, &token) in split.row_tokens(row).iter().enumerate() {
                 tokens[start + i] = token as i64;
                 mask[start + i] = 1.0;
             }
-            targets += real.len().saturating_sub(1);
-            real_tokens += real.len();
         }
         let shape = [batch, width];
         let documents = batching.doc_mask.then(|| {
@@ -127,8 +147,7 @@ impl<B: Gpt2Backend> MicroBatch<B> {
             tokens: Tensor::from_data(TensorData::new(tokens, shape), device),
             documents,
             mask: Tensor::from_data(TensorData::new(mask, shape), device),
-            targets,
-            real_tokens,
+            targets: TokenCounts::of(split, rows).targets,
         }
     }
 

@@ -79,7 +79,7 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
 
     /// Continue the unfinished run in --out from its latest checkpoint (a new run starts when
-    /// there is none). The run's inputs must be the same: every flag except --device,
+    /// there is none). The run's inputs must be the same: every flag except --device(s),
     /// --eval-every, --save-every and --keep-checkpoints, the dataset and the initial weights.
     /// A finished run with the same inputs is left as it is, with or without this flag.
     #[arg(long)]
@@ -98,6 +98,14 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DEVICE", default_value_t, help = device::HELP)]
     #[serde(skip)]
     pub device: DeviceChoice,
+
+    /// Train on several devices at once, one worker each: cuda:0,cuda:1 (or cpu,cpu: workers that
+    /// share the CPU). Each takes every N-th micro-batch of a step (--grad-accum must be at least
+    /// N) and the gradients are summed across them, so a step computes what it does on one
+    /// device. Without dropout for now (--dropout 0). A run resumes on any number of devices.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1.., conflicts_with = "device")]
+    #[serde(skip)]
+    pub devices: Vec<DeviceChoice>,
 
     /// f32, or bf16 (CUDA only): mixed precision as PyTorch's bf16 autocast does it. The
     /// operands of every matrix product are rounded to bf16 (tensor cores accumulate in f32);

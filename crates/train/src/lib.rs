@@ -3,6 +3,7 @@
 //!
 //! - [`cli`]: the flags.
 //! - [`training`]: the run: setup, the step loop, the outputs.
+//! - [`workers`]: one worker a device, and the sums across them (`--devices`).
 //! - [`batches`]: which rows each step sees; micro-batch tensors.
 //! - [`optimizer`]: AdamW with decay on weight matrices only; global-norm clipping.
 //! - [`schedule`]: warmup, then linear, cosine or constant.
@@ -20,3 +21,4 @@ pub mod plot;
 pub mod run_dir;
 pub mod schedule;
 pub mod training;
+pub mod workers;

@@ -23,8 +23,8 @@ fn is_run_file(name: &str) -> bool {
 
 /// Flags that do not change what a run computes: how it is started, where it runs, how often it
 /// reports and saves.
-const RUN_INDEPENDENT_FLAGS: [&str; 7] =
-    ["resume", "replace", "delete_replaced", "device", "eval_every", "save_every", "keep_checkpoints"];
+const RUN_INDEPENDENT_FLAGS: [&str; 8] =
+    ["resume", "replace", "delete_replaced", "device", "devices", "eval_every", "save_every", "keep_checkpoints"];
 
 /// Flags that name inputs by path: the run compares what they hold (the dataset's lineage, the
 /// initial weights' hash), so a run moved, a dataset copied, or a path spelled another way is

@@ -1,7 +1,7 @@
 //! A training run: set up data, model, optimizer and run directory; the step loop; the outputs.
 
 use crate::{
-    batches::{Batching, EpochOrder, MicroBatch, StepPlan},
+    batches::{Batching, EpochOrder, MicroBatch, StepPlan, TokenCounts},
     checkpoint::{self, TrainState},
     cli::{RunPaths, TrainArgs},
     compatibility,
@@ -11,6 +11,7 @@ use crate::{
     plot,
     run_dir::{self, Plan, RunInfo, FINAL_DIR, METRICS_FILE, PLOT_FILE, RUN_DIR},
     schedule::LrSchedule,
+    workers::{self, Peer},
 };
 use anyhow::{bail, Context, Result};
 use artifact::{OutputLock, Staging};
@@ -19,13 +20,13 @@ use burn::{
     module::AutodiffModule,
     optim::{GradientsAccumulator, GradientsParams},
     prelude::*,
-    tensor::Transaction,
+    tensor::{backend::AutodiffBackend, Transaction},
 };
 use gpt2::{next_token_loss, Gpt2, Gpt2Backend, Gpt2Config, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
 use stage::{
-    device::{self, Device, OnBackend},
+    device::{self, Device, OnDevices},
     gpu_memory::MemoryNeed,
 };
 use std::{
@@ -83,8 +84,12 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     }
     let initial = Initial::describe(args, init)?;
     let need = MemoryNeed::training(&initial.config, args.micro_batch as usize, dataset.manifest.seq_len as usize);
-    let device = device::resolve(args.device, "train", &need)?;
-    if args.precision != Precision::F32 && device == Device::Cpu {
+    let devices = match args.devices.as_slice() {
+        [] => vec![device::resolve(args.device, "train", &need)?],
+        listed => device::resolve_all(listed, "train", &need)?,
+    };
+    check_workers(args, &initial.config, devices.len())?;
+    if args.precision != Precision::F32 && devices[0] == Device::Cpu {
         bail!(
             "--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32",
             args.precision
@@ -93,8 +98,8 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     // From here on the run directory is ours alone: a second train on it is refused.
     let _lock = OutputLock::acquire(out, "train")?;
     let run = Run { args, init, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows };
-    let work = Training { run, device, initial };
-    match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch(device, work))) {
+    let work = Training { run, devices: &devices, initial };
+    match panic::catch_unwind(AssertUnwindSafe(|| device::dispatch_all(&devices, work))) {
         Ok(result) => result,
         Err(payload) => {
             let message = payload
@@ -115,6 +120,31 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     }
 }
 
+/// What several devices need of a run: a micro-batch for each in every step, and (for now) no
+/// dropout.
+fn check_workers(args: &TrainArgs, config: &Gpt2Config, workers: usize) -> Result<()> {
+    if workers == 1 {
+        return Ok(());
+    }
+    if (args.grad_accum as usize) < workers {
+        bail!(
+            "--grad-accum {} with {workers} devices: a step has {} micro-batches, so a device would have none; use \
+             --grad-accum {workers} or more (a multiple of {workers} keeps every device busy)",
+            args.grad_accum,
+            args.grad_accum
+        );
+    }
+    let dropout = [config.embd_pdrop, config.attn_pdrop, config.resid_pdrop];
+    if dropout.iter().any(|&p| p > 0.0) {
+        bail!(
+            "dropout {dropout:?} (the model's config, or --dropout) with several devices is not supported yet: the \
+             devices would take their dropout masks from one random generator in turn, so the run could not be \
+             repeated or resumed exactly; train with --dropout 0, or on one device"
+        );
+    }
+    Ok(())
+}
+
 /// What every part of a run reads: its flags, where it writes, its data.
 #[derive(Clone, Copy)]
 struct Run<'a> {
@@ -128,17 +158,19 @@ struct Run<'a> {
     val_rows: &'a SplitRows,
 }
 
-/// Setting a run up on the backend chosen: the model, the optimizer, the run directory.
+/// Setting a run up on the backend chosen: the model, the optimizer, the run directory; then a
+/// worker for each device.
 struct Training<'a> {
     run: Run<'a>,
-    device: Device,
+    devices: &'a [Device],
     initial: Initial,
 }
 
-impl OnBackend for Training<'_> {
+impl OnDevices for Training<'_> {
     type Output = Result<Summary>;
 
-    fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: Gpt2Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let device = &devices[0];
         let run = self.run;
         let args = run.args;
         let initial = self.initial;
@@ -158,7 +190,7 @@ impl OnBackend for Training<'_> {
             data_lineage: run.dataset.manifest.lineage.clone(),
             init_hash: initial.hash.clone(),
             model_config: config.to_hf_json(),
-            device: self.device.to_string(),
+            device: self.devices.iter().map(Device::to_string).collect::<Vec<_>>().join(","),
             rows_per_step: plan.rows_per_step(),
             steps_per_epoch: plan.steps_per_epoch(),
             total_steps,
@@ -192,23 +224,19 @@ impl OnBackend for Training<'_> {
 
         let settings =
             AdamWSettings { beta1: args.beta1, beta2: args.beta2, eps: args.eps, weight_decay: args.weight_decay };
-        let mut optimizer = GroupedAdamW::new(settings);
         // Loaded only now: a run that is up to date never reads the weights. And the run
         // directory is written only once they have loaded: bad weights leave it as it was.
-        let mut model = initial.load::<Autodiff<B>>(args, &device)?;
+        // Loaded once, then copied to each device: replicas initialised on their own would each
+        // draw other random weights.
+        let model = initial.load::<Autodiff<B>>(args, device)?;
         if let Plan::Replace { differences } = &start {
             run_dir::set_aside(run.out, differences, args.delete_replaced)?;
         }
         run_dir::write(run.out, &info)?;
-        let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
-        if let Some(latest) = &resume_from {
-            (model, optimizer, state) = checkpoint::load(latest, model, optimizer, &device)?;
-            eprintln!("resuming from {} (step {} of {total_steps})", latest.display(), state.step);
-        }
         let schedule = LrSchedule { kind: args.schedule, peak: args.lr, warmup_steps: args.warmup_steps, total_steps };
         let steps = StepLoop {
             run,
-            device: self.device,
+            device: self.devices[0],
             config,
             plan,
             schedule,
@@ -219,7 +247,37 @@ impl OnBackend for Training<'_> {
                 doc_mask: args.doc_mask,
             },
         };
-        steps.run(model, optimizer, state, resume_from, &device)
+        let mut finished = workers::run::<B, _>(&devices, |peer, device| {
+            let (mut model, mut optimizer) = (model.clone().fork(device), GroupedAdamW::new(settings));
+            let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
+            if let Some(latest) = &resume_from {
+                (model, optimizer, state) = checkpoint::load(latest, model, optimizer, device)?;
+                if peer.is_first() {
+                    eprintln!("resuming from {} (step {} of {total_steps})", latest.display(), state.step);
+                }
+            }
+            steps.run(peer, model, optimizer, state, resume_from.clone(), device)
+        })?;
+        if let Some(rank) = finished.iter().position(|worker| worker.weights != finished[0].weights) {
+            bail!(
+                "the replicas diverged: worker {rank} ended with other weights than worker 0 (a bug; please report it)"
+            );
+        }
+        Ok(finished.swap_remove(0).summary.expect("the first worker reports the run"))
+    }
+}
+
+/// What a worker ends with.
+struct Finished {
+    /// The run's summary, from the first worker.
+    summary: Option<Summary>,
+    /// With several workers, the sha256 of the worker's weights, which every replica shares.
+    weights: Option<String>,
+}
+
+impl Finished {
+    fn new<B: AutodiffBackend>(peer: Peer, summary: Option<Summary>, optimizer: &GroupedAdamW<B>) -> Self {
+        Self { summary, weights: (peer.count > 1).then(|| optimizer.weights_sha256()).flatten() }
     }
 }
 
@@ -292,48 +350,74 @@ struct StepLoop<'a> {
 }
 
 impl StepLoop<'_> {
+    /// The steps of one worker (of one, or of several: see [`workers`]). The first worker alone
+    /// reports progress, writes metrics and checkpoints, validates and exports.
     fn run<B: Gpt2Backend>(
         &self,
+        peer: Peer,
         mut model: Gpt2<Autodiff<B>>,
         mut optimizer: GroupedAdamW<Autodiff<B>>,
         mut state: TrainState,
         mut last_checkpoint: Option<PathBuf>,
         device: &B::Device,
-    ) -> Result<Summary> {
+    ) -> Result<Finished> {
         let args = self.run.args;
-        let mut metrics = MetricsLog::open(&self.run.out.join(METRICS_FILE), state.step)?;
-        let progress = progress_bar(self.total_steps, state.step);
+        let mut metrics = match peer.is_first() {
+            true => Some(MetricsLog::open(&self.run.out.join(METRICS_FILE), state.step)?),
+            false => None,
+        };
+        let progress = match peer.is_first() {
+            true => progress_bar(self.total_steps, state.step),
+            false => ProgressBar::hidden(),
+        };
         let mut epoch_order = EpochOrder::default();
         let mut loss = None;
         let mut pace = Pace::default();
+        // Agreed at the end of each step (a request made during it stops the run after it).
+        let mut stop = false;
         while state.step < self.total_steps {
-            if STOP_REQUESTED.load(Ordering::SeqCst) {
-                let saved = checkpoint::save(self.run.out, &model, &optimizer, state, args.keep_checkpoints as usize)?;
-                progress.abandon_with_message(format!("interrupted: saved {}", saved.display()));
-                return Ok(Summary {
-                    run_dir: self.run.out.to_path_buf(),
-                    steps: state.step,
-                    total_steps: self.total_steps,
-                    loss,
-                    validation: None,
-                    checkpoint: saved,
-                    exported: None,
-                    up_to_date: false,
-                });
+            if stop {
+                let summary = match peer.is_first() {
+                    true => {
+                        let saved =
+                            checkpoint::save(self.run.out, &model, &optimizer, state, args.keep_checkpoints as usize)?;
+                        progress.abandon_with_message(format!("interrupted: saved {}", saved.display()));
+                        Some(Summary {
+                            run_dir: self.run.out.to_path_buf(),
+                            steps: state.step,
+                            total_steps: self.total_steps,
+                            loss,
+                            validation: None,
+                            checkpoint: saved,
+                            exported: None,
+                            up_to_date: false,
+                        })
+                    }
+                    false => None,
+                };
+                return Ok(Finished::new(peer, summary, &optimizer));
             }
             let step = state.step;
             let epoch = step / self.plan.steps_per_epoch();
             let started = Instant::now();
-            let batches: Vec<MicroBatch<Autodiff<B>>> = self
-                .plan
-                .micro_batches(step, epoch_order.of(epoch, &self.plan))
-                .map(|rows| MicroBatch::new(self.run.train_rows, rows, &self.batching, device))
+            // Every worker counts the whole step's tokens, so that each micro-batch is weighted
+            // as one worker would weight it; each builds only its own micro-batches.
+            let step_rows: Vec<&[usize]> = self.plan.micro_batches(step, epoch_order.of(epoch, &self.plan)).collect();
+            let counts = step_rows
+                .iter()
+                .map(|rows| TokenCounts::of(self.run.train_rows, rows))
+                .fold(TokenCounts::default(), |total, counts| total + counts);
+            let step_targets = counts.targets.max(1);
+            let batches: Vec<MicroBatch<Autodiff<B>>> = step_rows
+                .iter()
+                .enumerate()
+                .filter(|&(index, _)| peer.takes(index))
+                .map(|(_, rows)| MicroBatch::new(self.run.train_rows, rows, &self.batching, device))
                 .collect();
-            let step_targets = batches.iter().map(|b| b.targets).sum::<usize>().max(1);
-            let real_tokens: usize = batches.iter().map(|b| b.real_tokens).sum();
             // Dropout draws from the backend's generator: seeding it per step makes a resumed
             // run draw what an uninterrupted one would. Seeding waits for the device's queued
-            // work, so a run without dropout does not.
+            // work, so a run without dropout does not. (Several workers train without dropout:
+            // they would share the generator.)
             let config = self.config;
             if [config.embd_pdrop, config.attn_pdrop, config.resid_pdrop].iter().any(|&p| p > 0.0) {
                 <Autodiff<B> as Backend>::seed(device, dropout_seed(args.seed, step));
@@ -356,12 +440,23 @@ impl StepLoop<'_> {
             }
             let lr = self.schedule.at(step);
             let grad_norm;
-            (model, grad_norm) = optimizer.step(lr, model, accumulator.grads(), args.max_grad_norm);
+            (model, grad_norm) = optimizer.step(lr, model, accumulator.grads(), args.max_grad_norm, &peer)?;
             // The step's one wait for the device: its loss and gradient norm, read together
             // after the update is queued. A non-finite one stops the run before anything of
             // this step is saved, so the update it made in memory is never kept.
-            let step_loss = step_loss.expect("a step has at least one micro-batch");
-            let [step_loss, grad_norm] = read_together([step_loss, grad_norm]);
+            let step_loss = step_loss.unwrap_or_else(|| Tensor::zeros([1], device));
+            let requested = STOP_REQUESTED.load(Ordering::SeqCst);
+            let [step_loss, grad_norm, stop_votes] = if peer.count == 1 {
+                let [step_loss, grad_norm] = read_together([step_loss, grad_norm]);
+                [step_loss, grad_norm, f64::from(u8::from(requested))]
+            } else {
+                // The workers' losses are summed, and with them their stop requests: every
+                // worker stops after the same step.
+                let vote = Tensor::from_floats([f32::from(u8::from(requested))], device);
+                let summed = peer.sum(Tensor::cat(vec![step_loss, vote], 0))?;
+                read_together([summed.clone().slice(0..1), grad_norm, summed.slice(1..2)])
+            };
+            stop = stop_votes > 0.0;
             if !step_loss.is_finite() || !grad_norm.is_finite() {
                 let kept = last_checkpoint.as_ref().map_or("no checkpoint yet".to_string(), |p| {
                     format!("the last good checkpoint is {}", p.display())
@@ -376,10 +471,12 @@ impl StepLoop<'_> {
             let seconds = started.elapsed().as_secs_f64();
             state = TrainState {
                 step: step + 1,
-                tokens: state.tokens + real_tokens as u64,
+                tokens: state.tokens + counts.real_tokens as u64,
                 elapsed_s: state.elapsed_s + seconds,
             };
-            let tokens_per_s = real_tokens as f64 / seconds;
+            loss = Some(step_loss);
+            let Some(metrics) = &mut metrics else { continue };
+            let tokens_per_s = counts.real_tokens as f64 / seconds;
             metrics.write_step(&StepMetrics {
                 step: state.step,
                 loss: step_loss,
@@ -388,7 +485,6 @@ impl StepLoop<'_> {
                 tokens_per_s,
                 elapsed_s: state.elapsed_s,
             })?;
-            loss = Some(step_loss);
             progress.set_message(format!("loss {step_loss:.4} · {tokens_per_s:.0} tok/s"));
             progress.inc(1);
             if self.device == Device::Cpu {
@@ -412,6 +508,7 @@ impl StepLoop<'_> {
                     Some(checkpoint::save(self.run.out, &model, &optimizer, state, args.keep_checkpoints as usize)?);
             }
         }
+        let Some(metrics) = &mut metrics else { return Ok(Finished::new(peer, None, &optimizer)) };
         progress.finish_and_clear();
 
         let validation = self.validate(&model, device);
@@ -421,7 +518,7 @@ impl StepLoop<'_> {
         let exported = self.export(&model)?;
         plot::write(&self.run.out.join(METRICS_FILE), &self.run.out.join(PLOT_FILE))?;
         let checkpoint = last_checkpoint.expect("the last step saves a checkpoint");
-        Ok(Summary {
+        let summary = Summary {
             run_dir: self.run.out.to_path_buf(),
             steps: state.step,
             total_steps: self.total_steps,
@@ -430,7 +527,8 @@ impl StepLoop<'_> {
             checkpoint,
             exported: Some(exported),
             up_to_date: false,
-        })
+        };
+        Ok(Finished::new(peer, Some(summary), &optimizer))
     }
 
     /// None when the dataset has no validation rows.

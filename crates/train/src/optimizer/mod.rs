@@ -10,6 +10,8 @@
 mod layout;
 mod state_file;
 
+use crate::workers::Peer;
+use anyhow::Result;
 use burn::{optim::GradientsParams, prelude::*, tensor::backend::AutodiffBackend};
 use gpt2::Gpt2;
 use layout::{Group, Layout, Values, GROUPS, NORM_ROWS};
@@ -53,20 +55,25 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
     ///
     /// `model` is the model the previous step returned, or a fresh one before the first step
     /// of this optimizer: from a step on, its parameters are views of this optimizer's buffers.
+    ///
+    /// With several workers, `grads` are this worker's share of the step's: the flat buffers
+    /// are summed across the workers first, so every replica takes the same update.
     pub fn step(
         &mut self,
         lr: f64,
         model: Gpt2<B>,
         grads: GradientsParams,
         max_norm: f64,
-    ) -> (Gpt2<B>, Tensor<B::InnerBackend, 1>) {
+        peer: &Peer,
+    ) -> Result<(Gpt2<B>, Tensor<B::InnerBackend, 1>)> {
         let device = model.wte.weight.device();
         let layout = self.layout.get_or_insert_with(|| Layout::of(&model));
         let params = self.params.take().unwrap_or_else(|| layout.gather(&model, &mut Values, &device));
         let mut per_tensor = grads;
-        let mut grads = layout.gather(&model, &mut per_tensor, &device);
+        let [decayed, not_decayed] = layout.gather(&model, &mut per_tensor, &device);
         // Copied: only the flat buffers take memory from here on.
         drop(per_tensor);
+        let mut grads = [peer.sum(decayed)?, peer.sum(not_decayed)?];
 
         // Everything stays on the device, as in PyTorch's `clip_grad_norm_`, which also scales
         // by the clamped factor when it is 1 (exact in floating point): reading the norm to
@@ -93,7 +100,16 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         self.moments = Some(kept.try_into().expect("two groups"));
         let model = layout.scatter(model, &updated);
         self.params = Some(updated);
-        (model, norm)
+        Ok((model, norm))
+    }
+}
+
+impl<B: AutodiffBackend> GroupedAdamW<B> {
+    /// The sha256 of the weights, as this optimizer last updated them (none before a step).
+    pub fn weights_sha256(&self) -> Option<String> {
+        let params = self.params.as_ref()?;
+        let bytes: Vec<u8> = params.iter().flat_map(|buffer| buffer.to_data().as_bytes().to_vec()).collect();
+        Some(artifact::sha256_bytes(&bytes))
     }
 }
 
@@ -259,7 +275,7 @@ mod tests {
         let (mut ours, mut theirs) = (start.clone(), start);
         let (mut flat, mut burn) = (GroupedAdamW::new(SETTINGS), BurnGrouped::new());
         for step in 0..3 {
-            (ours, _) = flat.step(LR, ours.clone(), grads(&ours, step), 0.0);
+            (ours, _) = flat.step(LR, ours.clone(), grads(&ours, step), 0.0, &Peer::ALONE).unwrap();
             theirs = burn.step(theirs.clone(), grads(&theirs, step));
             assert_close(&ours, &theirs);
         }
@@ -275,14 +291,14 @@ mod tests {
             flat.iter().map(|g| g.clone().into_data().iter::<f32>().map(|x| (x as f64).powi(2)).sum::<f64>()).sum()
         };
         let mut optimizer = GroupedAdamW::new(SETTINGS);
-        let (_, norm) = optimizer.step(LR, model.clone(), grads(&model, 0), 0.0);
+        let (_, norm) = optimizer.step(LR, model.clone(), grads(&model, 0), 0.0, &Peer::ALONE).unwrap();
         let norm = norm.into_scalar() as f64;
         assert!((norm - squares.sqrt()).abs() <= 1e-6 * norm, "{norm} vs {}", squares.sqrt());
 
         // After one step the first moment is (1 - beta1) times the gradients as clipped.
         let first_moment = |max_norm: f64| {
             let mut optimizer = GroupedAdamW::new(SETTINGS);
-            optimizer.step(LR, model.clone(), grads(&model, 0), max_norm);
+            optimizer.step(LR, model.clone(), grads(&model, 0), max_norm, &Peer::ALONE).unwrap();
             let [decayed, not_decayed] = optimizer.moments.unwrap().map(|moments| moments.first.into_data());
             decayed.iter::<f32>().chain(not_decayed.iter::<f32>()).collect::<Vec<_>>()
         };
@@ -306,7 +322,7 @@ mod tests {
 
         let mut flat = GroupedAdamW::new(SETTINGS).load(dir.path(), &model, &Default::default()).unwrap();
         assert_eq!(flat.steps, 2);
-        let (ours, _) = flat.step(LR, model.clone(), grads(&model, 2), 0.0);
+        let (ours, _) = flat.step(LR, model.clone(), grads(&model, 2), 0.0, &Peer::ALONE).unwrap();
         let theirs = burn.step(model.clone(), grads(&model, 2));
         assert_close(&ours, &theirs);
     }
@@ -316,12 +332,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let start = model();
         let mut optimizer = GroupedAdamW::new(SETTINGS);
-        let (trained, _) = optimizer.step(LR, start.clone(), grads(&start, 0), 1.0);
+        let (trained, _) = optimizer.step(LR, start.clone(), grads(&start, 0), 1.0, &Peer::ALONE).unwrap();
         optimizer.save(dir.path()).unwrap();
 
         let mut resumed = GroupedAdamW::new(SETTINGS).load(dir.path(), &trained, &Default::default()).unwrap();
-        let (ours, _) = resumed.step(LR, trained.clone(), grads(&trained, 1), 1.0);
-        let (theirs, _) = optimizer.step(LR, trained.clone(), grads(&trained, 1), 1.0);
+        let (ours, _) = resumed.step(LR, trained.clone(), grads(&trained, 1), 1.0, &Peer::ALONE).unwrap();
+        let (theirs, _) = optimizer.step(LR, trained.clone(), grads(&trained, 1), 1.0, &Peer::ALONE).unwrap();
         assert_eq!(values(&ours), values(&theirs), "resumed bit for bit");
 
         let error = GroupedAdamW::new(SETTINGS).load(dir.path(), &model(), &Default::default()).err().unwrap();

@@ -1,0 +1,140 @@
+//! Several workers (`--devices cpu,cpu,…`) train as one does: each takes its share of a step's
+//! micro-batches and the gradients are summed across them. Each run is its own process, as a
+//! user's is: burn's collective is one per process.
+
+mod common;
+
+use common::*;
+use std::{
+    path::Path,
+    process::Stdio,
+    thread,
+    time::{Duration, Instant},
+};
+use train::metrics::Line;
+
+/// The reference run's flags with `devices` in place of `--device cpu`, plus `extra`.
+fn args_on(devices: &str, data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut argv = parity_args(data, out, extra);
+    let at = argv.iter().position(|a| a == "--device").expect("parity_args names a device");
+    argv.splice(at..at + 2, ["--devices".to_string(), devices.to_string()]);
+    argv
+}
+
+fn train(argv: &[String]) {
+    let output = train_bin(argv).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn step_losses(run: &Path) -> Vec<(u64, f64)> {
+    let lines = train::metrics::read(&run.join("metrics.jsonl")).unwrap();
+    lines
+        .into_iter()
+        .filter_map(|line| match line {
+            Line::Step(step) => Some((step.step, step.loss)),
+            Line::Eval(_) => None,
+        })
+        .collect()
+}
+
+fn assert_same_losses(what: &str, actual: &[(u64, f64)], expected: &[(u64, f64)]) {
+    assert_eq!(actual.len(), expected.len(), "{what}: steps");
+    for ((step, a), (_, e)) in actual.iter().zip(expected) {
+        assert!((a - e).abs() <= 1e-6 * e.abs(), "{what}, step {step}: loss {a} against {e}");
+    }
+}
+
+/// The largest difference between the final weights of two runs, relative to the largest
+/// weight: within 1e-6 when they computed the same steps.
+fn weights_difference(run: &Path, reference: &Path) -> f32 {
+    let load = |run: &Path| without_key_bias(tensors(&run.join("final/model.safetensors")));
+    let (weights, reference) = (load(run), load(reference));
+    let largest = reference.values().flatten().fold(0.0f32, |largest, w| largest.max(w.abs()));
+    max_abs_difference(&weights, &reference) / largest
+}
+
+#[test]
+fn two_and_three_workers_train_as_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    // 3 micro-batches a step: 2 workers take 2 and 1, 3 workers one each.
+    let one = dir.path().join("one");
+    train(&parity_args(&data, &one, &[]));
+    let expected = step_losses(&one);
+    assert_eq!(expected.len(), 20);
+    for devices in ["cpu,cpu", "cpu,cpu,cpu"] {
+        let out = dir.path().join(devices);
+        train(&args_on(devices, &data, &out, &[]));
+        assert_same_losses(devices, &step_losses(&out), &expected);
+        // Sums in another order round differently (1.9e-7 of the largest weight, observed).
+        let difference = weights_difference(&out, &one);
+        assert!(difference <= 1e-6, "{devices}: final weights differ from one worker's by {difference}");
+    }
+}
+
+#[test]
+fn a_run_resumes_on_another_number_of_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    // Shuffled: the row order must resume too.
+    let flags = ["--epochs", "8", "--save-every", "10", "--seed", "5"];
+    let shuffled = |mut argv: Vec<String>| {
+        argv.retain(|a| a != "--no-shuffle");
+        argv
+    };
+    let whole = dir.path().join("whole");
+    train(&shuffled(parity_args(&data, &whole, &flags)));
+
+    let resumed = dir.path().join("resumed");
+    let mut child = train_bin(&shuffled(args_on("cpu,cpu", &data, &resumed, &flags)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while train::checkpoint::list(&resumed).unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!resumed.join("final").exists());
+
+    let mut argv = shuffled(args_on("cpu,cpu,cpu", &data, &resumed, &flags));
+    argv.push("--resume".into());
+    let output = train_bin(&argv).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("resuming from"));
+    assert_same_losses("resumed on 3 workers", &step_losses(&resumed), &step_losses(&whole));
+    let difference = weights_difference(&resumed, &whole);
+    assert!(difference <= 1e-6, "the resumed run's weights differ from one worker's by {difference}");
+}
+
+#[test]
+fn splits_that_cannot_work_are_refused_before_the_run_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    let refused = |argv: Vec<String>| {
+        let out = Path::new(&argv[argv.iter().position(|a| a == "--out").unwrap() + 1]).to_path_buf();
+        let output = train_bin(&argv).output().unwrap();
+        assert!(!output.status.success());
+        assert!(!out.exists(), "a refused run wrote {}", out.display());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let out = dir.path().join("run");
+    let idle = refused(args_on("cpu,cpu,cpu,cpu", &data, &out, &[]));
+    assert!(idle.contains("--grad-accum 3 with 4 devices: a step has 3 micro-batches"), "{idle}");
+    let dropout = refused(args_on("cpu,cpu", &data, &out, &["--dropout", "0.1"]));
+    assert!(
+        dropout.contains("with several devices is not supported yet") && dropout.contains("--dropout 0"),
+        "{dropout}"
+    );
+    let mixed = refused(args_on("cpu,auto", &data, &out, &[]));
+    assert!(mixed.contains("--devices cpu,auto: list the devices themselves"), "{mixed}");
+    let both = refused(args_on("cpu,cpu", &data, &out, &["--device", "cpu"]));
+    assert!(both.contains("cannot be used with"), "{both}");
+}
