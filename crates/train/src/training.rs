@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use artifact::{OutputLock, Staging};
 use burn::{
     backend::Autodiff,
-    module::AutodiffModule,
+    module::{AutodiffModule, ModuleVisitor, Param},
     optim::{GradientsAccumulator, GradientsParams},
     prelude::*,
     tensor::{backend::AutodiffBackend, Transaction},
@@ -327,7 +327,12 @@ impl Initial {
             Some(dir) => gpt2::hf::load_dir(dir, device)?.1,
             None => {
                 B::seed(device, args.seed);
-                self.config.init(device)
+                let model = self.config.init(device);
+                // burn draws random weights when a parameter is first read, and a copy of a
+                // parameter not yet read draws its own: drawn now, the replicas of a
+                // data-parallel run are copies of one model.
+                model.visit(&mut DrawWeights);
+                model
             }
         };
         let model = match args.dropout {
@@ -335,6 +340,15 @@ impl Initial {
             None => model,
         };
         Ok(model.with_precision(args.precision))
+    }
+}
+
+/// Reads every parameter, which draws the random weights of those not drawn yet.
+struct DrawWeights;
+
+impl<B: Backend> ModuleVisitor<B> for DrawWeights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        param.val();
     }
 }
 

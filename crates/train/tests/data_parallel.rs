@@ -74,6 +74,22 @@ fn two_and_three_workers_train_as_one_does() {
 }
 
 #[test]
+fn random_initial_weights_are_drawn_once_for_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    // burn draws random weights lazily: replicas copied before the draw would each draw their
+    // own, and the run would end in "the replicas diverged".
+    let config = tiny_model().join("config.json");
+    let init = format!("random:{}", config.display());
+    let flags = ["--init", init.as_str(), "--max-steps", "3"];
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    train(&parity_args(&data, &one, &flags));
+    train(&args_on("cpu,cpu", &data, &two, &flags));
+    assert_same_losses("random weights, 2 workers", &step_losses(&two), &step_losses(&one));
+}
+
+#[test]
 fn a_run_resumes_on_another_number_of_workers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
