@@ -20,7 +20,7 @@ fn main() {
         .map_or(GPT2_PARAMETERS, |arg| arg.parse().expect("PARAMETERS: a number"));
     for count in [2, 3] {
         let devices = vec![Default::default(); count];
-        let times = workers::run::<Cpu, _>(&devices, |peer, device| {
+        let times = workers::run::<Cpu, _, _>(&devices, vec![(); count], |peer, device, ()| {
             let gradients = Tensor::<Cpu, 1>::ones([parameters], device);
             let mut times = Vec::with_capacity(REPEATS);
             for _ in 0..REPEATS {

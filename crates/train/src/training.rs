@@ -226,8 +226,8 @@ impl OnDevices for Training<'_> {
             AdamWSettings { beta1: args.beta1, beta2: args.beta2, eps: args.eps, weight_decay: args.weight_decay };
         // Loaded only now: a run that is up to date never reads the weights. And the run
         // directory is written only once they have loaded: bad weights leave it as it was.
-        // Loaded once, then copied to each device: replicas initialised on their own would each
-        // draw other random weights.
+        // Loaded once, then copied to the other devices: replicas initialised on their own would
+        // each draw other random weights.
         let model = initial.load::<Autodiff<B>>(args, device)?;
         if let Plan::Replace { differences } = &start {
             run_dir::set_aside(run.out, differences, args.delete_replaced)?;
@@ -247,8 +247,10 @@ impl OnDevices for Training<'_> {
                 doc_mask: args.doc_mask,
             },
         };
-        let mut finished = workers::run::<B, _>(&devices, |peer, device| {
-            let (mut model, mut optimizer) = (model.clone().fork(device), GroupedAdamW::new(settings));
+        let mut replicas: Vec<_> = devices[1..].iter().map(|device| model.clone().fork(device)).collect();
+        replicas.insert(0, model);
+        let mut finished = workers::run::<B, _, _>(&devices, replicas, |peer, device, mut model| {
+            let mut optimizer = GroupedAdamW::new(settings);
             let mut state = TrainState { step: 0, tokens: 0, elapsed_s: 0.0 };
             if let Some(latest) = &resume_from {
                 (model, optimizer, state) = checkpoint::load(latest, model, optimizer, device)?;

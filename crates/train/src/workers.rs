@@ -69,25 +69,30 @@ impl fmt::Display for Released {
 
 impl std::error::Error for Released {}
 
-/// Runs `work` once for each of `devices`, each on its own thread as its [`Peer`], and returns
-/// what each returned, in the order of `devices`. One device runs on the calling thread. The
-/// first failure is returned (a panic is resumed) once every worker has stopped.
+/// Runs `work` once for each of `devices` with its input (its replica of the model, moved in so
+/// that no other copy is kept), each on its own thread as its [`Peer`], and returns what each
+/// returned, in the order of `devices`. One device runs on the calling thread. The first failure
+/// is returned (a panic is resumed) once every worker has stopped.
 ///
 /// `B` is the backend the sums run on: the autodiff backend's inner one.
-pub fn run<B: Backend, T: Send>(
+pub fn run<B: Backend, I: Send, T: Send>(
     devices: &[B::Device],
-    work: impl Fn(Peer, &B::Device) -> Result<T> + Sync,
+    inputs: Vec<I>,
+    work: impl Fn(Peer, &B::Device, I) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let count = devices.len();
+    assert_eq!(inputs.len(), count, "an input a device");
     if count == 1 {
-        return Ok(vec![work(Peer::ALONE, &devices[0])?]);
+        let input = inputs.into_iter().next().expect("one input");
+        return Ok(vec![work(Peer::ALONE, &devices[0], input)?]);
     }
     let outcomes: Vec<thread::Result<Result<T>>> = thread::scope(|scope| {
         let work = &work;
         let workers: Vec<_> = devices
             .iter()
+            .zip(inputs)
             .enumerate()
-            .map(|(rank, device)| {
+            .map(|(rank, (device, input))| {
                 scope.spawn(move || {
                     let peer = Peer { rank, count };
                     // First, before anything that can fail: registering waits for every worker,
@@ -96,7 +101,7 @@ pub fn run<B: Backend, T: Send>(
                     collective::register::<B>(peer.id(), device.clone(), config)
                         .map_err(|error| anyhow!("worker {rank} could not join the others: {error:?}"))?;
                     let guard = ResetOnFailure::<B>(PhantomData);
-                    let result = panic::catch_unwind(AssertUnwindSafe(|| work(peer, device)));
+                    let result = panic::catch_unwind(AssertUnwindSafe(|| work(peer, device, input)));
                     match &result {
                         Ok(Ok(_)) => {
                             std::mem::forget(guard);
@@ -161,7 +166,7 @@ mod tests {
     fn sums_reach_every_worker_and_micro_batches_are_shared_out() {
         let _turn = COLLECTIVE.lock().unwrap_or_else(|e| e.into_inner());
         for count in [2, 3] {
-            let sums = run::<Cpu, _>(&cpus(count), |peer, device| {
+            let sums = run::<Cpu, _, _>(&cpus(count), vec![(); count], |peer, device, ()| {
                 let mine: Vec<usize> = (0..7).filter(|&i| peer.takes(i)).collect();
                 let value = Tensor::<Cpu, 1>::from_floats([peer.rank as f32 + 1.0, 10.0], device);
                 let sum = peer.sum(value)?.into_data().to_vec::<f32>().unwrap();
@@ -182,7 +187,7 @@ mod tests {
     fn a_failing_worker_stops_the_others_with_its_own_error() {
         let _turn = COLLECTIVE.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let result = run::<Cpu, ()>(&cpus(3), |peer, device| {
+        let result = run::<Cpu, _, ()>(&cpus(3), vec![(); 3], |peer, device, ()| {
             for step in 0..5 {
                 if peer.rank == 1 && step == 2 {
                     anyhow::bail!("worker 1 found a bad row at step 2");
@@ -196,9 +201,10 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(30), "the others waited {:?}", started.elapsed());
 
         // The collective is usable again by the next run.
-        let sums =
-            run::<Cpu, _>(&cpus(2), |peer, device| Ok(peer.sum(Tensor::<Cpu, 1>::ones([1], device))?.into_scalar()))
-                .unwrap();
+        let sums = run::<Cpu, _, _>(&cpus(2), vec![(); 2], |peer, device, ()| {
+            Ok(peer.sum(Tensor::<Cpu, 1>::ones([1], device))?.into_scalar())
+        })
+        .unwrap();
         assert_eq!(sums, [2.0, 2.0]);
     }
 
@@ -206,7 +212,7 @@ mod tests {
     fn a_worker_that_panics_is_resumed_as_a_panic() {
         let _turn = COLLECTIVE.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = panic::catch_unwind(|| {
-            run::<Cpu, ()>(&cpus(2), |peer, device| {
+            run::<Cpu, _, ()>(&cpus(2), vec![(); 2], |peer, device, ()| {
                 if peer.rank == 0 {
                     panic!("out of memory");
                 }
