@@ -5,12 +5,7 @@
 mod common;
 
 use common::*;
-use std::{
-    path::Path,
-    process::Stdio,
-    thread,
-    time::{Duration, Instant},
-};
+use std::path::Path;
 use train::metrics::Line;
 
 /// The reference run's flags with `devices` in place of `--device cpu`, plus `extra`.
@@ -104,20 +99,7 @@ fn a_run_resumes_on_another_number_of_workers() {
     train(&shuffled(parity_args(&data, &whole, &flags)));
 
     let resumed = dir.path().join("resumed");
-    let mut child = train_bin(&shuffled(args_on("cpu,cpu", &data, &resumed, &flags)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while train::checkpoint::list(&resumed).unwrap().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(!resumed.join("final").exists());
+    kill_at_a_checkpoint(&shuffled(args_on("cpu,cpu", &data, &resumed, &flags)), &resumed);
 
     let mut argv = shuffled(args_on("cpu,cpu,cpu", &data, &resumed, &flags));
     argv.push("--resume".into());

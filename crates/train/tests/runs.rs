@@ -106,17 +106,7 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_weights() {
     assert!(train_bin(&args(&whole)).stderr(Stdio::null()).status().unwrap().success());
 
     let killed = dir.path().join("killed");
-    let mut child = train_bin(&args(&killed)).stderr(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
-    let started = Instant::now();
-    // Any checkpoint: the first is deleted once later ones are kept, and a poll can miss it.
-    while train::checkpoint::list(&killed).unwrap().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(!killed.join("final").exists());
+    kill_at_a_checkpoint(&args(&killed), &killed);
 
     let mut resumed = args(&killed);
     resumed.push("--resume".into());

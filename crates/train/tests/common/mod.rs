@@ -182,3 +182,23 @@ pub fn without_key_bias(mut tensors: BTreeMap<String, Vec<f32>>) -> BTreeMap<Str
     }
     tensors
 }
+
+/// Starts train with `argv` and kills it (SIGKILL) once `run` holds a checkpoint: any one, as the
+/// first is deleted once later ones are kept, and a poll can miss it.
+pub fn kill_at_a_checkpoint(argv: &[String], run: &Path) {
+    use std::{
+        process::Stdio,
+        thread,
+        time::{Duration, Instant},
+    };
+    let mut child = train_bin(argv).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while train::checkpoint::list(run).unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!run.join("final").exists());
+}
