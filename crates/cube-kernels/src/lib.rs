@@ -5,6 +5,8 @@
 //!
 //! - [`DecodeAttention`]: one new position a row written into a KV cache and attended over it,
 //!   in one launch (burn: about fifteen).
+//! - [`DropoutKeeps`]: dropout's keep mask from Philox counters, the words
+//!   `kernels::dropout_keeps` draws on the CPU, in one launch (no host-seeded generator).
 //! - [`FewRowsLinear`]: a linear layer on a few rows (decoding) with the LayerNorm before it
 //!   and the GELU or residual add after it, in one launch (burn: three to five).
 //! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, and the
@@ -16,10 +18,12 @@
 //! the stream reaches it, after the operations it reads).
 
 mod decode_attention;
+mod dropout;
 mod few_rows_linear;
 mod layer_norm;
 mod reduce;
 
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
+pub use dropout::DropoutKeeps;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
 pub use layer_norm::LayerNormRows;

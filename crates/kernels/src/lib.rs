@@ -6,16 +6,22 @@
 //!   (decoding) go to the kernels of [`few_rows`], shared out among threads.
 //! - [`masked_attention`]: attention's core, one thread per (row, head).
 //! - [`gelu_tanh_in_place`]: GPT-2's GELU in one pass.
+//! - [`dropout_keeps`]: dropout's masks from counters ([`philox4x32_10`]), the same on every
+//!   thread and device.
 //!
 //! This crate holds the workspace's only `unsafe` code: the SIMD kernels of [`few_rows`], behind
 //! safe functions that check shapes and strides and borrow what the kernels read and write.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod attention;
+mod dropout;
 pub mod few_rows;
 mod gelu;
+mod philox;
 mod product;
 
 pub use attention::masked_attention;
+pub use dropout::{drop_threshold, dropout_keeps, MaskStream};
 pub use gelu::gelu_tanh_in_place;
+pub use philox::philox4x32_10;
 pub use product::{matmul, matmul_on_this_thread};

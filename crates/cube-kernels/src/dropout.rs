@@ -1,0 +1,127 @@
+//! Dropout's keep mask drawn on the device, the same words as `kernels::dropout_keeps` draws on
+//! the CPU: one unit a Philox4x32-10 call, four elements. burn's own random numbers come from a
+//! generator seeded from the host, which makes each step wait for the device's queued work and
+//! ties a mask to the order in which masks are drawn.
+
+use burn::tensor::{
+    backend::{Backend, BackendTypes},
+    ops::{FloatTensor, FloatTensorOps},
+    Device, Element, FloatDType, Shape,
+};
+use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_fusion::{
+    stream::{Operation, OperationStreams},
+    Fusion, FusionBackend, FusionRuntime,
+};
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use cubecl::{prelude::*, CubeCount, CubeDim};
+use kernels::{drop_threshold, MaskStream};
+
+/// Units of a cube.
+const UNITS: u32 = 256;
+
+/// Most cubes along one dimension of a launch that every backend takes (wgpu's limit).
+const MAX_CUBES_X: usize = 65_535;
+
+pub trait DropoutKeeps: Backend {
+    /// `[len]`: 1.0 where dropout at probability `p` keeps element `i` of `stream`, 0.0 where it
+    /// drops it, as `kernels::dropout_keeps` has them.
+    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Device<Self>) -> FloatTensor<Self>;
+}
+
+/// Unit `block` writes elements `4 · block … 4 · block + 3` from Philox's four words at counter
+/// `[block, stream…]` under `key`.
+#[cube(launch)]
+fn dropout_keeps_kernel<F: Float>(
+    keeps: &mut Tensor<F>,
+    key0: u32,
+    key1: u32,
+    stream0: u32,
+    stream1: u32,
+    stream2: u32,
+    threshold: u32,
+) {
+    let block = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X;
+    let first = block as usize * 4;
+    if first >= keeps.len() {
+        terminate!();
+    }
+    let (mut x0, mut x1, mut x2, mut x3) = (block, stream0, stream1, stream2);
+    let (mut k0, mut k1) = (key0, key1);
+    let (m0, m1) = (0xD251_1F53u32, 0xCD9E_8D57u32);
+    for _ in 0..10u32 {
+        let (high0, low0) = (u32::mul_hi(m0, x0), m0 * x0);
+        let (high1, low1) = (u32::mul_hi(m1, x2), m1 * x2);
+        x0 = high1 ^ x1 ^ k0;
+        x1 = low1;
+        x2 = high0 ^ x3 ^ k1;
+        x3 = low0;
+        // The key schedule: the round after this one takes the next key.
+        k0 += 0x9E37_79B9u32;
+        k1 += 0xBB67_AE85u32;
+    }
+    write_keep::<F>(keeps, first, x0, threshold);
+    write_keep::<F>(keeps, first + 1, x1, threshold);
+    write_keep::<F>(keeps, first + 2, x2, threshold);
+    write_keep::<F>(keeps, first + 3, x3, threshold);
+}
+
+#[cube]
+fn write_keep<F: Float>(keeps: &mut Tensor<F>, index: usize, word: u32, threshold: u32) {
+    if index < keeps.len() {
+        keeps[index] = select(word >= threshold, F::new(1.0), F::new(0.0));
+    }
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DropoutKeeps for CubeBackend<R, F, I, BT> {
+    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Device<Self>) -> FloatTensor<Self> {
+        let keeps = Self::float_empty(Shape::new([len]), device, FloatDType::from(F::dtype()));
+        let cubes = len.div_ceil(4).div_ceil(UNITS as usize).max(1);
+        let cubes_x = cubes.min(MAX_CUBES_X);
+        dropout_keeps_kernel::launch::<F, R>(
+            &keeps.client,
+            CubeCount::Static(cubes_x as u32, cubes.div_ceil(cubes_x) as u32, 1),
+            CubeDim::new_1d(UNITS),
+            keeps.clone().into_tensor_arg(),
+            stream.key[0],
+            stream.key[1],
+            stream.stream[0],
+            stream.stream[1],
+            stream.stream[2],
+            drop_threshold(p),
+        );
+        keeps
+    }
+}
+
+impl<B: FusionBackend + DropoutKeeps> DropoutKeeps for Fusion<B> {
+    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Device<Self>) -> FloatTensor<Self> {
+        #[derive(Clone, Debug)]
+        struct DropoutKeepsOp<B: FusionBackend> {
+            desc: CustomOpIr,
+            stream: MaskStream,
+            p: f64,
+            device: Device<B>,
+        }
+
+        impl<B: FusionBackend + DropoutKeeps> Operation<B::FusionRuntime> for DropoutKeepsOp<B> {
+            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+                let ([], [keeps]) = self.desc.as_fixed();
+                let drawn = B::dropout_keeps(self.stream, self.p, keeps.shape.num_elements(), &self.device);
+                handles.register_float_tensor::<B>(&keeps.id, drawn);
+            }
+        }
+
+        let client = burn_fusion::get_client::<B>(device);
+        let dtype = <B as BackendTypes>::FloatElem::dtype();
+        let keeps = TensorIr::uninit(client.create_empty_handle(), Shape::new([len]), dtype);
+        let desc = CustomOpIr::new("dropout_keeps", &[], &[keeps]);
+        client
+            .register(
+                OperationStreams::default(),
+                OperationIr::Custom(desc.clone()),
+                DropoutKeepsOp::<B> { desc, stream, p, device: device.clone() },
+            )
+            .output()
+    }
+}
