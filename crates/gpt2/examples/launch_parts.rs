@@ -10,11 +10,10 @@
 use burn::{
     backend::{wgpu::WgpuDevice, Autodiff},
     module::Param,
-    nn::DropoutConfig,
     prelude::*,
     tensor::Distribution,
 };
-use gpt2::{causal_mask, next_token_loss, Gpt2Backend, Gpt2Config, Precision, Wgpu};
+use gpt2::{causal_mask, next_token_loss, Dropout, DropoutMasks, Gpt2Backend, Gpt2Config, Precision, Wgpu};
 use std::path::Path;
 
 type B = Autodiff<Wgpu>;
@@ -40,7 +39,9 @@ fn main() -> std::io::Result<()> {
         Gpt2Config { vocab_size: VOCAB, n_positions: TIME, n_embd: WIDTH, n_layer: 1, n_head: HEADS, ..gpt2_medium() };
     let model = config.init::<B>(&device).with_dropout(0.1);
     let block = &model.h[0];
-    let dropout = DropoutConfig::new(0.1).init();
+    // A training pass's masks: with them each place drops at 0.1.
+    let masks = DropoutMasks::new(1, 0, 0).layer(0);
+    let dropout = Dropout { p: 0.1, stream: masks.attention_weights() };
     let mask = causal_mask::<B>(TIME, TIME, &device).unsqueeze::<3>().expand([BATCH, TIME, TIME]);
     let rows = BATCH * TIME;
 
@@ -54,21 +55,23 @@ fn main() -> std::io::Result<()> {
         (
             "attention core (from q/k/v rows)",
             Box::new(|| {
-                B::self_attention(input([rows, 3 * WIDTH], &device), HEADS, mask.clone(), &dropout, Precision::F32)
+                B::self_attention(input([rows, 3 * WIDTH], &device), HEADS, mask.clone(), Some(dropout), Precision::F32)
             }),
         ),
         ("gelu", Box::new(|| <B as Gpt2Backend>::gelu_tanh(input([rows, 4 * WIDTH], &device)))),
-        ("dropout", Box::new(|| dropout.forward(input([rows, WIDTH], &device)))),
+        ("dropout", Box::new(|| dropout.apply(input([rows, WIDTH], &device)))),
         ("residual add", Box::new(|| input([rows, WIDTH], &device) + input([rows, WIDTH], &device))),
         (
             "attention branch, its ln and add",
-            Box::new(|| block.attn.forward(input([rows, WIDTH], &device), block.pre_norms().0, mask.clone(), None)),
+            Box::new(|| {
+                block.attn.forward(input([rows, WIDTH], &device), block.pre_norms().0, mask.clone(), None, Some(masks))
+            }),
         ),
         (
             "mlp branch, its ln and add",
-            Box::new(|| block.mlp.forward(input([rows, WIDTH], &device), block.pre_norms().1)),
+            Box::new(|| block.mlp.forward(input([rows, WIDTH], &device), block.pre_norms().1, Some(masks))),
         ),
-        ("block", Box::new(|| block.forward(input([rows, WIDTH], &device), mask.clone(), None))),
+        ("block", Box::new(|| block.forward(input([rows, WIDTH], &device), mask.clone(), None, Some(masks)))),
         (
             "lm head + loss",
             Box::new(|| lm_head_loss(&model, config.layer_norm_epsilon, input([rows, WIDTH], &device), &device)),

@@ -1,8 +1,8 @@
-use crate::{Gpt2Backend, Gpt2Config, LayerCache, PreNorm, Precision};
-use burn::{
-    nn::{Dropout, DropoutConfig, Linear},
-    prelude::*,
+use crate::{
+    dropout::{Dropout, LayerMasks},
+    Gpt2Backend, Gpt2Config, LayerCache, PreNorm, Precision,
 };
+use burn::{nn::Linear, prelude::*};
 
 /// Causal multi-head self-attention with GPT-2's fused q/k/v projection.
 #[derive(Module, Debug)]
@@ -10,8 +10,9 @@ pub struct CausalSelfAttention<B: Backend> {
     /// q, k and v for all heads at once: `[n_embd, 3 × n_embd]`.
     pub c_attn: Linear<B>,
     pub c_proj: Linear<B>,
-    attn_dropout: Dropout,
-    resid_dropout: Dropout,
+    /// Dropout's probability on the attention weights, and on the output.
+    attn_pdrop: f64,
+    resid_pdrop: f64,
     n_head: usize,
     #[module(skip)]
     pub(crate) precision: Precision,
@@ -22,16 +23,15 @@ impl<B: Backend> CausalSelfAttention<B> {
         Self {
             c_attn,
             c_proj,
-            attn_dropout: DropoutConfig::new(config.attn_pdrop).init(),
-            resid_dropout: DropoutConfig::new(config.resid_pdrop).init(),
+            attn_pdrop: config.attn_pdrop,
+            resid_pdrop: config.resid_pdrop,
             n_head: config.n_head,
             precision: Precision::F32,
         }
     }
 
     pub(crate) fn set_dropout(&mut self, p: f64) {
-        self.attn_dropout = DropoutConfig::new(p).init();
-        self.resid_dropout = DropoutConfig::new(p).init();
+        (self.attn_pdrop, self.resid_pdrop) = (p, p);
     }
 }
 
@@ -39,30 +39,31 @@ impl<B: Gpt2Backend> CausalSelfAttention<B> {
     /// `x + attention(norm(x))` for `x`, the `[batch × time, n_embd]` rows of the residual
     /// stream; `mask`: `[batch, time, keys]`, `true` where a query must not see a key. With
     /// this layer's cache, the keys and values of earlier positions come from it and this
-    /// call's are appended to it.
+    /// call's are appended to it. In training, `masks` are the layer's dropout masks.
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
         norm: PreNorm<'_, B>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
+        masks: Option<LayerMasks>,
     ) -> Tensor<B, 2> {
         let [rows, n_embd] = x.dims();
         let qkv = B::normed_linear(norm, &self.c_attn, x.clone(), false, self.precision);
+        let weights_dropout = Dropout::at(self.attn_pdrop, masks.map(LayerMasks::attention_weights));
         let y = match cache {
-            None => B::self_attention(qkv, self.n_head, mask, &self.attn_dropout, self.precision),
+            None => B::self_attention(qkv, self.n_head, mask, weights_dropout, self.precision),
             // One new position a row (decoding) comes after every cached key: the causal mask
             // hides none of them.
-            Some(cache) if mask.dims()[1] == 1 => {
-                cache.attend_new_position(qkv, self.n_head, &self.attn_dropout, self.precision)
-            }
+            Some(cache) if mask.dims()[1] == 1 => cache.attend_new_position(qkv, self.n_head, self.precision),
             Some(cache) => {
                 let (q, k, v) = split_heads(qkv, self.n_head, mask.dims());
                 let (k, v) = cache.extend(k, v);
-                B::masked_attention(q, k, v, mask, &self.attn_dropout, self.precision).reshape([rows, n_embd])
+                B::masked_attention(q, k, v, mask, weights_dropout, self.precision).reshape([rows, n_embd])
             }
         };
-        B::linear_residual(&self.c_proj, y, &self.resid_dropout, x, self.precision)
+        let output_dropout = Dropout::at(self.resid_pdrop, masks.map(LayerMasks::attention_output));
+        B::linear_residual(&self.c_proj, y, output_dropout, x, self.precision)
     }
 }
 

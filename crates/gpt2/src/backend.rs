@@ -9,18 +9,24 @@
 //! arrays, where they lie, to the `kernels` crate. Other backends (CUDA, and autodiff for
 //! training) keep burn's own operations.
 
-use crate::{attention::split_heads, kv_cache::decode_attention_by_parts, PreNorm, Precision};
+use crate::{
+    attention::split_heads,
+    dropout::{dropped, Dropout},
+    kv_cache::decode_attention_by_parts,
+    PreNorm, Precision,
+};
 use burn::{
     backend::NdArray,
-    nn::{Dropout, LayerNorm, Linear},
+    nn::{LayerNorm, Linear},
     prelude::*,
     tensor::{
         activation::{gelu_approximate, log_softmax, softmax},
         ops::FloatTensor,
-        Distribution, TensorPrimitive,
+        TensorData, TensorPrimitive,
     },
 };
 use burn_ndarray::NdArrayTensor;
+use kernels::MaskStream;
 use ndarray::{ArcArray, Array, ArrayView2, ArrayView4, ArrayViewD, Axis, Dimension, Ix1, Ix3, IxDyn, Slice};
 
 /// The CPU backend (ndarray), used for tests and as the fallback.
@@ -77,12 +83,13 @@ pub trait Gpt2Backend: Backend {
     /// Self-attention over whole rows, without a cache, as training runs it: from the q/k/v
     /// projection's output `[batch × time, 3 × d]` (q, k and v side by side, each with its
     /// heads side by side) to the heads' outputs side by side, `[batch × time, d]`. `mask` is
-    /// `[batch, time, time]`, `true` where a query must not see a key.
+    /// `[batch, time, time]`, `true` where a query must not see a key; `dropout` on the
+    /// attention weights.
     fn self_attention(
         qkv: Tensor<Self, 2>,
         heads: usize,
         mask: Tensor<Self, 3, Bool>,
-        dropout: &Dropout,
+        dropout: Option<Dropout>,
         precision: Precision,
     ) -> Tensor<Self, 2> {
         let [rows, width] = qkv.dims();
@@ -106,7 +113,7 @@ pub trait Gpt2Backend: Backend {
     fn linear_residual(
         layer: &Linear<Self>,
         x: Tensor<Self, 2>,
-        dropout: &Dropout,
+        dropout: Option<Dropout>,
         residual: Tensor<Self, 2>,
         precision: Precision,
     ) -> Tensor<Self, 2> {
@@ -133,7 +140,7 @@ pub trait Gpt2Backend: Backend {
         k: Tensor<Self, 4>,
         v: Tensor<Self, 4>,
         mask: Tensor<Self, 3, Bool>,
-        dropout: &Dropout,
+        dropout: Option<Dropout>,
         precision: Precision,
     ) -> Tensor<Self, 3> {
         attention_with_burn(q, k, v, mask, dropout, precision)
@@ -144,17 +151,23 @@ pub trait Gpt2Backend: Backend {
     /// head_dim]` the cache's buffers, filled before `position`. Writes the new keys and values
     /// at `position` and attends each query to positions `0..=position` (the causal mask hides
     /// none of them). Returns the heads' outputs side by side, `[batch, d]`, and the buffers.
-    #[allow(clippy::too_many_arguments)]
     fn decode_attention(
         qkv: Tensor<Self, 2>,
         keys: Tensor<Self, 4>,
         values: Tensor<Self, 4>,
         position: usize,
         heads: usize,
-        dropout: &Dropout,
         precision: Precision,
     ) -> (Tensor<Self, 2>, Tensor<Self, 4>, Tensor<Self, 4>) {
-        decode_attention_by_parts(qkv, keys, values, position, heads, dropout, precision)
+        decode_attention_by_parts(qkv, keys, values, position, heads, precision)
+    }
+
+    /// `[len]`: 1.0 where dropout at probability `p` keeps element `i` of `stream`, 0.0 where
+    /// it drops it (`kernels::dropout_keeps`). Drawn on the host and copied to the device.
+    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Self::Device) -> Tensor<Self, 1> {
+        let mut keeps = vec![0.0f32; len];
+        kernels::dropout_keeps(stream, p, &mut keeps);
+        Tensor::from_data(TensorData::new(keeps, [len]), device)
     }
 
     /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`: the weighted mean of each
@@ -198,11 +211,11 @@ fn normed_linear_by_parts<B: Gpt2Backend>(
 fn linear_residual_by_parts<B: Gpt2Backend>(
     layer: &Linear<B>,
     x: Tensor<B, 2>,
-    dropout: &Dropout,
+    dropout: Option<Dropout>,
     residual: Tensor<B, 2>,
     precision: Precision,
 ) -> Tensor<B, 2> {
-    residual + dropout.forward(precision.linear(layer, x))
+    residual + dropped(precision.linear(layer, x), dropout)
 }
 
 fn first_positions_by_slice<B: Backend>(buffer: Tensor<B, 4>, count: usize) -> Tensor<B, 4> {
@@ -210,16 +223,16 @@ fn first_positions_by_slice<B: Backend>(buffer: Tensor<B, 4>, count: usize) -> T
     buffer.slice([0..batch, 0..heads, 0..count, 0..head_dim])
 }
 
-fn attention_with_burn<B: Backend>(
+fn attention_with_burn<B: Gpt2Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
     mask: Tensor<B, 3, Bool>,
-    dropout: &Dropout,
+    dropout: Option<Dropout>,
     precision: Precision,
 ) -> Tensor<B, 3> {
     let [batch, heads, time, head_dim] = q.dims();
-    let weights = dropout.forward(attention_weights(q, k, mask, precision));
+    let weights = dropped(attention_weights(q, k, mask, precision), dropout);
     precision.matmul(weights, v).swap_dims(1, 2).reshape([batch, time, heads * head_dim])
 }
 
@@ -239,13 +252,6 @@ pub(crate) fn attention_weights<B: Backend>(
     // scaling straight after the product on its own.
     let scores = precision.matmul(q, k.transpose()).mask_fill(mask, f32::NEG_INFINITY) / (head_dim as f64).sqrt();
     softmax(scores, 3)
-}
-
-/// Which elements dropout at probability `p` keeps (1) and drops (0): the same random draws as
-/// burn's `Dropout` makes, on a backend without autodiff. The kept ones are then scaled by
-/// `1 / (1 − p)`.
-pub(crate) fn dropout_keeps<B: Backend, const D: usize>(shape: [usize; D], p: f64, device: &B::Device) -> Tensor<B, D> {
-    Tensor::random(shape, Distribution::Bernoulli(1.0 - p), device)
 }
 
 /// CUDA and wgpu: burn's operations, but LayerNorm (forward, and its input's gradient),
@@ -297,13 +303,12 @@ macro_rules! cube_backend {
                 values: Tensor<Self, 4>,
                 position: usize,
                 heads: usize,
-                dropout: &Dropout,
                 precision: Precision,
             ) -> (Tensor<Self, 2>, Tensor<Self, 4>, Tensor<Self, 4>) {
                 if position >= cube_kernels::MAX_DECODE_KEYS {
-                    return decode_attention_by_parts(qkv, keys, values, position, heads, dropout, precision);
+                    return decode_attention_by_parts(qkv, keys, values, position, heads, precision);
                 }
-                // Without autodiff no dropout applies; the kernel computes in f32.
+                // The kernel computes in f32.
                 let (y, keys, values) = <Self as cube_kernels::DecodeAttention>::decode_attention(
                     primitive(qkv),
                     primitive(keys),
@@ -311,6 +316,10 @@ macro_rules! cube_backend {
                     position,
                 );
                 (float(y), float(keys), float(values))
+            }
+
+            fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Self::Device) -> Tensor<Self, 1> {
+                float(<Self as cube_kernels::DropoutKeeps>::dropout_keeps(stream, p, len, device))
             }
 
             fn normed_linear(
@@ -336,11 +345,13 @@ macro_rules! cube_backend {
             fn linear_residual(
                 layer: &Linear<Self>,
                 x: Tensor<Self, 2>,
-                dropout: &Dropout,
+                dropout: Option<Dropout>,
                 residual: Tensor<Self, 2>,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                // Without autodiff no dropout applies.
+                if dropout.is_some() {
+                    return linear_residual_by_parts(layer, x, dropout, residual, precision);
+                }
                 let after = cube_kernels::After::Add(primitive(residual.clone()));
                 few_rows_linear(layer, x.clone(), cube_kernels::Before::Nothing, after, precision)
                     .unwrap_or_else(|| linear_residual_by_parts(layer, x, dropout, residual, precision))
@@ -401,16 +412,19 @@ impl Gpt2Backend for NdArray<f32> {
         tensor(kernels::matmul(matrix(inputs), matrix(weights).reversed_axes()), [rows, n])
     }
 
-    /// Each (row, head) pair on its own thread, on the arrays in place. Dropout does nothing
-    /// without autodiff, and this backend has no bf16.
+    /// Each (row, head) pair on its own thread, on the arrays in place; with dropout, burn's
+    /// operations. This backend has no bf16.
     fn masked_attention(
         q: Tensor<Self, 4>,
         k: Tensor<Self, 4>,
         v: Tensor<Self, 4>,
         mask: Tensor<Self, 3, Bool>,
-        dropout: &Dropout,
+        dropout: Option<Dropout>,
         precision: Precision,
     ) -> Tensor<Self, 3> {
+        if dropout.is_some() {
+            return attention_with_burn(q, k, v, mask, dropout, precision);
+        }
         let [batch, heads, time, head_dim] = q.dims();
         let arrays = (primitive(q.clone()), primitive(k.clone()), primitive(v.clone()), mask.clone().into_primitive());
         let (Some(queries), Some(keys), Some(values), NdArrayTensor::Bool(hidden)) =
@@ -538,8 +552,7 @@ mod tests {
         let first_key =
             Tensor::<Cpu, 1>::from_floats([0.0, 1.0], &Default::default()).reshape([2, 1, 1]).bool().expand([2, 3, 1]);
         let mask = mask.slice_assign([0..2, 0..3, 0..1], first_key);
-        let dropout = burn::nn::DropoutConfig::new(0.1).init();
-        let expected = attention_with_burn(q.clone(), k.clone(), v.clone(), mask.clone(), &dropout, Precision::F32);
-        assert_close(<Cpu as Gpt2Backend>::masked_attention(q, k, v, mask, &dropout, Precision::F32), expected);
+        let expected = attention_with_burn(q.clone(), k.clone(), v.clone(), mask.clone(), None, Precision::F32);
+        assert_close(<Cpu as Gpt2Backend>::masked_attention(q, k, v, mask, None, Precision::F32), expected);
     }
 }

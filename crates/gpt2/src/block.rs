@@ -1,4 +1,4 @@
-use crate::{attention::CausalSelfAttention, mlp::Mlp, Gpt2Backend, Gpt2Config, LayerCache};
+use crate::{attention::CausalSelfAttention, dropout::LayerMasks, mlp::Mlp, Gpt2Backend, Gpt2Config, LayerCache};
 use burn::{
     module::{Module, Param},
     nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig},
@@ -35,16 +35,18 @@ pub struct PreNorm<'a, B: Backend> {
 impl<B: Gpt2Backend> Block<B> {
     /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`. Each branch takes the residual stream and
     /// its LayerNorm and returns the stream with its output added, so that a backend can fuse
-    /// the LayerNorm into the branch's first product and the add into its last.
+    /// the LayerNorm into the branch's first product and the add into its last. In training,
+    /// `masks` are the block's dropout masks.
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
+        masks: Option<LayerMasks>,
     ) -> Tensor<B, 2> {
         let (ln_1, ln_2) = self.pre_norms();
-        let x = self.attn.forward(x, ln_1, mask, cache);
-        self.mlp.forward(x, ln_2)
+        let x = self.attn.forward(x, ln_1, mask, cache, masks);
+        self.mlp.forward(x, ln_2, masks)
     }
 
     /// `ln_1` and `ln_2`, each with its ε.

@@ -187,7 +187,7 @@ impl Gpt2Config {
         Gpt2 {
             wte: EmbeddingConfig::new(self.vocab_size, self.n_embd).with_initializer(weights.clone()).init(device),
             wpe: EmbeddingConfig::new(self.n_positions, self.n_embd).with_initializer(weights).init(device),
-            drop: burn::nn::DropoutConfig::new(self.embd_pdrop).init(),
+            embd_pdrop: self.embd_pdrop,
             h: (0..self.n_layer).map(|_| block.init(device)).collect(),
             ln_f: LayerNormConfig::new(self.n_embd).with_epsilon(self.layer_norm_epsilon).init(device),
             precision: Precision::F32,

@@ -1,5 +1,5 @@
 use crate::{attention::split_heads, Gpt2Backend, Precision};
-use burn::{nn::Dropout, prelude::*};
+use burn::prelude::*;
 
 /// Keys and values of every position decoded so far: one [`LayerCache`] per layer, each
 /// handed to its own layer (as llama-burn does), so no layer depends on another's call.
@@ -67,12 +67,11 @@ impl<B: Gpt2Backend> LayerCache<B> {
         &mut self,
         qkv: Tensor<B, 2>,
         heads: usize,
-        dropout: &Dropout,
         precision: Precision,
     ) -> Tensor<B, 2> {
         let [batch, width] = qkv.dims();
         let (keys, values) = self.buffers_holding(self.len + 1, [batch, heads, width / (3 * heads)], &qkv.device());
-        let (y, keys, values) = B::decode_attention(qkv, keys, values, self.len, heads, dropout, precision);
+        let (y, keys, values) = B::decode_attention(qkv, keys, values, self.len, heads, precision);
         self.buffers = Some((keys, values));
         self.len += 1;
         y
@@ -105,7 +104,6 @@ pub(crate) fn decode_attention_by_parts<B: Gpt2Backend>(
     values: Tensor<B, 4>,
     position: usize,
     heads: usize,
-    dropout: &Dropout,
     precision: Precision,
 ) -> (Tensor<B, 2>, Tensor<B, 4>, Tensor<B, 4>) {
     let [batch, width] = qkv.dims();
@@ -113,7 +111,7 @@ pub(crate) fn decode_attention_by_parts<B: Gpt2Backend>(
     let (keys, values) = write_positions(keys, values, k, v, position);
     let (k, v) = (B::first_positions(keys.clone(), position + 1), B::first_positions(values.clone(), position + 1));
     let sees_every_key = Tensor::<B, 3, Int>::zeros([batch, 1, position + 1], &q.device()).bool();
-    let y = B::masked_attention(q, k, v, sees_every_key, dropout, precision).reshape([batch, width / 3]);
+    let y = B::masked_attention(q, k, v, sees_every_key, None, precision).reshape([batch, width / 3]);
     (y, keys, values)
 }
 

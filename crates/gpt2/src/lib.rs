@@ -3,6 +3,7 @@
 //! - [`Gpt2Config`]: sizes and dropouts; presets and any GPT-2 `config.json`.
 //! - [`Gpt2`]: embeddings, pre-LayerNorm [`Block`]s, final LayerNorm, LM head tied to `wte`.
 //! - [`Documents`]: rows that pack several documents, each attended to as if alone.
+//! - [`DropoutMasks`]: training's dropout, drawn from counters: the same on any device.
 //! - [`KvCache`]: incremental decoding with the same logits as a full forward pass.
 //! - [`next_token_loss`]: masked next-token cross-entropy, token mean.
 //! - [`Precision`]: f32, or bf16 matrix products with f32 weights (mixed precision).
@@ -15,6 +16,7 @@ mod backend;
 mod block;
 mod config;
 mod documents;
+mod dropout;
 pub mod hf;
 mod kv_cache;
 mod loss;
@@ -31,6 +33,7 @@ pub use backend::{Cpu, Gpt2Backend};
 pub use block::{Block, PreNorm};
 pub use config::Gpt2Config;
 pub use documents::Documents;
+pub use dropout::{Dropout, DropoutMasks, LayerMasks};
 pub use kv_cache::{KvCache, LayerCache};
 pub use loss::next_token_loss;
 pub use mlp::Mlp;

@@ -1,6 +1,10 @@
-use crate::{block::Block, Documents, Gpt2Backend, KvCache, Precision};
+use crate::{
+    block::Block,
+    dropout::{dropped, Dropout, DropoutMasks},
+    Documents, Gpt2Backend, KvCache, Precision,
+};
 use burn::{
-    nn::{Dropout, DropoutConfig, Embedding, LayerNorm},
+    nn::{Embedding, LayerNorm},
     prelude::*,
 };
 
@@ -11,7 +15,8 @@ use burn::{
 pub struct Gpt2<B: Backend> {
     pub wte: Embedding<B>,
     pub wpe: Embedding<B>,
-    pub(crate) drop: Dropout,
+    /// Dropout's probability after the embeddings.
+    pub(crate) embd_pdrop: f64,
     pub h: Vec<Block<B>>,
     pub ln_f: LayerNorm<B>,
     #[module(skip)]
@@ -27,7 +32,29 @@ impl<B: Gpt2Backend> Gpt2<B> {
         let [batch, time] = tokens.dims();
         let device = tokens.device();
         let mask = causal_mask::<B>(time, time, &device).unsqueeze::<3>().expand([batch, time, time]);
-        self.logits(tokens, sequence_positions(0, batch, time, &device), mask)
+        self.logits(tokens, sequence_positions(0, batch, time, &device), mask, None)
+    }
+
+    /// Logits as training takes them: of rows that each hold one document (`documents`
+    /// `None`) or several, with dropout's masks drawn from `masks`. [`forward`] and
+    /// [`forward_documents`] drop nothing, on any backend.
+    ///
+    /// [`forward`]: Gpt2::forward
+    /// [`forward_documents`]: Gpt2::forward_documents
+    pub fn forward_training(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        documents: Option<&Documents<B>>,
+        masks: DropoutMasks,
+    ) -> Tensor<B, 3> {
+        let [batch, time] = tokens.dims();
+        let device = tokens.device();
+        let causal = causal_mask::<B>(time, time, &device);
+        let (positions, mask) = match documents {
+            Some(documents) => (documents.positions.clone(), documents.mask(causal)),
+            None => (sequence_positions(0, batch, time, &device), causal.unsqueeze::<3>().expand([batch, time, time])),
+        };
+        self.logits(tokens, positions, mask, Some(masks))
     }
 
     /// Logits `[batch, vocab]` of the token after `tokens`, which follow the positions already
@@ -37,7 +64,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
         let [batch, time] = tokens.dims();
         let (start, device) = (cache.len(), tokens.device());
         let mask = causal_mask::<B>(time, start + time, &device).unsqueeze::<3>().expand([batch, time, start + time]);
-        let x = self.hidden_states(tokens, sequence_positions(start, batch, time, &device), mask, Some(cache));
+        let x = self.hidden_states(tokens, sequence_positions(start, batch, time, &device), mask, Some(cache), None);
         let width = x.dims()[1];
         let last = x.reshape([batch, time, width]).slice([0..batch, time - 1..time, 0..width]);
         self.lm_head(last.reshape([batch, width]))
@@ -48,7 +75,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
     pub fn forward_documents(&self, tokens: Tensor<B, 2, Int>, documents: &Documents<B>) -> Tensor<B, 3> {
         let time = tokens.dims()[1];
         let mask = documents.mask(causal_mask::<B>(time, time, &tokens.device()));
-        self.logits(tokens, documents.positions.clone(), mask)
+        self.logits(tokens, documents.positions.clone(), mask, None)
     }
 
     /// Logits `[batch, time, vocab]` at every position.
@@ -57,30 +84,33 @@ impl<B: Gpt2Backend> Gpt2<B> {
         tokens: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,
         mask: Tensor<B, 3, Bool>,
+        masks: Option<DropoutMasks>,
     ) -> Tensor<B, 3> {
         let [batch, time] = tokens.dims();
         let vocab = self.wte.weight.dims()[0];
-        self.lm_head(self.hidden_states(tokens, positions, mask, None)).reshape([batch, time, vocab])
+        self.lm_head(self.hidden_states(tokens, positions, mask, None, masks)).reshape([batch, time, vocab])
     }
 
-    /// The last block's output, `[batch × time, d]`.
+    /// The last block's output, `[batch × time, d]`; with dropout where `masks` are given.
     fn hidden_states(
         &self,
         tokens: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut KvCache<B>>,
+        masks: Option<DropoutMasks>,
     ) -> Tensor<B, 2> {
         let keys = mask.dims()[2];
         let n_positions = self.wpe.weight.dims()[0];
         assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
         let [batch, time] = tokens.dims();
-        let embedded = self.drop.forward(self.wte.forward(tokens) + self.wpe.forward(positions));
+        let embedded = self.wte.forward(tokens) + self.wpe.forward(positions);
+        let embedded = dropped(embedded, Dropout::at(self.embd_pdrop, masks.map(DropoutMasks::embedding)));
         let mut x = embedded.reshape([batch * time, self.wte.weight.dims()[1]]);
         let mut layer_caches = cache.map(|cache| cache.layers_mut());
-        for block in &self.h {
+        for (layer, block) in self.h.iter().enumerate() {
             let layer_cache = layer_caches.as_mut().map(|layers| layers.next().expect("a cache slot per layer"));
-            x = block.forward(x, mask.clone(), layer_cache);
+            x = block.forward(x, mask.clone(), layer_cache, masks.map(|masks| masks.layer(layer)));
         }
         x
     }
@@ -97,7 +127,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
 impl<B: Backend> Gpt2<B> {
     /// The same model with every dropout (embedding, attention, residual) at probability `p`.
     pub fn with_dropout(mut self, p: f64) -> Self {
-        self.drop = DropoutConfig::new(p).init();
+        self.embd_pdrop = p;
         for block in &mut self.h {
             block.attn.set_dropout(p);
             block.mlp.set_dropout(p);

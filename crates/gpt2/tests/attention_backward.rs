@@ -1,10 +1,8 @@
 //! Training's attention (its backward pass written out, `Gpt2Backend::self_attention` under
-//! autodiff) against burn's operations differentiated one by one. Alone in its test binary:
-//! the CPU backend's random generator is one for the process, and the comparison with dropout
-//! needs the same draws on both sides, which a test running beside it would take.
+//! autodiff) against burn's operations differentiated one by one.
 
-use burn::{backend::Autodiff, nn::DropoutConfig, prelude::*, tensor::Distribution};
-use gpt2::{causal_mask, Cpu, Documents, Gpt2Backend, Precision};
+use burn::{backend::Autodiff, prelude::*, tensor::Distribution};
+use gpt2::{causal_mask, Cpu, Documents, Dropout, DropoutMasks, Gpt2Backend, Precision};
 
 type Trained = Autodiff<Cpu>;
 
@@ -17,16 +15,15 @@ fn matches_burns_operations() {
     let mask = documents.mask(causal_mask::<Trained>(time, time, &device));
     let random = |dims: [usize; 2]| Tensor::<Trained, 2>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
     for p in [0.0, 0.3] {
-        let dropout = DropoutConfig::new(p).init();
+        let stream = DropoutMasks::new(7, 0, 0).layer(0).attention_weights();
+        let dropout = (p > 0.0).then_some(Dropout { p, stream });
         let qkv = random([batch * time, 3 * heads * head_dim]).require_grad();
         let upstream = random([batch * time, heads * head_dim]);
 
-        Trained::seed(&device, 7);
-        let ours = Trained::self_attention(qkv.clone(), heads, mask.clone(), &dropout, Precision::F32);
-        Trained::seed(&device, 7);
+        let ours = Trained::self_attention(qkv.clone(), heads, mask.clone(), dropout, Precision::F32);
         let by_heads = |t: Tensor<Trained, 2>| t.reshape([batch, time, heads, head_dim]).swap_dims(1, 2);
         let [q, k, v] = [0, 1, 2].map(|i| by_heads(qkv.clone().narrow(1, i * heads * head_dim, heads * head_dim)));
-        let burns = Trained::masked_attention(q, k, v, mask.clone(), &dropout, Precision::F32)
+        let burns = Trained::masked_attention(q, k, v, mask.clone(), dropout, Precision::F32)
             .reshape([batch * time, heads * head_dim]);
         assert_close(&format!("output, dropout {p}"), ours.clone().inner(), burns.clone().inner());
 

@@ -4,7 +4,7 @@
 //! so a resumed run needs only the step to pick up exactly where it stopped.
 
 use burn::{prelude::*, tensor::TensorData};
-use gpt2::{Documents, Gpt2, Gpt2Backend};
+use gpt2::{Documents, DropoutMasks, Gpt2, Gpt2Backend};
 use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
     ChaCha8Rng,
@@ -151,12 +151,17 @@ impl<B: Gpt2Backend> MicroBatch<B> {
         }
     }
 
-    /// The model's logits for these rows.
+    /// The model's logits for these rows, without dropout (evaluation).
     pub fn logits(&self, model: &Gpt2<B>) -> Tensor<B, 3> {
         match &self.documents {
             Some(documents) => model.forward_documents(self.tokens.clone(), documents),
             None => model.forward(self.tokens.clone()),
         }
+    }
+
+    /// The model's logits for these rows in training, with dropout's `masks`.
+    pub fn training_logits(&self, model: &Gpt2<B>, masks: DropoutMasks) -> Tensor<B, 3> {
+        model.forward_training(self.tokens.clone(), self.documents.as_ref(), masks)
     }
 }
 

@@ -22,7 +22,7 @@ use burn::{
     prelude::*,
     tensor::{backend::AutodiffBackend, Transaction},
 };
-use gpt2::{next_token_loss, Gpt2, Gpt2Backend, Gpt2Config, Precision};
+use gpt2::{next_token_loss, DropoutMasks, Gpt2, Gpt2Backend, Gpt2Config, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
 use stage::{
@@ -88,7 +88,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         [] => vec![device::resolve(args.device, "train", &need)?],
         listed => device::resolve_all(listed, "train", &need)?,
     };
-    check_workers(args, &initial.config, devices.len())?;
+    check_workers(args, devices.len())?;
     if args.precision != Precision::F32 && devices[0] == Device::Cpu {
         bail!(
             "--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32",
@@ -120,9 +120,8 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
     }
 }
 
-/// What several devices need of a run: a micro-batch for each in every step, and (for now) no
-/// dropout.
-fn check_workers(args: &TrainArgs, config: &Gpt2Config, workers: usize) -> Result<()> {
+/// What several devices need of a run: a micro-batch for each in every step.
+fn check_workers(args: &TrainArgs, workers: usize) -> Result<()> {
     if workers == 1 {
         return Ok(());
     }
@@ -132,14 +131,6 @@ fn check_workers(args: &TrainArgs, config: &Gpt2Config, workers: usize) -> Resul
              --grad-accum {workers} or more (a multiple of {workers} keeps every device busy)",
             args.grad_accum,
             args.grad_accum
-        );
-    }
-    let dropout = [config.embd_pdrop, config.attn_pdrop, config.resid_pdrop];
-    if dropout.iter().any(|&p| p > 0.0) {
-        bail!(
-            "dropout {dropout:?} (the model's config, or --dropout) with several devices is not supported yet: the \
-             devices would take their dropout masks from one random generator in turn, so the run could not be \
-             repeated or resumed exactly; train with --dropout 0, or on one device"
         );
     }
     Ok(())
@@ -424,28 +415,22 @@ impl StepLoop<'_> {
                 .map(|rows| TokenCounts::of(self.run.train_rows, rows))
                 .fold(TokenCounts::default(), |total, counts| total + counts);
             let step_targets = counts.targets.max(1);
-            let batches: Vec<MicroBatch<Autodiff<B>>> = step_rows
+            let batches: Vec<(usize, MicroBatch<Autodiff<B>>)> = step_rows
                 .iter()
                 .enumerate()
                 .filter(|&(index, _)| peer.takes(index))
-                .map(|(_, rows)| MicroBatch::new(self.run.train_rows, rows, &self.batching, device))
+                .map(|(index, rows)| (index, MicroBatch::new(self.run.train_rows, rows, &self.batching, device)))
                 .collect();
-            // Dropout draws from the backend's generator: seeding it per step makes a resumed
-            // run draw what an uninterrupted one would. Seeding waits for the device's queued
-            // work, so a run without dropout does not. (Several workers train without dropout:
-            // they would share the generator.)
-            let config = self.config;
-            if [config.embd_pdrop, config.attn_pdrop, config.resid_pdrop].iter().any(|&p| p > 0.0) {
-                <Autodiff<B> as Backend>::seed(device, dropout_seed(args.seed, step));
-            }
 
             // Each micro-batch's mean is weighted by its share of the step's tokens, so the
             // summed gradients are those of the token mean over the whole step.
             let mut accumulator = GradientsAccumulator::new();
             let mut step_loss: Option<Tensor<B, 1>> = None;
-            for batch in batches {
+            for (index, batch) in batches {
                 let share = batch.targets as f64 / step_targets as f64;
-                let logits = batch.logits(&model);
+                // Dropout's masks are named by the step and the micro-batch's place in it: the
+                // same on any worker, and in a resumed run as in an uninterrupted one.
+                let logits = batch.training_logits(&model, DropoutMasks::new(args.seed, step, index));
                 let weighted = next_token_loss(logits, batch.tokens, batch.mask) * share;
                 let value = weighted.clone().inner();
                 step_loss = Some(match step_loss.take() {
@@ -608,10 +593,6 @@ fn read_together<B: Backend, const N: usize>(tensors: [Tensor<B, 1>; N]) -> [f64
 
 fn eval_line(step: u64, evaluation: Evaluation) -> EvalMetrics {
     EvalMetrics { step, eval: true, loss: evaluation.loss, perplexity: evaluation.perplexity }
-}
-
-fn dropout_seed(seed: u64, step: u64) -> u64 {
-    seed ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 fn progress_bar(total: u64, done: u64) -> ProgressBar {

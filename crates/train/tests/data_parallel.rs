@@ -85,12 +85,27 @@ fn random_initial_weights_are_drawn_once_for_every_replica() {
 }
 
 #[test]
+fn a_micro_batch_draws_the_same_dropout_masks_on_any_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data);
+    let flags = ["--dropout", "0.1", "--max-steps", "5"];
+    let (without, one, two) = (dir.path().join("without"), dir.path().join("one"), dir.path().join("two"));
+    train(&parity_args(&data, &without, &["--max-steps", "5"]));
+    train(&parity_args(&data, &one, &flags));
+    train(&args_on("cpu,cpu", &data, &two, &flags));
+    let (without, one) = (step_losses(&without), step_losses(&one));
+    assert!(without.iter().zip(&one).all(|(a, b)| a.1 != b.1), "dropout changed no step's loss: {one:?}");
+    assert_same_losses("dropout, 2 workers", &step_losses(&two), &one);
+}
+
+#[test]
 fn a_run_resumes_on_another_number_of_workers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     write_dataset(&data);
-    // Shuffled: the row order must resume too.
-    let flags = ["--epochs", "8", "--save-every", "10", "--seed", "5"];
+    // Shuffled and with dropout: the row order and the masks must resume too.
+    let flags = ["--epochs", "8", "--save-every", "10", "--seed", "5", "--dropout", "0.1"];
     let shuffled = |mut argv: Vec<String>| {
         argv.retain(|a| a != "--no-shuffle");
         argv
@@ -126,11 +141,6 @@ fn splits_that_cannot_work_are_refused_before_the_run_starts() {
     let out = dir.path().join("run");
     let idle = refused(args_on("cpu,cpu,cpu,cpu", &data, &out, &[]));
     assert!(idle.contains("--grad-accum 3 with 4 devices: a step has 3 micro-batches"), "{idle}");
-    let dropout = refused(args_on("cpu,cpu", &data, &out, &["--dropout", "0.1"]));
-    assert!(
-        dropout.contains("with several devices is not supported yet") && dropout.contains("--dropout 0"),
-        "{dropout}"
-    );
     let mixed = refused(args_on("cpu,auto", &data, &out, &[]));
     assert!(mixed.contains("--devices cpu,auto: list the devices themselves"), "{mixed}");
     let both = refused(args_on("cpu,cpu", &data, &out, &["--device", "cpu"]));

@@ -13,10 +13,7 @@
 //! element, 4.8 GB for gpt2 at 4 × 1024.
 
 use super::{float, primitive};
-use crate::{
-    backend::{attention_weights, dropout_keeps},
-    Precision,
-};
+use crate::{backend::attention_weights, Gpt2Backend, Precision};
 use burn::{
     backend::autodiff::{
         checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -31,11 +28,11 @@ use burn::{
 /// From the q/k/v projection's rows `[batch × time, 3 × d]` to the heads' outputs side by
 /// side, `[batch × time, d]`; `mask` is `[batch, time, time]`, `true` where a query must not see
 /// a key.
-pub(super) fn self_attention<B: Backend, C: CheckpointStrategy>(
+pub(super) fn self_attention<B: Gpt2Backend, C: CheckpointStrategy>(
     qkv: Tensor<Autodiff<B, C>, 2>,
     heads: usize,
     mask: Tensor<Autodiff<B, C>, 3, Bool>,
-    dropout: f64,
+    dropout: Option<crate::Dropout>,
     precision: Precision,
 ) -> Tensor<Autodiff<B, C>, 2> {
     let qkv = qkv.into_primitive().tensor();
@@ -43,15 +40,15 @@ pub(super) fn self_attention<B: Backend, C: CheckpointStrategy>(
     let [q, k, v] = heads_apart(float::<B, 2>(qkv.primitive), heads, mask.dims());
     let [batch, _, time, _] = q.dims();
     // Dropout's draw comes first: the softmax's last division and dropout are then one kernel.
-    let keeps = (dropout > 0.0).then(|| dropout_keeps([batch, heads, time, time], dropout, &q.device()));
+    let keeps = dropout.map(|dropout| (dropout.keeps::<B, 4>([batch, heads, time, time], &q.device()), dropout.p));
     let weights = attention_weights(q.clone(), k.clone(), mask.clone(), precision);
     // The draw as drawn (0.0 or 1.0) here, kept as booleans for the backward pass: burn does
     // not fuse a cast from booleans, which here would be one more pass over `time × time`.
     let kept = match &keeps {
-        Some(keeps) => dropped(weights, keeps.clone(), dropout),
+        Some((keeps, p)) => dropped(weights, keeps.clone(), *p),
         None => weights,
     };
-    let dropout = keeps.map(|keeps| Dropout { keeps: keeps.equal_elem(1.0), p: dropout });
+    let dropout = keeps.map(|(keeps, p)| Draw { keeps: keeps.equal_elem(1.0), p });
     let y = side_by_side(precision.matmul(kept, v.clone()));
     let output = match AttentionBackward.prepare::<C>([qkv.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
@@ -63,12 +60,12 @@ pub(super) fn self_attention<B: Backend, C: CheckpointStrategy>(
 }
 
 /// Which attention weights dropout kept, and at which probability it drops.
-struct Dropout<B: Backend> {
+struct Draw<B: Backend> {
     keeps: Tensor<B, 4, Bool>,
     p: f64,
 }
 
-impl<B: Backend> Dropout<B> {
+impl<B: Backend> Draw<B> {
     fn apply(&self, weights: Tensor<B, 4>) -> Tensor<B, 4> {
         dropped(weights, self.keeps.clone().float(), self.p)
     }
@@ -114,7 +111,7 @@ struct State<B: Backend> {
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
     mask: Tensor<B, 3, Bool>,
-    dropout: Option<Dropout<B>>,
+    dropout: Option<Draw<B>>,
     precision: Precision,
 }
 
@@ -136,7 +133,7 @@ impl<B: Backend> State<B> {
             k: float(k),
             v: float(v),
             mask: Tensor::from_primitive(mask),
-            dropout: dropout.map(|(keeps, p)| Dropout { keeps: Tensor::from_primitive(keeps), p }),
+            dropout: dropout.map(|(keeps, p)| Draw { keeps: Tensor::from_primitive(keeps), p }),
             precision,
         }
     }

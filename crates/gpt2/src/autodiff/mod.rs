@@ -9,13 +9,14 @@ mod layer_norm;
 
 use crate::{
     backend::{float, primitive},
-    Gpt2Backend, Precision,
+    Dropout, Gpt2Backend, Precision,
 };
 use burn::{
     backend::{autodiff::checkpoint::strategy::CheckpointStrategy, Autodiff},
-    nn::{Dropout, LayerNorm},
+    nn::LayerNorm,
     prelude::*,
 };
+use kernels::MaskStream;
 
 impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
     fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
@@ -29,10 +30,15 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         qkv: Tensor<Self, 2>,
         heads: usize,
         mask: Tensor<Self, 3, Bool>,
-        dropout: &Dropout,
+        dropout: Option<Dropout>,
         precision: Precision,
     ) -> Tensor<Self, 2> {
-        attention::self_attention(qkv, heads, mask, dropout.prob, precision)
+        attention::self_attention(qkv, heads, mask, dropout, precision)
+    }
+
+    /// The inner backend's draw: a mask has no gradient.
+    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Self::Device) -> Tensor<Self, 1> {
+        Tensor::from_inner(B::dropout_keeps(stream, p, len, device))
     }
 
     fn cross_entropy(
