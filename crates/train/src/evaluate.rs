@@ -26,7 +26,7 @@ pub struct Evaluation {
 }
 
 /// Evaluate `model` on every row of `split`, batched as `batching` says; None when the split
-/// has no token to predict. On a backend without autodiff, dropout is off.
+/// has no token to predict. Without dropout (`MicroBatch::logits`).
 pub fn evaluate<B: Gpt2Backend>(
     model: &Gpt2<B>,
     split: &SplitRows,
