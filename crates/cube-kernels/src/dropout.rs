@@ -30,7 +30,8 @@ pub trait DropoutKeeps: Backend {
 }
 
 /// Unit `block` writes elements `4 · block … 4 · block + 3` from Philox's four words at counter
-/// `[block, stream…]` under `key`.
+/// `[block, stream…]` under `key`: the rounds of `kernels::philox4x32_10`, with its constants,
+/// and GPU integer arithmetic's wrapping adds and `mul_hi` for the products' high halves.
 #[cube(launch)]
 fn dropout_keeps_kernel<F: Float>(
     keeps: &mut Tensor<F>,
