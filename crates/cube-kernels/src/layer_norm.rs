@@ -1,6 +1,7 @@
-//! LayerNorm over the rows of a matrix in one launch, keeping what its backward pass needs, and
-//! the gradient of its input in one launch: burn 0.21 takes two reductions and a few
-//! element-wise kernels for each.
+//! LayerNorm over the rows of a matrix in one launch, keeping what its backward pass needs, the
+//! gradient of its input in one launch, and those of γ and β together in one: burn 0.21 takes
+//! two reductions and a few element-wise kernels for each of the first two, and a reduction for
+//! each of the last.
 
 use crate::reduce::cube_sum;
 use burn::tensor::{ops::FloatTensor, Shape};
@@ -48,7 +49,19 @@ pub trait LayerNormRows: burn::tensor::backend::Backend {
         inverse_deviation: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// The gradients of γ and β from that of the output, `d_y` `[rows, d]`, and the normalised
+    /// rows: `(Σ_rows d_y · normalized, Σ_rows d_y)`, each `[d]`.
+    fn layer_norm_rows_parameter_gradients(
+        d_y: FloatTensor<Self>,
+        normalized: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
+
+/// Columns of a cube of [`layer_norm_parameter_gradients_kernel`], and its lanes of rows: 32
+/// neighbouring columns are read together, 8 lanes share out the rows.
+const COLUMNS: u32 = 32;
+const LANES: u32 = 8;
 
 /// One cube a row: its units sum the row's values, then the squares of their distances to the
 /// mean (two passes, as burn computes the variance), then write the row out.
@@ -144,6 +157,52 @@ fn layer_norm_backward_kernel<F: Float>(
     }
 }
 
+/// One cube a block of [`COLUMNS`] columns: lane `y` sums rows `y`, `y + LANES`, … of each
+/// column, then lane 0 adds the lanes' sums. burn's column sums run one thread a column over
+/// every row, a few warps for the whole GPU; this is one launch for both gradients.
+#[cube(launch)]
+fn layer_norm_parameter_gradients_kernel<F: Float>(
+    d_y: &Tensor<F>,
+    normalized: &Tensor<F>,
+    d_gamma: &mut Tensor<F>,
+    d_beta: &mut Tensor<F>,
+    #[comptime] columns: usize,
+    #[comptime] lanes: usize,
+) {
+    let column = CUBE_POS_X as usize * columns + UNIT_POS_X as usize;
+    let lane = UNIT_POS_Y as usize;
+    let (rows, d) = (d_y.shape(0), d_y.shape(1));
+    let mut gamma_partial = SharedMemory::<F>::new(columns * lanes);
+    let mut beta_partial = SharedMemory::<F>::new(columns * lanes);
+
+    let mut gamma_sum = F::new(0.0);
+    let mut beta_sum = F::new(0.0);
+    if column < d {
+        let mut row = lane;
+        while row < rows {
+            let g = d_y[row * d_y.stride(0) + column * d_y.stride(1)];
+            gamma_sum += g * normalized[row * normalized.stride(0) + column * normalized.stride(1)];
+            beta_sum += g;
+            row += lanes;
+        }
+    }
+    let slot = lane * columns + UNIT_POS_X as usize;
+    gamma_partial[slot] = gamma_sum;
+    beta_partial[slot] = beta_sum;
+    sync_cube();
+
+    if lane == 0 && column < d {
+        let mut gamma_total = F::new(0.0);
+        let mut beta_total = F::new(0.0);
+        for other in 0..lanes {
+            gamma_total += gamma_partial[other * columns + UNIT_POS_X as usize];
+            beta_total += beta_partial[other * columns + UNIT_POS_X as usize];
+        }
+        d_gamma[column * d_gamma.stride(0)] = gamma_total;
+        d_beta[column * d_beta.stride(0)] = beta_total;
+    }
+}
+
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormRows for CubeBackend<R, F, I, BT> {
     fn layer_norm_rows(
         x: FloatTensor<Self>,
@@ -192,6 +251,28 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
             UNITS as usize,
         );
         d_x
+    }
+
+    fn layer_norm_rows_parameter_gradients(
+        d_y: FloatTensor<Self>,
+        normalized: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [_, d] = d_y.meta.shape().dims::<2>();
+        let client = d_y.client.clone();
+        let empty = || empty_device_dtype(client.clone(), d_y.device.clone(), Shape::new([d]), d_y.dtype);
+        let (d_gamma, d_beta) = (empty(), empty());
+        layer_norm_parameter_gradients_kernel::launch::<F, R>(
+            &client,
+            CubeCount::Static(d.div_ceil(COLUMNS as usize) as u32, 1, 1),
+            CubeDim::new_2d(COLUMNS, LANES),
+            d_y.into_tensor_arg(),
+            normalized.into_tensor_arg(),
+            d_gamma.clone().into_tensor_arg(),
+            d_beta.clone().into_tensor_arg(),
+            COLUMNS as usize,
+            LANES as usize,
+        );
+        (d_gamma, d_beta)
     }
 }
 
@@ -277,5 +358,44 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
                 LayerNormBackwardOp::<B> { desc, backend: PhantomData },
             )
             .output()
+    }
+
+    fn layer_norm_rows_parameter_gradients(
+        d_y: FloatTensor<Self>,
+        normalized: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Clone, Debug)]
+        struct ParameterGradientsOp<B> {
+            desc: CustomOpIr,
+            backend: PhantomData<B>,
+        }
+
+        impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for ParameterGradientsOp<B> {
+            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
+                let ([d_y, normalized], [d_gamma, d_beta]) = self.desc.as_fixed();
+                let (gamma, beta) = B::layer_norm_rows_parameter_gradients(
+                    handles.get_float_tensor::<B>(d_y),
+                    handles.get_float_tensor::<B>(normalized),
+                );
+                handles.register_float_tensor::<B>(&d_gamma.id, gamma);
+                handles.register_float_tensor::<B>(&d_beta.id, beta);
+            }
+        }
+
+        let client = d_y.client.clone();
+        let d = d_y.shape.dims::<2>()[1];
+        let streams = OperationStreams::with_inputs([&d_y, &normalized]);
+        let output = || TensorIr::uninit(client.create_empty_handle(), Shape::new([d]), d_y.dtype);
+        let outputs = [output(), output()];
+        let desc =
+            CustomOpIr::new("layer_norm_rows_parameter_gradients", &[d_y.into_ir(), normalized.into_ir()], &outputs);
+        let [d_gamma, d_beta] = client
+            .register(
+                streams,
+                OperationIr::Custom(desc.clone()),
+                ParameterGradientsOp::<B> { desc, backend: PhantomData },
+            )
+            .outputs();
+        (d_gamma, d_beta)
     }
 }

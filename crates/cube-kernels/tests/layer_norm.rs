@@ -73,6 +73,30 @@ fn check_backward<B: LayerNormRows>(rows: usize, d: usize) {
     assert_close(&format!("rows {rows}, d {d}: d_x"), d_x, actual);
 }
 
+fn check_parameter_gradients<B: LayerNormRows>(rows: usize, d: usize) {
+    let (x, _, _) = inputs::<B>(rows, d);
+    let (normalized, _) = normalize(x);
+    let d_y = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &Default::default());
+    // The sums in f64 on the host: burn's own column sums in f32, one thread down 65,537 rows,
+    // are off by more than the kernel.
+    let (g, n) =
+        (d_y.clone().into_data().to_vec::<f32>().unwrap(), normalized.clone().into_data().to_vec::<f32>().unwrap());
+    let mut expected = [vec![0.0f64; d], vec![0.0f64; d]];
+    for (i, (g, n)) in g.iter().zip(&n).enumerate() {
+        expected[0][i % d] += f64::from(*g) * f64::from(*n);
+        expected[1][i % d] += f64::from(*g);
+    }
+    let (gamma, beta) = B::layer_norm_rows_parameter_gradients(primitive(d_y), primitive(normalized));
+    for (what, expected, actual) in [("d_gamma", &expected[0], gamma), ("d_beta", &expected[1], beta)] {
+        let actual =
+            Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(actual)).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(expected.len(), actual.len(), "{what}");
+        let largest = expected.iter().fold(1.0f64, |largest, e| largest.max(e.abs()));
+        let difference = expected.iter().zip(&actual).map(|(e, a)| (e - f64::from(*a)).abs()).fold(0.0f64, f64::max);
+        assert!(difference <= 1e-5 * largest, "rows {rows}, d {d}: {what} differs by {difference} at scale {largest}");
+    }
+}
+
 /// Rows narrower than a cube's units, GPT-2's widths, and more rows than one launch dimension
 /// holds (65,535 cubes).
 const SHAPES: [(usize, usize); 4] = [(1, 8), (5, 768), (300, 1600), (65_537, 4)];
@@ -90,5 +114,13 @@ fn layer_norm_backward_matches_burns_operations() {
     for (rows, d) in SHAPES {
         check_backward::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
         check_backward::<Wgpu<f32, i32>>(rows, d);
+    }
+}
+
+#[test]
+fn layer_norm_parameter_gradients_match_burns_operations() {
+    for (rows, d) in SHAPES {
+        check_parameter_gradients::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
+        check_parameter_gradients::<Wgpu<f32, i32>>(rows, d);
     }
 }

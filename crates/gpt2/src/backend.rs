@@ -80,6 +80,18 @@ pub trait Gpt2Backend: Backend {
         (g.clone() - g.mean_dim(1) - normalized * mean_g_n) * inverse_deviation
     }
 
+    /// The gradients of [`layer_norm_keeping`]'s γ and β from that of its output `d_y`
+    /// `[rows, d]` and the normalised rows it kept: `(Σ_rows d_y · normalized, Σ_rows d_y)`.
+    ///
+    /// [`layer_norm_keeping`]: Gpt2Backend::layer_norm_keeping
+    fn layer_norm_parameter_gradients(
+        d_y: Tensor<Self, 2>,
+        normalized: Tensor<Self, 2>,
+    ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
+        let d = d_y.dims()[1];
+        ((d_y.clone() * normalized).sum_dim(0).reshape([d]), d_y.sum_dim(0).reshape([d]))
+    }
+
     /// Self-attention over whole rows, without a cache, as training runs it: from the q/k/v
     /// projection's output `[batch × time, 3 × d]` (q, k and v side by side, each with its
     /// heads side by side) to the heads' outputs side by side, `[batch × time, d]`. `mask` is
@@ -254,7 +266,8 @@ pub(crate) fn attention_weights<B: Backend>(
     softmax(scores, 3)
 }
 
-/// CUDA and wgpu: burn's operations, but LayerNorm (forward, and its input's gradient),
+/// CUDA and wgpu: burn's operations, but LayerNorm (forward, its input's gradient, and γ's and
+/// β's),
 /// decoding attention with its cache write, and a few rows' linear layers with what surrounds
 /// them in a block (decoding: one row a sample) each in one kernel of `cube_kernels`.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
@@ -295,6 +308,17 @@ macro_rules! cube_backend {
                     primitive(inverse_deviation),
                     primitive(gamma),
                 ))
+            }
+
+            fn layer_norm_parameter_gradients(
+                d_y: Tensor<Self, 2>,
+                normalized: Tensor<Self, 2>,
+            ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
+                let (d_gamma, d_beta) = <Self as cube_kernels::LayerNormRows>::layer_norm_rows_parameter_gradients(
+                    primitive(d_y),
+                    primitive(normalized),
+                );
+                (float(d_gamma), float(d_beta))
             }
 
             fn decode_attention(

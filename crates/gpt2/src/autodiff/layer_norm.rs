@@ -4,8 +4,9 @@
 //! a product and a sum (burn-backend `ops/modules/base.rs`), and autodiff differentiates each:
 //! 19 GPU kernels forward and backward, twice a layer. The closed form needs four reductions
 //! (two over each row, two over the rows for γ and β) and a couple of element-wise passes; the
-//! backend computes the forward pass and the input's gradient (on CUDA, one kernel each:
-//! `Gpt2Backend::layer_norm_keeping`, `Gpt2Backend::layer_norm_backward`).
+//! backend computes the forward pass, the input's gradient and γ's and β's (on CUDA, one kernel
+//! each: `Gpt2Backend::layer_norm_keeping`, `layer_norm_backward`,
+//! `layer_norm_parameter_gradients`).
 
 use super::{float, primitive};
 use crate::Gpt2Backend;
@@ -56,12 +57,14 @@ impl<B: Gpt2Backend> Backward<B, 3> for LayerNormBackward {
         let (normalized, inverse_deviation, gamma) = ops.state;
         let (normalized, inverse_deviation, gamma) =
             (float::<B, 2>(normalized), float::<B, 2>(inverse_deviation), float::<B, 1>(gamma));
-        let [_, d] = d_y.dims();
-        if let Some(node) = node_beta {
-            grads.register::<B>(node.id, primitive(d_y.clone().sum_dim(0).reshape([d])));
-        }
-        if let Some(node) = node_gamma {
-            grads.register::<B>(node.id, primitive((d_y.clone() * normalized.clone()).sum_dim(0).reshape([d])));
+        if node_gamma.is_some() || node_beta.is_some() {
+            let (d_gamma, d_beta) = B::layer_norm_parameter_gradients(d_y.clone(), normalized.clone());
+            if let Some(node) = node_gamma {
+                grads.register::<B>(node.id, primitive(d_gamma));
+            }
+            if let Some(node) = node_beta {
+                grads.register::<B>(node.id, primitive(d_beta));
+            }
         }
         if let Some(node) = node_x {
             grads.register::<B>(node.id, primitive(B::layer_norm_backward(d_y, normalized, inverse_deviation, gamma)));
