@@ -29,10 +29,8 @@ pub struct Gpt2<B: Backend> {
 impl<B: Gpt2Backend> Gpt2<B> {
     /// Logits `[batch, time, vocab]` for tokens `[batch, time]` at positions `0..time`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let [batch, time] = tokens.dims();
-        let device = tokens.device();
-        let mask = causal_mask::<B>(time, time, &device).unsqueeze::<3>().expand([batch, time, time]);
-        self.logits(tokens, sequence_positions(0, batch, time, &device), mask, None)
+        let (positions, mask) = positions_and_mask(&tokens, None);
+        self.logits(tokens, positions, mask, None)
     }
 
     /// Logits as training takes them: of rows that each hold one document (`documents`
@@ -47,13 +45,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
         documents: Option<&Documents<B>>,
         masks: DropoutMasks,
     ) -> Tensor<B, 3> {
-        let [batch, time] = tokens.dims();
-        let device = tokens.device();
-        let causal = causal_mask::<B>(time, time, &device);
-        let (positions, mask) = match documents {
-            Some(documents) => (documents.positions.clone(), documents.mask(causal)),
-            None => (sequence_positions(0, batch, time, &device), causal.unsqueeze::<3>().expand([batch, time, time])),
-        };
+        let (positions, mask) = positions_and_mask(&tokens, documents);
         self.logits(tokens, positions, mask, Some(masks))
     }
 
@@ -73,9 +65,8 @@ impl<B: Gpt2Backend> Gpt2<B> {
     /// Logits for rows that each hold several `documents` side by side: every document gets
     /// the logits it would get alone.
     pub fn forward_documents(&self, tokens: Tensor<B, 2, Int>, documents: &Documents<B>) -> Tensor<B, 3> {
-        let time = tokens.dims()[1];
-        let mask = documents.mask(causal_mask::<B>(time, time, &tokens.device()));
-        self.logits(tokens, documents.positions.clone(), mask, None)
+        let (positions, mask) = positions_and_mask(&tokens, Some(documents));
+        self.logits(tokens, positions, mask, None)
     }
 
     /// Logits `[batch, time, vocab]` at every position.
@@ -151,6 +142,21 @@ impl<B: Backend> Gpt2<B> {
 
     pub fn new_cache(&self) -> KvCache<B> {
         KvCache::new(self.h.len())
+    }
+}
+
+/// The positions `[batch, time]` and attention mask `[batch, time, time]` of rows of `tokens`:
+/// each row one document from position 0, or the `documents` packed side by side in it.
+fn positions_and_mask<B: Backend>(
+    tokens: &Tensor<B, 2, Int>,
+    documents: Option<&Documents<B>>,
+) -> (Tensor<B, 2, Int>, Tensor<B, 3, Bool>) {
+    let [batch, time] = tokens.dims();
+    let device = tokens.device();
+    let causal = causal_mask::<B>(time, time, &device);
+    match documents {
+        Some(documents) => (documents.positions.clone(), documents.mask(causal)),
+        None => (sequence_positions(0, batch, time, &device), causal.unsqueeze::<3>().expand([batch, time, time])),
     }
 }
 
