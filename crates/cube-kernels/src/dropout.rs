@@ -3,6 +3,7 @@
 //! generator seeded from the host, which makes each step wait for the device's queued work and
 //! ties a mask to the order in which masks are drawn.
 
+use crate::philox::philox4x32_10;
 use burn::tensor::{
     backend::{Backend, BackendTypes},
     ops::{FloatTensor, FloatTensorOps},
@@ -30,8 +31,7 @@ pub trait DropoutKeeps: Backend {
 }
 
 /// Unit `block` writes elements `4 · block … 4 · block + 3` from Philox's four words at counter
-/// `[block, stream…]` under `key`: the rounds of `kernels::philox4x32_10`, with its constants,
-/// and GPU integer arithmetic's wrapping adds and `mul_hi` for the products' high halves.
+/// `[block, stream…]` under `key`.
 #[cube(launch)]
 fn dropout_keeps_kernel<F: Float>(
     keeps: &mut Tensor<F>,
@@ -47,24 +47,11 @@ fn dropout_keeps_kernel<F: Float>(
     if first >= keeps.len() {
         terminate!();
     }
-    let (mut x0, mut x1, mut x2, mut x3) = (block, stream0, stream1, stream2);
-    let (mut k0, mut k1) = (key0, key1);
-    let (m0, m1) = (0xD251_1F53u32, 0xCD9E_8D57u32);
-    for _ in 0..10u32 {
-        let (high0, low0) = (u32::mul_hi(m0, x0), m0 * x0);
-        let (high1, low1) = (u32::mul_hi(m1, x2), m1 * x2);
-        x0 = high1 ^ x1 ^ k0;
-        x1 = low1;
-        x2 = high0 ^ x3 ^ k1;
-        x3 = low0;
-        // The key schedule: the round after this one takes the next key.
-        k0 += 0x9E37_79B9u32;
-        k1 += 0xBB67_AE85u32;
-    }
-    write_keep::<F>(keeps, first, x0, threshold);
-    write_keep::<F>(keeps, first + 1, x1, threshold);
-    write_keep::<F>(keeps, first + 2, x2, threshold);
-    write_keep::<F>(keeps, first + 3, x3, threshold);
+    let words = philox4x32_10(block, stream0, stream1, stream2, key0, key1);
+    write_keep::<F>(keeps, first, words.w0, threshold);
+    write_keep::<F>(keeps, first + 1, words.w1, threshold);
+    write_keep::<F>(keeps, first + 2, words.w2, threshold);
+    write_keep::<F>(keeps, first + 3, words.w3, threshold);
 }
 
 #[cube]

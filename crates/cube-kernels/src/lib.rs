@@ -9,6 +9,9 @@
 //!   `kernels::dropout_keeps` draws on the CPU, in one launch (no host-seeded generator).
 //! - [`FewRowsLinear`]: a linear layer on a few rows (decoding) with the LayerNorm before it
 //!   and the GELU or residual add after it, in one launch (burn: three to five).
+//! - [`FlashAttention`]: causal self-attention's core for training, forward in one launch and
+//!   backward in two, with no `time × time` tensor (burn: ~30 launches a layer, and the
+//!   scores and weights in memory).
 //! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, and the
 //!   input's gradient, in one launch each (burn: two reductions and a few element-wise kernels
 //!   each).
@@ -20,10 +23,13 @@
 mod decode_attention;
 mod dropout;
 mod few_rows_linear;
+mod flash_attention;
 mod layer_norm;
+mod philox;
 mod reduce;
 
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
 pub use dropout::DropoutKeeps;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
+pub use flash_attention::{FlashAttention, WeightsDropout, MAX_FLASH_HEAD_DIM};
 pub use layer_norm::LayerNormRows;

@@ -109,6 +109,48 @@ pub trait Gpt2Backend: Backend {
         Self::masked_attention(q, k, v, mask, dropout, precision).reshape([rows, width / 3])
     }
 
+    /// Causal self-attention's core as training's custom backward pass takes it: `q`, `k`, `v`
+    /// `[batch, heads, time, head_dim]`, `mask` `[batch, time, time]` (`true` where a query must
+    /// not see a key; keys after the query are among them), `dropout` on the weights. Returns
+    /// the heads' outputs `[batch, heads, time, head_dim]` and each query's log-sum-exp of its
+    /// scaled scores `[batch, heads, time]`, from which [`attention_backward`] computes the
+    /// weights again.
+    ///
+    /// [`attention_backward`]: Gpt2Backend::attention_backward
+    fn attention_keeping(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        mask: Tensor<Self, 3, Bool>,
+        dropout: Option<Dropout>,
+        precision: Precision,
+    ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
+        attention_keeping_by_parts(q, k, v, mask, dropout, precision)
+    }
+
+    /// The gradients of [`attention_keeping`]'s q, k and v from that of its output, `d_output`,
+    /// and what it took and returned. With `p` the weights, `z` dropout's mask and scale (1
+    /// without), `y = (z · p) · v` and `D = Σ d_y · y` over each query's row (which is
+    /// `Σ_keys z · p · dp` for `dp = d_y · vᵀ`): `d_v = (z · p)ᵀ · d_y`, the scores' gradient
+    /// `ds = p · (z · dp − D) / √head_dim`, `d_q = ds · k`, `d_k = dsᵀ · q`. Masked keys have
+    /// `p = 0`, so their `ds` is 0 with no mask.
+    ///
+    /// [`attention_keeping`]: Gpt2Backend::attention_keeping
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        q: Tensor<Self, 4>,
+        k: Tensor<Self, 4>,
+        v: Tensor<Self, 4>,
+        output: Tensor<Self, 4>,
+        logsumexp: Tensor<Self, 3>,
+        d_output: Tensor<Self, 4>,
+        mask: Tensor<Self, 3, Bool>,
+        dropout: Option<Dropout>,
+        precision: Precision,
+    ) -> [Tensor<Self, 4>; 3] {
+        attention_backward_by_parts(q, k, v, output, logsumexp, d_output, mask, dropout, precision)
+    }
+
     /// `layer(norm(x))`, then GPT-2's GELU if `gelu`: the product after each of a block's
     /// LayerNorms, `x` `[rows, d]`.
     fn normed_linear(
@@ -248,10 +290,69 @@ fn attention_with_burn<B: Gpt2Backend>(
     precision.matmul(weights, v).swap_dims(1, 2).reshape([batch, time, heads * head_dim])
 }
 
+fn attention_keeping_by_parts<B: Gpt2Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Tensor<B, 3, Bool>,
+    dropout: Option<Dropout>,
+    precision: Precision,
+) -> (Tensor<B, 4>, Tensor<B, 3>) {
+    let scores = attention_scores(q, k, mask, precision);
+    let max = scores.clone().max_dim(3);
+    let logsumexp = max.clone() + (scores.clone() - max).exp().sum_dim(3).log();
+    let weights = (scores - logsumexp.clone()).exp();
+    (precision.matmul(dropped(weights, dropout), v), logsumexp.squeeze_dim(3))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention_backward_by_parts<B: Gpt2Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    output: Tensor<B, 4>,
+    logsumexp: Tensor<B, 3>,
+    d_output: Tensor<B, 4>,
+    mask: Tensor<B, 3, Bool>,
+    dropout: Option<Dropout>,
+    precision: Precision,
+) -> [Tensor<B, 4>; 3] {
+    let head_dim = q.dims()[3];
+    let weights = (attention_scores(q.clone(), k.clone(), mask, precision) - logsumexp.unsqueeze_dim(3)).exp();
+    // The mask is drawn again from its stream rather than kept: nothing `time × time`
+    // outlives the forward pass.
+    let scaled_keeps = dropout.map(|dropout| dropout.scaled_keeps::<B, 4>(weights.dims(), &weights.device()));
+    let kept = match &scaled_keeps {
+        Some(scaled_keeps) => weights.clone() * scaled_keeps.clone(),
+        None => weights.clone(),
+    };
+    let d_v = precision.matmul(kept.transpose(), d_output.clone());
+    let d_kept = precision.matmul(d_output.clone(), v.transpose());
+    let delta = (d_output * output).sum_dim(3);
+    let d_kept = match scaled_keeps {
+        Some(scaled_keeps) => d_kept * scaled_keeps,
+        None => d_kept,
+    };
+    let d_scores = weights * (d_kept - delta) / (head_dim as f64).sqrt();
+    let d_q = precision.matmul(d_scores.clone(), k);
+    let d_k = precision.matmul(d_scores.transpose(), q);
+    [d_q, d_k, d_v]
+}
+
 /// `softmax(q · kᵀ / √head_dim)` over the keys a query may see (`mask` `[batch, time, keys]`
 /// is `true` where it may not), for `q` `[batch, heads, time, head_dim]` and `k` `[batch,
 /// heads, keys, head_dim]`.
-pub(crate) fn attention_weights<B: Backend>(
+fn attention_weights<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    mask: Tensor<B, 3, Bool>,
+    precision: Precision,
+) -> Tensor<B, 4> {
+    softmax(attention_scores(q, k, mask, precision), 3)
+}
+
+/// `q · kᵀ / √head_dim`, −∞ where `mask` hides a key: the scores before the softmax.
+fn attention_scores<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     mask: Tensor<B, 3, Bool>,
@@ -262,8 +363,7 @@ pub(crate) fn attention_weights<B: Backend>(
     let mask = mask.unsqueeze_dim::<4>(1).expand([batch, heads, time, keys]);
     // Scaled after the mask, not before: fusion then does both in one kernel, where it leaves a
     // scaling straight after the product on its own.
-    let scores = precision.matmul(q, k.transpose()).mask_fill(mask, f32::NEG_INFINITY) / (head_dim as f64).sqrt();
-    softmax(scores, 3)
+    precision.matmul(q, k.transpose()).mask_fill(mask, f32::NEG_INFINITY) / (head_dim as f64).sqrt()
 }
 
 /// CUDA and wgpu: burn's operations, but LayerNorm (forward, its input's gradient, and γ's and
@@ -319,6 +419,54 @@ macro_rules! cube_backend {
                     primitive(normalized),
                 );
                 (float(d_gamma), float(d_beta))
+            }
+
+            fn attention_keeping(
+                q: Tensor<Self, 4>,
+                k: Tensor<Self, 4>,
+                v: Tensor<Self, 4>,
+                mask: Tensor<Self, 3, Bool>,
+                dropout: Option<Dropout>,
+                precision: Precision,
+            ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
+                if !flash_attention_applies(&q, precision) {
+                    return attention_keeping_by_parts(q, k, v, mask, dropout, precision);
+                }
+                let (y, logsumexp) = <Self as cube_kernels::FlashAttention>::flash_attention(
+                    primitive(q),
+                    primitive(k),
+                    primitive(v),
+                    primitive(mask.float()),
+                    dropout.map(weights_dropout),
+                );
+                (float(y), float(logsumexp))
+            }
+
+            fn attention_backward(
+                q: Tensor<Self, 4>,
+                k: Tensor<Self, 4>,
+                v: Tensor<Self, 4>,
+                output: Tensor<Self, 4>,
+                logsumexp: Tensor<Self, 3>,
+                d_output: Tensor<Self, 4>,
+                mask: Tensor<Self, 3, Bool>,
+                dropout: Option<Dropout>,
+                precision: Precision,
+            ) -> [Tensor<Self, 4>; 3] {
+                if !flash_attention_applies(&q, precision) {
+                    return attention_backward_by_parts(q, k, v, output, logsumexp, d_output, mask, dropout, precision);
+                }
+                let (d_q, d_k, d_v) = <Self as cube_kernels::FlashAttention>::flash_attention_backward(
+                    primitive(q),
+                    primitive(k),
+                    primitive(v),
+                    primitive(output),
+                    primitive(logsumexp),
+                    primitive(d_output),
+                    primitive(mask.float()),
+                    dropout.map(weights_dropout),
+                );
+                [float(d_q), float(d_k), float(d_v)]
             }
 
             fn decode_attention(
@@ -383,6 +531,18 @@ macro_rules! cube_backend {
         }
     };
 }
+/// Whether `cube_kernels`' flash attention takes attention with these q: f32 products and
+/// heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64).
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn flash_attention_applies<B: Backend>(q: &Tensor<B, 4>, precision: Precision) -> bool {
+    precision == Precision::F32 && q.dims()[3] <= cube_kernels::MAX_FLASH_HEAD_DIM
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn weights_dropout(dropout: Dropout) -> cube_kernels::WeightsDropout {
+    cube_kernels::WeightsDropout { stream: dropout.stream, p: dropout.p }
+}
+
 /// `after(before(x) · W + b)` in one launch of `cube_kernels`' few-row kernel, where it
 /// applies: at most `MAX_FEW_ROWS` rows, f32 products, a bias. `None` elsewhere.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]

@@ -84,10 +84,15 @@ impl Dropout {
         B::dropout_keeps(self.stream, self.p, shape.iter().product(), device).reshape(shape)
     }
 
+    /// `1 / (1 − p)` where an element of a tensor of `shape` is kept, 0.0 where it is dropped.
+    pub fn scaled_keeps<B: Gpt2Backend, const D: usize>(&self, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+        self.keeps(shape, device) * (1.0 / (1.0 - self.p))
+    }
+
     /// `x` with the dropped elements zeroed and the kept ones scaled.
     pub fn apply<B: Gpt2Backend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let keeps = self.keeps(x.dims(), &x.device());
-        x * keeps * (1.0 / (1.0 - self.p))
+        let keeps = self.scaled_keeps(x.dims(), &x.device());
+        x * keeps
     }
 }
 

@@ -1,0 +1,47 @@
+//! Training's attention on burn's CubeCL + fusion path (the path CUDA takes: flash attention's
+//! kernels from `cube-kernels`, here on wgpu, Mesa's software Vulkan driver on a machine without
+//! a GPU) against the CPU's burn operations: the output and the q/k/v projection's gradient,
+//! with documents packed in a row and with dropout.
+//! `cargo test -p gpt2 --features wgpu --test wgpu_attention`
+
+use burn::{backend::Autodiff, prelude::*, tensor::Distribution};
+use gpt2::{causal_mask, Cpu, Documents, Dropout, DropoutMasks, Gpt2Backend, Precision, Wgpu};
+
+const BATCH: usize = 2;
+/// Past one of the kernels' 32-row tiles.
+const TIME: usize = 40;
+const HEADS: usize = 2;
+/// GPT-2's heads are 64 wide.
+const HEAD_DIM: usize = 64;
+
+/// The heads' outputs side by side and the q/k/v rows' gradient for an upstream gradient.
+fn attention<B: Gpt2Backend>(qkv: TensorData, upstream: TensorData, dropout: Option<Dropout>) -> [Vec<f32>; 2] {
+    let device = Default::default();
+    let documents = Documents::<Autodiff<B>>::new(&[vec![4], vec![7, 30]], TIME, &device);
+    let mask = documents.mask(causal_mask::<Autodiff<B>>(TIME, TIME, &device));
+    let qkv = Tensor::<Autodiff<B>, 2>::from_data(qkv, &device).require_grad();
+    let y = Autodiff::<B>::self_attention(qkv.clone(), HEADS, mask, dropout, Precision::F32);
+    let gradients = (y.clone() * Tensor::from_data(upstream, &device)).sum().backward();
+    let values = |t: Tensor<B, 2>| t.into_data().to_vec::<f32>().unwrap();
+    [values(y.inner()), values(qkv.grad(&gradients).unwrap())]
+}
+
+#[test]
+fn training_attention_matches_the_cpu() {
+    let width = HEADS * HEAD_DIM;
+    let random = |dims: [usize; 2]| {
+        Tensor::<Cpu, 2>::random(dims, Distribution::Uniform(-1.0, 1.0), &Default::default()).into_data()
+    };
+    for p in [0.0, 0.1] {
+        let stream = DropoutMasks::new(3, 1, 0).layer(2).attention_weights();
+        let dropout = (p > 0.0).then_some(Dropout { p, stream });
+        let (qkv, upstream) = (random([BATCH * TIME, 3 * width]), random([BATCH * TIME, width]));
+        let cpu = attention::<Cpu>(qkv.clone(), upstream.clone(), dropout);
+        let wgpu = attention::<Wgpu>(qkv, upstream, dropout);
+        for (what, (expected, actual)) in ["output", "q/k/v gradient"].iter().zip(cpu.iter().zip(&wgpu)) {
+            let scale = expected.iter().fold(0.0f32, |m, e| m.max(e.abs()));
+            let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, f32::max);
+            assert!(difference <= 1e-5 * scale, "{what}, dropout {p}: max |difference| {difference} at scale {scale}");
+        }
+    }
+}
