@@ -38,25 +38,27 @@ fn hidden(case: &Case) -> Vec<f32> {
     hidden
 }
 
-fn random(dims: [usize; 4], seed: u64) -> TensorData {
+fn random(dims: [usize; 2], seed: u64) -> TensorData {
     Cpu::seed(&Default::default(), seed);
-    Tensor::<Cpu, 4>::random(dims, Distribution::Uniform(-2.0, 2.0), &Default::default()).into_data()
+    Tensor::<Cpu, 2>::random(dims, Distribution::Uniform(-2.0, 2.0), &Default::default()).into_data()
 }
 
-/// burn's operations on the CPU, differentiated by burn: the output and q's, k's and v's
-/// gradients for an upstream gradient `d_output`.
-fn reference(case: &Case, [q, k, v, d_output]: [TensorData; 4], dropout: Option<WeightsDropout>) -> [Vec<f32>; 4] {
+/// burn's operations on the CPU, differentiated by burn: the heads' outputs side by side and
+/// the q/k/v rows' gradient for an upstream gradient `d_output`.
+fn reference(case: &Case, qkv: TensorData, d_output: TensorData, dropout: Option<WeightsDropout>) -> [Vec<f32>; 2] {
     type Trained = Autodiff<Cpu>;
     let device = Default::default();
     let [batch, heads, time, head_dim] = case.dims;
-    let leaf = |data: TensorData| Tensor::<Trained, 4>::from_data(data, &device).require_grad();
-    let (q, k, v) = (leaf(q), leaf(k), leaf(v));
+    let width = heads * head_dim;
+    let qkv = Tensor::<Trained, 2>::from_data(qkv, &device).require_grad();
+    let by_heads =
+        |i: usize| qkv.clone().narrow(1, i * width, width).reshape([batch, time, heads, head_dim]).swap_dims(1, 2);
+    let (q, k, v) = (by_heads(0), by_heads(1), by_heads(2));
     let hidden = Tensor::<Trained, 3>::from_data(TensorData::new(hidden(case), [batch, time, time]), &device)
         .equal_elem(1.0)
         .unsqueeze_dim::<4>(1)
         .expand([batch, heads, time, time]);
-    let scores =
-        q.clone().matmul(k.clone().transpose()).mask_fill(hidden, f32::NEG_INFINITY) / (head_dim as f64).sqrt();
+    let scores = q.matmul(k.transpose()).mask_fill(hidden, f32::NEG_INFINITY) / (head_dim as f64).sqrt();
     let mut weights = softmax(scores, 3);
     if let Some(WeightsDropout { stream, p }) = dropout {
         let mut keeps = vec![0.0; batch * heads * time * time];
@@ -64,23 +66,18 @@ fn reference(case: &Case, [q, k, v, d_output]: [TensorData; 4], dropout: Option<
         let keeps = Tensor::<Trained, 4>::from_data(TensorData::new(keeps, [batch, heads, time, time]), &device);
         weights = weights * keeps / (1.0 - p);
     }
-    let output = weights.matmul(v.clone());
+    let output = weights.matmul(v).swap_dims(1, 2).reshape([batch * time, width]);
     let gradients = (output.clone() * Tensor::from_data(d_output, &device)).sum().backward();
-    let values = |t: Tensor<Cpu, 4>| t.into_data().to_vec::<f32>().unwrap();
-    [
-        values(output.inner()),
-        values(q.grad(&gradients).unwrap()),
-        values(k.grad(&gradients).unwrap()),
-        values(v.grad(&gradients).unwrap()),
-    ]
+    let values = |t: Tensor<Cpu, 2>| t.into_data().to_vec::<f32>().unwrap();
+    [values(output.inner()), values(qkv.grad(&gradients).unwrap())]
 }
 
 fn on<B: Backend>(data: TensorData) -> FloatTensor<B> {
-    Tensor::<B, 4>::from_data(data, &Default::default()).into_primitive().tensor()
+    Tensor::<B, 2>::from_data(data, &Default::default()).into_primitive().tensor()
 }
 
-fn values<B: Backend>(tensor: FloatTensor<B>) -> Vec<f32> {
-    Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(tensor)).into_data().to_vec::<f32>().unwrap()
+fn values<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Vec<f32> {
+    Tensor::<B, D>::from_primitive(TensorPrimitive::Float(tensor)).into_data().to_vec::<f32>().unwrap()
 }
 
 fn assert_close(what: &str, expected: &[f32], actual: &[f32]) {
@@ -101,26 +98,26 @@ fn assert_close(what: &str, expected: &[f32], actual: &[f32]) {
 }
 
 fn check<B: FlashAttention>(case: &Case) {
-    let [batch, _, time, _] = case.dims;
+    let [batch, heads, time, head_dim] = case.dims;
     let dropout = (case.p > 0.0).then_some(WeightsDropout {
         stream: MaskStream { key: [0x1234_5678, 0x9abc_def0], stream: [3, 7, 11] },
         p: case.p,
     });
-    let inputs = [1, 2, 3, 4].map(|seed| random(case.dims, seed + time as u64));
-    let [output, d_q, d_k, d_v] = reference(case, inputs.clone(), dropout);
-    let [q, k, v, d_output] = inputs.map(on::<B>);
+    let width = heads * head_dim;
+    let qkv = random([batch * time, 3 * width], time as u64);
+    let d_output = random([batch * time, width], time as u64 + 1);
+    let [output, d_qkv] = reference(case, qkv.clone(), d_output.clone(), dropout);
+    let (qkv, d_output) = (on::<B>(qkv), on::<B>(d_output));
     let hidden = || {
         let data = TensorData::new(hidden(case), [batch, time, time]);
-        Tensor::<B, 3>::from_data(data, &Default::default()).into_primitive().tensor()
+        Tensor::<B, 3>::from_data(data, &Default::default()).equal_elem(1.0).into_primitive()
     };
     let what = |part: &str| format!("{part}, {:?}, documents {:?}, dropout {}", case.dims, case.starts, case.p);
 
-    let (ours, logsumexp) = B::flash_attention(q.clone(), k.clone(), v.clone(), hidden(), dropout);
-    assert_close(&what("output"), &output, &values::<B>(ours.clone()));
-    let gradients = B::flash_attention_backward(q, k, v, ours, logsumexp, d_output, hidden(), dropout);
-    assert_close(&what("q's gradient"), &d_q, &values::<B>(gradients.0));
-    assert_close(&what("k's gradient"), &d_k, &values::<B>(gradients.1));
-    assert_close(&what("v's gradient"), &d_v, &values::<B>(gradients.2));
+    let (ours, logsumexp) = B::flash_attention(qkv.clone(), heads, hidden(), dropout);
+    assert_close(&what("output"), &output, &values::<B, 2>(ours.clone()));
+    let gradient = B::flash_attention_backward(qkv, ours, logsumexp, d_output, heads, hidden(), dropout);
+    assert_close(&what("q/k/v gradient"), &d_qkv, &values::<B, 2>(gradient));
 }
 
 fn cases() -> Vec<Case> {

@@ -13,7 +13,7 @@ use crate::{
     attention::split_heads,
     dropout::{dropped, Dropout},
     kv_cache::decode_attention_by_parts,
-    PreNorm, Precision,
+    training_attention, PreNorm, Precision,
 };
 use burn::{
     backend::NdArray,
@@ -109,46 +109,45 @@ pub trait Gpt2Backend: Backend {
         Self::masked_attention(q, k, v, mask, dropout, precision).reshape([rows, width / 3])
     }
 
-    /// Causal self-attention's core as training's custom backward pass takes it: `q`, `k`, `v`
-    /// `[batch, heads, time, head_dim]`, `mask` `[batch, time, time]` (`true` where a query must
-    /// not see a key; keys after the query are among them), `dropout` on the weights. Returns
-    /// the heads' outputs `[batch, heads, time, head_dim]` and each query's log-sum-exp of its
-    /// scaled scores `[batch, heads, time]`, from which [`attention_backward`] computes the
-    /// weights again.
+    /// Causal self-attention's core as training's custom backward pass takes it: from the q/k/v
+    /// projection's rows `[batch × time, 3 × d]` (q, k and v side by side, each with its `heads`
+    /// heads side by side) to the heads' outputs side by side `[batch × time, d]`, with each
+    /// query's log-sum-exp of its scaled scores `[batch, heads, time]`, from which
+    /// [`attention_backward`] computes the weights again. `mask` `[batch, time, time]` is `true`
+    /// where a query must not see a key (keys after the query among them); `dropout` on the
+    /// weights.
     ///
     /// [`attention_backward`]: Gpt2Backend::attention_backward
     fn attention_keeping(
-        q: Tensor<Self, 4>,
-        k: Tensor<Self, 4>,
-        v: Tensor<Self, 4>,
+        qkv: Tensor<Self, 2>,
+        heads: usize,
         mask: Tensor<Self, 3, Bool>,
         dropout: Option<Dropout>,
         precision: Precision,
-    ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
-        attention_keeping_by_parts(q, k, v, mask, dropout, precision)
+    ) -> (Tensor<Self, 2>, Tensor<Self, 3>) {
+        training_attention::attention_keeping(qkv, heads, mask, dropout, precision)
     }
 
-    /// The gradients of [`attention_keeping`]'s q, k and v from that of its output, `d_output`,
-    /// and what it took and returned. With `p` the weights, `z` dropout's mask and scale (1
-    /// without), `y = (z · p) · v` and `D = Σ d_y · y` over each query's row (which is
-    /// `Σ_keys z · p · dp` for `dp = d_y · vᵀ`): `d_v = (z · p)ᵀ · d_y`, the scores' gradient
-    /// `ds = p · (z · dp − D) / √head_dim`, `d_q = ds · k`, `d_k = dsᵀ · q`. Masked keys have
-    /// `p = 0`, so their `ds` is 0 with no mask.
+    /// The gradient of [`attention_keeping`]'s q/k/v rows (in their layout) from that of its
+    /// output, `d_output`, and what it took and returned. With `p` the weights, `z` dropout's
+    /// mask and scale (1 without), `y = (z · p) · v` and `D = Σ d_y · y` over each query's row
+    /// (which is `Σ_keys z · p · dp` for `dp = d_y · vᵀ`): `d_v = (z · p)ᵀ · d_y`, the scores'
+    /// gradient `ds = p · (z · dp − D) / √head_dim`, `d_q = ds · k`, `d_k = dsᵀ · q`. Masked
+    /// keys have `p = 0`, so their `ds` is 0 with no mask.
     ///
     /// [`attention_keeping`]: Gpt2Backend::attention_keeping
     #[allow(clippy::too_many_arguments)]
     fn attention_backward(
-        q: Tensor<Self, 4>,
-        k: Tensor<Self, 4>,
-        v: Tensor<Self, 4>,
-        output: Tensor<Self, 4>,
+        qkv: Tensor<Self, 2>,
+        output: Tensor<Self, 2>,
         logsumexp: Tensor<Self, 3>,
-        d_output: Tensor<Self, 4>,
+        d_output: Tensor<Self, 2>,
+        heads: usize,
         mask: Tensor<Self, 3, Bool>,
         dropout: Option<Dropout>,
         precision: Precision,
-    ) -> [Tensor<Self, 4>; 3] {
-        attention_backward_by_parts(q, k, v, output, logsumexp, d_output, mask, dropout, precision)
+    ) -> Tensor<Self, 2> {
+        training_attention::attention_backward(qkv, output, logsumexp, d_output, heads, mask, dropout, precision)
     }
 
     /// `layer(norm(x))`, then GPT-2's GELU if `gelu`: the product after each of a block's
@@ -290,55 +289,6 @@ fn attention_with_burn<B: Gpt2Backend>(
     precision.matmul(weights, v).swap_dims(1, 2).reshape([batch, time, heads * head_dim])
 }
 
-fn attention_keeping_by_parts<B: Gpt2Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    mask: Tensor<B, 3, Bool>,
-    dropout: Option<Dropout>,
-    precision: Precision,
-) -> (Tensor<B, 4>, Tensor<B, 3>) {
-    let scores = attention_scores(q, k, mask, precision);
-    let max = scores.clone().max_dim(3);
-    let logsumexp = max.clone() + (scores.clone() - max).exp().sum_dim(3).log();
-    let weights = (scores - logsumexp.clone()).exp();
-    (precision.matmul(dropped(weights, dropout), v), logsumexp.squeeze_dim(3))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn attention_backward_by_parts<B: Gpt2Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    output: Tensor<B, 4>,
-    logsumexp: Tensor<B, 3>,
-    d_output: Tensor<B, 4>,
-    mask: Tensor<B, 3, Bool>,
-    dropout: Option<Dropout>,
-    precision: Precision,
-) -> [Tensor<B, 4>; 3] {
-    let head_dim = q.dims()[3];
-    let weights = (attention_scores(q.clone(), k.clone(), mask, precision) - logsumexp.unsqueeze_dim(3)).exp();
-    // The mask is drawn again from its stream rather than kept: nothing `time × time`
-    // outlives the forward pass.
-    let scaled_keeps = dropout.map(|dropout| dropout.scaled_keeps::<B, 4>(weights.dims(), &weights.device()));
-    let kept = match &scaled_keeps {
-        Some(scaled_keeps) => weights.clone() * scaled_keeps.clone(),
-        None => weights.clone(),
-    };
-    let d_v = precision.matmul(kept.transpose(), d_output.clone());
-    let d_kept = precision.matmul(d_output.clone(), v.transpose());
-    let delta = (d_output * output).sum_dim(3);
-    let d_kept = match scaled_keeps {
-        Some(scaled_keeps) => d_kept * scaled_keeps,
-        None => d_kept,
-    };
-    let d_scores = weights * (d_kept - delta) / (head_dim as f64).sqrt();
-    let d_q = precision.matmul(d_scores.clone(), k);
-    let d_k = precision.matmul(d_scores.transpose(), q);
-    [d_q, d_k, d_v]
-}
-
 /// `softmax(q · kᵀ / √head_dim)` over the keys a query may see (`mask` `[batch, time, keys]`
 /// is `true` where it may not), for `q` `[batch, heads, time, head_dim]` and `k` `[batch,
 /// heads, keys, head_dim]`.
@@ -352,7 +302,7 @@ fn attention_weights<B: Backend>(
 }
 
 /// `q · kᵀ / √head_dim`, −∞ where `mask` hides a key: the scores before the softmax.
-fn attention_scores<B: Backend>(
+pub(crate) fn attention_scores<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     mask: Tensor<B, 3, Bool>,
@@ -422,51 +372,48 @@ macro_rules! cube_backend {
             }
 
             fn attention_keeping(
-                q: Tensor<Self, 4>,
-                k: Tensor<Self, 4>,
-                v: Tensor<Self, 4>,
+                qkv: Tensor<Self, 2>,
+                heads: usize,
                 mask: Tensor<Self, 3, Bool>,
                 dropout: Option<Dropout>,
                 precision: Precision,
-            ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
-                if !flash_attention_applies(&q, precision) {
-                    return attention_keeping_by_parts(q, k, v, mask, dropout, precision);
+            ) -> (Tensor<Self, 2>, Tensor<Self, 3>) {
+                if !flash_attention_applies(&qkv, heads, precision) {
+                    return training_attention::attention_keeping(qkv, heads, mask, dropout, precision);
                 }
                 let (y, logsumexp) = <Self as cube_kernels::FlashAttention>::flash_attention(
-                    primitive(q),
-                    primitive(k),
-                    primitive(v),
-                    primitive(mask.float()),
+                    primitive(qkv),
+                    heads,
+                    mask.into_primitive(),
                     dropout.map(weights_dropout),
                 );
                 (float(y), float(logsumexp))
             }
 
             fn attention_backward(
-                q: Tensor<Self, 4>,
-                k: Tensor<Self, 4>,
-                v: Tensor<Self, 4>,
-                output: Tensor<Self, 4>,
+                qkv: Tensor<Self, 2>,
+                output: Tensor<Self, 2>,
                 logsumexp: Tensor<Self, 3>,
-                d_output: Tensor<Self, 4>,
+                d_output: Tensor<Self, 2>,
+                heads: usize,
                 mask: Tensor<Self, 3, Bool>,
                 dropout: Option<Dropout>,
                 precision: Precision,
-            ) -> [Tensor<Self, 4>; 3] {
-                if !flash_attention_applies(&q, precision) {
-                    return attention_backward_by_parts(q, k, v, output, logsumexp, d_output, mask, dropout, precision);
+            ) -> Tensor<Self, 2> {
+                if !flash_attention_applies(&qkv, heads, precision) {
+                    return training_attention::attention_backward(
+                        qkv, output, logsumexp, d_output, heads, mask, dropout, precision,
+                    );
                 }
-                let (d_q, d_k, d_v) = <Self as cube_kernels::FlashAttention>::flash_attention_backward(
-                    primitive(q),
-                    primitive(k),
-                    primitive(v),
+                float(<Self as cube_kernels::FlashAttention>::flash_attention_backward(
+                    primitive(qkv),
                     primitive(output),
                     primitive(logsumexp),
                     primitive(d_output),
-                    primitive(mask.float()),
+                    heads,
+                    mask.into_primitive(),
                     dropout.map(weights_dropout),
-                );
-                [float(d_q), float(d_k), float(d_v)]
+                ))
             }
 
             fn decode_attention(
@@ -531,11 +478,11 @@ macro_rules! cube_backend {
         }
     };
 }
-/// Whether `cube_kernels`' flash attention takes attention with these q: f32 products and
-/// heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64).
+/// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows: f32
+/// products and heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64).
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn flash_attention_applies<B: Backend>(q: &Tensor<B, 4>, precision: Precision) -> bool {
-    precision == Precision::F32 && q.dims()[3] <= cube_kernels::MAX_FLASH_HEAD_DIM
+fn flash_attention_applies<B: Backend>(qkv: &Tensor<B, 2>, heads: usize, precision: Precision) -> bool {
+    precision == Precision::F32 && qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
 }
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]

@@ -23,6 +23,7 @@ mod loss;
 mod mlp;
 mod model;
 mod precision;
+mod training_attention;
 
 pub use attention::CausalSelfAttention;
 #[cfg(feature = "cuda")]

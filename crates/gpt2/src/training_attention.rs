@@ -1,0 +1,93 @@
+//! Causal self-attention's core as training runs it, by burn's operations: the default of
+//! [`Gpt2Backend::attention_keeping`] and [`Gpt2Backend::attention_backward`] (the CPU's; CUDA
+//! and wgpu run flash attention's kernels from `cube-kernels` instead).
+//!
+//! The softmax goes through each query's log-sum-exp, which the forward pass returns: the
+//! backward pass computes the weights again from q and k with it (no reductions), and draws
+//! dropout's mask again from its stream, so nothing `time × time` outlives the forward pass.
+
+use crate::{backend::attention_scores, dropout::dropped, Dropout, Gpt2Backend, Precision};
+use burn::prelude::*;
+
+/// See [`Gpt2Backend::attention_keeping`].
+pub(crate) fn attention_keeping<B: Gpt2Backend>(
+    qkv: Tensor<B, 2>,
+    heads: usize,
+    mask: Tensor<B, 3, Bool>,
+    dropout: Option<Dropout>,
+    precision: Precision,
+) -> (Tensor<B, 2>, Tensor<B, 3>) {
+    let [q, k, v] = heads_apart(qkv, heads, mask.dims());
+    let scores = attention_scores(q, k, mask, precision);
+    let max = scores.clone().max_dim(3);
+    let logsumexp = max.clone() + (scores.clone() - max).exp().sum_dim(3).log();
+    let weights = (scores - logsumexp.clone()).exp();
+    let output = side_by_side(precision.matmul(dropped(weights, dropout), v));
+    (output, logsumexp.squeeze_dim(3))
+}
+
+/// See [`Gpt2Backend::attention_backward`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_backward<B: Gpt2Backend>(
+    qkv: Tensor<B, 2>,
+    output: Tensor<B, 2>,
+    logsumexp: Tensor<B, 3>,
+    d_output: Tensor<B, 2>,
+    heads: usize,
+    mask: Tensor<B, 3, Bool>,
+    dropout: Option<Dropout>,
+    precision: Precision,
+) -> Tensor<B, 2> {
+    let [q, k, v] = heads_apart(qkv, heads, mask.dims());
+    let [batch, _, time, head_dim] = q.dims();
+    let (output, d_output) = (by_heads(output, q.dims()), by_heads(d_output, q.dims()));
+    let weights = (attention_scores(q.clone(), k.clone(), mask, precision) - logsumexp.unsqueeze_dim(3)).exp();
+    let scaled_keeps = dropout.map(|dropout| dropout.scaled_keeps::<B, 4>(weights.dims(), &weights.device()));
+    let kept = match &scaled_keeps {
+        Some(scaled_keeps) => weights.clone() * scaled_keeps.clone(),
+        None => weights.clone(),
+    };
+    let d_v = precision.matmul(kept.transpose(), d_output.clone());
+    let d_kept = precision.matmul(d_output.clone(), v.transpose());
+    let delta = (d_output * output).sum_dim(3);
+    let d_kept = match scaled_keeps {
+        Some(scaled_keeps) => d_kept * scaled_keeps,
+        None => d_kept,
+    };
+    let d_scores = weights * (d_kept - delta) / (head_dim as f64).sqrt();
+    let d_q = precision.matmul(d_scores.clone(), k);
+    let d_k = precision.matmul(d_scores.transpose(), q);
+    // [3, batch, heads, time, head_dim] → [batch, time, 3, heads, head_dim]: the
+    // projection's layout, q, k and v side by side.
+    let d_qkv = Tensor::stack::<5>(vec![d_q, d_k, d_v], 0).permute([1, 3, 0, 2, 4]);
+    d_qkv.reshape([batch * time, 3 * heads * head_dim])
+}
+
+/// q, k and v `[batch, heads, time, head_dim]` from the projection's rows `[batch × time, 3 ×
+/// d]`, in one copy. Each comes out contiguous: CubeCL's products copy an operand whose batch
+/// dimensions are not outermost (a head's rows are `3 × d` apart in the projection), and the
+/// backward pass multiplies by each again.
+fn heads_apart<B: Backend>(qkv: Tensor<B, 2>, heads: usize, [batch, time, _]: [usize; 3]) -> [Tensor<B, 4>; 3] {
+    let head_dim = qkv.dims()[1] / (3 * heads);
+    let apart = qkv
+        .reshape([batch, time, 3, heads, head_dim])
+        .permute([2, 0, 3, 1, 4])
+        // Not a view of the projection: this is the copy.
+        .reshape([3 * batch * heads, time, head_dim])
+        .reshape([3, batch, heads, time, head_dim]);
+    [0, 1, 2].map(|i| apart.clone().narrow(0, i, 1).reshape([batch, heads, time, head_dim]))
+}
+
+/// `[batch, heads, time, head_dim]` from `[batch × time, heads × head_dim]`, contiguous.
+fn by_heads<B: Backend>(rows: Tensor<B, 2>, [batch, heads, time, head_dim]: [usize; 4]) -> Tensor<B, 4> {
+    rows.reshape([batch, time, heads, head_dim])
+        .swap_dims(1, 2)
+        .reshape([batch * heads, time, head_dim])
+        .reshape([batch, heads, time, head_dim])
+}
+
+/// `[batch, heads, time, head_dim]` → `[batch × time, heads × head_dim]`.
+fn side_by_side<B: Backend>(heads: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [batch, n_head, time, head_dim] = heads.dims();
+    heads.swap_dims(1, 2).reshape([batch * time, n_head * head_dim])
+}
