@@ -25,9 +25,10 @@ const UNITS: u32 = 256;
 const MAX_CUBES_X: usize = 65_535;
 
 pub trait DropoutKeeps: Backend {
-    /// `[len]`: 1.0 where dropout at probability `p` keeps element `i` of `stream`, 0.0 where it
-    /// drops it, as `kernels::dropout_keeps` has them.
-    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Device<Self>) -> FloatTensor<Self>;
+    /// `[len]`: `kept` where dropout at probability `p` keeps element `i` of `stream`, 0.0 where
+    /// it drops it, as `kernels::dropout_keeps` has them (with `kept` 1.0). `kept` is dropout's
+    /// scale, `1 / (1 − p)`, for a mask that scales as it drops.
+    fn dropout_keeps(stream: MaskStream, p: f64, kept: f32, len: usize, device: &Device<Self>) -> FloatTensor<Self>;
 }
 
 /// Unit `block` writes elements `4 · block … 4 · block + 3` from Philox's four words at counter
@@ -41,6 +42,7 @@ fn dropout_keeps_kernel<F: Float>(
     stream1: u32,
     stream2: u32,
     threshold: u32,
+    kept: f32,
 ) {
     let block = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X;
     let first = block as usize * 4;
@@ -48,21 +50,22 @@ fn dropout_keeps_kernel<F: Float>(
         terminate!();
     }
     let words = philox4x32_10(block, stream0, stream1, stream2, key0, key1);
-    write_keep::<F>(keeps, first, words.w0, threshold);
-    write_keep::<F>(keeps, first + 1, words.w1, threshold);
-    write_keep::<F>(keeps, first + 2, words.w2, threshold);
-    write_keep::<F>(keeps, first + 3, words.w3, threshold);
+    let kept = F::cast_from(kept);
+    write_keep::<F>(keeps, first, words.w0, threshold, kept);
+    write_keep::<F>(keeps, first + 1, words.w1, threshold, kept);
+    write_keep::<F>(keeps, first + 2, words.w2, threshold, kept);
+    write_keep::<F>(keeps, first + 3, words.w3, threshold, kept);
 }
 
 #[cube]
-fn write_keep<F: Float>(keeps: &mut Tensor<F>, index: usize, word: u32, threshold: u32) {
+fn write_keep<F: Float>(keeps: &mut Tensor<F>, index: usize, word: u32, threshold: u32, kept: F) {
     if index < keeps.len() {
-        keeps[index] = select(word >= threshold, F::new(1.0), F::new(0.0));
+        keeps[index] = select(word >= threshold, kept, F::new(0.0));
     }
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DropoutKeeps for CubeBackend<R, F, I, BT> {
-    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Device<Self>) -> FloatTensor<Self> {
+    fn dropout_keeps(stream: MaskStream, p: f64, kept: f32, len: usize, device: &Device<Self>) -> FloatTensor<Self> {
         let keeps = Self::float_empty(Shape::new([len]), device, FloatDType::from(F::dtype()));
         let cubes = len.div_ceil(4).div_ceil(UNITS as usize).max(1);
         let cubes_x = cubes.min(MAX_CUBES_X);
@@ -77,25 +80,27 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DropoutKee
             stream.stream[1],
             stream.stream[2],
             drop_threshold(p),
+            kept,
         );
         keeps
     }
 }
 
 impl<B: FusionBackend + DropoutKeeps> DropoutKeeps for Fusion<B> {
-    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Device<Self>) -> FloatTensor<Self> {
+    fn dropout_keeps(stream: MaskStream, p: f64, kept: f32, len: usize, device: &Device<Self>) -> FloatTensor<Self> {
         #[derive(Clone, Debug)]
         struct DropoutKeepsOp<B: FusionBackend> {
             desc: CustomOpIr,
             stream: MaskStream,
             p: f64,
+            kept: f32,
             device: Device<B>,
         }
 
         impl<B: FusionBackend + DropoutKeeps> Operation<B::FusionRuntime> for DropoutKeepsOp<B> {
             fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
                 let ([], [keeps]) = self.desc.as_fixed();
-                let drawn = B::dropout_keeps(self.stream, self.p, keeps.shape.num_elements(), &self.device);
+                let drawn = B::dropout_keeps(self.stream, self.p, self.kept, keeps.shape.num_elements(), &self.device);
                 handles.register_float_tensor::<B>(&keeps.id, drawn);
             }
         }
@@ -108,7 +113,7 @@ impl<B: FusionBackend + DropoutKeeps> DropoutKeeps for Fusion<B> {
             .register(
                 OperationStreams::default(),
                 OperationIr::Custom(desc.clone()),
-                DropoutKeepsOp::<B> { desc, stream, p, device: device.clone() },
+                DropoutKeepsOp::<B> { desc, stream, p, kept, device: device.clone() },
             )
             .output()
     }

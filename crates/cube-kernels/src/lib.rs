@@ -3,6 +3,8 @@
 //! for CubeCL, they run on every CubeCL backend (CUDA; wgpu, which Mesa's software Vulkan
 //! driver runs on the CPU, for tests). The model crate calls them through its backend trait.
 //!
+//! - [`AddToStretches`]: many tensors each added to its stretch of one flat buffer, in a launch
+//!   for up to 32 of them (burn: a launch a tensor): gradients summed over micro-batches.
 //! - [`DecodeAttention`]: one new position a row written into a KV cache and attended over it,
 //!   in one launch (burn: about fifteen).
 //! - [`DropoutKeeps`]: dropout's keep mask from Philox counters, the words
@@ -20,6 +22,7 @@
 //! for its fusion backend over it (a custom operation in fusion's stream: the kernel runs when
 //! the stream reaches it, after the operations it reads).
 
+mod add_to_stretches;
 mod decode_attention;
 mod dropout;
 mod few_rows_linear;
@@ -28,6 +31,7 @@ mod layer_norm;
 mod philox;
 mod reduce;
 
+pub use add_to_stretches::AddToStretches;
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
 pub use dropout::DropoutKeeps;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};

@@ -12,10 +12,12 @@ use cube_kernels::DropoutKeeps;
 use kernels::MaskStream;
 
 fn check<B: DropoutKeeps>(stream: MaskStream, p: f64, len: usize) {
-    let drawn = B::dropout_keeps(stream, p, len, &Default::default());
+    let kept = (1.0 / (1.0 - p)) as f32;
+    let drawn = B::dropout_keeps(stream, p, kept, len, &Default::default());
     let drawn = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(drawn)).into_data().to_vec::<f32>().unwrap();
     let mut expected = vec![f32::NAN; len];
     kernels::dropout_keeps(stream, p, &mut expected);
+    expected.iter_mut().for_each(|keep| *keep *= kept);
     assert_eq!(drawn.len(), len);
     if let Some(i) = (0..len).find(|&i| drawn[i] != expected[i]) {
         panic!(

@@ -215,12 +215,25 @@ pub trait Gpt2Backend: Backend {
         decode_attention_by_parts(qkv, keys, values, position, heads, precision)
     }
 
-    /// `[len]`: 1.0 where dropout at probability `p` keeps element `i` of `stream`, 0.0 where
-    /// it drops it (`kernels::dropout_keeps`). Drawn on the host and copied to the device.
-    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Self::Device) -> Tensor<Self, 1> {
+    /// `[len]`: `kept` where dropout at probability `p` keeps element `i` of `stream`, 0.0
+    /// where it drops it (`kernels::dropout_keeps`). Drawn on the host and copied to the device.
+    fn dropout_keeps(stream: MaskStream, p: f64, kept: f32, len: usize, device: &Self::Device) -> Tensor<Self, 1> {
         let mut keeps = vec![0.0f32; len];
         kernels::dropout_keeps(stream, p, &mut keeps);
+        keeps.iter_mut().for_each(|keep| *keep *= kept);
         Tensor::from_data(TensorData::new(keeps, [len]), device)
+    }
+
+    /// `buffer` `[len]` with each of `pieces` `([n], start)` added to its stretch
+    /// `start..start + n` (the stretches apart): how the train stage sums each micro-batch's
+    /// gradients into the optimizer's flat buffers.
+    fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(Tensor<Self, 1>, usize)>) -> Tensor<Self, 1> {
+        pieces.into_iter().fold(buffer, |buffer, (piece, start)| {
+            let stretch = start..start + piece.dims()[0];
+            // Summed before the assignment, so that the buffer is held once and written in place.
+            let sum = buffer.clone().slice(stretch.clone()) + piece;
+            buffer.slice_assign(stretch, sum)
+        })
     }
 
     /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`: the weighted mean of each
@@ -437,8 +450,19 @@ macro_rules! cube_backend {
                 (float(y), float(keys), float(values))
             }
 
-            fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Self::Device) -> Tensor<Self, 1> {
-                float(<Self as cube_kernels::DropoutKeeps>::dropout_keeps(stream, p, len, device))
+            fn dropout_keeps(
+                stream: MaskStream,
+                p: f64,
+                kept: f32,
+                len: usize,
+                device: &Self::Device,
+            ) -> Tensor<Self, 1> {
+                float(<Self as cube_kernels::DropoutKeeps>::dropout_keeps(stream, p, kept, len, device))
+            }
+
+            fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(Tensor<Self, 1>, usize)>) -> Tensor<Self, 1> {
+                let pieces = pieces.into_iter().map(|(piece, start)| (primitive(piece), start)).collect();
+                float(<Self as cube_kernels::AddToStretches>::add_to_stretches(primitive(buffer), pieces))
             }
 
             fn normed_linear(

@@ -79,14 +79,11 @@ impl Dropout {
         stream.filter(|_| p > 0.0).map(|stream| Self { p, stream })
     }
 
-    /// 1.0 where an element of a tensor of `shape` is kept, 0.0 where it is dropped.
-    pub fn keeps<B: Gpt2Backend, const D: usize>(&self, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
-        B::dropout_keeps(self.stream, self.p, shape.iter().product(), device).reshape(shape)
-    }
-
-    /// `1 / (1 − p)` where an element of a tensor of `shape` is kept, 0.0 where it is dropped.
+    /// `1 / (1 − p)` where an element of a tensor of `shape` is kept, 0.0 where it is dropped:
+    /// the mask and the scale in one tensor (one kernel on a GPU).
     pub fn scaled_keeps<B: Gpt2Backend, const D: usize>(&self, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
-        self.keeps(shape, device) * (1.0 / (1.0 - self.p))
+        let scale = (1.0 / (1.0 - self.p)) as f32;
+        B::dropout_keeps(self.stream, self.p, scale, shape.iter().product(), device).reshape(shape)
     }
 
     /// `x` with the dropped elements zeroed and the kept ones scaled.
@@ -125,7 +122,11 @@ mod tests {
         let draws: Vec<Vec<f32>> = streams
             .iter()
             .map(|&stream| {
-                Dropout { p: 0.5, stream }.keeps::<Cpu, 1>([64], &Default::default()).into_data().to_vec().unwrap()
+                Dropout { p: 0.5, stream }
+                    .scaled_keeps::<Cpu, 1>([64], &Default::default())
+                    .into_data()
+                    .to_vec()
+                    .unwrap()
             })
             .collect();
         for (i, first) in draws.iter().enumerate() {

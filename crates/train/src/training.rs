@@ -18,7 +18,7 @@ use artifact::{OutputLock, Staging};
 use burn::{
     backend::Autodiff,
     module::{AutodiffModule, ModuleVisitor, Param},
-    optim::{GradientsAccumulator, GradientsParams},
+    optim::GradientsParams,
     prelude::*,
     tensor::{backend::AutodiffBackend, Transaction},
 };
@@ -424,7 +424,7 @@ impl StepLoop<'_> {
 
             // Each micro-batch's mean is weighted by its share of the step's tokens, so the
             // summed gradients are those of the token mean over the whole step.
-            let mut accumulator = GradientsAccumulator::new();
+            let mut gradients = optimizer.gradients(&model);
             let mut step_loss: Option<Tensor<B, 1>> = None;
             for (index, batch) in batches {
                 let share = batch.targets as f64 / step_targets as f64;
@@ -437,11 +437,11 @@ impl StepLoop<'_> {
                     Some(total) => total + value,
                     None => value,
                 });
-                accumulator.accumulate(&model, GradientsParams::from_grads(weighted.backward(), &model));
+                gradients = gradients.add(&model, GradientsParams::from_grads(weighted.backward(), &model));
             }
             let lr = self.schedule.at(step);
             let grad_norm;
-            (model, grad_norm) = optimizer.step(lr, model, accumulator.grads(), args.max_grad_norm, &peer)?;
+            (model, grad_norm) = optimizer.step(lr, model, gradients, args.max_grad_norm, &peer)?;
             // The step's one wait for the device: its loss and gradient norm, read together
             // after the update is queued. A non-finite one stops the run before anything of
             // this step is saved, so the update it made in memory is never kept.

@@ -37,8 +37,8 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
     }
 
     /// The inner backend's draw: a mask has no gradient.
-    fn dropout_keeps(stream: MaskStream, p: f64, len: usize, device: &Self::Device) -> Tensor<Self, 1> {
-        Tensor::from_inner(B::dropout_keeps(stream, p, len, device))
+    fn dropout_keeps(stream: MaskStream, p: f64, kept: f32, len: usize, device: &Self::Device) -> Tensor<Self, 1> {
+        Tensor::from_inner(B::dropout_keeps(stream, p, kept, len, device))
     }
 
     fn cross_entropy(

@@ -3,11 +3,10 @@
 //!
 //! Flat, the update is one fused kernel a group and the clip's norm one reduction, where a
 //! tensor at a time they are hundreds of launches. Between steps the model's parameters are
-//! views into the buffers, so only the gradients are copied in.
+//! views into the buffers, and the gradients are summed into buffers of the same layout.
 
 use burn::{
     module::{ModuleMapper, ModuleVisitor, Param, ParamId},
-    optim::GradientsParams,
     prelude::*,
     tensor::backend::AutodiffBackend,
 };
@@ -85,7 +84,7 @@ impl Layout {
         self.groups[group as usize].slots.iter().map(|slot| slot.id).collect()
     }
 
-    fn slot(&self, id: ParamId) -> Option<(Group, &Slot)> {
+    pub fn slot(&self, id: ParamId) -> Option<(Group, &Slot)> {
         self.index.get(&id).map(|&(group, i)| (group, &self.groups[group as usize].slots[i]))
     }
 
@@ -143,14 +142,6 @@ impl<B: Backend> ModuleVisitor<B> for AddSlots<'_> {
 /// A tensor for each parameter, to be gathered into flat buffers.
 pub trait Source<B: AutodiffBackend> {
     fn get<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) -> Option<Tensor<B::InnerBackend, D>>;
-}
-
-/// The parameters' gradients (a parameter without one counts as zero: PyTorch would not
-/// update it at all, but every GPT-2 parameter has one).
-impl<B: AutodiffBackend> Source<B> for GradientsParams {
-    fn get<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) -> Option<Tensor<B::InnerBackend, D>> {
-        GradientsParams::get(self, param.id)
-    }
 }
 
 /// The parameters' values.

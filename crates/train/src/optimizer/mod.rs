@@ -4,17 +4,22 @@
 //!
 //! burn's AdamW updates a tensor at a time (some fifteen operations each, fused per tensor but
 //! never across tensors: hundreds of kernel launches a step) and clips each tensor on its own.
-//! Here each group's parameters, gradients and moments are flat buffers ([`layout`]): the norm
-//! is one reduction, the clip and the update one fused kernel a group, all on the device.
+//! Here each group's parameters, gradients and moments are flat buffers ([`layout`]): the
+//! micro-batches' gradients are summed into them ([`StepGradients`]), the norm is one reduction,
+//! the clip and the update one fused kernel a group, all on the device.
 
 mod layout;
 mod state_file;
+mod step_gradients;
+
+pub use step_gradients::StepGradients;
 
 use crate::workers::Peer;
 use anyhow::Result;
-use burn::{optim::GradientsParams, prelude::*, tensor::backend::AutodiffBackend};
-use gpt2::Gpt2;
+use burn::{prelude::*, tensor::backend::AutodiffBackend};
+use gpt2::{Gpt2, Gpt2Backend};
 use layout::{Group, Layout, Values, GROUPS, NORM_ROWS};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWSettings {
@@ -29,7 +34,7 @@ pub struct GroupedAdamW<B: AutodiffBackend> {
     /// Updates made so far: PyTorch's `step`, from which the bias corrections count.
     steps: u64,
     /// Made from the model at the first step, or read with the moments.
-    layout: Option<Layout>,
+    layout: Option<Arc<Layout>>,
     moments: Option<[Moments<B::InnerBackend>; 2]>,
     /// The buffers the model's parameters are views of, from the last step on.
     params: Option<[Tensor<B::InnerBackend, 1>; 2]>,
@@ -49,8 +54,17 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         Self { settings, steps: 0, layout: None, moments: None, params: None }
     }
 
-    /// One update of `model` with learning rate `lr`, its gradients first scaled down to a
-    /// global norm of at most `max_norm` (not at all when it is 0). Returns the updated model
+    /// Zeros to sum a step's gradients of `model` into, laid out as this optimizer's buffers.
+    pub fn gradients(&mut self, model: &Gpt2<B>) -> StepGradients<B>
+    where
+        B::InnerBackend: Gpt2Backend,
+    {
+        let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(model)));
+        StepGradients::zeros(layout.clone(), &model.wte.weight.device())
+    }
+
+    /// One update of `model` with learning rate `lr`, the step's gradients first scaled down to
+    /// a global norm of at most `max_norm` (not at all when it is 0). Returns the updated model
     /// and the gradients' norm before clipping, as a one-element tensor left on the device.
     ///
     /// `model` is the model the previous step returned, or a fresh one before the first step
@@ -62,17 +76,17 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         &mut self,
         lr: f64,
         model: Gpt2<B>,
-        grads: GradientsParams,
+        grads: StepGradients<B>,
         max_norm: f64,
         peer: &Peer,
-    ) -> Result<(Gpt2<B>, Tensor<B::InnerBackend, 1>)> {
+    ) -> Result<(Gpt2<B>, Tensor<B::InnerBackend, 1>)>
+    where
+        B::InnerBackend: Gpt2Backend,
+    {
         let device = model.wte.weight.device();
-        let layout = self.layout.get_or_insert_with(|| Layout::of(&model));
+        let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(&model)));
         let params = self.params.take().unwrap_or_else(|| layout.gather(&model, &mut Values, &device));
-        let mut per_tensor = grads;
-        let [decayed, not_decayed] = layout.gather(&model, &mut per_tensor, &device);
-        // Copied: only the flat buffers take memory from here on.
-        drop(per_tensor);
+        let [decayed, not_decayed] = grads.into_buffers(layout);
         let mut grads = [peer.sum(decayed)?, peer.sum(not_decayed)?];
 
         // Everything stays on the device, as in PyTorch's `clip_grad_norm_`, which also scales
@@ -158,7 +172,7 @@ mod tests {
     use burn::{
         backend::{Autodiff, NdArray},
         module::{ModuleVisitor, Param, ParamId},
-        optim::{adaptor::OptimizerAdaptor, AdamW as BurnAdamW, AdamWConfig, Optimizer},
+        optim::{adaptor::OptimizerAdaptor, AdamW as BurnAdamW, AdamWConfig, GradientsParams, Optimizer},
         record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder},
     };
     use gpt2::{next_token_loss, Gpt2Config};
@@ -184,6 +198,21 @@ mod tests {
             Tensor::<B, 1, Int>::arange(0..24, &device).mul_scalar(step + 3).remainder_scalar(40).reshape([2, 12]);
         let loss = next_token_loss(model.forward(tokens.clone()), tokens, Tensor::ones([2, 12], &device));
         GradientsParams::from_grads(loss.backward(), model)
+    }
+
+    /// `optimizer`'s update of `model` with the gradients of `micro_batches` (the steps `grads`
+    /// takes) summed, clipped to `max_norm`.
+    fn step(
+        optimizer: &mut GroupedAdamW<B>,
+        model: Gpt2<B>,
+        micro_batches: &[i64],
+        max_norm: f64,
+    ) -> (Gpt2<B>, Tensor<NdArray, 1>) {
+        let mut summed = optimizer.gradients(&model);
+        for &micro_batch in micro_batches {
+            summed = summed.add(&model, grads(&model, micro_batch));
+        }
+        optimizer.step(LR, model, summed, max_norm, &Peer::ALONE).unwrap()
     }
 
     /// burn's AdamW, one optimizer a group: what this optimizer replaced, and what earlier
@@ -274,9 +303,9 @@ mod tests {
         let start = model();
         let (mut ours, mut theirs) = (start.clone(), start);
         let (mut flat, mut burn) = (GroupedAdamW::new(SETTINGS), BurnGrouped::new());
-        for step in 0..3 {
-            (ours, _) = flat.step(LR, ours.clone(), grads(&ours, step), 0.0, &Peer::ALONE).unwrap();
-            theirs = burn.step(theirs.clone(), grads(&theirs, step));
+        for index in 0..3 {
+            (ours, _) = step(&mut flat, ours.clone(), &[index], 0.0);
+            theirs = burn.step(theirs.clone(), grads(&theirs, index));
             assert_close(&ours, &theirs);
         }
         assert_ne!(values(&ours), values(&model()), "it trained");
@@ -286,19 +315,20 @@ mod tests {
     fn the_norm_is_of_all_gradients_and_clipping_scales_them_to_it() {
         let model = model();
         let squares: f64 = {
-            let mut grads = grads(&model, 0);
-            let flat = Layout::of(&model).gather(&model, &mut grads, &Default::default());
-            flat.iter().map(|g| g.clone().into_data().iter::<f32>().map(|x| (x as f64).powi(2)).sum::<f64>()).sum()
+            let (mut first, mut second) = (grads(&model, 0), grads(&model, 1));
+            let mut visit = SumOfSquares { first: &mut first, second: &mut second, total: 0.0 };
+            model.visit(&mut visit);
+            visit.total
         };
         let mut optimizer = GroupedAdamW::new(SETTINGS);
-        let (_, norm) = optimizer.step(LR, model.clone(), grads(&model, 0), 0.0, &Peer::ALONE).unwrap();
+        let (_, norm) = step(&mut optimizer, model.clone(), &[0, 1], 0.0);
         let norm = norm.into_scalar() as f64;
         assert!((norm - squares.sqrt()).abs() <= 1e-6 * norm, "{norm} vs {}", squares.sqrt());
 
         // After one step the first moment is (1 - beta1) times the gradients as clipped.
         let first_moment = |max_norm: f64| {
             let mut optimizer = GroupedAdamW::new(SETTINGS);
-            optimizer.step(LR, model.clone(), grads(&model, 0), max_norm, &Peer::ALONE).unwrap();
+            step(&mut optimizer, model.clone(), &[0, 1], max_norm);
             let [decayed, not_decayed] = optimizer.moments.unwrap().map(|moments| moments.first.into_data());
             decayed.iter::<f32>().chain(not_decayed.iter::<f32>()).collect::<Vec<_>>()
         };
@@ -306,6 +336,22 @@ mod tests {
         let halved = first_moment(norm / 2.0);
         assert!(unclipped.iter().zip(&halved).all(|(a, b)| (a / 2.0 - b).abs() <= 1e-5 * a.abs()));
         assert_eq!(first_moment(norm * 10.0), unclipped, "gradients under the limit are left as they are");
+    }
+
+    /// The sum of the squares of two micro-batches' gradients, summed parameter by parameter.
+    struct SumOfSquares<'a> {
+        first: &'a mut GradientsParams,
+        second: &'a mut GradientsParams,
+        total: f64,
+    }
+
+    impl ModuleVisitor<B> for SumOfSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let [first, second] =
+                [&mut *self.first, &mut *self.second].map(|grads| grads.remove::<NdArray, D>(param.id));
+            let summed = (first.unwrap() + second.unwrap()).into_data();
+            self.total += summed.iter::<f32>().map(|x| (x as f64).powi(2)).sum::<f64>();
+        }
     }
 
     #[test]
@@ -322,7 +368,7 @@ mod tests {
 
         let mut flat = GroupedAdamW::new(SETTINGS).load(dir.path(), &model, &Default::default()).unwrap();
         assert_eq!(flat.steps, 2);
-        let (ours, _) = flat.step(LR, model.clone(), grads(&model, 2), 0.0, &Peer::ALONE).unwrap();
+        let (ours, _) = step(&mut flat, model.clone(), &[2], 0.0);
         let theirs = burn.step(model.clone(), grads(&model, 2));
         assert_close(&ours, &theirs);
     }
@@ -332,12 +378,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let start = model();
         let mut optimizer = GroupedAdamW::new(SETTINGS);
-        let (trained, _) = optimizer.step(LR, start.clone(), grads(&start, 0), 1.0, &Peer::ALONE).unwrap();
+        let (trained, _) = step(&mut optimizer, start.clone(), &[0], 1.0);
         optimizer.save(dir.path()).unwrap();
 
         let mut resumed = GroupedAdamW::new(SETTINGS).load(dir.path(), &trained, &Default::default()).unwrap();
-        let (ours, _) = resumed.step(LR, trained.clone(), grads(&trained, 1), 1.0, &Peer::ALONE).unwrap();
-        let (theirs, _) = optimizer.step(LR, trained.clone(), grads(&trained, 1), 1.0, &Peer::ALONE).unwrap();
+        let (ours, _) = step(&mut resumed, trained.clone(), &[1], 1.0);
+        let (theirs, _) = step(&mut optimizer, trained.clone(), &[1], 1.0);
         assert_eq!(values(&ours), values(&theirs), "resumed bit for bit");
 
         let error = GroupedAdamW::new(SETTINGS).load(dir.path(), &model(), &Default::default()).err().unwrap();

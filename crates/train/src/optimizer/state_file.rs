@@ -16,7 +16,7 @@ use burn::{
     tensor::backend::AutodiffBackend,
 };
 use gpt2::Gpt2;
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 const FILE: &str = "adamw";
 
@@ -86,7 +86,7 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
             bail!("{}: the optimizer state has the wrong number of parameter groups", file.display())
         };
         self.moments = Some(moments);
-        self.layout = Some(layout);
+        self.layout = Some(Arc::new(layout));
         Ok(self)
     }
 }
@@ -135,7 +135,7 @@ mod old {
                 .try_into()
                 .expect("two groups"),
         );
-        optimizer.layout = Some(layout);
+        optimizer.layout = Some(Arc::new(layout));
         Ok(optimizer)
     }
 

@@ -1,0 +1,68 @@
+//! Tensors added to their stretches of a flat buffer on the device against the same sums on
+//! the host, on burn's wgpu backend with and without fusion (Mesa's software Vulkan driver on a
+//! machine without a GPU). `cargo test -p cube-kernels --features wgpu --test add_to_stretches`
+
+use burn::{
+    backend::wgpu::{CubeBackend, WgpuRuntime},
+    backend::Wgpu,
+    prelude::*,
+    tensor::TensorPrimitive,
+};
+use cube_kernels::AddToStretches;
+
+/// Values that differ from element to element and piece to piece, exact in f32.
+fn values(len: usize, seed: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i * 7 + seed * 13) % 101) as f32 / 8.0 - 6.0).collect()
+}
+
+fn tensor<B: Backend>(values: Vec<f32>) -> Tensor<B, 1> {
+    let len = values.len();
+    Tensor::from_data(TensorData::new(values, [len]), &Default::default())
+}
+
+fn host<B: Backend>(tensor: Tensor<B, 1>) -> Vec<f32> {
+    tensor.into_data().to_vec().unwrap()
+}
+
+/// Pieces of one element to more than a launch's width (a unit then steps through its piece),
+/// more of them than a launch takes, with gaps between stretches; the buffer also held
+/// elsewhere (then copied, the holder's values untouched) or not.
+fn check<B: AddToStretches>(held_elsewhere: bool) {
+    let lengths = [1, 3, 255, 257, 300_001].into_iter().cycle().take(41).collect::<Vec<_>>();
+    let starts: Vec<usize> =
+        lengths.iter().scan(5, |next, &len| Some(std::mem::replace(next, *next + len + 2))).collect();
+    let length = starts.last().unwrap() + lengths.last().unwrap() + 9;
+    let start_values = values(length, 0);
+    let buffer = tensor::<B>(start_values.clone());
+    let holder = held_elsewhere.then(|| buffer.clone());
+
+    let mut expected = start_values.clone();
+    let mut pieces = Vec::new();
+    for (seed, (&len, &start)) in lengths.iter().zip(&starts).enumerate() {
+        let piece = values(len, seed + 1);
+        for (j, value) in piece.iter().enumerate() {
+            expected[start + j] += value;
+        }
+        pieces.push((tensor::<B>(piece).into_primitive().tensor(), start));
+    }
+    let summed = B::add_to_stretches(buffer.into_primitive().tensor(), pieces);
+    let summed = host(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(summed)));
+    if let Some(i) = (0..length).find(|&i| summed[i] != expected[i]) {
+        panic!("element {i} is {} on the device, {} on the host", summed[i], expected[i]);
+    }
+    if let Some(holder) = holder {
+        assert_eq!(host(holder), start_values, "the holder's buffer was left as it was");
+    }
+}
+
+#[test]
+fn adds_as_the_host_does_on_cubecl() {
+    check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(false);
+    check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(true);
+}
+
+#[test]
+fn adds_as_the_host_does_through_fusion() {
+    check::<Wgpu>(false);
+    check::<Wgpu>(true);
+}
