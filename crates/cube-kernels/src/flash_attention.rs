@@ -13,7 +13,7 @@
 //! read q, k and v where the q/k/v projection wrote them and write the output and the
 //! projection's gradient in those layouts: no copies into heads and back.
 
-use crate::philox::{philox4x32_10, word, Words};
+use crate::draw::{mask_args, Draw, DropoutDraw, MaskArgs};
 use burn::tensor::{
     ops::{BoolTensor, FloatTensor},
     BoolStore, DType, Shape, TensorMetadata,
@@ -28,7 +28,6 @@ use burn_fusion::{
 };
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
 use cubecl::{prelude::*, CubeCount, CubeDim};
-use kernels::{drop_threshold, MaskStream};
 use std::marker::PhantomData;
 
 /// Widest head the kernels take: a tile of k and one of v (or of q and of the output's gradient)
@@ -36,16 +35,11 @@ use std::marker::PhantomData;
 /// GPT-2 has heads 64 wide.
 pub const MAX_FLASH_HEAD_DIM: usize = 64;
 
+/// How the kernels take the mask: burn's booleans as CUDA (u8) and wgpu (u32) store them.
+pub const FLASH_MASK_DTYPES: [DType; 2] = [DType::Bool(BoolStore::U8), DType::Bool(BoolStore::U32)];
+
 /// Rows of a tile, and units of a cube (one a row).
 const TILE: usize = 32;
-
-/// Dropout on the attention weights: each element dropped with probability `p` as `stream`
-/// draws it for the whole `[batch, heads, time, time]` weights (`kernels::dropout_keeps`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct WeightsDropout {
-    pub stream: MaskStream,
-    pub p: f64,
-}
 
 pub trait FlashAttention: burn::tensor::backend::Backend {
     /// `softmax(q · kᵀ / √head_dim)` over the keys each query may see, dropout on those weights,
@@ -60,7 +54,7 @@ pub trait FlashAttention: burn::tensor::backend::Backend {
         qkv: FloatTensor<Self>,
         heads: usize,
         hidden: BoolTensor<Self>,
-        dropout: Option<WeightsDropout>,
+        dropout: Option<DropoutDraw>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradient of the q/k/v rows from that of the output, `d_output` `[batch × time, heads
@@ -75,7 +69,7 @@ pub trait FlashAttention: burn::tensor::backend::Backend {
         d_output: FloatTensor<Self>,
         heads: usize,
         hidden: BoolTensor<Self>,
-        dropout: Option<WeightsDropout>,
+        dropout: Option<DropoutDraw>,
     ) -> FloatTensor<Self>;
 }
 
@@ -357,82 +351,6 @@ impl Layout {
     }
 }
 
-/// Dropout's draw for the kernels: Philox's key and stream, the threshold a word must reach to
-/// keep its element, and the kept elements' scale.
-#[derive(CubeLaunch, CubeType, Clone, Copy)]
-struct MaskArgs {
-    key0: u32,
-    key1: u32,
-    stream0: u32,
-    stream1: u32,
-    stream2: u32,
-    threshold: u32,
-    keep_scale: f32,
-}
-
-/// The draw along one query's row of the mask, which starts at element `row_start` of the
-/// whole mask; keeps the last Philox call's words, which serve four neighbouring keys.
-#[derive(CubeType)]
-struct Draw {
-    key0: u32,
-    key1: u32,
-    stream0: u32,
-    stream1: u32,
-    stream2: u32,
-    threshold: u32,
-    keep_scale: f32,
-    row_start: u32,
-    block: u32,
-    w0: u32,
-    w1: u32,
-    w2: u32,
-    w3: u32,
-}
-
-#[cube]
-impl Draw {
-    fn new(mask: &MaskArgs, row_start: usize) -> Draw {
-        Draw {
-            key0: mask.key0,
-            key1: mask.key1,
-            stream0: mask.stream0,
-            stream1: mask.stream1,
-            stream2: mask.stream2,
-            threshold: mask.threshold,
-            keep_scale: mask.keep_scale,
-            row_start: row_start as u32,
-            // No element's block is u32::MAX: masks have fewer than 2³² elements.
-            block: 0xFFFF_FFFFu32,
-            w0: 0u32,
-            w1: 0u32,
-            w2: 0u32,
-            w3: 0u32,
-        }
-    }
-
-    /// Dropout's factor for `key`'s weight: `1 / (1 − p)` where the mask keeps it, 0 where it
-    /// drops it; 1 without dropout.
-    fn keep_scale<F: Float>(&mut self, key: usize, #[comptime] dropout: bool) -> F {
-        let mut scale = F::new(1.0);
-        if dropout {
-            let element = self.row_start + key as u32;
-            let block = element / 4;
-            if block != self.block {
-                let words = philox4x32_10(block, self.stream0, self.stream1, self.stream2, self.key0, self.key1);
-                self.block = block;
-                self.w0 = words.w0;
-                self.w1 = words.w1;
-                self.w2 = words.w2;
-                self.w3 = words.w3;
-            }
-            let words = Words { w0: self.w0, w1: self.w1, w2: self.w2, w3: self.w3 };
-            let kept = word(words, element % 4) >= self.threshold;
-            scale = select(kept, F::cast_from(self.keep_scale), F::new(0.0));
-        }
-        scale
-    }
-}
-
 /// `head_dim` elements of `from` from index `start` on (along its columns), times `scale`, into
 /// `into`; zeros for a unit past the last row.
 #[cube]
@@ -490,19 +408,6 @@ fn dot_shared<F: Float>(row: &Array<F>, tile: &SharedMemory<F>, j: usize, #[comp
     sum
 }
 
-fn mask_args<R: CubeRuntime>(dropout: Option<WeightsDropout>) -> MaskArgsLaunch<R> {
-    let (stream, p) = dropout.map_or((MaskStream { key: [0; 2], stream: [0; 3] }, 0.0), |d| (d.stream, d.p));
-    MaskArgsLaunch::new(
-        stream.key[0],
-        stream.key[1],
-        stream.stream[0],
-        stream.stream[1],
-        stream.stream[2],
-        drop_threshold(p),
-        (1.0 / (1.0 - p)) as f32,
-    )
-}
-
 /// `[batch, time, head_dim]` of attention over `qkv` with `heads` heads and mask `hidden`,
 /// checked against what the kernels take.
 fn dims<R: CubeRuntime>(qkv: &CubeTensor<R>, heads: usize, hidden: &CubeTensor<R>) -> [usize; 3] {
@@ -533,7 +438,7 @@ macro_rules! with_mask_element {
                 type $M = u32;
                 $launch
             }
-            other => panic!("flash attention takes masks stored as u8 or u32, not {other:?}"),
+            other => panic!("flash attention takes masks stored as {FLASH_MASK_DTYPES:?}, not {other:?}"),
         }
     };
 }
@@ -543,7 +448,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         qkv: FloatTensor<Self>,
         heads: usize,
         hidden: BoolTensor<Self>,
-        dropout: Option<WeightsDropout>,
+        dropout: Option<DropoutDraw>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [batch, time, head_dim] = dims(&qkv, heads, &hidden);
         let (client, device) = (qkv.client.clone(), qkv.device.clone());
@@ -574,7 +479,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         d_output: FloatTensor<Self>,
         heads: usize,
         hidden: BoolTensor<Self>,
-        dropout: Option<WeightsDropout>,
+        dropout: Option<DropoutDraw>,
     ) -> FloatTensor<Self> {
         let [batch, time, head_dim] = dims(&qkv, heads, &hidden);
         let (client, device) = (qkv.client.clone(), qkv.device.clone());
@@ -625,13 +530,13 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
         qkv: FloatTensor<Self>,
         heads: usize,
         hidden: BoolTensor<Self>,
-        dropout: Option<WeightsDropout>,
+        dropout: Option<DropoutDraw>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         #[derive(Clone, Debug)]
         struct ForwardOp<B> {
             desc: CustomOpIr,
             heads: usize,
-            dropout: Option<WeightsDropout>,
+            dropout: Option<DropoutDraw>,
             backend: PhantomData<B>,
         }
 
@@ -670,13 +575,13 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
         d_output: FloatTensor<Self>,
         heads: usize,
         hidden: BoolTensor<Self>,
-        dropout: Option<WeightsDropout>,
+        dropout: Option<DropoutDraw>,
     ) -> FloatTensor<Self> {
         #[derive(Clone, Debug)]
         struct BackwardOp<B> {
             desc: CustomOpIr,
             heads: usize,
-            dropout: Option<WeightsDropout>,
+            dropout: Option<DropoutDraw>,
             backend: PhantomData<B>,
         }
 

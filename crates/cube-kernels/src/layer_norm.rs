@@ -2,10 +2,23 @@
 //! gradient of its input in one launch, and those of γ and β together in one: burn 0.21 takes
 //! two reductions and a few element-wise kernels for each of the first two, and a reduction for
 //! each of the last.
+//!
+//! Each of a block's LayerNorms follows a residual branch, `x = residual + dropout(product +
+//! bias)`: with that branch ([`Branch`]) the forward kernel adds it first (dropout's mask drawn
+//! inside), the input's gradient takes the residual stream's gradient from later layers as
+//! well, and the parameter kernel also gives the branch's gradients (the product's, and the
+//! bias's, a sum over the rows like γ's and β's). burn takes a mask, an element-wise kernel, an
+//! add of the two gradients, another element-wise kernel and a reduction for those.
 
-use crate::reduce::cube_sum;
+use crate::{
+    draw::{mask_args, Draw, DropoutDraw, MaskArgs},
+    reduce::cube_sum,
+};
 use burn::tensor::{ops::FloatTensor, Shape};
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
+    IntElement,
+};
 use burn_fusion::{
     stream::{Operation, OperationStreams},
     Fusion, FusionBackend, FusionRuntime,
@@ -28,34 +41,73 @@ fn cube_a_row(rows: usize) -> CubeCount {
     CubeCount::Static(cubes_x as u32, rows.div_ceil(cubes_x) as u32, 1)
 }
 
+/// A residual branch's end, added to the stream before the LayerNorm: `residual +
+/// dropout(product + bias)`, with `product` `[rows, d]` and `bias` `[d]`.
+#[derive(Clone, Debug)]
+pub struct Branch<T> {
+    pub product: T,
+    pub bias: T,
+    pub dropout: Option<DropoutDraw>,
+}
+
+/// [`LayerNormRows::layer_norm_rows`]'s results.
+#[derive(Clone, Debug)]
+pub struct Normed<T> {
+    pub output: T,
+    /// The rows normalised, before γ and β.
+    pub normalized: T,
+    /// Each row's `1 / √(variance + ε)`, `[rows, 1]`.
+    pub inverse_deviation: T,
+    /// With a branch, the stream it was added to (LayerNorm's input).
+    pub stream: Option<T>,
+}
+
+/// [`LayerNormRows::layer_norm_rows_parameter_gradients`]'s results.
+#[derive(Clone, Debug)]
+pub struct ParameterGradients<T> {
+    pub gamma: T,
+    pub beta: T,
+    /// With a branch, the gradients of its product and its bias.
+    pub branch: Option<(T, T)>,
+}
+
 pub trait LayerNormRows: burn::tensor::backend::Backend {
     /// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]` (the mean and
-    /// variance of the row; γ and β `[d]`), with the rows normalised (before γ and β) and each
-    /// row's `1 / √(variance + ε)` `[rows, 1]`: `(output, normalized, inverse_deviation)`.
+    /// variance of the row; γ and β `[d]`), with what its backward pass needs. With a `branch`,
+    /// `x` is the residual stream it is added to first, and the sum is returned too.
     fn layer_norm_rows(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+        branch: Option<Branch<FloatTensor<Self>>>,
+    ) -> Normed<FloatTensor<Self>>;
 
     /// The gradient of LayerNorm's input `x` from that of its output, `d_y` `[rows, d]`, and
     /// what the forward pass kept (`normalized`, `inverse_deviation`) with γ: with
     /// `g = d_y · γ`, `(g − mean(g) − normalized · mean(g · normalized)) · inverse_deviation`
-    /// (means over each row).
+    /// (means over each row), plus `d_stream`, the gradient `x` gets from elsewhere (the
+    /// residual stream's, from the layers after), where there is one.
     fn layer_norm_rows_backward(
         d_y: FloatTensor<Self>,
         normalized: FloatTensor<Self>,
         inverse_deviation: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        d_stream: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self>;
 
     /// The gradients of γ and β from that of the output, `d_y` `[rows, d]`, and the normalised
-    /// rows: `(Σ_rows d_y · normalized, Σ_rows d_y)`, each `[d]`.
+    /// rows: `Σ_rows d_y · normalized` and `Σ_rows d_y`, each `[d]`. With a branch before the
+    /// LayerNorm, `d_x`, the gradient of its input (all of it: see
+    /// [`layer_norm_rows_backward`]) and the branch's dropout: the product's gradient
+    /// `d_x · dropout's mask and scale` and the bias's, the sum of those over the rows.
+    ///
+    /// [`layer_norm_rows_backward`]: LayerNormRows::layer_norm_rows_backward
     fn layer_norm_rows_parameter_gradients(
         d_y: FloatTensor<Self>,
         normalized: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>)>,
+    ) -> ParameterGradients<FloatTensor<Self>>;
 }
 
 /// Columns of a cube of [`layer_norm_parameter_gradients_kernel`], and its lanes of rows: 32
@@ -64,17 +116,25 @@ const COLUMNS: u32 = 32;
 const LANES: u32 = 8;
 
 /// One cube a row: its units sum the row's values, then the squares of their distances to the
-/// mean (two passes, as burn computes the variance), then write the row out.
+/// mean (two passes, as burn computes the variance), then write the row out. With a `branch`,
+/// the row's values are `x + dropout(product + bias)`, written to `stream` in the first pass
+/// and read back from it (each unit reads only what it wrote).
 #[cube(launch)]
 fn layer_norm_kernel<F: Float>(
     x: &Tensor<F>,
+    product: &Tensor<F>,
+    bias: &Tensor<F>,
     gamma: &Tensor<F>,
     beta: &Tensor<F>,
     output: &mut Tensor<F>,
     normalized: &mut Tensor<F>,
     inverse_deviation: &mut Tensor<F>,
+    stream: &mut Tensor<F>,
     epsilon: f32,
+    mask: &MaskArgs,
     #[comptime] units: usize,
+    #[comptime] branch: bool,
+    #[comptime] dropout: bool,
 ) {
     let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
     if row >= x.shape(0) {
@@ -84,11 +144,18 @@ fn layer_norm_kernel<F: Float>(
     let unit = UNIT_POS_X as usize;
     let start = row * x.stride(0);
     let mut partial = SharedMemory::<F>::new(units);
+    let mut draw = Draw::new(mask, row * d);
 
     let mut sum = F::new(0.0);
     let mut i = unit;
     while i < d {
-        sum += x[start + i * x.stride(1)];
+        let mut value = x[start + i * x.stride(1)];
+        if branch {
+            let added = product[row * product.stride(0) + i * product.stride(1)] + bias[i * bias.stride(0)];
+            value += added * draw.keep_scale::<F>(i, dropout);
+            stream[row * d + i] = value;
+        }
+        sum += value;
         i += units;
     }
     let mean = cube_sum::<F>(&mut partial, sum) / F::cast_from(d as u32);
@@ -96,7 +163,7 @@ fn layer_norm_kernel<F: Float>(
     let mut squares = F::new(0.0);
     let mut i = unit;
     while i < d {
-        let centered = x[start + i * x.stride(1)] - mean;
+        let centered = row_value::<F>(x, stream, start, row * d, i, branch) - mean;
         squares += centered * centered;
         i += units;
     }
@@ -105,7 +172,7 @@ fn layer_norm_kernel<F: Float>(
 
     let mut i = unit;
     while i < d {
-        let n = (x[start + i * x.stride(1)] - mean) * inverse;
+        let n = (row_value::<F>(x, stream, start, row * d, i, branch) - mean) * inverse;
         normalized[row * normalized.stride(0) + i * normalized.stride(1)] = n;
         output[row * output.stride(0) + i * output.stride(1)] =
             n * gamma[i * gamma.stride(0)] + beta[i * beta.stride(0)];
@@ -116,16 +183,36 @@ fn layer_norm_kernel<F: Float>(
     }
 }
 
+/// Element `i` of a row of LayerNorm's input: of `x` (from `x_start`), or with a branch of the
+/// stream the first pass wrote (a contiguous row from `stream_start`).
+#[cube]
+fn row_value<F: Float>(
+    x: &Tensor<F>,
+    stream: &Tensor<F>,
+    x_start: usize,
+    stream_start: usize,
+    i: usize,
+    #[comptime] branch: bool,
+) -> F {
+    if branch {
+        stream[stream_start + i]
+    } else {
+        x[x_start + i * x.stride(1)]
+    }
+}
+
 /// One cube a row: its units sum `g` and `g · normalized` over the row, then write the row of
-/// `d_x`.
+/// `d_x`, plus the row of `d_stream` where there is one.
 #[cube(launch)]
 fn layer_norm_backward_kernel<F: Float>(
     d_y: &Tensor<F>,
     normalized: &Tensor<F>,
     inverse_deviation: &Tensor<F>,
     gamma: &Tensor<F>,
+    d_stream: &Tensor<F>,
     d_x: &mut Tensor<F>,
     #[comptime] units: usize,
+    #[comptime] stream: bool,
 ) {
     let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
     if row >= d_y.shape(0) {
@@ -152,54 +239,81 @@ fn layer_norm_backward_kernel<F: Float>(
     while i < d {
         let g = d_y[row * d_y.stride(0) + i * d_y.stride(1)] * gamma[i * gamma.stride(0)];
         let n = normalized[row * normalized.stride(0) + i * normalized.stride(1)];
-        d_x[row * d_x.stride(0) + i * d_x.stride(1)] = (g - g_mean - n * gn_mean) * inverse;
+        let mut gradient = (g - g_mean - n * gn_mean) * inverse;
+        if stream {
+            gradient += d_stream[row * d_stream.stride(0) + i * d_stream.stride(1)];
+        }
+        d_x[row * d_x.stride(0) + i * d_x.stride(1)] = gradient;
         i += units;
     }
 }
 
 /// One cube a block of [`COLUMNS`] columns: lane `y` sums rows `y`, `y + LANES`, … of each
 /// column, then lane 0 adds the lanes' sums. burn's column sums run one thread a column over
-/// every row, a few warps for the whole GPU; this is one launch for both gradients.
+/// every row, a few warps for the whole GPU; this is one launch for all the gradients. With a
+/// `branch`, each element of `d_x` times dropout's factor is the product's gradient, written
+/// out and summed down its column for the bias's.
 #[cube(launch)]
 fn layer_norm_parameter_gradients_kernel<F: Float>(
     d_y: &Tensor<F>,
     normalized: &Tensor<F>,
+    d_x: &Tensor<F>,
     d_gamma: &mut Tensor<F>,
     d_beta: &mut Tensor<F>,
+    d_product: &mut Tensor<F>,
+    d_bias: &mut Tensor<F>,
+    mask: &MaskArgs,
     #[comptime] columns: usize,
     #[comptime] lanes: usize,
+    #[comptime] branch: bool,
+    #[comptime] dropout: bool,
 ) {
     let column = CUBE_POS_X as usize * columns + UNIT_POS_X as usize;
     let lane = UNIT_POS_Y as usize;
     let (rows, d) = (d_y.shape(0), d_y.shape(1));
     let mut gamma_partial = SharedMemory::<F>::new(columns * lanes);
     let mut beta_partial = SharedMemory::<F>::new(columns * lanes);
+    let mut bias_partial = SharedMemory::<F>::new(columns * lanes);
+    let mut draw = Draw::new(mask, 0);
 
     let mut gamma_sum = F::new(0.0);
     let mut beta_sum = F::new(0.0);
+    let mut bias_sum = F::new(0.0);
     if column < d {
         let mut row = lane;
         while row < rows {
             let g = d_y[row * d_y.stride(0) + column * d_y.stride(1)];
             gamma_sum += g * normalized[row * normalized.stride(0) + column * normalized.stride(1)];
             beta_sum += g;
+            if branch {
+                let scale = draw.keep_scale::<F>(row * d + column, dropout);
+                let gradient = d_x[row * d_x.stride(0) + column * d_x.stride(1)] * scale;
+                d_product[row * d + column] = gradient;
+                bias_sum += gradient;
+            }
             row += lanes;
         }
     }
     let slot = lane * columns + UNIT_POS_X as usize;
     gamma_partial[slot] = gamma_sum;
     beta_partial[slot] = beta_sum;
+    bias_partial[slot] = bias_sum;
     sync_cube();
 
     if lane == 0 && column < d {
         let mut gamma_total = F::new(0.0);
         let mut beta_total = F::new(0.0);
+        let mut bias_total = F::new(0.0);
         for other in 0..lanes {
             gamma_total += gamma_partial[other * columns + UNIT_POS_X as usize];
             beta_total += beta_partial[other * columns + UNIT_POS_X as usize];
+            bias_total += bias_partial[other * columns + UNIT_POS_X as usize];
         }
         d_gamma[column * d_gamma.stride(0)] = gamma_total;
         d_beta[column * d_beta.stride(0)] = beta_total;
+        if branch {
+            d_bias[column] = bias_total;
+        }
     }
 }
 
@@ -209,25 +323,35 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        branch: Option<Branch<FloatTensor<Self>>>,
+    ) -> Normed<FloatTensor<Self>> {
         let [rows, d] = x.meta.shape().dims::<2>();
-        let (client, device, dtype) = (x.client.clone(), x.device.clone(), x.dtype);
-        let empty = |shape: [usize; 2]| empty_device_dtype(client.clone(), device.clone(), Shape::new(shape), dtype);
-        let (output, normalized, inverse_deviation) = (empty([rows, d]), empty([rows, d]), empty([rows, 1]));
+        let empty = empty_like(&x);
+        let (output, normalized, inverse_deviation) = (empty(&[rows, d]), empty(&[rows, d]), empty(&[rows, 1]));
+        let stream = branch.is_some().then(|| empty(&[rows, d]));
+        let with_branch = branch.is_some();
+        let Branch { product, bias, dropout } =
+            branch.unwrap_or_else(|| Branch { product: empty(&[1]), bias: empty(&[1]), dropout: None });
         layer_norm_kernel::launch::<F, R>(
-            &client,
+            &x.client.clone(),
             cube_a_row(rows),
             CubeDim::new_1d(UNITS),
             x.into_tensor_arg(),
+            product.into_tensor_arg(),
+            bias.into_tensor_arg(),
             gamma.into_tensor_arg(),
             beta.into_tensor_arg(),
             output.clone().into_tensor_arg(),
             normalized.clone().into_tensor_arg(),
             inverse_deviation.clone().into_tensor_arg(),
+            stream.clone().unwrap_or_else(|| empty(&[1])).into_tensor_arg(),
             epsilon as f32,
+            mask_args(dropout),
             UNITS as usize,
+            with_branch,
+            dropout.is_some(),
         );
-        (output, normalized, inverse_deviation)
+        Normed { output, normalized, inverse_deviation, stream }
     }
 
     fn layer_norm_rows_backward(
@@ -235,20 +359,24 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
         normalized: FloatTensor<Self>,
         inverse_deviation: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        d_stream: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
         let [rows, d] = d_y.meta.shape().dims::<2>();
-        let client = d_y.client.clone();
-        let d_x = empty_device_dtype(client.clone(), d_y.device.clone(), Shape::new([rows, d]), d_y.dtype);
+        let empty = empty_like(&d_y);
+        let d_x = empty(&[rows, d]);
+        let with_stream = d_stream.is_some();
         layer_norm_backward_kernel::launch::<F, R>(
-            &client,
+            &d_y.client.clone(),
             cube_a_row(rows),
             CubeDim::new_1d(UNITS),
             d_y.into_tensor_arg(),
             normalized.into_tensor_arg(),
             inverse_deviation.into_tensor_arg(),
             gamma.into_tensor_arg(),
+            d_stream.unwrap_or_else(|| empty(&[1])).into_tensor_arg(),
             d_x.clone().into_tensor_arg(),
             UNITS as usize,
+            with_stream,
         );
         d_x
     }
@@ -256,69 +384,94 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
     fn layer_norm_rows_parameter_gradients(
         d_y: FloatTensor<Self>,
         normalized: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let [_, d] = d_y.meta.shape().dims::<2>();
-        let client = d_y.client.clone();
-        let empty = || empty_device_dtype(client.clone(), d_y.device.clone(), Shape::new([d]), d_y.dtype);
-        let (d_gamma, d_beta) = (empty(), empty());
+        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>)>,
+    ) -> ParameterGradients<FloatTensor<Self>> {
+        let [rows, d] = d_y.meta.shape().dims::<2>();
+        let empty = empty_like(&d_y);
+        let (d_gamma, d_beta) = (empty(&[d]), empty(&[d]));
+        let with_branch = branch.is_some();
+        let (d_x, dropout) = branch.unwrap_or_else(|| (empty(&[1]), None));
+        let (d_product, d_bias) = match with_branch {
+            true => (empty(&[rows, d]), empty(&[d])),
+            false => (empty(&[1]), empty(&[1])),
+        };
         layer_norm_parameter_gradients_kernel::launch::<F, R>(
-            &client,
+            &d_y.client.clone(),
             CubeCount::Static(d.div_ceil(COLUMNS as usize) as u32, 1, 1),
             CubeDim::new_2d(COLUMNS, LANES),
             d_y.into_tensor_arg(),
             normalized.into_tensor_arg(),
+            d_x.into_tensor_arg(),
             d_gamma.clone().into_tensor_arg(),
             d_beta.clone().into_tensor_arg(),
+            d_product.clone().into_tensor_arg(),
+            d_bias.clone().into_tensor_arg(),
+            mask_args(dropout),
             COLUMNS as usize,
             LANES as usize,
+            with_branch,
+            dropout.is_some(),
         );
-        (d_gamma, d_beta)
+        ParameterGradients { gamma: d_gamma, beta: d_beta, branch: with_branch.then_some((d_product, d_bias)) }
     }
 }
 
+/// Uninitialised tensors of `like`'s device and type (one element where a kernel takes a tensor
+/// it does not touch).
+fn empty_like<R: CubeRuntime>(like: &CubeTensor<R>) -> impl Fn(&[usize]) -> CubeTensor<R> {
+    let (client, device, dtype) = (like.client.clone(), like.device.clone(), like.dtype);
+    move |shape| empty_device_dtype(client.clone(), device.clone(), Shape::from(shape.to_vec()), dtype)
+}
+
+/// Each operation's kernel runs when fusion's stream reaches it, after the operations it reads.
 impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
     fn layer_norm_rows(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        branch: Option<Branch<FloatTensor<Self>>>,
+    ) -> Normed<FloatTensor<Self>> {
         #[derive(Clone, Debug)]
         struct LayerNormOp<B> {
             desc: CustomOpIr,
             epsilon: f64,
+            dropout: Option<Option<DropoutDraw>>,
             backend: PhantomData<B>,
         }
 
         impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for LayerNormOp<B> {
             fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let ([x, gamma, beta], [output, normalized, inverse_deviation]) = self.desc.as_fixed();
-                let results = B::layer_norm_rows(
-                    handles.get_float_tensor::<B>(x),
-                    handles.get_float_tensor::<B>(gamma),
-                    handles.get_float_tensor::<B>(beta),
-                    self.epsilon,
-                );
-                handles.register_float_tensor::<B>(&output.id, results.0);
-                handles.register_float_tensor::<B>(&normalized.id, results.1);
-                handles.register_float_tensor::<B>(&inverse_deviation.id, results.2);
+                let mut inputs = self.desc.inputs.iter().map(|input| handles.get_float_tensor::<B>(input));
+                let mut input = || inputs.next().expect("the inputs registered");
+                let (x, gamma, beta) = (input(), input(), input());
+                let branch = self.dropout.map(|dropout| Branch { product: input(), bias: input(), dropout });
+                let normed = B::layer_norm_rows(x, gamma, beta, self.epsilon, branch);
+                let results =
+                    [Some(normed.output), Some(normed.normalized), Some(normed.inverse_deviation), normed.stream];
+                for (output, result) in self.desc.outputs.iter().zip(results.into_iter().flatten()) {
+                    handles.register_float_tensor::<B>(&output.id, result);
+                }
             }
         }
 
         let client = x.client.clone();
         let [rows, d] = x.shape.dims::<2>();
-        let streams = OperationStreams::with_inputs([&x, &gamma, &beta]);
-        let output = |shape: [usize; 2]| TensorIr::uninit(client.create_empty_handle(), Shape::new(shape), x.dtype);
-        let outputs = [output([rows, d]), output([rows, d]), output([rows, 1])];
-        let desc = CustomOpIr::new("layer_norm_rows", &[x.into_ir(), gamma.into_ir(), beta.into_ir()], &outputs);
-        let [output, normalized, inverse_deviation] = client
-            .register(
-                streams,
-                OperationIr::Custom(desc.clone()),
-                LayerNormOp::<B> { desc, epsilon, backend: PhantomData },
-            )
-            .outputs();
-        (output, normalized, inverse_deviation)
+        let dtype = x.dtype;
+        let dropout = branch.as_ref().map(|branch| branch.dropout);
+        let mut inputs = vec![x, gamma, beta];
+        inputs.extend(branch.into_iter().flat_map(|branch| [branch.product, branch.bias]));
+        let output = |shape: [usize; 2]| TensorIr::uninit(client.create_empty_handle(), Shape::new(shape), dtype);
+        let mut outputs = vec![output([rows, d]), output([rows, d]), output([rows, 1])];
+        outputs.extend(dropout.map(|_| output([rows, d])));
+        let streams = OperationStreams::with_inputs(&inputs);
+        let inputs: Vec<TensorIr> = inputs.into_iter().map(|input| input.into_ir()).collect();
+        let desc = CustomOpIr::new("layer_norm_rows", &inputs, &outputs);
+        let op = LayerNormOp::<B> { desc: desc.clone(), epsilon, dropout, backend: PhantomData };
+        let mut results = client.register(streams, OperationIr::Custom(desc), op).into_iter();
+        let mut result = || results.next().expect("the outputs registered");
+        let (output, normalized, inverse_deviation) = (result(), result(), result());
+        Normed { output, normalized, inverse_deviation, stream: dropout.map(|_| result()) }
     }
 
     fn layer_norm_rows_backward(
@@ -326,6 +479,7 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
         normalized: FloatTensor<Self>,
         inverse_deviation: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        d_stream: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
         #[derive(Clone, Debug)]
         struct LayerNormBackwardOp<B> {
@@ -335,67 +489,73 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
 
         impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for LayerNormBackwardOp<B> {
             fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let ([d_y, normalized, inverse_deviation, gamma], [d_x]) = self.desc.as_fixed();
-                let gradient = B::layer_norm_rows_backward(
-                    handles.get_float_tensor::<B>(d_y),
-                    handles.get_float_tensor::<B>(normalized),
-                    handles.get_float_tensor::<B>(inverse_deviation),
-                    handles.get_float_tensor::<B>(gamma),
-                );
-                handles.register_float_tensor::<B>(&d_x.id, gradient);
+                let mut inputs = self.desc.inputs.iter().map(|input| handles.get_float_tensor::<B>(input));
+                let mut input = || inputs.next().expect("the inputs registered");
+                let (d_y, normalized, inverse_deviation, gamma) = (input(), input(), input(), input());
+                let d_stream = inputs.next();
+                let gradient = B::layer_norm_rows_backward(d_y, normalized, inverse_deviation, gamma, d_stream);
+                handles.register_float_tensor::<B>(&self.desc.outputs[0].id, gradient);
             }
         }
 
         let client = d_y.client.clone();
-        let streams = OperationStreams::with_inputs([&d_y, &normalized, &inverse_deviation, &gamma]);
         let d_x = TensorIr::uninit(client.create_empty_handle(), d_y.shape.clone(), d_y.dtype);
-        let inputs = [d_y.into_ir(), normalized.into_ir(), inverse_deviation.into_ir(), gamma.into_ir()];
+        let mut inputs = vec![d_y, normalized, inverse_deviation, gamma];
+        inputs.extend(d_stream);
+        let streams = OperationStreams::with_inputs(&inputs);
+        let inputs: Vec<TensorIr> = inputs.into_iter().map(|input| input.into_ir()).collect();
         let desc = CustomOpIr::new("layer_norm_rows_backward", &inputs, &[d_x]);
-        client
-            .register(
-                streams,
-                OperationIr::Custom(desc.clone()),
-                LayerNormBackwardOp::<B> { desc, backend: PhantomData },
-            )
-            .output()
+        let op = LayerNormBackwardOp::<B> { desc: desc.clone(), backend: PhantomData };
+        client.register(streams, OperationIr::Custom(desc), op).output()
     }
 
     fn layer_norm_rows_parameter_gradients(
         d_y: FloatTensor<Self>,
         normalized: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>)>,
+    ) -> ParameterGradients<FloatTensor<Self>> {
         #[derive(Clone, Debug)]
         struct ParameterGradientsOp<B> {
             desc: CustomOpIr,
+            dropout: Option<Option<DropoutDraw>>,
             backend: PhantomData<B>,
         }
 
         impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for ParameterGradientsOp<B> {
             fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let ([d_y, normalized], [d_gamma, d_beta]) = self.desc.as_fixed();
-                let (gamma, beta) = B::layer_norm_rows_parameter_gradients(
-                    handles.get_float_tensor::<B>(d_y),
-                    handles.get_float_tensor::<B>(normalized),
-                );
-                handles.register_float_tensor::<B>(&d_gamma.id, gamma);
-                handles.register_float_tensor::<B>(&d_beta.id, beta);
+                let mut inputs = self.desc.inputs.iter().map(|input| handles.get_float_tensor::<B>(input));
+                let mut input = || inputs.next().expect("the inputs registered");
+                let (d_y, normalized) = (input(), input());
+                let branch = self.dropout.map(|dropout| (input(), dropout));
+                let gradients = B::layer_norm_rows_parameter_gradients(d_y, normalized, branch);
+                let branch = gradients.branch.into_iter().flat_map(|(product, bias)| [product, bias]);
+                let results = [gradients.gamma, gradients.beta].into_iter().chain(branch);
+                for (output, result) in self.desc.outputs.iter().zip(results) {
+                    handles.register_float_tensor::<B>(&output.id, result);
+                }
             }
         }
 
         let client = d_y.client.clone();
-        let d = d_y.shape.dims::<2>()[1];
-        let streams = OperationStreams::with_inputs([&d_y, &normalized]);
-        let output = || TensorIr::uninit(client.create_empty_handle(), Shape::new([d]), d_y.dtype);
-        let outputs = [output(), output()];
-        let desc =
-            CustomOpIr::new("layer_norm_rows_parameter_gradients", &[d_y.into_ir(), normalized.into_ir()], &outputs);
-        let [d_gamma, d_beta] = client
-            .register(
-                streams,
-                OperationIr::Custom(desc.clone()),
-                ParameterGradientsOp::<B> { desc, backend: PhantomData },
-            )
-            .outputs();
-        (d_gamma, d_beta)
+        let [rows, d] = d_y.shape.dims::<2>();
+        let dtype = d_y.dtype;
+        let dropout = branch.as_ref().map(|&(_, dropout)| dropout);
+        let mut inputs = vec![d_y, normalized];
+        inputs.extend(branch.map(|(d_x, _)| d_x));
+        let output =
+            |shape: &[usize]| TensorIr::uninit(client.create_empty_handle(), Shape::from(shape.to_vec()), dtype);
+        let mut outputs = vec![output(&[d]), output(&[d])];
+        if dropout.is_some() {
+            outputs.extend([output(&[rows, d]), output(&[d])]);
+        }
+        let streams = OperationStreams::with_inputs(&inputs);
+        let inputs: Vec<TensorIr> = inputs.into_iter().map(|input| input.into_ir()).collect();
+        let desc = CustomOpIr::new("layer_norm_rows_parameter_gradients", &inputs, &outputs);
+        let op = ParameterGradientsOp::<B> { desc: desc.clone(), dropout, backend: PhantomData };
+        let mut results = client.register(streams, OperationIr::Custom(desc), op).into_iter();
+        let mut result = || results.next().expect("the outputs registered");
+        let (gamma, beta) = (result(), result());
+        let branch = dropout.map(|_| (result(), result()));
+        ParameterGradients { gamma, beta, branch }
     }
 }

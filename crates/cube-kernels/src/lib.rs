@@ -14,9 +14,10 @@
 //! - [`FlashAttention`]: causal self-attention's core for training, forward in one launch and
 //!   backward in two, with no `time × time` tensor (burn: ~30 launches a layer, and the
 //!   scores and weights in memory).
-//! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, and the
-//!   input's gradient, in one launch each (burn: two reductions and a few element-wise kernels
-//!   each).
+//! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, the
+//!   input's gradient, and γ's and β's, in one launch each (burn: two reductions and a few
+//!   element-wise kernels each), with the residual branch before it taken in: its add and
+//!   dropout forward, the stream's gradient and the branch's backward.
 //!
 //! Each operation is a trait implemented for burn's CubeCL backend (the kernel's launch) and
 //! for its fusion backend over it (a custom operation in fusion's stream: the kernel runs when
@@ -24,6 +25,7 @@
 
 mod add_to_stretches;
 mod decode_attention;
+mod draw;
 mod dropout;
 mod few_rows_linear;
 mod flash_attention;
@@ -33,7 +35,8 @@ mod reduce;
 
 pub use add_to_stretches::AddToStretches;
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
+pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
-pub use flash_attention::{FlashAttention, WeightsDropout, MAX_FLASH_HEAD_DIM};
-pub use layer_norm::LayerNormRows;
+pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
+pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};

@@ -11,7 +11,7 @@ use burn::{
     prelude::*,
     tensor::{activation::softmax, ops::FloatTensor, Distribution, TensorData, TensorPrimitive},
 };
-use cube_kernels::{FlashAttention, WeightsDropout};
+use cube_kernels::{DropoutDraw, FlashAttention};
 use kernels::MaskStream;
 
 type Cpu = NdArray<f32>;
@@ -45,7 +45,7 @@ fn random(dims: [usize; 2], seed: u64) -> TensorData {
 
 /// burn's operations on the CPU, differentiated by burn: the heads' outputs side by side and
 /// the q/k/v rows' gradient for an upstream gradient `d_output`.
-fn reference(case: &Case, qkv: TensorData, d_output: TensorData, dropout: Option<WeightsDropout>) -> [Vec<f32>; 2] {
+fn reference(case: &Case, qkv: TensorData, d_output: TensorData, dropout: Option<DropoutDraw>) -> [Vec<f32>; 2] {
     type Trained = Autodiff<Cpu>;
     let device = Default::default();
     let [batch, heads, time, head_dim] = case.dims;
@@ -60,7 +60,7 @@ fn reference(case: &Case, qkv: TensorData, d_output: TensorData, dropout: Option
         .expand([batch, heads, time, time]);
     let scores = q.matmul(k.transpose()).mask_fill(hidden, f32::NEG_INFINITY) / (head_dim as f64).sqrt();
     let mut weights = softmax(scores, 3);
-    if let Some(WeightsDropout { stream, p }) = dropout {
+    if let Some(DropoutDraw { stream, p }) = dropout {
         let mut keeps = vec![0.0; batch * heads * time * time];
         kernels::dropout_keeps(stream, p, &mut keeps);
         let keeps = Tensor::<Trained, 4>::from_data(TensorData::new(keeps, [batch, heads, time, time]), &device);
@@ -99,7 +99,7 @@ fn assert_close(what: &str, expected: &[f32], actual: &[f32]) {
 
 fn check<B: FlashAttention>(case: &Case) {
     let [batch, heads, time, head_dim] = case.dims;
-    let dropout = (case.p > 0.0).then_some(WeightsDropout {
+    let dropout = (case.p > 0.0).then_some(DropoutDraw {
         stream: MaskStream { key: [0x1234_5678, 0x9abc_def0], stream: [3, 7, 11] },
         p: case.p,
     });

@@ -1,6 +1,7 @@
-//! The LayerNorm kernels against burn's operations, on burn's wgpu backend (with and without
+//! The LayerNorm kernels against burn's operations, alone and with the residual branch before
+//! them (dropout's mask from `kernels::dropout_keeps`), on burn's wgpu backend (with and without
 //! fusion; Mesa's software Vulkan driver on a machine without a GPU).
-//! `cargo test -p cube-kernels --features wgpu`
+//! `cargo test -p cube-kernels --features wgpu --test layer_norm`
 
 use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
@@ -8,7 +9,8 @@ use burn::{
     prelude::*,
     tensor::{ops::FloatTensor, Distribution, TensorPrimitive},
 };
-use cube_kernels::LayerNormRows;
+use cube_kernels::{Branch, DropoutDraw, LayerNormRows};
+use kernels::MaskStream;
 
 const EPSILON: f64 = 1e-5;
 
@@ -47,53 +49,108 @@ fn normalize<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
     ((x - mean) * inverse_deviation.clone(), inverse_deviation)
 }
 
-fn check_forward<B: LayerNormRows>(rows: usize, d: usize) {
-    let (x, gamma, beta) = inputs::<B>(rows, d);
-    let (normalized, inverse_deviation) = normalize(x.clone());
-    let output = normalized.clone() * gamma.clone().unsqueeze() + beta.clone().unsqueeze();
-    let actual = B::layer_norm_rows(primitive(x), primitive(gamma), primitive(beta), EPSILON);
-    assert_close(&format!("rows {rows}, d {d}: output"), output, actual.0);
-    assert_close(&format!("rows {rows}, d {d}: normalized"), normalized, actual.1);
-    assert_close(&format!("rows {rows}, d {d}: inverse deviation"), inverse_deviation, actual.2);
+/// Dropout at `p` (none at 0) over `[rows, d]`, and its mask and scale as burn's operations
+/// take it.
+fn dropout<B: Backend>(p: f64, rows: usize, d: usize) -> (Option<DropoutDraw>, Tensor<B, 2>) {
+    let stream = MaskStream { key: [7, 0x8000_0001], stream: [3, 1, 4] };
+    let mut keeps = vec![1.0f32; rows * d];
+    if p > 0.0 {
+        kernels::dropout_keeps(stream, p, &mut keeps);
+        keeps.iter_mut().for_each(|keep| *keep /= (1.0 - p) as f32);
+    }
+    let keeps = Tensor::from_data(TensorData::new(keeps, [rows, d]), &Default::default());
+    ((p > 0.0).then_some(DropoutDraw { stream, p }), keeps)
 }
 
-fn check_backward<B: LayerNormRows>(rows: usize, d: usize) {
+fn random<B: Backend, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+}
+
+/// Without a branch (`p` `None`), and with one at dropout `p`.
+fn check_forward<B: LayerNormRows>(rows: usize, d: usize, p: Option<f64>) {
+    let what = format!("rows {rows}, d {d}, branch {p:?}");
+    let (x, gamma, beta) = inputs::<B>(rows, d);
+    let (stream, branch) = match p {
+        None => (x.clone(), None),
+        Some(p) => {
+            let (product, bias) = (random::<B, 2>([rows, d]), random::<B, 1>([d]));
+            let (dropout, keeps) = dropout::<B>(p, rows, d);
+            let stream = x.clone() + (product.clone() + bias.clone().unsqueeze()) * keeps;
+            (stream, Some(Branch { product: primitive(product), bias: primitive(bias), dropout }))
+        }
+    };
+    let (normalized, inverse_deviation) = normalize(stream.clone());
+    let output = normalized.clone() * gamma.clone().unsqueeze() + beta.clone().unsqueeze();
+    let with_branch = branch.is_some();
+    let actual = B::layer_norm_rows(primitive(x), primitive(gamma), primitive(beta), EPSILON, branch);
+    assert_close(&format!("{what}: output"), output, actual.output);
+    assert_close(&format!("{what}: normalized"), normalized, actual.normalized);
+    assert_close(&format!("{what}: inverse deviation"), inverse_deviation, actual.inverse_deviation);
+    assert_eq!(actual.stream.is_some(), with_branch, "{what}: the stream comes back with a branch");
+    if let Some(actual) = actual.stream {
+        assert_close(&format!("{what}: stream"), stream, actual);
+    }
+}
+
+/// Without and with the stream's gradient from later layers.
+fn check_backward<B: LayerNormRows>(rows: usize, d: usize, with_stream: bool) {
     let (x, gamma, _) = inputs::<B>(rows, d);
     let (normalized, inverse_deviation) = normalize(x);
-    let d_y = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &Default::default());
+    let d_y = random::<B, 2>([rows, d]);
     let g = d_y.clone() * gamma.clone().unsqueeze();
     let mean_g_n = (g.clone() * normalized.clone()).mean_dim(1);
-    let d_x = (g.clone() - g.mean_dim(1) - normalized.clone() * mean_g_n) * inverse_deviation.clone();
+    let mut d_x = (g.clone() - g.mean_dim(1) - normalized.clone() * mean_g_n) * inverse_deviation.clone();
+    let d_stream = with_stream.then(|| random::<B, 2>([rows, d]));
+    if let Some(d_stream) = &d_stream {
+        d_x = d_x + d_stream.clone();
+    }
     let actual = B::layer_norm_rows_backward(
         primitive(d_y),
         primitive(normalized),
         primitive(inverse_deviation),
         primitive(gamma),
+        d_stream.map(primitive),
     );
-    assert_close(&format!("rows {rows}, d {d}: d_x"), d_x, actual);
+    assert_close(&format!("rows {rows}, d {d}, stream {with_stream}: d_x"), d_x, actual);
 }
 
-fn check_parameter_gradients<B: LayerNormRows>(rows: usize, d: usize) {
+/// Without a branch (`p` `None`), and with one at dropout `p`.
+fn check_parameter_gradients<B: LayerNormRows>(rows: usize, d: usize, p: Option<f64>) {
+    let what = format!("rows {rows}, d {d}, branch {p:?}");
     let (x, _, _) = inputs::<B>(rows, d);
     let (normalized, _) = normalize(x);
-    let d_y = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &Default::default());
+    let d_y = random::<B, 2>([rows, d]);
+    let d_x = random::<B, 2>([rows, d]);
+    let (dropout, keeps) = dropout::<B>(p.unwrap_or(0.0), rows, d);
+    let d_product = d_x.clone() * keeps;
     // The sums in f64 on the host: burn's own column sums in f32, one thread down 65,537 rows,
     // are off by more than the kernel.
-    let (g, n) =
-        (d_y.clone().into_data().to_vec::<f32>().unwrap(), normalized.clone().into_data().to_vec::<f32>().unwrap());
-    let mut expected = [vec![0.0f64; d], vec![0.0f64; d]];
-    for (i, (g, n)) in g.iter().zip(&n).enumerate() {
-        expected[0][i % d] += f64::from(*g) * f64::from(*n);
-        expected[1][i % d] += f64::from(*g);
+    let host = |tensor: &Tensor<B, 2>| tensor.clone().into_data().to_vec::<f32>().unwrap();
+    let (g, n, branch) = (host(&d_y), host(&normalized), host(&d_product));
+    let mut expected = [vec![0.0f64; d], vec![0.0f64; d], vec![0.0f64; d]];
+    for i in 0..rows * d {
+        expected[0][i % d] += f64::from(g[i]) * f64::from(n[i]);
+        expected[1][i % d] += f64::from(g[i]);
+        expected[2][i % d] += f64::from(branch[i]);
     }
-    let (gamma, beta) = B::layer_norm_rows_parameter_gradients(primitive(d_y), primitive(normalized));
-    for (what, expected, actual) in [("d_gamma", &expected[0], gamma), ("d_beta", &expected[1], beta)] {
+    let gradients = B::layer_norm_rows_parameter_gradients(
+        primitive(d_y),
+        primitive(normalized),
+        p.map(|_| (primitive(d_x), dropout)),
+    );
+    let mut sums = vec![("d_gamma", &expected[0], gradients.gamma), ("d_beta", &expected[1], gradients.beta)];
+    assert_eq!(gradients.branch.is_some(), p.is_some(), "{what}: the branch's gradients come with a branch");
+    if let Some((actual_product, actual_bias)) = gradients.branch {
+        assert_close(&format!("{what}: d_product"), d_product, actual_product);
+        sums.push(("d_bias", &expected[2], actual_bias));
+    }
+    for (name, expected, actual) in sums {
         let actual =
             Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(actual)).into_data().to_vec::<f32>().unwrap();
-        assert_eq!(expected.len(), actual.len(), "{what}");
+        assert_eq!(expected.len(), actual.len(), "{what}: {name}");
         let largest = expected.iter().fold(1.0f64, |largest, e| largest.max(e.abs()));
         let difference = expected.iter().zip(&actual).map(|(e, a)| (e - f64::from(*a)).abs()).fold(0.0f64, f64::max);
-        assert!(difference <= 1e-5 * largest, "rows {rows}, d {d}: {what} differs by {difference} at scale {largest}");
+        assert!(difference <= 1e-5 * largest, "{what}: {name} differs by {difference} at scale {largest}");
     }
 }
 
@@ -101,26 +158,35 @@ fn check_parameter_gradients<B: LayerNormRows>(rows: usize, d: usize) {
 /// holds (65,535 cubes).
 const SHAPES: [(usize, usize); 4] = [(1, 8), (5, 768), (300, 1600), (65_537, 4)];
 
+/// No branch, a branch without dropout, and one with.
+const BRANCHES: [Option<f64>; 3] = [None, Some(0.0), Some(0.3)];
+
 #[test]
 fn layer_norm_matches_burns_operations() {
     for (rows, d) in SHAPES {
-        check_forward::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
-        check_forward::<Wgpu<f32, i32>>(rows, d);
+        for p in BRANCHES {
+            check_forward::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
+            check_forward::<Wgpu<f32, i32>>(rows, d, p);
+        }
     }
 }
 
 #[test]
 fn layer_norm_backward_matches_burns_operations() {
     for (rows, d) in SHAPES {
-        check_backward::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
-        check_backward::<Wgpu<f32, i32>>(rows, d);
+        for with_stream in [false, true] {
+            check_backward::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, with_stream);
+            check_backward::<Wgpu<f32, i32>>(rows, d, with_stream);
+        }
     }
 }
 
 #[test]
 fn layer_norm_parameter_gradients_match_burns_operations() {
     for (rows, d) in SHAPES {
-        check_parameter_gradients::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
-        check_parameter_gradients::<Wgpu<f32, i32>>(rows, d);
+        for p in BRANCHES {
+            check_parameter_gradients::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
+            check_parameter_gradients::<Wgpu<f32, i32>>(rows, d, p);
+        }
     }
 }

@@ -83,9 +83,9 @@ fn stages<B: Gpt2Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) -> S
     let causal = causal_mask::<B>(time, time, device).unsqueeze::<3>().expand([2, time, time]);
     for (i, block) in model.h.iter().enumerate() {
         let (ln_1, ln_2) = block.pre_norms();
-        x = block.attn.forward(x, ln_1, causal.clone(), None, None);
+        x = block.attn.forward(x, ln_1, causal.clone(), None);
         out.push((format!("h.{i} x + attention"), values(x.clone())));
-        x = block.mlp.forward(x, ln_2, None);
+        x = block.mlp.forward(x, ln_2);
         out.push((format!("h.{i} x + mlp"), values(x.clone())));
     }
     out.push(("ln_f".into(), values(model.ln_f.forward(x))));

@@ -62,16 +62,26 @@ fn main() -> std::io::Result<()> {
         ("dropout", Box::new(|| dropout.apply(input([rows, WIDTH], &device)))),
         ("residual add", Box::new(|| input([rows, WIDTH], &device) + input([rows, WIDTH], &device))),
         (
-            "attention branch, its ln and add",
+            "attention branch, its add and ln_2",
             Box::new(|| {
-                block.attn.forward(input([rows, WIDTH], &device), block.pre_norms().0, mask.clone(), None, Some(masks))
+                let branch = block.attn.training_branch(input([rows, WIDTH], &device), mask.clone(), masks);
+                B::residual_layer_norm(input([rows, WIDTH], &device), branch, block.pre_norms().1, false).1
             }),
         ),
         (
-            "mlp branch, its ln and add",
-            Box::new(|| block.mlp.forward(input([rows, WIDTH], &device), block.pre_norms().1, Some(masks))),
+            "mlp branch, its add and the next ln",
+            Box::new(|| {
+                let branch = block.mlp.training_branch(input([rows, WIDTH], &device), masks);
+                B::residual_layer_norm(input([rows, WIDTH], &device), branch, block.pre_norms().0, false).1
+            }),
         ),
-        ("block", Box::new(|| block.forward(input([rows, WIDTH], &device), mask.clone(), None, Some(masks)))),
+        (
+            "block",
+            Box::new(|| {
+                let (x, normed) = (input([rows, WIDTH], &device), input([rows, WIDTH], &device));
+                block.forward_training(x, normed, block.pre_norms().0, mask.clone(), masks, false).1
+            }),
+        ),
         (
             "lm head + loss",
             Box::new(|| lm_head_loss(&model, config.layer_norm_epsilon, input([rows, WIDTH], &device), &device)),

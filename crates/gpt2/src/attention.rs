@@ -1,6 +1,6 @@
 use crate::{
     dropout::{Dropout, LayerMasks},
-    Gpt2Backend, Gpt2Config, LayerCache, PreNorm, Precision,
+    Gpt2Backend, Gpt2Config, LayerCache, PreNorm, Precision, ResidualBranch,
 };
 use burn::{nn::Linear, prelude::*};
 
@@ -39,31 +39,45 @@ impl<B: Gpt2Backend> CausalSelfAttention<B> {
     /// `x + attention(norm(x))` for `x`, the `[batch × time, n_embd]` rows of the residual
     /// stream; `mask`: `[batch, time, keys]`, `true` where a query must not see a key. With
     /// this layer's cache, the keys and values of earlier positions come from it and this
-    /// call's are appended to it. In training, `masks` are the layer's dropout masks.
+    /// call's are appended to it.
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
         norm: PreNorm<'_, B>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
-        masks: Option<LayerMasks>,
     ) -> Tensor<B, 2> {
         let [rows, n_embd] = x.dims();
         let qkv = B::normed_linear(norm, &self.c_attn, x.clone(), false, self.precision);
-        let weights_dropout = Dropout::at(self.attn_pdrop, masks.map(LayerMasks::attention_weights));
         let y = match cache {
-            None => B::self_attention(qkv, self.n_head, mask, weights_dropout, self.precision),
+            None => B::self_attention(qkv, self.n_head, mask, None, self.precision),
             // One new position a row (decoding) comes after every cached key: the causal mask
             // hides none of them.
             Some(cache) if mask.dims()[1] == 1 => cache.attend_new_position(qkv, self.n_head, self.precision),
             Some(cache) => {
                 let (q, k, v) = split_heads(qkv, self.n_head, mask.dims());
                 let (k, v) = cache.extend(k, v);
-                B::masked_attention(q, k, v, mask, weights_dropout, self.precision).reshape([rows, n_embd])
+                B::masked_attention(q, k, v, mask, None, self.precision).reshape([rows, n_embd])
             }
         };
-        let output_dropout = Dropout::at(self.resid_pdrop, masks.map(LayerMasks::attention_output));
-        B::linear_residual(&self.c_proj, y, output_dropout, x, self.precision)
+        B::linear_residual(&self.c_proj, y, x, self.precision)
+    }
+}
+
+impl<B: Gpt2Backend> CausalSelfAttention<B> {
+    /// The branch as training runs it, from `ln_1`'s output `normed`: its end before the
+    /// residual add, with the layer's dropout `masks`.
+    pub fn training_branch(
+        &self,
+        normed: Tensor<B, 2>,
+        mask: Tensor<B, 3, Bool>,
+        masks: LayerMasks,
+    ) -> ResidualBranch<B> {
+        let qkv = self.precision.linear(&self.c_attn, normed);
+        let weights_dropout = Dropout::at(self.attn_pdrop, Some(masks.attention_weights()));
+        let y = B::self_attention(qkv, self.n_head, mask, weights_dropout, self.precision);
+        let output_dropout = Dropout::at(self.resid_pdrop, Some(masks.attention_output()));
+        ResidualBranch::end(&self.c_proj, y, output_dropout, self.precision)
     }
 }
 

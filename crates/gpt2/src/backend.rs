@@ -38,6 +38,27 @@ pub type Gpu = burn::backend::Cuda<f32, i32>;
 #[cfg(feature = "wgpu")]
 pub type Wgpu = burn::backend::Wgpu<f32, i32>;
 
+/// The end of a residual branch, before it is added to the stream: `product` `[rows, d]` (the
+/// branch's last product, without its bias), the bias `[d]`, and dropout on their sum.
+#[derive(Debug, Clone)]
+pub struct ResidualBranch<B: Backend> {
+    pub product: Tensor<B, 2>,
+    pub bias: Tensor<B, 1>,
+    pub dropout: Option<Dropout>,
+}
+
+impl<B: Gpt2Backend> ResidualBranch<B> {
+    /// The end of a branch whose last layer is `layer` on `x`, with `dropout`.
+    pub fn end(layer: &Linear<B>, x: Tensor<B, 2>, dropout: Option<Dropout>, precision: Precision) -> Self {
+        let product = precision.matmul(x, layer.weight.val());
+        let bias = match &layer.bias {
+            Some(bias) => bias.val(),
+            None => Tensor::zeros([product.dims()[1]], &product.device()),
+        };
+        Self { product, bias, dropout }
+    }
+}
+
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
     /// `norm` over each row of `x` `[rows, d]`; `epsilon` is `norm`'s own (burn's `LayerNorm`
@@ -63,10 +84,29 @@ pub trait Gpt2Backend: Backend {
         (normalized.clone() * gamma.unsqueeze() + beta.unsqueeze(), normalized, inverse_deviation)
     }
 
+    /// [`layer_norm_keeping`] of `residual + dropout(product + bias)`: a residual branch's end
+    /// and the LayerNorm after it, as training runs them. Returns that sum (the residual
+    /// stream after the branch) first.
+    ///
+    /// [`layer_norm_keeping`]: Gpt2Backend::layer_norm_keeping
+    fn residual_layer_norm_keeping(
+        residual: Tensor<Self, 2>,
+        branch: ResidualBranch<Self>,
+        gamma: Tensor<Self, 1>,
+        beta: Tensor<Self, 1>,
+        epsilon: f64,
+    ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
+        let ResidualBranch { product, bias, dropout } = branch;
+        let stream = residual + dropped(product + bias.unsqueeze(), dropout);
+        let (output, normalized, inverse_deviation) = Self::layer_norm_keeping(stream.clone(), gamma, beta, epsilon);
+        (stream, output, normalized, inverse_deviation)
+    }
+
     /// The gradient of [`layer_norm_keeping`]'s input from that of its output `d_y` `[rows, d]`,
     /// the normalised rows and inverse deviations it kept, and γ: with `g = d_y · γ`,
     /// `(g − mean(g) − normalized · mean(g · normalized)) · inverse_deviation` (means over each
-    /// row).
+    /// row), plus `d_stream`, the gradient the input gets from elsewhere (the residual stream's
+    /// from the layers after), where there is one.
     ///
     /// [`layer_norm_keeping`]: Gpt2Backend::layer_norm_keeping
     fn layer_norm_backward(
@@ -74,22 +114,54 @@ pub trait Gpt2Backend: Backend {
         normalized: Tensor<Self, 2>,
         inverse_deviation: Tensor<Self, 2>,
         gamma: Tensor<Self, 1>,
+        d_stream: Option<Tensor<Self, 2>>,
     ) -> Tensor<Self, 2> {
         let g = d_y * gamma.unsqueeze();
         let mean_g_n = (g.clone() * normalized.clone()).mean_dim(1);
-        (g.clone() - g.mean_dim(1) - normalized * mean_g_n) * inverse_deviation
+        let d_x = (g.clone() - g.mean_dim(1) - normalized * mean_g_n) * inverse_deviation;
+        match d_stream {
+            Some(d_stream) => d_x + d_stream,
+            None => d_x,
+        }
     }
 
     /// The gradients of [`layer_norm_keeping`]'s γ and β from that of its output `d_y`
     /// `[rows, d]` and the normalised rows it kept: `(Σ_rows d_y · normalized, Σ_rows d_y)`.
+    /// With the residual branch before it ([`residual_layer_norm_keeping`]), `branch` is the
+    /// gradient of the LayerNorm's input `d_x` (all of it) and the branch's dropout, and the
+    /// branch's gradients come third: the product's, `d_x` through dropout, and the bias's,
+    /// its sum over the rows.
     ///
     /// [`layer_norm_keeping`]: Gpt2Backend::layer_norm_keeping
+    /// [`residual_layer_norm_keeping`]: Gpt2Backend::residual_layer_norm_keeping
+    #[allow(clippy::type_complexity)]
     fn layer_norm_parameter_gradients(
         d_y: Tensor<Self, 2>,
         normalized: Tensor<Self, 2>,
-    ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
+        branch: Option<(Tensor<Self, 2>, Option<Dropout>)>,
+    ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Option<(Tensor<Self, 2>, Tensor<Self, 1>)>) {
         let d = d_y.dims()[1];
-        ((d_y.clone() * normalized).sum_dim(0).reshape([d]), d_y.sum_dim(0).reshape([d]))
+        let branch = branch.map(|(d_x, dropout)| {
+            let d_product = dropped(d_x, dropout);
+            (d_product.clone(), d_product.sum_dim(0).reshape([d]))
+        });
+        ((d_y.clone() * normalized).sum_dim(0).reshape([d]), d_y.sum_dim(0).reshape([d]), branch)
+    }
+
+    /// `residual + dropout(product + bias)`, and `norm` over it: the end of a block's branch
+    /// and the LayerNorm after it (`ln_2`, the next block's `ln_1`, or `ln_f`), as training
+    /// runs them. `continues`: the stream (returned first) goes on to another branch's end;
+    /// the last one only feeds `ln_f`.
+    fn residual_layer_norm(
+        residual: Tensor<Self, 2>,
+        branch: ResidualBranch<Self>,
+        norm: PreNorm<'_, Self>,
+        continues: bool,
+    ) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
+        let _ = continues;
+        let ResidualBranch { product, bias, dropout } = branch;
+        let stream = residual + dropped(product + bias.unsqueeze(), dropout);
+        (stream.clone(), Self::layer_norm_rows(norm.layer, norm.epsilon, stream))
     }
 
     /// Self-attention over whole rows, without a cache, as training runs it: from the q/k/v
@@ -162,15 +234,17 @@ pub trait Gpt2Backend: Backend {
         normed_linear_by_parts(norm, layer, x, gelu, precision)
     }
 
-    /// `residual + dropout(layer(x))`: the product that ends each of a block's branches.
+    /// `residual + layer(x)`: the product that ends each of a block's branches (outside
+    /// training: [`residual_layer_norm`] is training's).
+    ///
+    /// [`residual_layer_norm`]: Gpt2Backend::residual_layer_norm
     fn linear_residual(
         layer: &Linear<Self>,
         x: Tensor<Self, 2>,
-        dropout: Option<Dropout>,
         residual: Tensor<Self, 2>,
         precision: Precision,
     ) -> Tensor<Self, 2> {
-        linear_residual_by_parts(layer, x, dropout, residual, precision)
+        linear_residual_by_parts(layer, x, residual, precision)
     }
 
     /// `x · W + b` for `x` `[rows, d_in]`, `W` held as `[d_in, d_out]` (burn's and GPT-2's
@@ -277,11 +351,10 @@ fn normed_linear_by_parts<B: Gpt2Backend>(
 fn linear_residual_by_parts<B: Gpt2Backend>(
     layer: &Linear<B>,
     x: Tensor<B, 2>,
-    dropout: Option<Dropout>,
     residual: Tensor<B, 2>,
     precision: Precision,
 ) -> Tensor<B, 2> {
-    residual + dropped(precision.linear(layer, x), dropout)
+    residual + precision.linear(layer, x)
 }
 
 fn first_positions_by_slice<B: Backend>(buffer: Tensor<B, 4>, count: usize) -> Tensor<B, 4> {
@@ -329,10 +402,11 @@ pub(crate) fn attention_scores<B: Backend>(
     precision.matmul(q, k.transpose()).mask_fill(mask, f32::NEG_INFINITY) / (head_dim as f64).sqrt()
 }
 
-/// CUDA and wgpu: burn's operations, but LayerNorm (forward, its input's gradient, and γ's and
-/// β's),
-/// decoding attention with its cache write, and a few rows' linear layers with what surrounds
-/// them in a block (decoding: one row a sample) each in one kernel of `cube_kernels`.
+/// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
+/// (forward with the residual branch before it, its input's gradient, γ's, β's and the
+/// branch's), training's attention (flash attention), dropout's masks, the gradients' sums
+/// into flat buffers, decoding attention with its cache write, and a few rows' linear layers
+/// with what surrounds them in a block (decoding: one row a sample).
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 macro_rules! cube_backend {
     ($backend:ty) => {
@@ -350,13 +424,37 @@ macro_rules! cube_backend {
                 beta: Tensor<Self, 1>,
                 epsilon: f64,
             ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
-                let (output, normalized, inverse_deviation) = <Self as cube_kernels::LayerNormRows>::layer_norm_rows(
+                let normed = <Self as cube_kernels::LayerNormRows>::layer_norm_rows(
                     primitive(x),
                     primitive(gamma),
                     primitive(beta),
                     epsilon,
+                    None,
                 );
-                (float(output), float(normalized), float(inverse_deviation))
+                (float(normed.output), float(normed.normalized), float(normed.inverse_deviation))
+            }
+
+            fn residual_layer_norm_keeping(
+                residual: Tensor<Self, 2>,
+                branch: ResidualBranch<Self>,
+                gamma: Tensor<Self, 1>,
+                beta: Tensor<Self, 1>,
+                epsilon: f64,
+            ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
+                let branch = cube_kernels::Branch {
+                    product: primitive(branch.product),
+                    bias: primitive(branch.bias),
+                    dropout: branch.dropout.map(dropout_draw),
+                };
+                let normed = <Self as cube_kernels::LayerNormRows>::layer_norm_rows(
+                    primitive(residual),
+                    primitive(gamma),
+                    primitive(beta),
+                    epsilon,
+                    Some(branch),
+                );
+                let stream = normed.stream.expect("a branch's sum");
+                (float(stream), float(normed.output), float(normed.normalized), float(normed.inverse_deviation))
             }
 
             fn layer_norm_backward(
@@ -364,24 +462,29 @@ macro_rules! cube_backend {
                 normalized: Tensor<Self, 2>,
                 inverse_deviation: Tensor<Self, 2>,
                 gamma: Tensor<Self, 1>,
+                d_stream: Option<Tensor<Self, 2>>,
             ) -> Tensor<Self, 2> {
                 float(<Self as cube_kernels::LayerNormRows>::layer_norm_rows_backward(
                     primitive(d_y),
                     primitive(normalized),
                     primitive(inverse_deviation),
                     primitive(gamma),
+                    d_stream.map(primitive),
                 ))
             }
 
             fn layer_norm_parameter_gradients(
                 d_y: Tensor<Self, 2>,
                 normalized: Tensor<Self, 2>,
-            ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
-                let (d_gamma, d_beta) = <Self as cube_kernels::LayerNormRows>::layer_norm_rows_parameter_gradients(
+                branch: Option<(Tensor<Self, 2>, Option<Dropout>)>,
+            ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Option<(Tensor<Self, 2>, Tensor<Self, 1>)>) {
+                let gradients = <Self as cube_kernels::LayerNormRows>::layer_norm_rows_parameter_gradients(
                     primitive(d_y),
                     primitive(normalized),
+                    branch.map(|(d_x, dropout)| (primitive(d_x), dropout.map(dropout_draw))),
                 );
-                (float(d_gamma), float(d_beta))
+                let branch = gradients.branch.map(|(d_product, d_bias)| (float(d_product), float(d_bias)));
+                (float(gradients.gamma), float(gradients.beta), branch)
             }
 
             fn attention_keeping(
@@ -391,14 +494,14 @@ macro_rules! cube_backend {
                 dropout: Option<Dropout>,
                 precision: Precision,
             ) -> (Tensor<Self, 2>, Tensor<Self, 3>) {
-                if !flash_attention_applies(&qkv, heads, precision) {
+                if !flash_attention_applies(&qkv, &mask, heads, precision) {
                     return training_attention::attention_keeping(qkv, heads, mask, dropout, precision);
                 }
                 let (y, logsumexp) = <Self as cube_kernels::FlashAttention>::flash_attention(
                     primitive(qkv),
                     heads,
                     mask.into_primitive(),
-                    dropout.map(weights_dropout),
+                    dropout.map(dropout_draw),
                 );
                 (float(y), float(logsumexp))
             }
@@ -413,7 +516,7 @@ macro_rules! cube_backend {
                 dropout: Option<Dropout>,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                if !flash_attention_applies(&qkv, heads, precision) {
+                if !flash_attention_applies(&qkv, &mask, heads, precision) {
                     return training_attention::attention_backward(
                         qkv, output, logsumexp, d_output, heads, mask, dropout, precision,
                     );
@@ -425,7 +528,7 @@ macro_rules! cube_backend {
                     primitive(d_output),
                     heads,
                     mask.into_primitive(),
-                    dropout.map(weights_dropout),
+                    dropout.map(dropout_draw),
                 ))
             }
 
@@ -488,30 +591,35 @@ macro_rules! cube_backend {
             fn linear_residual(
                 layer: &Linear<Self>,
                 x: Tensor<Self, 2>,
-                dropout: Option<Dropout>,
                 residual: Tensor<Self, 2>,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                if dropout.is_some() {
-                    return linear_residual_by_parts(layer, x, dropout, residual, precision);
-                }
                 let after = cube_kernels::After::Add(primitive(residual.clone()));
                 few_rows_linear(layer, x.clone(), cube_kernels::Before::Nothing, after, precision)
-                    .unwrap_or_else(|| linear_residual_by_parts(layer, x, dropout, residual, precision))
+                    .unwrap_or_else(|| linear_residual_by_parts(layer, x, residual, precision))
             }
         }
     };
 }
-/// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows: f32
-/// products and heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64).
+
+/// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows and mask: f32
+/// products, heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64), and booleans
+/// stored as the kernels read them (CUDA's and wgpu's are).
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn flash_attention_applies<B: Backend>(qkv: &Tensor<B, 2>, heads: usize, precision: Precision) -> bool {
-    precision == Precision::F32 && qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
+fn flash_attention_applies<B: Backend>(
+    qkv: &Tensor<B, 2>,
+    mask: &Tensor<B, 3, Bool>,
+    heads: usize,
+    precision: Precision,
+) -> bool {
+    precision == Precision::F32
+        && qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
+        && cube_kernels::FLASH_MASK_DTYPES.contains(&mask.dtype())
 }
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn weights_dropout(dropout: Dropout) -> cube_kernels::WeightsDropout {
-    cube_kernels::WeightsDropout { stream: dropout.stream, p: dropout.p }
+fn dropout_draw(dropout: Dropout) -> cube_kernels::DropoutDraw {
+    cube_kernels::DropoutDraw { stream: dropout.stream, p: dropout.p }
 }
 
 /// `after(before(x) · W + b)` in one launch of `cube_kernels`' few-row kernel, where it

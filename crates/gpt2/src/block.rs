@@ -35,18 +35,37 @@ pub struct PreNorm<'a, B: Backend> {
 impl<B: Gpt2Backend> Block<B> {
     /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`. Each branch takes the residual stream and
     /// its LayerNorm and returns the stream with its output added, so that a backend can fuse
-    /// the LayerNorm into the branch's first product and the add into its last. In training,
-    /// `masks` are the block's dropout masks.
+    /// the LayerNorm into the branch's first product and the add into its last. Nothing is
+    /// dropped: training runs [`forward_training`].
+    ///
+    /// [`forward_training`]: Block::forward_training
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut LayerCache<B>>,
-        masks: Option<LayerMasks>,
     ) -> Tensor<B, 2> {
         let (ln_1, ln_2) = self.pre_norms();
-        let x = self.attn.forward(x, ln_1, mask, cache, masks);
-        self.mlp.forward(x, ln_2, masks)
+        let x = self.attn.forward(x, ln_1, mask, cache);
+        self.mlp.forward(x, ln_2)
+    }
+
+    /// The block as training runs it: from the stream `x` and `ln_1`'s output over it, `normed`,
+    /// to the stream after both branches and `next`'s output over it (the next block's `ln_1`,
+    /// or `ln_f`). Each branch's end, its dropout and residual add go into the LayerNorm after
+    /// it ([`Gpt2Backend::residual_layer_norm`]). `continues`: another block follows.
+    pub fn forward_training(
+        &self,
+        x: Tensor<B, 2>,
+        normed: Tensor<B, 2>,
+        next: PreNorm<'_, B>,
+        mask: Tensor<B, 3, Bool>,
+        masks: LayerMasks,
+        continues: bool,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let (_, ln_2) = self.pre_norms();
+        let (x, normed) = B::residual_layer_norm(x, self.attn.training_branch(normed, mask, masks), ln_2, true);
+        B::residual_layer_norm(x, self.mlp.training_branch(normed, masks), next, continues)
     }
 
     /// `ln_1` and `ln_2`, each with its ε.

@@ -1,6 +1,6 @@
 use crate::{
     dropout::{Dropout, LayerMasks},
-    Gpt2Backend, Gpt2Config, PreNorm, Precision,
+    Gpt2Backend, Gpt2Config, PreNorm, Precision, ResidualBranch,
 };
 use burn::{nn::Linear, prelude::*};
 
@@ -26,11 +26,17 @@ impl<B: Backend> Mlp<B> {
 }
 
 impl<B: Gpt2Backend> Mlp<B> {
-    /// `x + mlp(norm(x))` for `x`, the `[batch × time, n_embd]` rows of the residual stream. In
-    /// training, `masks` are the layer's dropout masks.
-    pub fn forward(&self, x: Tensor<B, 2>, norm: PreNorm<'_, B>, masks: Option<LayerMasks>) -> Tensor<B, 2> {
+    /// `x + mlp(norm(x))` for `x`, the `[batch × time, n_embd]` rows of the residual stream.
+    pub fn forward(&self, x: Tensor<B, 2>, norm: PreNorm<'_, B>) -> Tensor<B, 2> {
         let hidden = B::normed_linear(norm, &self.c_fc, x.clone(), true, self.precision);
-        let dropout = Dropout::at(self.resid_pdrop, masks.map(LayerMasks::mlp_output));
-        B::linear_residual(&self.c_proj, hidden, dropout, x, self.precision)
+        B::linear_residual(&self.c_proj, hidden, x, self.precision)
+    }
+
+    /// The branch as training runs it, from `ln_2`'s output `normed`: its end before the
+    /// residual add, with the layer's dropout `masks`.
+    pub fn training_branch(&self, normed: Tensor<B, 2>, masks: LayerMasks) -> ResidualBranch<B> {
+        let hidden = B::gelu_tanh(self.precision.linear(&self.c_fc, normed));
+        let dropout = Dropout::at(self.resid_pdrop, Some(masks.mlp_output()));
+        ResidualBranch::end(&self.c_proj, hidden, dropout, self.precision)
     }
 }

@@ -1,7 +1,7 @@
 use crate::{
     block::Block,
     dropout::{dropped, Dropout, DropoutMasks},
-    Documents, Gpt2Backend, KvCache, Precision,
+    Documents, Gpt2Backend, KvCache, PreNorm, Precision,
 };
 use burn::{
     nn::{Embedding, LayerNorm},
@@ -30,7 +30,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
     /// Logits `[batch, time, vocab]` for tokens `[batch, time]` at positions `0..time`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let (positions, mask) = positions_and_mask(&tokens, None);
-        self.logits(tokens, positions, mask, None)
+        self.logits(tokens, positions, mask)
     }
 
     /// Logits as training takes them: of rows that each hold one document (`documents`
@@ -45,8 +45,20 @@ impl<B: Gpt2Backend> Gpt2<B> {
         documents: Option<&Documents<B>>,
         masks: DropoutMasks,
     ) -> Tensor<B, 3> {
+        let [batch, time] = tokens.dims();
         let (positions, mask) = positions_and_mask(&tokens, documents);
-        self.logits(tokens, positions, mask, Some(masks))
+        let x = self.embeddings(tokens, positions, mask.dims()[2], Some(masks));
+        // Each LayerNorm after the first takes in the branch before it: the stream and that
+        // LayerNorm's output go from block to block.
+        let first = self.h.first().map_or(self.final_norm(), |block| block.pre_norms().0);
+        let normed = B::layer_norm_rows(first.layer, first.epsilon, x.clone());
+        let (_, normed) = self.h.iter().enumerate().fold((x, normed), |(x, normed), (layer, block)| {
+            let next = self.h.get(layer + 1).map_or(self.final_norm(), |block| block.pre_norms().0);
+            let continues = layer + 1 < self.h.len();
+            block.forward_training(x, normed, next, mask.clone(), masks.layer(layer), continues)
+        });
+        let vocab = self.wte.weight.dims()[0];
+        self.precision.matmul_transposed(normed, self.wte.weight.val()).reshape([batch, time, vocab])
     }
 
     /// Logits `[batch, vocab]` of the token after `tokens`, which follow the positions already
@@ -56,7 +68,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
         let [batch, time] = tokens.dims();
         let (start, device) = (cache.len(), tokens.device());
         let mask = causal_mask::<B>(time, start + time, &device).unsqueeze::<3>().expand([batch, time, start + time]);
-        let x = self.hidden_states(tokens, sequence_positions(start, batch, time, &device), mask, Some(cache), None);
+        let x = self.hidden_states(tokens, sequence_positions(start, batch, time, &device), mask, Some(cache));
         let width = x.dims()[1];
         let last = x.reshape([batch, time, width]).slice([0..batch, time - 1..time, 0..width]);
         self.lm_head(last.reshape([batch, width]))
@@ -66,7 +78,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
     /// the logits it would get alone.
     pub fn forward_documents(&self, tokens: Tensor<B, 2, Int>, documents: &Documents<B>) -> Tensor<B, 3> {
         let (positions, mask) = positions_and_mask(&tokens, Some(documents));
-        self.logits(tokens, positions, mask, None)
+        self.logits(tokens, positions, mask)
     }
 
     /// Logits `[batch, time, vocab]` at every position.
@@ -75,35 +87,44 @@ impl<B: Gpt2Backend> Gpt2<B> {
         tokens: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,
         mask: Tensor<B, 3, Bool>,
-        masks: Option<DropoutMasks>,
     ) -> Tensor<B, 3> {
         let [batch, time] = tokens.dims();
         let vocab = self.wte.weight.dims()[0];
-        self.lm_head(self.hidden_states(tokens, positions, mask, None, masks)).reshape([batch, time, vocab])
+        self.lm_head(self.hidden_states(tokens, positions, mask, None)).reshape([batch, time, vocab])
     }
 
-    /// The last block's output, `[batch × time, d]`; with dropout where `masks` are given.
+    /// The last block's output, `[batch × time, d]`, nothing dropped.
     fn hidden_states(
         &self,
         tokens: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,
         mask: Tensor<B, 3, Bool>,
         cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 2> {
+        let mut x = self.embeddings(tokens, positions, mask.dims()[2], None);
+        let mut layer_caches = cache.map(|cache| cache.layers_mut());
+        for block in &self.h {
+            let layer_cache = layer_caches.as_mut().map(|layers| layers.next().expect("a cache slot per layer"));
+            x = block.forward(x, mask.clone(), layer_cache);
+        }
+        x
+    }
+
+    /// The token and position embeddings' sum, `[batch × time, d]`, with dropout where `masks`
+    /// are given; `keys` is how many positions attention will see.
+    fn embeddings(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+        keys: usize,
         masks: Option<DropoutMasks>,
     ) -> Tensor<B, 2> {
-        let keys = mask.dims()[2];
         let n_positions = self.wpe.weight.dims()[0];
         assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
         let [batch, time] = tokens.dims();
         let embedded = self.wte.forward(tokens) + self.wpe.forward(positions);
         let embedded = dropped(embedded, Dropout::at(self.embd_pdrop, masks.map(DropoutMasks::embedding)));
-        let mut x = embedded.reshape([batch * time, self.wte.weight.dims()[1]]);
-        let mut layer_caches = cache.map(|cache| cache.layers_mut());
-        for (layer, block) in self.h.iter().enumerate() {
-            let layer_cache = layer_caches.as_mut().map(|layers| layers.next().expect("a cache slot per layer"));
-            x = block.forward(x, mask.clone(), layer_cache, masks.map(|masks| masks.layer(layer)));
-        }
-        x
+        embedded.reshape([batch * time, self.wte.weight.dims()[1]])
     }
 
     /// The final LayerNorm and the LM head, `[rows, d]` to logits `[rows, vocab]`. The head is
@@ -112,6 +133,11 @@ impl<B: Gpt2Backend> Gpt2<B> {
     fn lm_head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = B::layer_norm_rows(&self.ln_f, self.layer_norm_epsilon, x);
         self.precision.matmul_transposed(x, self.wte.weight.val())
+    }
+
+    /// `ln_f` with its ε.
+    fn final_norm(&self) -> PreNorm<'_, B> {
+        PreNorm { layer: &self.ln_f, epsilon: self.layer_norm_epsilon }
     }
 }
 

@@ -42,18 +42,15 @@ pub(crate) fn attention_backward<B: Gpt2Backend>(
     let [batch, _, time, head_dim] = q.dims();
     let (output, d_output) = (by_heads(output, q.dims()), by_heads(d_output, q.dims()));
     let weights = (attention_scores(q.clone(), k.clone(), mask, precision) - logsumexp.unsqueeze_dim(3)).exp();
+    // The same mask the forward pass drew (the same Philox words), not a kept copy of it.
     let scaled_keeps = dropout.map(|dropout| dropout.scaled_keeps::<B, 4>(weights.dims(), &weights.device()));
-    let kept = match &scaled_keeps {
-        Some(scaled_keeps) => weights.clone() * scaled_keeps.clone(),
-        None => weights.clone(),
+    let through_dropout = |x: Tensor<B, 4>| match &scaled_keeps {
+        Some(scaled_keeps) => x * scaled_keeps.clone(),
+        None => x,
     };
-    let d_v = precision.matmul(kept.transpose(), d_output.clone());
-    let d_kept = precision.matmul(d_output.clone(), v.transpose());
+    let d_v = precision.matmul(through_dropout(weights.clone()).transpose(), d_output.clone());
+    let d_kept = through_dropout(precision.matmul(d_output.clone(), v.transpose()));
     let delta = (d_output * output).sum_dim(3);
-    let d_kept = match scaled_keeps {
-        Some(scaled_keeps) => d_kept * scaled_keeps,
-        None => d_kept,
-    };
     let d_scores = weights * (d_kept - delta) / (head_dim as f64).sqrt();
     let d_q = precision.matmul(d_scores.clone(), k);
     let d_k = precision.matmul(d_scores.transpose(), q);

@@ -1,7 +1,7 @@
-//! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm,
-//! attention and the loss's cross-entropy written out rather than differentiated operation by
-//! operation, for fewer GPU kernels a layer (see `scripts/bench/launches.sh` and the example
-//! `launch_parts`).
+//! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm
+//! (with the residual branch before it), attention and the loss's cross-entropy written out
+//! rather than differentiated operation by operation, for fewer GPU kernels a layer (see
+//! `scripts/bench/launches.sh` and the example `launch_parts`).
 
 mod attention;
 mod cross_entropy;
@@ -9,7 +9,7 @@ mod layer_norm;
 
 use crate::{
     backend::{float, primitive},
-    Dropout, Gpt2Backend, Precision,
+    Dropout, Gpt2Backend, PreNorm, Precision, ResidualBranch,
 };
 use burn::{
     backend::{autodiff::checkpoint::strategy::CheckpointStrategy, Autodiff},
@@ -24,6 +24,15 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
             Some(beta) => layer_norm::layer_norm(x, norm.gamma.val(), beta.val(), epsilon),
             None => norm.forward(x),
         }
+    }
+
+    fn residual_layer_norm(
+        residual: Tensor<Self, 2>,
+        branch: ResidualBranch<Self>,
+        norm: PreNorm<'_, Self>,
+        continues: bool,
+    ) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
+        layer_norm::residual_layer_norm(residual, branch, norm, continues)
     }
 
     fn self_attention(
