@@ -3,15 +3,11 @@
 //! gpt2-medium's shape) into the optimizer's flat buffers, where burn takes a launch a tensor
 //! (and another to copy it into its stretch at the end of the step).
 
+use crate::fusion_op::{register_kernel, Launch};
 use burn::tensor::ops::FloatTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
-use burn_fusion::{
-    stream::{Operation, OperationStreams},
-    Fusion, FusionBackend, FusionRuntime,
-};
-use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
-use std::marker::PhantomData;
 
 /// Most pieces a launch takes. Each is a binding of the kernel: fewer where the device allows
 /// fewer (some Vulkan drivers give a shader 31 storage buffers; CUDA takes 1,024).
@@ -85,36 +81,18 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AddToStret
 
 impl<B: FusionBackend + AddToStretches> AddToStretches for Fusion<B> {
     fn add_to_stretches(buffer: FloatTensor<Self>, pieces: Vec<(FloatTensor<Self>, usize)>) -> FloatTensor<Self> {
-        #[derive(Clone, Debug)]
-        struct AddOp<B> {
-            desc: CustomOpIr,
-            starts: Vec<usize>,
-            backend: PhantomData<B>,
-        }
-
-        impl<B: FusionBackend + AddToStretches> Operation<B::FusionRuntime> for AddOp<B> {
-            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let (buffer, pieces) = self.desc.inputs.split_first().expect("the buffer comes first");
-                let pieces = pieces
-                    .iter()
-                    .zip(&self.starts)
-                    .map(|(piece, &start)| (handles.get_float_tensor::<B>(piece), start));
-                let pieces = pieces.collect();
-                let summed = B::add_to_stretches(handles.get_float_tensor::<B>(buffer), pieces);
-                handles.register_float_tensor::<B>(&self.desc.outputs[0].id, summed);
-            }
-        }
-
-        let client = buffer.client.clone();
-        let streams =
-            OperationStreams::with_inputs(std::iter::once(&buffer).chain(pieces.iter().map(|(piece, _)| piece)));
-        let output = TensorIr::uninit(client.create_empty_handle(), buffer.shape.clone(), buffer.dtype);
-        let starts = pieces.iter().map(|&(_, start)| start).collect();
-        let inputs: Vec<TensorIr> =
-            std::iter::once(buffer.into_ir()).chain(pieces.into_iter().map(|(piece, _)| piece.into_ir())).collect();
-        let desc = CustomOpIr::new("add_to_stretches", &inputs, &[output]);
-        let op = AddOp::<B> { desc: desc.clone(), starts, backend: PhantomData };
-        let [summed] = client.register(streams, OperationIr::Custom(desc), op).outputs();
+        let shape = buffer.shape.clone();
+        let starts: Vec<usize> = pieces.iter().map(|&(_, start)| start).collect();
+        let inputs = std::iter::once(buffer).chain(pieces.into_iter().map(|(piece, _)| piece)).collect();
+        // The buffer comes first, then the pieces in the order of their starts.
+        let launch: Launch<B, _> = |starts: &Vec<usize>, inputs| {
+            let mut inputs = inputs.into_iter();
+            let buffer = inputs.next().expect("the buffer registered");
+            vec![B::add_to_stretches(buffer, inputs.zip(starts.iter().copied()).collect())]
+        };
+        let [summed] = register_kernel::<B, _>("add_to_stretches", inputs, &[shape], starts, launch)
+            .try_into()
+            .expect("one output");
         summed
     }
 }

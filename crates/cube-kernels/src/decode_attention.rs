@@ -4,18 +4,14 @@
 //! filled positions, copies to make operands contiguous, two products, the softmax's
 //! reductions and element-wise kernels.
 
+use crate::fusion_op::{register_kernel, Launch};
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{
     ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
     IntElement,
 };
-use burn_fusion::{
-    stream::{Operation, OperationStreams},
-    Fusion, FusionBackend, FusionRuntime,
-};
-use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
-use std::marker::PhantomData;
 
 /// Most keys the kernel takes: its weights live in the cube's shared memory, 4 bytes a key,
 /// and 16 KiB is what every backend offers (WebGPU's minimum). GPT-2 has 1,024 positions.
@@ -167,44 +163,17 @@ impl<B: FusionBackend + DecodeAttention> DecodeAttention for Fusion<B> {
         values: FloatTensor<Self>,
         position: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        #[derive(Clone, Debug)]
-        struct DecodeAttentionOp<B> {
-            desc: CustomOpIr,
-            position: usize,
-            backend: PhantomData<B>,
-        }
-
-        impl<B: FusionBackend + DecodeAttention> Operation<B::FusionRuntime> for DecodeAttentionOp<B> {
-            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let ([qkv, keys, values], [output, keys_out, values_out]) = self.desc.as_fixed();
-                let (attended, keys, values) = B::decode_attention(
-                    handles.get_float_tensor::<B>(qkv),
-                    handles.get_float_tensor::<B>(keys),
-                    handles.get_float_tensor::<B>(values),
-                    self.position,
-                );
-                handles.register_float_tensor::<B>(&output.id, attended);
-                handles.register_float_tensor::<B>(&keys_out.id, keys);
-                handles.register_float_tensor::<B>(&values_out.id, values);
-            }
-        }
-
-        let client = qkv.client.clone();
         let [batch, heads, _, head_dim] = keys.shape.dims::<4>();
-        let streams = OperationStreams::with_inputs([&qkv, &keys, &values]);
-        let output = TensorIr::uninit(client.create_empty_handle(), Shape::new([batch, heads * head_dim]), qkv.dtype);
-        let buffer = |like: &burn_fusion::FusionTensor<B::FusionRuntime>| {
-            TensorIr::uninit(client.create_empty_handle(), like.shape.clone(), like.dtype)
+        let outputs = [Shape::new([batch, heads * head_dim]), keys.shape.clone(), values.shape.clone()];
+        let launch: Launch<B, _> = |&position, inputs| {
+            let [qkv, keys, values] = inputs.try_into().expect("the inputs registered");
+            let (attended, keys, values) = B::decode_attention(qkv, keys, values, position);
+            vec![attended, keys, values]
         };
-        let outputs = [output, buffer(&keys), buffer(&values)];
-        let desc = CustomOpIr::new("decode_attention", &[qkv.into_ir(), keys.into_ir(), values.into_ir()], &outputs);
-        let [attended, keys, values] = client
-            .register(
-                streams,
-                OperationIr::Custom(desc.clone()),
-                DecodeAttentionOp::<B> { desc, position, backend: PhantomData },
-            )
-            .outputs();
+        let [attended, keys, values] =
+            register_kernel::<B, _>("decode_attention", vec![qkv, keys, values], &outputs, position, launch)
+                .try_into()
+                .expect("three outputs");
         (attended, keys, values)
     }
 }

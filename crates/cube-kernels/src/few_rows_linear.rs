@@ -4,16 +4,15 @@
 //! bias, GELU and add as kernels of their own; at a few rows the product only streams `W` once,
 //! and the rest costs less than a launch.
 
-use crate::reduce::cube_sum;
+use crate::{
+    fusion_op::{register_kernel, Launch},
+    gelu::gelu_tanh,
+    reduce::cube_sum,
+};
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
-use burn_fusion::{
-    stream::{Operation, OperationStreams},
-    Fusion, FusionBackend, FusionRuntime,
-};
-use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
-use std::marker::PhantomData;
 
 /// Most rows the kernel takes: each unit keeps a sum a row, and the cube's shared memory a
 /// partial sum a row and unit (8 × 256 × 4 bytes of WebGPU's 16 KiB).
@@ -180,8 +179,7 @@ fn few_rows_linear_kernel<F: Float>(
                 y += partial[r * units + s * columns + lane];
             }
             if gelu {
-                let inner = F::new(0.797_884_6) * (y + F::new(0.044_715) * y * y * y);
-                y = F::new(0.5) * y * (F::new(1.0) + F::tanh(inner));
+                y = gelu_tanh::<F>(y);
             }
             if add {
                 y += residual[r * residual.stride(0) + out_column * residual.stride(1)];
@@ -245,44 +243,25 @@ impl<B: FusionBackend + FewRowsLinear> FewRowsLinear for Fusion<B> {
         before: Before<FloatTensor<Self>>,
         after: After<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        /// The inputs, in the description's order: x, W, b, then γ and β with LayerNorm, then
-        /// the residual with the add; `before` and `after` say which are there.
-        #[derive(Clone, Debug)]
-        struct FewRowsLinearOp<B> {
-            desc: CustomOpIr,
-            before: Before<()>,
-            after: After<()>,
-            backend: PhantomData<B>,
-        }
-
-        impl<B: FusionBackend + FewRowsLinear> Operation<B::FusionRuntime> for FewRowsLinearOp<B> {
-            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let mut inputs = self.desc.inputs.iter();
-                let mut next = || handles.get_float_tensor::<B>(inputs.next().expect("an input the description lists"));
-                let (x, weight, bias) = (next(), next(), next());
-                let before = self.before.clone().map(|()| next());
-                let after = self.after.clone().map(|()| next());
-                let y = B::few_rows_linear(x, weight, bias, before, after);
-                handles.register_float_tensor::<B>(&self.desc.outputs[0].id, y);
-            }
-        }
-
-        let client = x.client.clone();
         let rows = x.shape.dims::<2>()[0];
         let d_out = weight.shape.dims::<2>()[1];
-        let output = TensorIr::uninit(client.create_empty_handle(), Shape::new([rows, d_out]), x.dtype);
+        // The inputs: x, W, b, then γ and β with LayerNorm, then the residual with the add;
+        // `before` and `after` without their tensors say which are there.
         let mut inputs = vec![x, weight, bias];
         let before = before.map(|tensor| inputs.push(tensor));
         let after = after.map(|tensor| inputs.push(tensor));
-        let streams = OperationStreams::with_inputs(&inputs);
-        let inputs: Vec<_> = inputs.into_iter().map(|input| input.into_ir()).collect();
-        let desc = CustomOpIr::new("few_rows_linear", &inputs, &[output]);
-        client
-            .register(
-                streams,
-                OperationIr::Custom(desc.clone()),
-                FewRowsLinearOp::<B> { desc, before, after, backend: PhantomData },
-            )
-            .output()
+        let launch: Launch<B, _> = |(before, after): &(Before<()>, After<()>), inputs| {
+            let mut inputs = inputs.into_iter();
+            let mut next = || inputs.next().expect("the inputs registered");
+            let (x, weight, bias) = (next(), next(), next());
+            let before = before.clone().map(|()| next());
+            let after = after.clone().map(|()| next());
+            vec![B::few_rows_linear(x, weight, bias, before, after)]
+        };
+        let [y] =
+            register_kernel::<B, _>("few_rows_linear", inputs, &[Shape::new([rows, d_out])], (before, after), launch)
+                .try_into()
+                .expect("one output");
+        y
     }
 }

@@ -12,20 +12,16 @@
 
 use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
-    reduce::cube_sum,
+    fusion_op::{register_kernel, Launch},
+    reduce::{cube_sum, lanes_total, COLUMNS, LANES},
 };
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{
     ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
     IntElement,
 };
-use burn_fusion::{
-    stream::{Operation, OperationStreams},
-    Fusion, FusionBackend, FusionRuntime,
-};
-use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
-use std::marker::PhantomData;
 
 /// Units of a cube, one cube a row: GPT-2's rows are 768 to 1,600 wide. A power of two (the
 /// sums halve it).
@@ -109,11 +105,6 @@ pub trait LayerNormRows: burn::tensor::backend::Backend {
         branch: Option<(FloatTensor<Self>, Option<DropoutDraw>)>,
     ) -> ParameterGradients<FloatTensor<Self>>;
 }
-
-/// Columns of a cube of [`layer_norm_parameter_gradients_kernel`], and its lanes of rows: 32
-/// neighbouring columns are read together, 8 lanes share out the rows.
-const COLUMNS: u32 = 32;
-const LANES: u32 = 8;
 
 /// One cube a row: its units sum the row's values, then the squares of their distances to the
 /// mean (two passes, as burn computes the variance), then write the row out. With a `branch`,
@@ -249,8 +240,7 @@ fn layer_norm_backward_kernel<F: Float>(
 }
 
 /// One cube a block of [`COLUMNS`] columns: lane `y` sums rows `y`, `y + LANES`, … of each
-/// column, then lane 0 adds the lanes' sums. burn's column sums run one thread a column over
-/// every row, a few warps for the whole GPU; this is one launch for all the gradients. With a
+/// column, then lane 0 adds the lanes' sums: one launch for all the gradients. With a
 /// `branch`, each element of `d_x` times dropout's factor is the product's gradient, written
 /// out and summed down its column for the bias's.
 #[cube(launch)]
@@ -269,18 +259,15 @@ fn layer_norm_parameter_gradients_kernel<F: Float>(
     #[comptime] dropout: bool,
 ) {
     let column = CUBE_POS_X as usize * columns + UNIT_POS_X as usize;
-    let lane = UNIT_POS_Y as usize;
     let (rows, d) = (d_y.shape(0), d_y.shape(1));
-    let mut gamma_partial = SharedMemory::<F>::new(columns * lanes);
-    let mut beta_partial = SharedMemory::<F>::new(columns * lanes);
-    let mut bias_partial = SharedMemory::<F>::new(columns * lanes);
+    let mut partial = SharedMemory::<F>::new(columns * lanes);
     let mut draw = Draw::new(mask, 0);
 
     let mut gamma_sum = F::new(0.0);
     let mut beta_sum = F::new(0.0);
     let mut bias_sum = F::new(0.0);
     if column < d {
-        let mut row = lane;
+        let mut row = UNIT_POS_Y as usize;
         while row < rows {
             let g = d_y[row * d_y.stride(0) + column * d_y.stride(1)];
             gamma_sum += g * normalized[row * normalized.stride(0) + column * normalized.stride(1)];
@@ -294,21 +281,10 @@ fn layer_norm_parameter_gradients_kernel<F: Float>(
             row += lanes;
         }
     }
-    let slot = lane * columns + UNIT_POS_X as usize;
-    gamma_partial[slot] = gamma_sum;
-    beta_partial[slot] = beta_sum;
-    bias_partial[slot] = bias_sum;
-    sync_cube();
-
-    if lane == 0 && column < d {
-        let mut gamma_total = F::new(0.0);
-        let mut beta_total = F::new(0.0);
-        let mut bias_total = F::new(0.0);
-        for other in 0..lanes {
-            gamma_total += gamma_partial[other * columns + UNIT_POS_X as usize];
-            beta_total += beta_partial[other * columns + UNIT_POS_X as usize];
-            bias_total += bias_partial[other * columns + UNIT_POS_X as usize];
-        }
+    let gamma_total = lanes_total::<F>(&mut partial, gamma_sum, columns, lanes);
+    let beta_total = lanes_total::<F>(&mut partial, beta_sum, columns, lanes);
+    let bias_total = lanes_total::<F>(&mut partial, bias_sum, columns, lanes);
+    if UNIT_POS_Y == 0 && column < d {
         d_gamma[column * d_gamma.stride(0)] = gamma_total;
         d_beta[column * d_beta.stride(0)] = beta_total;
         if branch {
@@ -432,43 +408,26 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
         epsilon: f64,
         branch: Option<Branch<FloatTensor<Self>>>,
     ) -> Normed<FloatTensor<Self>> {
-        #[derive(Clone, Debug)]
-        struct LayerNormOp<B> {
-            desc: CustomOpIr,
-            epsilon: f64,
-            dropout: Option<Option<DropoutDraw>>,
-            backend: PhantomData<B>,
-        }
-
-        impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for LayerNormOp<B> {
-            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let mut inputs = self.desc.inputs.iter().map(|input| handles.get_float_tensor::<B>(input));
-                let mut input = || inputs.next().expect("the inputs registered");
-                let (x, gamma, beta) = (input(), input(), input());
-                let branch = self.dropout.map(|dropout| Branch { product: input(), bias: input(), dropout });
-                let normed = B::layer_norm_rows(x, gamma, beta, self.epsilon, branch);
-                let results =
-                    [Some(normed.output), Some(normed.normalized), Some(normed.inverse_deviation), normed.stream];
-                for (output, result) in self.desc.outputs.iter().zip(results.into_iter().flatten()) {
-                    handles.register_float_tensor::<B>(&output.id, result);
-                }
-            }
-        }
-
-        let client = x.client.clone();
         let [rows, d] = x.shape.dims::<2>();
-        let dtype = x.dtype;
+        // With a branch, its dropout; the inputs are x, γ, β, then the branch's product and bias.
         let dropout = branch.as_ref().map(|branch| branch.dropout);
         let mut inputs = vec![x, gamma, beta];
         inputs.extend(branch.into_iter().flat_map(|branch| [branch.product, branch.bias]));
-        let output = |shape: [usize; 2]| TensorIr::uninit(client.create_empty_handle(), Shape::new(shape), dtype);
-        let mut outputs = vec![output([rows, d]), output([rows, d]), output([rows, 1])];
-        outputs.extend(dropout.map(|_| output([rows, d])));
-        let streams = OperationStreams::with_inputs(&inputs);
-        let inputs: Vec<TensorIr> = inputs.into_iter().map(|input| input.into_ir()).collect();
-        let desc = CustomOpIr::new("layer_norm_rows", &inputs, &outputs);
-        let op = LayerNormOp::<B> { desc: desc.clone(), epsilon, dropout, backend: PhantomData };
-        let mut results = client.register(streams, OperationIr::Custom(desc), op).into_iter();
+        let mut outputs = vec![Shape::new([rows, d]), Shape::new([rows, d]), Shape::new([rows, 1])];
+        outputs.extend(dropout.map(|_| Shape::new([rows, d])));
+        let launch: Launch<B, _> = |&(epsilon, dropout): &(f64, Option<Option<DropoutDraw>>), inputs| {
+            let mut inputs = inputs.into_iter();
+            let mut input = || inputs.next().expect("the inputs registered");
+            let (x, gamma, beta) = (input(), input(), input());
+            let branch = dropout.map(|dropout| Branch { product: input(), bias: input(), dropout });
+            let normed = B::layer_norm_rows(x, gamma, beta, epsilon, branch);
+            [Some(normed.output), Some(normed.normalized), Some(normed.inverse_deviation), normed.stream]
+                .into_iter()
+                .flatten()
+                .collect()
+        };
+        let mut results =
+            register_kernel::<B, _>("layer_norm_rows", inputs, &outputs, (epsilon, dropout), launch).into_iter();
         let mut result = || results.next().expect("the outputs registered");
         let (output, normalized, inverse_deviation) = (result(), result(), result());
         Normed { output, normalized, inverse_deviation, stream: dropout.map(|_| result()) }
@@ -481,32 +440,19 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
         gamma: FloatTensor<Self>,
         d_stream: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        #[derive(Clone, Debug)]
-        struct LayerNormBackwardOp<B> {
-            desc: CustomOpIr,
-            backend: PhantomData<B>,
-        }
-
-        impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for LayerNormBackwardOp<B> {
-            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let mut inputs = self.desc.inputs.iter().map(|input| handles.get_float_tensor::<B>(input));
-                let mut input = || inputs.next().expect("the inputs registered");
-                let (d_y, normalized, inverse_deviation, gamma) = (input(), input(), input(), input());
-                let d_stream = inputs.next();
-                let gradient = B::layer_norm_rows_backward(d_y, normalized, inverse_deviation, gamma, d_stream);
-                handles.register_float_tensor::<B>(&self.desc.outputs[0].id, gradient);
-            }
-        }
-
-        let client = d_y.client.clone();
-        let d_x = TensorIr::uninit(client.create_empty_handle(), d_y.shape.clone(), d_y.dtype);
+        let shape = d_y.shape.clone();
         let mut inputs = vec![d_y, normalized, inverse_deviation, gamma];
         inputs.extend(d_stream);
-        let streams = OperationStreams::with_inputs(&inputs);
-        let inputs: Vec<TensorIr> = inputs.into_iter().map(|input| input.into_ir()).collect();
-        let desc = CustomOpIr::new("layer_norm_rows_backward", &inputs, &[d_x]);
-        let op = LayerNormBackwardOp::<B> { desc: desc.clone(), backend: PhantomData };
-        client.register(streams, OperationIr::Custom(desc), op).output()
+        let launch: Launch<B, _> = |&(), inputs| {
+            let mut inputs = inputs.into_iter();
+            let mut input = || inputs.next().expect("the inputs registered");
+            let (d_y, normalized, inverse_deviation, gamma) = (input(), input(), input(), input());
+            vec![B::layer_norm_rows_backward(d_y, normalized, inverse_deviation, gamma, inputs.next())]
+        };
+        let [d_x] = register_kernel::<B, _>("layer_norm_rows_backward", inputs, &[shape], (), launch)
+            .try_into()
+            .expect("one output");
+        d_x
     }
 
     fn layer_norm_rows_parameter_gradients(
@@ -514,45 +460,27 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
         normalized: FloatTensor<Self>,
         branch: Option<(FloatTensor<Self>, Option<DropoutDraw>)>,
     ) -> ParameterGradients<FloatTensor<Self>> {
-        #[derive(Clone, Debug)]
-        struct ParameterGradientsOp<B> {
-            desc: CustomOpIr,
-            dropout: Option<Option<DropoutDraw>>,
-            backend: PhantomData<B>,
-        }
-
-        impl<B: FusionBackend + LayerNormRows> Operation<B::FusionRuntime> for ParameterGradientsOp<B> {
-            fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-                let mut inputs = self.desc.inputs.iter().map(|input| handles.get_float_tensor::<B>(input));
-                let mut input = || inputs.next().expect("the inputs registered");
-                let (d_y, normalized) = (input(), input());
-                let branch = self.dropout.map(|dropout| (input(), dropout));
-                let gradients = B::layer_norm_rows_parameter_gradients(d_y, normalized, branch);
-                let branch = gradients.branch.into_iter().flat_map(|(product, bias)| [product, bias]);
-                let results = [gradients.gamma, gradients.beta].into_iter().chain(branch);
-                for (output, result) in self.desc.outputs.iter().zip(results) {
-                    handles.register_float_tensor::<B>(&output.id, result);
-                }
-            }
-        }
-
-        let client = d_y.client.clone();
         let [rows, d] = d_y.shape.dims::<2>();
-        let dtype = d_y.dtype;
+        // With a branch, its dropout; the inputs are d_y, the normalised rows, then d_x.
         let dropout = branch.as_ref().map(|&(_, dropout)| dropout);
         let mut inputs = vec![d_y, normalized];
         inputs.extend(branch.map(|(d_x, _)| d_x));
-        let output =
-            |shape: &[usize]| TensorIr::uninit(client.create_empty_handle(), Shape::from(shape.to_vec()), dtype);
-        let mut outputs = vec![output(&[d]), output(&[d])];
+        let mut outputs = vec![Shape::new([d]), Shape::new([d])];
         if dropout.is_some() {
-            outputs.extend([output(&[rows, d]), output(&[d])]);
+            outputs.extend([Shape::new([rows, d]), Shape::new([d])]);
         }
-        let streams = OperationStreams::with_inputs(&inputs);
-        let inputs: Vec<TensorIr> = inputs.into_iter().map(|input| input.into_ir()).collect();
-        let desc = CustomOpIr::new("layer_norm_rows_parameter_gradients", &inputs, &outputs);
-        let op = ParameterGradientsOp::<B> { desc: desc.clone(), dropout, backend: PhantomData };
-        let mut results = client.register(streams, OperationIr::Custom(desc), op).into_iter();
+        let launch: Launch<B, _> = |&dropout: &Option<Option<DropoutDraw>>, inputs| {
+            let mut inputs = inputs.into_iter();
+            let mut input = || inputs.next().expect("the inputs registered");
+            let (d_y, normalized) = (input(), input());
+            let branch = dropout.map(|dropout| (input(), dropout));
+            let gradients = B::layer_norm_rows_parameter_gradients(d_y, normalized, branch);
+            let branch = gradients.branch.into_iter().flat_map(|(product, bias)| [product, bias]);
+            [gradients.gamma, gradients.beta].into_iter().chain(branch).collect()
+        };
+        let mut results =
+            register_kernel::<B, _>("layer_norm_rows_parameter_gradients", inputs, &outputs, dropout, launch)
+                .into_iter();
         let mut result = || results.next().expect("the outputs registered");
         let (gamma, beta) = (result(), result());
         let branch = dropout.map(|_| (result(), result()));

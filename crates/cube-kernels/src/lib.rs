@@ -5,6 +5,9 @@
 //!
 //! - [`AddToStretches`]: many tensors each added to its stretch of one flat buffer, in a launch
 //!   for up to 32 of them (burn: a launch a tensor): gradients summed over micro-batches.
+//! - [`BiasGeluBackward`]: the gradients of the MLP's `gelu(product + bias)`, the product's and
+//!   the bias's (a sum over the rows), in one launch (burn: an element-wise kernel and a
+//!   reduction).
 //! - [`DecodeAttention`]: one new position a row written into a KV cache and attended over it,
 //!   in one launch (burn: about fifteen).
 //! - [`DropoutKeeps`]: dropout's keep mask from Philox counters, the words
@@ -29,6 +32,8 @@ mod draw;
 mod dropout;
 mod few_rows_linear;
 mod flash_attention;
+mod fusion_op;
+mod gelu;
 mod layer_norm;
 mod philox;
 mod reduce;
@@ -39,4 +44,5 @@ pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
 pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
+pub use gelu::BiasGeluBackward;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};

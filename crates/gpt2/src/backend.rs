@@ -50,14 +50,20 @@ pub struct ResidualBranch<B: Backend> {
 impl<B: Gpt2Backend> ResidualBranch<B> {
     /// The end of a branch whose last layer is `layer` on `x`, with `dropout`.
     pub fn end(layer: &Linear<B>, x: Tensor<B, 2>, dropout: Option<Dropout>, precision: Precision) -> Self {
-        let product = precision.matmul(x, layer.weight.val());
-        let bias = match &layer.bias {
-            Some(bias) => bias.val(),
-            None => Tensor::zeros([product.dims()[1]], &product.device()),
-        };
-        Self { product, bias, dropout }
+        Self { product: precision.matmul(x, layer.weight.val()), bias: bias_or_zeros(layer), dropout }
     }
 }
+
+/// `layer`'s bias, or zeros for a layer without one.
+pub(crate) fn bias_or_zeros<B: Backend>(layer: &Linear<B>) -> Tensor<B, 1> {
+    match &layer.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([layer.weight.dims()[1]], &layer.weight.device()),
+    }
+}
+
+/// √(2/π), in GPT-2's GELU.
+const SQRT_2_OVER_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2;
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
@@ -327,6 +333,33 @@ pub trait Gpt2Backend: Backend {
         gelu_approximate(x)
     }
 
+    /// GPT-2's GELU of `product + bias`, for `product` `[rows, d]` and `bias` `[d]`: the end of
+    /// the MLP's first layer, as training runs it.
+    fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
+        Self::gelu_tanh(product + bias.unsqueeze())
+    }
+
+    /// The gradients of [`bias_gelu`]'s product and bias from that of its output, `d_hidden`:
+    /// the product's `d_hidden · gelu'(product + bias)`, with `t = tanh(√(2/π) · (x + 0.044715
+    /// x³))` and `gelu'(x) = (1 + t)/2 + x/2 · (1 − t²) · √(2/π) · (1 + 3 · 0.044715 x²)`, and
+    /// the bias's, the sum of those over the rows.
+    ///
+    /// [`bias_gelu`]: Gpt2Backend::bias_gelu
+    fn bias_gelu_backward(
+        product: Tensor<Self, 2>,
+        bias: Tensor<Self, 1>,
+        d_hidden: Tensor<Self, 2>,
+    ) -> (Tensor<Self, 2>, Tensor<Self, 1>) {
+        let d = bias.dims()[0];
+        let x = product + bias.unsqueeze();
+        let squared = x.clone() * x.clone();
+        let t = ((x.clone() * squared.clone() * 0.044715 + x.clone()) * SQRT_2_OVER_PI).tanh();
+        let inner_derivative = (squared * (3.0 * 0.044715) + 1.0) * SQRT_2_OVER_PI;
+        let derivative = (t.clone() + 1.0) * 0.5 + x * 0.5 * (-(t.clone() * t) + 1.0) * inner_derivative;
+        let d_product = d_hidden * derivative;
+        (d_product.clone(), d_product.sum_dim(0).reshape([d]))
+    }
+
     /// The first `count` positions (dimension 2) of a KV cache buffer
     /// `[batch, heads, capacity, head_dim]`.
     fn first_positions(buffer: Tensor<Self, 4>, count: usize) -> Tensor<Self, 4> {
@@ -404,7 +437,8 @@ pub(crate) fn attention_scores<B: Backend>(
 
 /// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
-/// branch's), training's attention (flash attention), dropout's masks, the gradients' sums
+/// branch's), training's attention (flash attention), the MLP's GELU and bias backward,
+/// dropout's masks, the gradients' sums
 /// into flat buffers, decoding attention with its cache write, and a few rows' linear layers
 /// with what surrounds them in a block (decoding: one row a sample).
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
@@ -485,6 +519,19 @@ macro_rules! cube_backend {
                 );
                 let branch = gradients.branch.map(|(d_product, d_bias)| (float(d_product), float(d_bias)));
                 (float(gradients.gamma), float(gradients.beta), branch)
+            }
+
+            fn bias_gelu_backward(
+                product: Tensor<Self, 2>,
+                bias: Tensor<Self, 1>,
+                d_hidden: Tensor<Self, 2>,
+            ) -> (Tensor<Self, 2>, Tensor<Self, 1>) {
+                let (d_product, d_bias) = <Self as cube_kernels::BiasGeluBackward>::bias_gelu_backward(
+                    primitive(product),
+                    primitive(bias),
+                    primitive(d_hidden),
+                );
+                (float(d_product), float(d_bias))
             }
 
             fn attention_keeping(

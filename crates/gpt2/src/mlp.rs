@@ -1,4 +1,5 @@
 use crate::{
+    backend::bias_or_zeros,
     dropout::{Dropout, LayerMasks},
     Gpt2Backend, Gpt2Config, PreNorm, Precision, ResidualBranch,
 };
@@ -35,7 +36,8 @@ impl<B: Gpt2Backend> Mlp<B> {
     /// The branch as training runs it, from `ln_2`'s output `normed`: its end before the
     /// residual add, with the layer's dropout `masks`.
     pub fn training_branch(&self, normed: Tensor<B, 2>, masks: LayerMasks) -> ResidualBranch<B> {
-        let hidden = B::gelu_tanh(self.precision.linear(&self.c_fc, normed));
+        let product = self.precision.matmul(normed, self.c_fc.weight.val());
+        let hidden = B::bias_gelu(product, bias_or_zeros(&self.c_fc));
         let dropout = Dropout::at(self.resid_pdrop, Some(masks.mlp_output()));
         ResidualBranch::end(&self.c_proj, hidden, dropout, self.precision)
     }

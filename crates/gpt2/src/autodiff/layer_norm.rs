@@ -15,14 +15,14 @@
 //! is added in the input's gradient kernel, where burn would draw a mask, add the two
 //! gradients, and take an element-wise kernel and a reduction for the branch's own.
 
-use super::{float, primitive};
+use super::{float, primitive, register};
 use crate::{dropout::dropped, Dropout, Gpt2Backend, PreNorm, ResidualBranch};
 use burn::{
     backend::autodiff::{
         checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
         grads::Gradients,
         ops::{Backward, Ops, OpsKind},
-        Autodiff, NodeId,
+        Autodiff,
     },
     prelude::*,
     tensor::ops::FloatTensor,
@@ -170,12 +170,6 @@ impl<B: Gpt2Backend> Backward<B, 5> for ResidualLayerNormBackward {
         register(grads, node_product.map(|node| node.id), d_product);
         register(grads, node_bias.map(|node| node.id), d_bias);
         register(grads, node_stream.map(|node| node.id), d_x);
-    }
-}
-
-fn register<B: Gpt2Backend, const D: usize>(grads: &mut Gradients, node: Option<NodeId>, gradient: Tensor<B, D>) {
-    if let Some(node) = node {
-        grads.register::<B>(node, primitive(gradient));
     }
 }
 

@@ -1,9 +1,11 @@
 //! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm
-//! (with the residual branch before it), attention and the loss's cross-entropy written out
+//! (with the residual branch before it), attention, the MLP's GELU (with the bias before it)
+//! and the loss's cross-entropy written out
 //! rather than differentiated operation by operation, for fewer GPU kernels a layer (see
 //! `scripts/bench/launches.sh` and the example `launch_parts`).
 
 mod attention;
+mod bias_gelu;
 mod cross_entropy;
 mod layer_norm;
 
@@ -12,7 +14,10 @@ use crate::{
     Dropout, Gpt2Backend, PreNorm, Precision, ResidualBranch,
 };
 use burn::{
-    backend::{autodiff::checkpoint::strategy::CheckpointStrategy, Autodiff},
+    backend::{
+        autodiff::{checkpoint::strategy::CheckpointStrategy, grads::Gradients, NodeId},
+        Autodiff,
+    },
     nn::LayerNorm,
     prelude::*,
 };
@@ -33,6 +38,10 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         continues: bool,
     ) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
         layer_norm::residual_layer_norm(residual, branch, norm, continues)
+    }
+
+    fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
+        bias_gelu::bias_gelu(product, bias)
     }
 
     fn self_attention(
@@ -56,6 +65,13 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         weights: Tensor<Self, 1>,
     ) -> Tensor<Self, 1> {
         cross_entropy::cross_entropy(logits, targets, weights)
+    }
+}
+
+/// `gradient` as `node`'s, where the node is tracked.
+fn register<B: Gpt2Backend, const D: usize>(grads: &mut Gradients, node: Option<NodeId>, gradient: Tensor<B, D>) {
+    if let Some(node) = node {
+        grads.register::<B>(node, primitive(gradient));
     }
 }
 

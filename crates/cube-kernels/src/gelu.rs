@@ -1,0 +1,127 @@
+//! GPT-2's GELU, with tanh, `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`, for the kernels that
+//! apply it, and the backward pass of the MLP's first layer's end, `gelu(product + bias)`, in one
+//! launch: the product's gradient and the bias's, its sum over the rows. burn 0.21 takes an
+//! element-wise kernel for the first and a reduction for the second.
+
+use crate::{
+    fusion_op::{register_kernel, Launch},
+    reduce::{lanes_total, COLUMNS, LANES},
+};
+use burn::tensor::{ops::FloatTensor, Shape};
+use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_fusion::{Fusion, FusionBackend};
+use cubecl::{prelude::*, CubeCount, CubeDim};
+
+/// √(2/π), as burn's `gelu_approximate` has it.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const CUBIC: f32 = 0.044_715;
+
+/// GELU of `x`.
+#[cube]
+pub(crate) fn gelu_tanh<F: Float>(x: F) -> F {
+    let inner = F::new(SQRT_2_OVER_PI) * (x + F::new(CUBIC) * x * x * x);
+    F::new(0.5) * x * (F::new(1.0) + F::tanh(inner))
+}
+
+/// GELU's derivative at `x`: `(1 + t)/2 + x/2 · (1 − t²) · √(2/π) · (1 + 3 · 0.044715 x²)` with
+/// `t = tanh(√(2/π) · (x + 0.044715 x³))`, as PyTorch computes it.
+#[cube]
+fn gelu_derivative<F: Float>(x: F) -> F {
+    let squared = x * x;
+    let t = F::tanh(F::new(SQRT_2_OVER_PI) * (x + F::new(CUBIC) * x * squared));
+    let inner_derivative = F::new(SQRT_2_OVER_PI) * (F::new(1.0) + F::new(3.0 * CUBIC) * squared);
+    F::new(0.5) * (F::new(1.0) + t) + F::new(0.5) * x * (F::new(1.0) - t * t) * inner_derivative
+}
+
+pub trait BiasGeluBackward: burn::tensor::backend::Backend {
+    /// The gradients of `gelu(product + bias)`'s inputs from its output's, `d_hidden`, for
+    /// `product` `[rows, d]` and `bias` `[d]`: the product's, `d_hidden · gelu'(product +
+    /// bias)`, and the bias's, the sum of those over the rows.
+    fn bias_gelu_backward(
+        product: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        d_hidden: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// One cube a block of [`COLUMNS`] columns, its [`LANES`] lanes sharing out the rows: each unit
+/// writes the product's gradient for its rows of its column and sums them, then the lanes' sums
+/// are added for the bias's.
+#[cube(launch)]
+fn bias_gelu_backward_kernel<F: Float>(
+    product: &Tensor<F>,
+    bias: &Tensor<F>,
+    d_hidden: &Tensor<F>,
+    d_product: &mut Tensor<F>,
+    d_bias: &mut Tensor<F>,
+    #[comptime] columns: usize,
+    #[comptime] lanes: usize,
+) {
+    let column = CUBE_POS_X as usize * columns + UNIT_POS_X as usize;
+    let (rows, d) = (d_hidden.shape(0), d_hidden.shape(1));
+    let mut partial = SharedMemory::<F>::new(columns * lanes);
+
+    let mut sum = F::new(0.0);
+    if column < d {
+        let b = bias[column * bias.stride(0)];
+        let mut row = UNIT_POS_Y as usize;
+        while row < rows {
+            let x = product[row * product.stride(0) + column * product.stride(1)] + b;
+            let gradient = d_hidden[row * d_hidden.stride(0) + column * d_hidden.stride(1)] * gelu_derivative::<F>(x);
+            d_product[row * d + column] = gradient;
+            sum += gradient;
+            row += lanes;
+        }
+    }
+    let total = lanes_total::<F>(&mut partial, sum, columns, lanes);
+    if UNIT_POS_Y == 0 && column < d {
+        d_bias[column] = total;
+    }
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGeluBackward for CubeBackend<R, F, I, BT> {
+    fn bias_gelu_backward(
+        product: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        d_hidden: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [rows, d] = d_hidden.meta.shape().dims::<2>();
+        let empty =
+            |shape: Shape| empty_device_dtype(d_hidden.client.clone(), d_hidden.device.clone(), shape, d_hidden.dtype);
+        let (d_product, d_bias) = (empty(Shape::new([rows, d])), empty(Shape::new([d])));
+        bias_gelu_backward_kernel::launch::<F, R>(
+            &d_hidden.client.clone(),
+            CubeCount::Static(d.div_ceil(COLUMNS as usize) as u32, 1, 1),
+            CubeDim::new_2d(COLUMNS, LANES),
+            product.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            d_hidden.into_tensor_arg(),
+            d_product.clone().into_tensor_arg(),
+            d_bias.clone().into_tensor_arg(),
+            COLUMNS as usize,
+            LANES as usize,
+        );
+        (d_product, d_bias)
+    }
+}
+
+impl<B: FusionBackend + BiasGeluBackward> BiasGeluBackward for Fusion<B> {
+    fn bias_gelu_backward(
+        product: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        d_hidden: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let [_, d] = d_hidden.shape.dims::<2>();
+        let outputs = [d_hidden.shape.clone(), Shape::new([d])];
+        let launch: Launch<B, _> = |&(), inputs| {
+            let [product, bias, d_hidden] = inputs.try_into().expect("the inputs registered");
+            let (d_product, d_bias) = B::bias_gelu_backward(product, bias, d_hidden);
+            vec![d_product, d_bias]
+        };
+        let [d_product, d_bias] =
+            register_kernel::<B, _>("bias_gelu_backward", vec![product, bias, d_hidden], &outputs, (), launch)
+                .try_into()
+                .expect("two outputs");
+        (d_product, d_bias)
+    }
+}

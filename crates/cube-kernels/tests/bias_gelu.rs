@@ -1,0 +1,75 @@
+//! The backward pass of `gelu(product + bias)` against GELU's derivative taken numerically and
+//! column sums in f64 on the host, on burn's wgpu backend (with and without fusion; Mesa's
+//! software Vulkan driver on a machine without a GPU).
+//! `cargo test -p cube-kernels --features wgpu --test bias_gelu`
+
+use burn::{
+    backend::wgpu::{CubeBackend, WgpuRuntime},
+    backend::Wgpu,
+    prelude::*,
+    tensor::{ops::FloatTensor, Distribution, TensorPrimitive},
+};
+use cube_kernels::BiasGeluBackward;
+
+fn host<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
+    tensor.into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+}
+
+fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}
+
+fn from_primitive<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Vec<f64> {
+    host(Tensor::<B, D>::from_primitive(TensorPrimitive::Float(tensor)))
+}
+
+/// GPT-2's GELU, with tanh, in f64.
+fn gelu(x: f64) -> f64 {
+    let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3));
+    0.5 * x * (1.0 + inner.tanh())
+}
+
+/// Within `tolerance` of the largest expected value.
+fn assert_close(what: &str, expected: &[f64], actual: &[f64], tolerance: f64) {
+    assert_eq!(expected.len(), actual.len(), "{what}");
+    let largest = expected.iter().fold(1.0f64, |largest, e| largest.max(e.abs()));
+    let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0, f64::max);
+    assert!(difference <= tolerance * largest, "{what}: differs by {difference} at scale {largest}");
+}
+
+fn check<B: BiasGeluBackward>(rows: usize, d: usize) {
+    let what = format!("rows {rows}, d {d}");
+    let device = Default::default();
+    // Fixed draws: a failure reruns as it failed. Wide enough to reach GELU's flat tails.
+    B::seed(&device, (rows * d) as u64);
+    let product = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 3.0), &device);
+    let bias = Tensor::<B, 1>::random([d], Distribution::Uniform(-1.0, 1.0), &device);
+    let d_hidden = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
+    let (x, b, g) = (host(product.clone()), host(bias.clone()), host(d_hidden.clone()));
+
+    // The derivative by central differences, h² below f32's precision.
+    let h = 1e-4;
+    let expected_product: Vec<f64> = (0..rows * d)
+        .map(|i| {
+            let x = x[i] + b[i % d];
+            g[i] * (gelu(x + h) - gelu(x - h)) / (2.0 * h)
+        })
+        .collect();
+    let mut expected_bias = vec![0.0f64; d];
+    expected_product.iter().enumerate().for_each(|(i, gradient)| expected_bias[i % d] += gradient);
+
+    let (d_product, d_bias) = B::bias_gelu_backward(primitive(product), primitive(bias), primitive(d_hidden));
+    assert_close(&format!("{what}: d_product"), &expected_product, &from_primitive::<B, 2>(d_product), 1e-5);
+    assert_close(&format!("{what}: d_bias"), &expected_bias, &from_primitive::<B, 1>(d_bias), 1e-5);
+}
+
+/// Fewer columns than a cube's, GPT-2's MLP widths, and more rows than a cube's lanes.
+const SHAPES: [(usize, usize); 4] = [(1, 8), (7, 3072), (300, 6400), (4099, 33)];
+
+#[test]
+fn bias_gelu_backward_matches_the_numeric_derivative() {
+    for (rows, d) in SHAPES {
+        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
+        check::<Wgpu<f32, i32>>(rows, d);
+    }
+}
