@@ -5,7 +5,7 @@
 //! - [`Documents`]: rows that pack several documents, each attended to as if alone.
 //! - [`DropoutMasks`]: training's dropout, drawn from counters: the same on any device.
 //! - [`KvCache`]: incremental decoding with the same logits as a full forward pass.
-//! - [`next_token_loss`]: masked next-token cross-entropy, token mean.
+//! - [`next_token_loss`]: masked next-token cross-entropy, token mean, against [`NextTokens`].
 //! - [`Precision`]: f32, or bf16 matrix products with f32 weights (mixed precision).
 //! - [`Gpt2Backend`]: the backends it runs on ([`Cpu`], CUDA, autodiff over either).
 //! - [`hf`]: load and save the Hugging Face layout (`config.json`, `model.safetensors`).
@@ -36,7 +36,7 @@ pub use config::Gpt2Config;
 pub use documents::Documents;
 pub use dropout::{Dropout, DropoutMasks, LayerMasks};
 pub use kv_cache::{KvCache, LayerCache};
-pub use loss::next_token_loss;
+pub use loss::{next_token_loss, NextTokens};
 pub use mlp::Mlp;
 pub use model::{causal_mask, Gpt2};
 pub use precision::Precision;

@@ -1,22 +1,51 @@
 use crate::Gpt2Backend;
-use burn::prelude::*;
+use burn::{prelude::*, tensor::TensorData};
 
-/// Mean next-token cross-entropy: position `t` predicts token `t + 1`, counted only where
-/// `mask` (`[batch, time]`, 1.0 for real tokens, 0.0 for padding) marks token `t + 1` as real.
-/// This is `transformers`' loss with `labels = tokens` and -100 where the mask is 0.
-pub fn next_token_loss<B: Gpt2Backend>(
-    logits: Tensor<B, 3>,
-    tokens: Tensor<B, 2, Int>,
-    mask: Tensor<B, 2>,
-) -> Tensor<B, 1> {
+/// What each position's logits are scored against in [`next_token_loss`], `[batch × time]`: the
+/// next token of its row, and its weight, 1.0 where that token is real and 0.0 where it is
+/// padding. A row's last position predicts nothing: weight 0, and the row's first token as a
+/// stand-in target (every position keeps its logits: slicing off the last would copy them all,
+/// and their gradient). Made on the host, where the rows are: shifting them on a GPU takes
+/// eight kernels a micro-batch.
+#[derive(Debug, Clone)]
+pub struct NextTokens<B: Backend> {
+    pub targets: Tensor<B, 1, Int>,
+    pub weights: Tensor<B, 1>,
+}
+
+impl<B: Backend> NextTokens<B> {
+    /// For rows of `time` `tokens` each, with `real` (1.0 for real tokens, 0.0 for padding) of
+    /// the same layout, both in row-major order.
+    pub fn new(tokens: &[i64], real: &[f32], time: usize, device: &B::Device) -> Self {
+        assert_eq!(tokens.len(), real.len(), "a weight for each token");
+        assert!(time > 0 && tokens.len().is_multiple_of(time), "rows of {time} tokens");
+        let targets: Vec<i64> = tokens.chunks(time).flat_map(|row| row[1..].iter().chain(&row[..1])).copied().collect();
+        let weights: Vec<f32> = real.chunks(time).flat_map(|row| row[1..].iter().copied().chain([0.0])).collect();
+        let rows = [tokens.len()];
+        Self {
+            targets: Tensor::from_data(TensorData::new(targets, rows), device),
+            weights: Tensor::from_data(TensorData::new(weights, rows), device),
+        }
+    }
+}
+
+/// Mean next-token cross-entropy of `logits` `[batch, time, vocab]`: position `t` predicts token
+/// `t + 1`, counted only where that token is real. This is `transformers`' loss with `labels =
+/// tokens` and -100 on padding.
+pub fn next_token_loss<B: Gpt2Backend>(logits: Tensor<B, 3>, next: NextTokens<B>) -> Tensor<B, 1> {
     let [batch, time, vocab] = logits.dims();
-    // Every position keeps its logits (slicing off the last would copy them all, and their
-    // gradient): the last predicts nothing, at weight 0, and takes the row's first token as a
-    // stand-in target.
-    let next =
-        |t: Tensor<B, 2, Int>| Tensor::cat(vec![t.clone().slice([0..batch, 1..time]), t.slice([0..batch, 0..1])], 1);
-    let weights =
-        Tensor::cat(vec![mask.clone().slice([0..batch, 1..time]), Tensor::zeros([batch, 1], &mask.device())], 1);
-    let rows = batch * time;
-    B::cross_entropy(logits.reshape([rows, vocab]), next(tokens).reshape([rows]), weights.reshape([rows]))
+    B::cross_entropy(logits.reshape([batch * time, vocab]), next.targets, next.weights)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Cpu;
+
+    #[test]
+    fn targets_are_each_rows_next_tokens() {
+        let next = NextTokens::<Cpu>::new(&[5, 6, 7, 8, 9, 4], &[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], 3, &Default::default());
+        assert_eq!(next.targets.into_data().to_vec::<i64>().unwrap(), [6, 7, 5, 9, 4, 8]);
+        assert_eq!(next.weights.into_data().to_vec::<f32>().unwrap(), [1.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
+    }
 }

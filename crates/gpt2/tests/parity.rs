@@ -2,7 +2,7 @@
 //! loss, KV-cache decoding, greedy generation, and every checkpoint variant.
 
 use burn::{backend::NdArray, prelude::*};
-use gpt2::{hf, next_token_loss, Gpt2, Gpt2Config};
+use gpt2::{hf, next_token_loss, Gpt2, Gpt2Config, NextTokens};
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
 
@@ -67,8 +67,8 @@ fn masked_loss_matches_transformers() {
     let logits = model.forward(tokens(&expected.input_ids, 2));
     let from = expected.json["loss_mask_row1_from"].as_u64().unwrap() as usize;
     let mask: Vec<f32> = (0..32).map(|i| if i >= 16 + from { 0.0 } else { 1.0 }).collect();
-    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [2, 16]), &Default::default());
-    let loss = next_token_loss(logits, tokens(&expected.input_ids, 2), mask).into_scalar();
+    let next = NextTokens::new(&expected.input_ids, &mask, 16, &Default::default());
+    let loss = next_token_loss(logits, next).into_scalar();
     let reference = expected.json["loss"].as_f64().unwrap() as f32;
     assert!((loss - reference).abs() <= 1e-5 * reference.abs(), "loss {loss} vs transformers {reference}");
 }

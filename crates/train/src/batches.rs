@@ -4,7 +4,7 @@
 //! so a resumed run needs only the step to pick up exactly where it stopped.
 
 use burn::{prelude::*, tensor::TensorData};
-use gpt2::{Documents, DropoutMasks, Gpt2, Gpt2Backend};
+use gpt2::{Documents, DropoutMasks, Gpt2, Gpt2Backend, NextTokens};
 use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
     ChaCha8Rng,
@@ -115,8 +115,8 @@ pub struct MicroBatch<B: Backend> {
     pub tokens: Tensor<B, 2, Int>,
     /// Where each row's documents begin, with --doc-mask.
     pub documents: Option<Documents<B>>,
-    /// 1.0 for real tokens, 0.0 for padding.
-    pub mask: Tensor<B, 2>,
+    /// What the loss scores each position against: the next token, and whether it is real.
+    pub next: NextTokens<B>,
     /// Tokens the loss counts: every real token after each row's first.
     pub targets: usize,
 }
@@ -144,9 +144,9 @@ impl<B: Gpt2Backend> MicroBatch<B> {
             Documents::new(&starts, width, device)
         });
         Self {
-            tokens: Tensor::from_data(TensorData::new(tokens, shape), device),
+            tokens: Tensor::from_data(TensorData::new(tokens.clone(), shape), device),
             documents,
-            mask: Tensor::from_data(TensorData::new(mask, shape), device),
+            next: NextTokens::new(&tokens, &mask, width, device),
             targets: TokenCounts::of(split, rows).targets,
         }
     }

@@ -431,7 +431,7 @@ impl StepLoop<'_> {
                 // Dropout's masks are named by the step and the micro-batch's place in it: the
                 // same on any worker, and in a resumed run as in an uninterrupted one.
                 let logits = batch.training_logits(&model, DropoutMasks::new(args.seed, step, index));
-                let weighted = next_token_loss(logits, batch.tokens, batch.mask) * share;
+                let weighted = next_token_loss(logits, batch.next) * share;
                 let value = weighted.clone().inner();
                 step_loss = Some(match step_loss.take() {
                     Some(total) => total + value,

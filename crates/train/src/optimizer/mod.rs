@@ -175,7 +175,7 @@ mod tests {
         optim::{adaptor::OptimizerAdaptor, AdamW as BurnAdamW, AdamWConfig, GradientsParams, Optimizer},
         record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder},
     };
-    use gpt2::{next_token_loss, Gpt2Config};
+    use gpt2::{next_token_loss, Gpt2Config, NextTokens};
     use std::collections::HashSet;
 
     type B = Autodiff<NdArray>;
@@ -194,9 +194,10 @@ mod tests {
     /// The next-token loss's gradients on tokens that differ with `step`.
     fn grads(model: &Gpt2<B>, step: i64) -> GradientsParams {
         let device = Default::default();
-        let tokens =
-            Tensor::<B, 1, Int>::arange(0..24, &device).mul_scalar(step + 3).remainder_scalar(40).reshape([2, 12]);
-        let loss = next_token_loss(model.forward(tokens.clone()), tokens, Tensor::ones([2, 12], &device));
+        let tokens: Vec<i64> = (0..24).map(|i| i * (step + 3) % 40).collect();
+        let next = NextTokens::new(&tokens, &[1.0; 24], 12, &device);
+        let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [2, 12]), &device);
+        let loss = next_token_loss(model.forward(tokens), next);
         GradientsParams::from_grads(loss.backward(), model)
     }
 
