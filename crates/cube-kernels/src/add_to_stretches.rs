@@ -85,10 +85,9 @@ impl<B: FusionBackend + AddToStretches> AddToStretches for Fusion<B> {
         let starts: Vec<usize> = pieces.iter().map(|&(_, start)| start).collect();
         let inputs = std::iter::once(buffer).chain(pieces.into_iter().map(|(piece, _)| piece)).collect();
         // The buffer comes first, then the pieces in the order of their starts.
-        let launch: Launch<B, _> = |starts: &Vec<usize>, inputs| {
-            let mut inputs = inputs.into_iter();
-            let buffer = inputs.next().expect("the buffer registered");
-            vec![B::add_to_stretches(buffer, inputs.zip(starts.iter().copied()).collect())]
+        let launch: Launch<B, _> = |starts: &Vec<usize>, mut inputs| {
+            let buffer = inputs.float();
+            vec![B::add_to_stretches(buffer, inputs.floats().zip(starts.iter().copied()).collect())]
         };
         let [summed] = register_kernel::<B, _>("add_to_stretches", inputs, &[shape], starts, launch)
             .try_into()

@@ -165,8 +165,8 @@ impl<B: FusionBackend + DecodeAttention> DecodeAttention for Fusion<B> {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [batch, heads, _, head_dim] = keys.shape.dims::<4>();
         let outputs = [Shape::new([batch, heads * head_dim]), keys.shape.clone(), values.shape.clone()];
-        let launch: Launch<B, _> = |&position, inputs| {
-            let [qkv, keys, values] = inputs.try_into().expect("the inputs registered");
+        let launch: Launch<B, _> = |&position, mut inputs| {
+            let (qkv, keys, values) = (inputs.float(), inputs.float(), inputs.float());
             let (attended, keys, values) = B::decode_attention(qkv, keys, values, position);
             vec![attended, keys, values]
         };

@@ -250,12 +250,10 @@ impl<B: FusionBackend + FewRowsLinear> FewRowsLinear for Fusion<B> {
         let mut inputs = vec![x, weight, bias];
         let before = before.map(|tensor| inputs.push(tensor));
         let after = after.map(|tensor| inputs.push(tensor));
-        let launch: Launch<B, _> = |(before, after): &(Before<()>, After<()>), inputs| {
-            let mut inputs = inputs.into_iter();
-            let mut next = || inputs.next().expect("the inputs registered");
-            let (x, weight, bias) = (next(), next(), next());
-            let before = before.clone().map(|()| next());
-            let after = after.clone().map(|()| next());
+        let launch: Launch<B, _> = |(before, after): &(Before<()>, After<()>), mut inputs| {
+            let (x, weight, bias) = (inputs.float(), inputs.float(), inputs.float());
+            let before = before.clone().map(|()| inputs.float());
+            let after = after.clone().map(|()| inputs.float());
             vec![B::few_rows_linear(x, weight, bias, before, after)]
         };
         let [y] =

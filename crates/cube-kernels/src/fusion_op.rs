@@ -2,29 +2,58 @@
 //! kernel of the backend under it goes in as a custom operation, which runs when the stream
 //! reaches it, after the operations that write its inputs.
 
-use burn::tensor::{ops::FloatTensor, Shape};
+use burn::tensor::{
+    backend::Backend,
+    ops::{FloatTensor, IntTensor},
+    Shape,
+};
 use burn_fusion::{
     stream::{Operation, OperationStreams},
     Fusion, FusionBackend, FusionRuntime,
 };
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
-use std::fmt::Debug;
+use std::{fmt::Debug, vec::IntoIter};
 
 /// A kernel's launch on the backend under fusion: from its arguments besides tensors and its
-/// input tensors, in the order they were registered, to its outputs, in the order registered.
-pub(crate) type Launch<B, A> = fn(&A, Vec<FloatTensor<B>>) -> Vec<FloatTensor<B>>;
+/// input tensors to its outputs, in the order registered.
+pub(crate) type Launch<B, A> = fn(&A, Inputs<B>) -> Vec<FloatTensor<B>>;
+
+/// A kernel's input tensors on the backend under fusion, taken in the order registered.
+pub(crate) struct Inputs<B: Backend> {
+    floats: IntoIter<FloatTensor<B>>,
+    ints: IntoIter<IntTensor<B>>,
+}
+
+impl<B: Backend> Inputs<B> {
+    pub(crate) fn float(&mut self) -> FloatTensor<B> {
+        self.floats.next().expect("a float input registered")
+    }
+
+    pub(crate) fn int(&mut self) -> IntTensor<B> {
+        self.ints.next().expect("an integer input registered")
+    }
+
+    /// The float inputs not taken yet.
+    pub(crate) fn floats(self) -> IntoIter<FloatTensor<B>> {
+        self.floats
+    }
+}
 
 #[derive(Debug)]
 struct KernelOp<B: FusionBackend, A> {
     desc: CustomOpIr,
+    /// The description's inputs: this many floats, then the integers.
+    floats: usize,
     args: A,
     launch: Launch<B, A>,
 }
 
 impl<B: FusionBackend, A: Debug + Send + Sync> Operation<B::FusionRuntime> for KernelOp<B, A> {
     fn execute(&self, handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>) {
-        let inputs = self.desc.inputs.iter().map(|input| handles.get_float_tensor::<B>(input)).collect();
-        let results = (self.launch)(&self.args, inputs);
+        let (floats, ints) = self.desc.inputs.split_at(self.floats);
+        let floats: Vec<_> = floats.iter().map(|input| handles.get_float_tensor::<B>(input)).collect();
+        let ints: Vec<_> = ints.iter().map(|input| handles.get_int_tensor::<B>(input)).collect();
+        let results = (self.launch)(&self.args, Inputs { floats: floats.into_iter(), ints: ints.into_iter() });
         assert_eq!(results.len(), self.desc.outputs.len(), "{}: an output for each registered", self.desc.id);
         for (output, result) in self.desc.outputs.iter().zip(results) {
             handles.register_float_tensor::<B>(&output.id, result);
@@ -32,8 +61,8 @@ impl<B: FusionBackend, A: Debug + Send + Sync> Operation<B::FusionRuntime> for K
     }
 }
 
-/// `launch` registered in fusion's stream as the custom operation `name`, from `inputs` (float
-/// tensors, at least one) to new tensors of the shapes `outputs` and the first input's type.
+/// `launch` registered in fusion's stream as the custom operation `name`, from the float tensors
+/// `inputs` (at least one) to new tensors of the shapes `outputs` and the first input's type.
 /// Returns those tensors, in order.
 pub(crate) fn register_kernel<B: FusionBackend, A: Debug + Send + Sync + 'static>(
     name: &'static str,
@@ -42,12 +71,27 @@ pub(crate) fn register_kernel<B: FusionBackend, A: Debug + Send + Sync + 'static
     args: A,
     launch: Launch<B, A>,
 ) -> Vec<FloatTensor<Fusion<B>>> {
-    let first = inputs.first().expect("a kernel with an input");
+    register_kernel_with_ints(name, inputs, Vec::new(), outputs, args, launch)
+}
+
+/// [`register_kernel`] with integer tensors `ints` among the inputs, after the floats.
+pub(crate) fn register_kernel_with_ints<B: FusionBackend, A: Debug + Send + Sync + 'static>(
+    name: &'static str,
+    floats: Vec<FloatTensor<Fusion<B>>>,
+    ints: Vec<IntTensor<Fusion<B>>>,
+    outputs: &[Shape],
+    args: A,
+    launch: Launch<B, A>,
+) -> Vec<FloatTensor<Fusion<B>>> {
+    let first = floats.first().expect("a kernel with a float input");
     let (client, dtype) = (first.client.clone(), first.dtype);
     let outputs: Vec<TensorIr> =
         outputs.iter().map(|shape| TensorIr::uninit(client.create_empty_handle(), shape.clone(), dtype)).collect();
+    let float_count = floats.len();
+    let inputs: Vec<_> = floats.into_iter().chain(ints).collect();
     let streams = OperationStreams::with_inputs(&inputs);
     let inputs: Vec<TensorIr> = inputs.into_iter().map(|input| input.into_ir()).collect();
     let desc = CustomOpIr::new(name, &inputs, &outputs);
-    client.register(streams, OperationIr::Custom(desc.clone()), KernelOp::<B, A> { desc, args, launch })
+    let op = KernelOp::<B, A> { desc: desc.clone(), floats: float_count, args, launch };
+    client.register(streams, OperationIr::Custom(desc), op)
 }

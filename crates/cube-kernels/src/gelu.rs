@@ -113,8 +113,8 @@ impl<B: FusionBackend + BiasGeluBackward> BiasGeluBackward for Fusion<B> {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [_, d] = d_hidden.shape.dims::<2>();
         let outputs = [d_hidden.shape.clone(), Shape::new([d])];
-        let launch: Launch<B, _> = |&(), inputs| {
-            let [product, bias, d_hidden] = inputs.try_into().expect("the inputs registered");
+        let launch: Launch<B, _> = |&(), mut inputs| {
+            let (product, bias, d_hidden) = (inputs.float(), inputs.float(), inputs.float());
             let (d_product, d_bias) = B::bias_gelu_backward(product, bias, d_hidden);
             vec![d_product, d_bias]
         };

@@ -13,7 +13,7 @@
 use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
     fusion_op::{register_kernel, Launch},
-    reduce::{cube_sum, lanes_total, COLUMNS, LANES},
+    reduce::{cube_a_row, cube_row, cube_sum, lanes_total, COLUMNS, LANES},
 };
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{
@@ -26,16 +26,6 @@ use cubecl::{prelude::*, CubeCount, CubeDim};
 /// Units of a cube, one cube a row: GPT-2's rows are 768 to 1,600 wide. A power of two (the
 /// sums halve it).
 const UNITS: u32 = 256;
-
-/// Most cubes along one dimension of a launch that every backend takes (wgpu's limit).
-const MAX_CUBES_X: usize = 65_535;
-
-/// One cube for each of `rows` rows, in rows of at most [`MAX_CUBES_X`] cubes: the kernels
-/// take cube `(x, y)` for row `y · CUBE_COUNT_X + x`.
-fn cube_a_row(rows: usize) -> CubeCount {
-    let cubes_x = rows.clamp(1, MAX_CUBES_X);
-    CubeCount::Static(cubes_x as u32, rows.div_ceil(cubes_x) as u32, 1)
-}
 
 /// A residual branch's end, added to the stream before the LayerNorm: `residual +
 /// dropout(product + bias)`, with `product` `[rows, d]` and `bias` `[d]`.
@@ -127,7 +117,7 @@ fn layer_norm_kernel<F: Float>(
     #[comptime] branch: bool,
     #[comptime] dropout: bool,
 ) {
-    let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    let row = cube_row();
     if row >= x.shape(0) {
         terminate!();
     }
@@ -205,7 +195,7 @@ fn layer_norm_backward_kernel<F: Float>(
     #[comptime] units: usize,
     #[comptime] stream: bool,
 ) {
-    let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    let row = cube_row();
     if row >= d_y.shape(0) {
         terminate!();
     }
@@ -415,11 +405,9 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
         inputs.extend(branch.into_iter().flat_map(|branch| [branch.product, branch.bias]));
         let mut outputs = vec![Shape::new([rows, d]), Shape::new([rows, d]), Shape::new([rows, 1])];
         outputs.extend(dropout.map(|_| Shape::new([rows, d])));
-        let launch: Launch<B, _> = |&(epsilon, dropout): &(f64, Option<Option<DropoutDraw>>), inputs| {
-            let mut inputs = inputs.into_iter();
-            let mut input = || inputs.next().expect("the inputs registered");
-            let (x, gamma, beta) = (input(), input(), input());
-            let branch = dropout.map(|dropout| Branch { product: input(), bias: input(), dropout });
+        let launch: Launch<B, _> = |&(epsilon, dropout): &(f64, Option<Option<DropoutDraw>>), mut inputs| {
+            let (x, gamma, beta) = (inputs.float(), inputs.float(), inputs.float());
+            let branch = dropout.map(|dropout| Branch { product: inputs.float(), bias: inputs.float(), dropout });
             let normed = B::layer_norm_rows(x, gamma, beta, epsilon, branch);
             [Some(normed.output), Some(normed.normalized), Some(normed.inverse_deviation), normed.stream]
                 .into_iter()
@@ -443,11 +431,10 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
         let shape = d_y.shape.clone();
         let mut inputs = vec![d_y, normalized, inverse_deviation, gamma];
         inputs.extend(d_stream);
-        let launch: Launch<B, _> = |&(), inputs| {
-            let mut inputs = inputs.into_iter();
-            let mut input = || inputs.next().expect("the inputs registered");
-            let (d_y, normalized, inverse_deviation, gamma) = (input(), input(), input(), input());
-            vec![B::layer_norm_rows_backward(d_y, normalized, inverse_deviation, gamma, inputs.next())]
+        let launch: Launch<B, _> = |&(), mut inputs| {
+            let (d_y, normalized, inverse_deviation, gamma) =
+                (inputs.float(), inputs.float(), inputs.float(), inputs.float());
+            vec![B::layer_norm_rows_backward(d_y, normalized, inverse_deviation, gamma, inputs.floats().next())]
         };
         let [d_x] = register_kernel::<B, _>("layer_norm_rows_backward", inputs, &[shape], (), launch)
             .try_into()
@@ -469,11 +456,9 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
         if dropout.is_some() {
             outputs.extend([Shape::new([rows, d]), Shape::new([d])]);
         }
-        let launch: Launch<B, _> = |&dropout: &Option<Option<DropoutDraw>>, inputs| {
-            let mut inputs = inputs.into_iter();
-            let mut input = || inputs.next().expect("the inputs registered");
-            let (d_y, normalized) = (input(), input());
-            let branch = dropout.map(|dropout| (input(), dropout));
+        let launch: Launch<B, _> = |&dropout: &Option<Option<DropoutDraw>>, mut inputs| {
+            let (d_y, normalized) = (inputs.float(), inputs.float());
+            let branch = dropout.map(|dropout| (inputs.float(), dropout));
             let gradients = B::layer_norm_rows_parameter_gradients(d_y, normalized, branch);
             let branch = gradients.branch.into_iter().flat_map(|(product, bias)| [product, bias]);
             [gradients.gamma, gradients.beta].into_iter().chain(branch).collect()

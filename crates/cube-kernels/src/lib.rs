@@ -8,6 +8,8 @@
 //! - [`BiasGeluBackward`]: the gradients of the MLP's `gelu(product + bias)`, the product's and
 //!   the bias's (a sum over the rows), in one launch (burn: an element-wise kernel and a
 //!   reduction).
+//! - [`CrossEntropyRows`]: the loss's cross-entropy over each row of logits, forward in one
+//!   launch and backward in one (burn: about ten, most of them over the whole logits).
 //! - [`DecodeAttention`]: one new position a row written into a KV cache and attended over it,
 //!   in one launch (burn: about fifteen).
 //! - [`DropoutKeeps`]: dropout's keep mask from Philox counters, the words
@@ -27,6 +29,7 @@
 //! the stream reaches it, after the operations it reads).
 
 mod add_to_stretches;
+mod cross_entropy;
 mod decode_attention;
 mod draw;
 mod dropout;
@@ -39,6 +42,7 @@ mod philox;
 mod reduce;
 
 pub use add_to_stretches::AddToStretches;
+pub use cross_entropy::CrossEntropyRows;
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
 pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;

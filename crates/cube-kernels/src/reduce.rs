@@ -1,7 +1,24 @@
 //! Sums across the units of a cube: along a row (a cube a row), or down columns (a cube a block
 //! of columns, its lanes sharing out the rows).
 
-use cubecl::prelude::*;
+use cubecl::{prelude::*, CubeCount};
+
+/// Most cubes along one dimension of a launch that every backend takes (wgpu's limit).
+const MAX_CUBES_X: usize = 65_535;
+
+/// One cube for each of `rows` rows, in rows of at most [`MAX_CUBES_X`] cubes: see
+/// [`cube_row`].
+pub(crate) fn cube_a_row(rows: usize) -> CubeCount {
+    let cubes_x = rows.clamp(1, MAX_CUBES_X);
+    CubeCount::Static(cubes_x as u32, rows.div_ceil(cubes_x) as u32, 1)
+}
+
+/// The row of a cube launched over [`cube_a_row`]'s count: `y · CUBE_COUNT_X + x` (past the
+/// last row in the last line of cubes).
+#[cube]
+pub(crate) fn cube_row() -> usize {
+    (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize
+}
 
 /// Columns of a cube that sums down columns, and its lanes of rows: 32 neighbouring columns are
 /// read together, 8 lanes share out the rows. burn's column sums run one thread a column over
@@ -13,6 +30,18 @@ pub(crate) const LANES: u32 = 8;
 /// memory (`partial`, a slot for each unit at least).
 #[cube]
 pub(crate) fn cube_sum<F: Float>(partial: &mut SharedMemory<F>, value: F) -> F {
+    cube_fold::<F>(partial, value, false)
+}
+
+/// The largest of every unit's `value`, for every unit of the cube (as [`cube_sum`]).
+#[cube]
+pub(crate) fn cube_max<F: Float>(partial: &mut SharedMemory<F>, value: F) -> F {
+    cube_fold::<F>(partial, value, true)
+}
+
+/// Every unit's `value` folded by `+`, or by `max` where `maximum`.
+#[cube]
+fn cube_fold<F: Float>(partial: &mut SharedMemory<F>, value: F, #[comptime] maximum: bool) -> F {
     let unit = UNIT_POS_X as usize;
     partial[unit] = value;
     sync_cube();
@@ -20,13 +49,17 @@ pub(crate) fn cube_sum<F: Float>(partial: &mut SharedMemory<F>, value: F) -> F {
     while half > 0 {
         if unit < half {
             let other = partial[unit + half];
-            partial[unit] += other;
+            if maximum {
+                partial[unit] = F::max(partial[unit], other);
+            } else {
+                partial[unit] += other;
+            }
         }
         sync_cube();
         half /= 2;
     }
     let total = partial[0];
-    // Every unit has read the total before the next sum writes over it.
+    // Every unit has read the total before the next fold writes over it.
     sync_cube();
     total
 }

@@ -20,9 +20,9 @@ use burn::{
     nn::{LayerNorm, Linear},
     prelude::*,
     tensor::{
-        activation::{gelu_approximate, log_softmax, softmax},
+        activation::{gelu_approximate, softmax},
         ops::FloatTensor,
-        TensorData, TensorPrimitive,
+        IndexingUpdateOp, TensorData, TensorPrimitive,
     },
 };
 use burn_ndarray::NdArrayTensor;
@@ -323,9 +323,44 @@ pub trait Gpt2Backend: Backend {
         targets: Tensor<Self, 1, Int>,
         weights: Tensor<Self, 1>,
     ) -> Tensor<Self, 1> {
+        let (losses, _) = Self::cross_entropy_rows(logits, targets);
+        (losses * weights.clone()).sum() / weights.sum()
+    }
+
+    /// Each row's cross-entropy against its target, `log Σ exp(logits) − logits[target]`, and
+    /// its log-normaliser `log Σ exp(logits)` (what the backward pass takes), both `[rows]`, for
+    /// `logits` `[rows, vocab]` and `targets` `[rows]`.
+    fn cross_entropy_rows(
+        logits: Tensor<Self, 2>,
+        targets: Tensor<Self, 1, Int>,
+    ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
         let rows = targets.dims()[0];
-        let log_probs = log_softmax(logits, 1).gather(1, targets.reshape([rows, 1])).reshape([rows]);
-        -(log_probs * weights.clone()).sum() / weights.sum()
+        let max = logits.clone().max_dim(1);
+        let log_normalisers = max.clone() + (logits.clone() - max).exp().sum_dim(1).log();
+        let target_logits = logits.gather(1, targets.reshape([rows, 1]));
+        ((log_normalisers.clone() - target_logits).reshape([rows]), log_normalisers.reshape([rows]))
+    }
+
+    /// The gradient of `logits` from that of each row's [`cross_entropy_rows`], `d_losses`
+    /// `[rows]`: `(softmax(logits) − one-hot(target)) · d_loss` on each row, with the
+    /// log-normalisers it returned.
+    ///
+    /// [`cross_entropy_rows`]: Gpt2Backend::cross_entropy_rows
+    fn cross_entropy_rows_backward(
+        logits: Tensor<Self, 2>,
+        log_normalisers: Tensor<Self, 1>,
+        targets: Tensor<Self, 1, Int>,
+        d_losses: Tensor<Self, 1>,
+    ) -> Tensor<Self, 2> {
+        let rows = targets.dims()[0];
+        let scale = d_losses.reshape([rows, 1]);
+        // The one-hot part is one number a row, scattered in: no `rows × vocab` comparison.
+        ((logits - log_normalisers.reshape([rows, 1])).exp() * scale.clone()).scatter(
+            1,
+            targets.reshape([rows, 1]),
+            -scale,
+            IndexingUpdateOp::Add,
+        )
     }
 
     /// GPT-2's GELU, with tanh: `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
@@ -437,7 +472,8 @@ pub(crate) fn attention_scores<B: Backend>(
 
 /// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
-/// branch's), training's attention (flash attention), the MLP's GELU and bias backward,
+/// branch's), training's attention (flash attention), the MLP's GELU and bias backward, the
+/// loss's cross-entropy,
 /// dropout's masks, the gradients' sums
 /// into flat buffers, decoding attention with its cache write, and a few rows' linear layers
 /// with what surrounds them in a block (decoding: one row a sample).
@@ -519,6 +555,31 @@ macro_rules! cube_backend {
                 );
                 let branch = gradients.branch.map(|(d_product, d_bias)| (float(d_product), float(d_bias)));
                 (float(gradients.gamma), float(gradients.beta), branch)
+            }
+
+            fn cross_entropy_rows(
+                logits: Tensor<Self, 2>,
+                targets: Tensor<Self, 1, Int>,
+            ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
+                let (losses, log_normalisers) = <Self as cube_kernels::CrossEntropyRows>::cross_entropy_rows(
+                    primitive(logits),
+                    targets.into_primitive(),
+                );
+                (float(losses), float(log_normalisers))
+            }
+
+            fn cross_entropy_rows_backward(
+                logits: Tensor<Self, 2>,
+                log_normalisers: Tensor<Self, 1>,
+                targets: Tensor<Self, 1, Int>,
+                d_losses: Tensor<Self, 1>,
+            ) -> Tensor<Self, 2> {
+                float(<Self as cube_kernels::CrossEntropyRows>::cross_entropy_rows_backward(
+                    primitive(logits),
+                    primitive(log_normalisers),
+                    targets.into_primitive(),
+                    primitive(d_losses),
+                ))
             }
 
             fn bias_gelu_backward(

@@ -2,8 +2,8 @@
 //! software Vulkan driver on a machine without a GPU) against the CPU: the loss and every
 //! parameter's gradient of the tiny fixture, with dropout and documents packed in rows. On wgpu
 //! each branch's end, its dropout and the LayerNorm after it run in `cube-kernels`' LayerNorm
-//! kernels, attention in its flash kernels, and the written-out backward passes hand the
-//! residual stream's gradient from block to block.
+//! kernels, attention in its flash kernels, the loss's cross-entropy in its kernels, and the
+//! written-out backward passes hand the residual stream's gradient from block to block.
 //! `cargo test -p gpt2 --features wgpu --test wgpu_training`
 
 use burn::{
@@ -12,7 +12,7 @@ use burn::{
     optim::GradientsParams,
     prelude::*,
 };
-use gpt2::{hf, next_token_loss, Cpu, Documents, DropoutMasks, Gpt2, Gpt2Backend, Wgpu};
+use gpt2::{hf, next_token_loss, Cpu, Documents, DropoutMasks, Gpt2, Gpt2Backend, NextTokens, Wgpu};
 use std::path::Path;
 
 const TIME: usize = 24;
@@ -24,9 +24,11 @@ fn loss_and_gradients<B: Gpt2Backend>(ids: &[i64], p: f64) -> Vec<Vec<f32>> {
     let (_, model): (_, Gpt2<Autodiff<B>>) = hf::load_dir(&fixture, &device).expect("the tiny fixture");
     let model = model.with_dropout(p);
     let tokens = Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(ids.to_vec(), [2, TIME]), &device);
+    // The second row ends in three tokens of padding.
+    let real: Vec<f32> = (0..2 * TIME).map(|i| if i >= 2 * TIME - 3 { 0.0 } else { 1.0 }).collect();
     let documents = Documents::new(&[vec![0], vec![0, 9]], TIME, &device);
-    let logits = model.forward_training(tokens.clone(), Some(&documents), DropoutMasks::new(5, 2, 1));
-    let loss = next_token_loss(logits, tokens, Tensor::ones([2, TIME], &device));
+    let logits = model.forward_training(tokens, Some(&documents), DropoutMasks::new(5, 2, 1));
+    let loss = next_token_loss(logits, NextTokens::new(ids, &real, TIME, &device));
     let mut gradients = GradientsParams::from_grads(loss.backward(), &model);
     let mut collect = Collect { gradients: &mut gradients, values: vec![loss.inner().into_data().to_vec().unwrap()] };
     model.visit(&mut collect);

@@ -1,0 +1,93 @@
+//! The cross-entropy kernels against the same sums in f64 on the host, on burn's wgpu backend
+//! (with and without fusion; Mesa's software Vulkan driver on a machine without a GPU).
+//! `cargo test -p cube-kernels --features wgpu --test cross_entropy`
+
+use burn::{
+    backend::wgpu::{CubeBackend, WgpuRuntime},
+    backend::Wgpu,
+    prelude::*,
+    tensor::{ops::FloatTensor, Distribution, TensorPrimitive},
+};
+use cube_kernels::CrossEntropyRows;
+
+fn host<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
+    tensor.into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+}
+
+fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}
+
+fn from_primitive<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Vec<f64> {
+    host(Tensor::<B, D>::from_primitive(TensorPrimitive::Float(tensor)))
+}
+
+/// Within `tolerance` of the largest expected value (1 at least).
+fn assert_close(what: &str, expected: &[f64], actual: &[f64], tolerance: f64) {
+    assert_eq!(expected.len(), actual.len(), "{what}");
+    let largest = expected.iter().fold(1.0f64, |largest, e| largest.max(e.abs()));
+    let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0, f64::max);
+    assert!(difference <= tolerance * largest, "{what}: differs by {difference} at scale {largest}");
+}
+
+fn check<B: CrossEntropyRows>(rows: usize, vocab: usize) {
+    let what = format!("rows {rows}, vocab {vocab}");
+    let device = Default::default();
+    // Fixed draws: a failure reruns as it failed. Logits far from 0, as a trained model's are.
+    B::seed(&device, (rows * vocab) as u64);
+    let logits = Tensor::<B, 2>::random([rows, vocab], Distribution::Normal(20.0, 6.0), &device);
+    let targets: Vec<i64> = (0..rows).map(|row| (row * 7_919 % vocab) as i64).collect();
+    let d_losses = Tensor::<B, 1>::random([rows], Distribution::Uniform(-1.0, 1.0), &device);
+    let (x, g) = (host(logits.clone()), host(d_losses.clone()));
+
+    let mut expected = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows * vocab]);
+    for row in 0..rows {
+        let x = &x[row * vocab..(row + 1) * vocab];
+        let largest = x.iter().copied().fold(f64::MIN, f64::max);
+        let log_normaliser = largest + x.iter().map(|x| (x - largest).exp()).sum::<f64>().ln();
+        let target = targets[row] as usize;
+        expected.0[row] = log_normaliser - x[target];
+        expected.1[row] = log_normaliser;
+        for (column, x) in x.iter().enumerate() {
+            let one_hot = if column == target { 1.0 } else { 0.0 };
+            expected.2[row * vocab + column] = ((x - log_normaliser).exp() - one_hot) * g[row];
+        }
+    }
+
+    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows]), &device).into_primitive();
+    let (losses, log_normalisers) = B::cross_entropy_rows(primitive(logits.clone()), targets.clone());
+    assert_close(&format!("{what}: losses"), &expected.0, &from_primitive::<B, 1>(losses), 1e-6);
+    assert_close(
+        &format!("{what}: log-normalisers"),
+        &expected.1,
+        &from_primitive::<B, 1>(log_normalisers.clone()),
+        1e-6,
+    );
+    let d_logits = B::cross_entropy_rows_backward(primitive(logits), log_normalisers, targets, primitive(d_losses));
+    // exp(logit − log-normaliser) carries the log-normaliser's f32 rounding (an ulp of ~50).
+    assert_close(&format!("{what}: d_logits"), &expected.2, &from_primitive::<B, 2>(d_logits), 1e-5);
+}
+
+/// A row narrower than a cube, GPT-2's vocabulary, and more rows than one launch dimension
+/// holds (65,535 cubes).
+const SHAPES: [(usize, usize); 3] = [(3, 10), (5, 50_257), (65_537, 3)];
+
+#[test]
+fn cross_entropy_matches_f64_sums() {
+    for (rows, vocab) in SHAPES {
+        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, vocab);
+        check::<Wgpu<f32, i32>>(rows, vocab);
+    }
+}
+
+#[test]
+fn a_target_outside_the_vocabulary_gets_the_largest_loss() {
+    type B = Wgpu<f32, i32>;
+    let device = Default::default();
+    let logits = Tensor::<B, 2>::zeros([2, 4], &device);
+    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![4i64, 1], [2]), &device).into_primitive();
+    let (losses, _) = B::cross_entropy_rows(primitive(logits), targets);
+    let losses = from_primitive::<B, 1>(losses);
+    assert_eq!(losses[0], f64::from(f32::MAX), "{losses:?}");
+    assert!((losses[1] - 4f64.ln()).abs() < 1e-6, "{losses:?}");
+}
