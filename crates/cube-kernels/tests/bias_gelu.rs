@@ -7,34 +7,17 @@ use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
     backend::Wgpu,
     prelude::*,
-    tensor::{ops::FloatTensor, Distribution, TensorPrimitive},
+    tensor::Distribution,
 };
 use cube_kernels::BiasGeluBackward;
+use support::{assert_close, host, host_primitive, primitive};
 
-fn host<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
-    tensor.into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
-}
-
-fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
-    tensor.into_primitive().tensor()
-}
-
-fn from_primitive<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Vec<f64> {
-    host(Tensor::<B, D>::from_primitive(TensorPrimitive::Float(tensor)))
-}
+mod support;
 
 /// GPT-2's GELU, with tanh, in f64.
 fn gelu(x: f64) -> f64 {
     let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3));
     0.5 * x * (1.0 + inner.tanh())
-}
-
-/// Within `tolerance` of the largest expected value.
-fn assert_close(what: &str, expected: &[f64], actual: &[f64], tolerance: f64) {
-    assert_eq!(expected.len(), actual.len(), "{what}");
-    let largest = expected.iter().fold(1.0f64, |largest, e| largest.max(e.abs()));
-    let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0, f64::max);
-    assert!(difference <= tolerance * largest, "{what}: differs by {difference} at scale {largest}");
 }
 
 fn check<B: BiasGeluBackward>(rows: usize, d: usize) {
@@ -59,8 +42,8 @@ fn check<B: BiasGeluBackward>(rows: usize, d: usize) {
     expected_product.iter().enumerate().for_each(|(i, gradient)| expected_bias[i % d] += gradient);
 
     let (d_product, d_bias) = B::bias_gelu_backward(primitive(product), primitive(bias), primitive(d_hidden));
-    assert_close(&format!("{what}: d_product"), &expected_product, &from_primitive::<B, 2>(d_product), 1e-5);
-    assert_close(&format!("{what}: d_bias"), &expected_bias, &from_primitive::<B, 1>(d_bias), 1e-5);
+    assert_close(&format!("{what}: d_product"), &expected_product, &host_primitive::<B, 2>(d_product), 1e-5);
+    assert_close(&format!("{what}: d_bias"), &expected_bias, &host_primitive::<B, 1>(d_bias), 1e-5);
 }
 
 /// Fewer columns than a cube's, GPT-2's MLP widths, and more rows than a cube's lanes.

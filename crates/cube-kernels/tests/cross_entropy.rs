@@ -6,29 +6,12 @@ use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
     backend::Wgpu,
     prelude::*,
-    tensor::{ops::FloatTensor, Distribution, TensorPrimitive},
+    tensor::Distribution,
 };
 use cube_kernels::CrossEntropyRows;
+use support::{assert_close, host, host_primitive, primitive};
 
-fn host<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
-    tensor.into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
-}
-
-fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
-    tensor.into_primitive().tensor()
-}
-
-fn from_primitive<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Vec<f64> {
-    host(Tensor::<B, D>::from_primitive(TensorPrimitive::Float(tensor)))
-}
-
-/// Within `tolerance` of the largest expected value (1 at least).
-fn assert_close(what: &str, expected: &[f64], actual: &[f64], tolerance: f64) {
-    assert_eq!(expected.len(), actual.len(), "{what}");
-    let largest = expected.iter().fold(1.0f64, |largest, e| largest.max(e.abs()));
-    let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0, f64::max);
-    assert!(difference <= tolerance * largest, "{what}: differs by {difference} at scale {largest}");
-}
+mod support;
 
 fn check<B: CrossEntropyRows>(rows: usize, vocab: usize) {
     let what = format!("rows {rows}, vocab {vocab}");
@@ -56,16 +39,16 @@ fn check<B: CrossEntropyRows>(rows: usize, vocab: usize) {
 
     let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows]), &device).into_primitive();
     let (losses, log_normalisers) = B::cross_entropy_rows(primitive(logits.clone()), targets.clone());
-    assert_close(&format!("{what}: losses"), &expected.0, &from_primitive::<B, 1>(losses), 1e-6);
+    assert_close(&format!("{what}: losses"), &expected.0, &host_primitive::<B, 1>(losses), 1e-6);
     assert_close(
         &format!("{what}: log-normalisers"),
         &expected.1,
-        &from_primitive::<B, 1>(log_normalisers.clone()),
+        &host_primitive::<B, 1>(log_normalisers.clone()),
         1e-6,
     );
     let d_logits = B::cross_entropy_rows_backward(primitive(logits), log_normalisers, targets, primitive(d_losses));
     // exp(logit − log-normaliser) carries the log-normaliser's f32 rounding (an ulp of ~50).
-    assert_close(&format!("{what}: d_logits"), &expected.2, &from_primitive::<B, 2>(d_logits), 1e-5);
+    assert_close(&format!("{what}: d_logits"), &expected.2, &host_primitive::<B, 2>(d_logits), 1e-5);
 }
 
 /// A row narrower than a cube, GPT-2's vocabulary, and more rows than one launch dimension
@@ -87,7 +70,7 @@ fn a_target_outside_the_vocabulary_gets_the_largest_loss() {
     let logits = Tensor::<B, 2>::zeros([2, 4], &device);
     let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![4i64, 1], [2]), &device).into_primitive();
     let (losses, _) = B::cross_entropy_rows(primitive(logits), targets);
-    let losses = from_primitive::<B, 1>(losses);
+    let losses = host_primitive::<B, 1>(losses);
     assert_eq!(losses[0], f64::from(f32::MAX), "{losses:?}");
     assert!((losses[1] - 4f64.ln()).abs() < 1e-6, "{losses:?}");
 }
