@@ -11,15 +11,12 @@ use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
-
-/// √(2/π), as burn's `gelu_approximate` has it.
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const CUBIC: f32 = 0.044_715;
+use kernels::{GELU_CUBIC, GELU_SQRT_2_OVER_PI};
 
 /// GELU of `x`.
 #[cube]
 pub(crate) fn gelu_tanh<F: Float>(x: F) -> F {
-    let inner = F::new(SQRT_2_OVER_PI) * (x + F::new(CUBIC) * x * x * x);
+    let inner = F::new(GELU_SQRT_2_OVER_PI) * (x + F::new(GELU_CUBIC) * x * x * x);
     F::new(0.5) * x * (F::new(1.0) + F::tanh(inner))
 }
 
@@ -28,8 +25,8 @@ pub(crate) fn gelu_tanh<F: Float>(x: F) -> F {
 #[cube]
 fn gelu_derivative<F: Float>(x: F) -> F {
     let squared = x * x;
-    let t = F::tanh(F::new(SQRT_2_OVER_PI) * (x + F::new(CUBIC) * x * squared));
-    let inner_derivative = F::new(SQRT_2_OVER_PI) * (F::new(1.0) + F::new(3.0 * CUBIC) * squared);
+    let t = F::tanh(F::new(GELU_SQRT_2_OVER_PI) * (x + F::new(GELU_CUBIC) * x * squared));
+    let inner_derivative = F::new(GELU_SQRT_2_OVER_PI) * (F::new(1.0) + F::new(3.0 * GELU_CUBIC) * squared);
     F::new(0.5) * (F::new(1.0) + t) + F::new(0.5) * x * (F::new(1.0) - t * t) * inner_derivative
 }
 

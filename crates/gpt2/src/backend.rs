@@ -62,9 +62,6 @@ pub(crate) fn bias_or_zeros<B: Backend>(layer: &Linear<B>) -> Tensor<B, 1> {
     }
 }
 
-/// √(2/π), in GPT-2's GELU.
-const SQRT_2_OVER_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2;
-
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
     /// `norm` over each row of `x` `[rows, d]`; `epsilon` is `norm`'s own (burn's `LayerNorm`
@@ -388,8 +385,9 @@ pub trait Gpt2Backend: Backend {
         let d = bias.dims()[0];
         let x = product + bias.unsqueeze();
         let squared = x.clone() * x.clone();
-        let t = ((x.clone() * squared.clone() * 0.044715 + x.clone()) * SQRT_2_OVER_PI).tanh();
-        let inner_derivative = (squared * (3.0 * 0.044715) + 1.0) * SQRT_2_OVER_PI;
+        let (cubic, sqrt_2_over_pi) = (kernels::GELU_CUBIC, kernels::GELU_SQRT_2_OVER_PI);
+        let t = ((x.clone() * squared.clone() * cubic + x.clone()) * sqrt_2_over_pi).tanh();
+        let inner_derivative = (squared * (3.0 * cubic) + 1.0) * sqrt_2_over_pi;
         let derivative = (t.clone() + 1.0) * 0.5 + x * 0.5 * (-(t.clone() * t) + 1.0) * inner_derivative;
         let d_product = d_hidden * derivative;
         (d_product.clone(), d_product.sum_dim(0).reshape([d]))
@@ -473,10 +471,9 @@ pub(crate) fn attention_scores<B: Backend>(
 /// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
 /// branch's), training's attention (flash attention), the MLP's GELU and bias backward, the
-/// loss's cross-entropy,
-/// dropout's masks, the gradients' sums
-/// into flat buffers, decoding attention with its cache write, and a few rows' linear layers
-/// with what surrounds them in a block (decoding: one row a sample).
+/// loss's cross-entropy, dropout's masks, the gradients' sums into flat buffers, decoding
+/// attention with its cache write, and a few rows' linear layers with what surrounds them in a
+/// block (decoding: one row a sample).
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 macro_rules! cube_backend {
     ($backend:ty) => {

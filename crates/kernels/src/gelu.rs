@@ -3,12 +3,15 @@
 use ndarray::{ArrayViewMut, Dimension};
 
 /// √(2/π), as burn's `gelu_approximate` has it.
-const SQRT_2_OVER_PI: f32 = (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
+pub const GELU_SQRT_2_OVER_PI: f32 = (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
+
+/// The cubic term's coefficient.
+pub const GELU_CUBIC: f32 = 0.044715;
 
 /// GELU of every element, in place, in one pass (burn's takes six, each into a new array).
 pub fn gelu_tanh_in_place<D: Dimension>(mut x: ArrayViewMut<'_, f32, D>) {
     x.par_mapv_inplace(|x| {
-        let inner = (x + x * x * x * 0.044715) * SQRT_2_OVER_PI;
+        let inner = (x + x * x * x * GELU_CUBIC) * GELU_SQRT_2_OVER_PI;
         x * (inner.tanh() + 1.0) * 0.5
     });
 }

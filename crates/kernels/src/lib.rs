@@ -22,6 +22,6 @@ mod product;
 
 pub use attention::masked_attention;
 pub use dropout::{drop_threshold, dropout_keeps, MaskStream};
-pub use gelu::gelu_tanh_in_place;
+pub use gelu::{gelu_tanh_in_place, GELU_CUBIC, GELU_SQRT_2_OVER_PI};
 pub use philox::philox4x32_10;
 pub use product::{matmul, matmul_on_this_thread};

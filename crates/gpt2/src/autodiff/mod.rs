@@ -1,8 +1,8 @@
 //! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm
 //! (with the residual branch before it), attention, the MLP's GELU (with the bias before it)
-//! and the loss's cross-entropy written out
-//! rather than differentiated operation by operation, for fewer GPU kernels a layer (see
-//! `scripts/bench/launches.sh` and the example `launch_parts`).
+//! and the loss's cross-entropy written out rather than differentiated operation by operation,
+//! for fewer GPU kernels a layer (see `scripts/bench/launches.sh` and the example
+//! `launch_parts`).
 
 mod attention;
 mod bias_gelu;
