@@ -7,7 +7,8 @@ Checks, chosen with --checks (comma-separated, in order):
                  the train stage at a gpt2-family shape (random weights) on rows of SEQ tokens,
                  MB rows per forward pass: seconds to the first step (kernel compilation and
                  autotuning happen there), tokens/s (median over steps after the first two),
-                 MFU and the process's peak GPU memory (nvidia-smi); for shapes in --pytorch,
+                 MFU, the process's peak GPU memory (nvidia-smi) and CubeCL's reserved bytes
+                 (the stage's metrics: max_memory_reserved's counterpart); for shapes in --pytorch,
                  the same step in transformers + torch.optim.AdamW (bf16 autocast + SDPA; f32
                  too for gpt2).
   doc-mask       validation loss of gpt2 (random weights) trained 200 steps on the jokes at 256
@@ -129,6 +130,8 @@ def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: fl
     return {
         "lines": lines,
         "peak_mib": memory.peak_mib,
+        # CubeCL's own count (the train stage's metrics), PyTorch's max_memory_reserved beside it.
+        "allocator_reserved_gib": lines and lines[-1].get("device_reserved_mib") and round(lines[-1]["device_reserved_mib"] / 1024, 2),
         "seconds_to_first_step": first_step,
         "step_seconds": [round(b["elapsed_s"] - a["elapsed_s"], 3) for a, b in zip(lines, lines[1:])][:8],
         "cubecl_log_lines": {"before_first_step": compiled_before_first, "in_all": cubecl_lines(cwd)},

@@ -24,6 +24,8 @@
 //!   element-wise kernels each), with the residual branch before it taken in: its add and
 //!   dropout forward, the stream's gradient and the branch's backward.
 //!
+//! [`DeviceMemory`] is no kernel: what CubeCL's allocator holds, for the train stage's report.
+//!
 //! Each operation is a trait implemented for burn's CubeCL backend (the kernel's launch) and
 //! for its fusion backend over it (a custom operation in fusion's stream: the kernel runs when
 //! the stream reaches it, after the operations it reads).
@@ -38,6 +40,7 @@ mod flash_attention;
 mod fusion_op;
 mod gelu;
 mod layer_norm;
+mod memory;
 mod philox;
 mod reduce;
 
@@ -50,3 +53,4 @@ pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
 pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
 pub use gelu::BiasGeluBackward;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
+pub use memory::DeviceMemory;

@@ -52,6 +52,11 @@ impl<B: Gpt2Backend> ResidualBranch<B> {
     pub fn end(layer: &Linear<B>, x: Tensor<B, 2>, dropout: Option<Dropout>, precision: Precision) -> Self {
         Self { product: precision.matmul(x, layer.weight.val()), bias: bias_or_zeros(layer), dropout }
     }
+
+    /// The stream after the branch: `residual + dropout(product + bias)`.
+    pub fn added_to(self, residual: Tensor<B, 2>) -> Tensor<B, 2> {
+        residual + dropped(self.product + self.bias.unsqueeze(), self.dropout)
+    }
 }
 
 /// `layer`'s bias, or zeros for a layer without one.
@@ -99,8 +104,7 @@ pub trait Gpt2Backend: Backend {
         beta: Tensor<Self, 1>,
         epsilon: f64,
     ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
-        let ResidualBranch { product, bias, dropout } = branch;
-        let stream = residual + dropped(product + bias.unsqueeze(), dropout);
+        let stream = branch.added_to(residual);
         let (output, normalized, inverse_deviation) = Self::layer_norm_keeping(stream.clone(), gamma, beta, epsilon);
         (stream, output, normalized, inverse_deviation)
     }
@@ -162,8 +166,7 @@ pub trait Gpt2Backend: Backend {
         continues: bool,
     ) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
         let _ = continues;
-        let ResidualBranch { product, bias, dropout } = branch;
-        let stream = residual + dropped(product + bias.unsqueeze(), dropout);
+        let stream = branch.added_to(residual);
         (stream.clone(), Self::layer_norm_rows(norm.layer, norm.epsilon, stream))
     }
 
@@ -398,6 +401,23 @@ pub trait Gpt2Backend: Backend {
     fn first_positions(buffer: Tensor<Self, 4>, count: usize) -> Tensor<Self, 4> {
         first_positions_by_slice(buffer, count)
     }
+
+    /// What the device's allocator holds once the work queued so far has run (this waits for
+    /// it); `None` where nothing counts it (the CPU) or the device has failed.
+    fn allocator_memory(device: &Self::Device) -> Option<AllocatorMemory> {
+        let _ = device;
+        None
+    }
+}
+
+/// Bytes of device memory as the backend's allocator counts them: PyTorch's
+/// `memory_allocated` and `memory_reserved`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocatorMemory {
+    /// Held by live tensors.
+    pub in_use: u64,
+    /// Taken from the device: in use, padding, and free pages the pools keep for reuse.
+    pub reserved: u64,
 }
 
 fn normed_linear_by_parts<B: Gpt2Backend>(
@@ -478,6 +498,11 @@ pub(crate) fn attention_scores<B: Backend>(
 macro_rules! cube_backend {
     ($backend:ty) => {
         impl Gpt2Backend for $backend {
+            fn allocator_memory(device: &Self::Device) -> Option<AllocatorMemory> {
+                let usage = <Self as cube_kernels::DeviceMemory>::memory_usage(device)?;
+                Some(AllocatorMemory { in_use: usage.bytes_in_use, reserved: usage.bytes_reserved })
+            }
+
             fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
                 match &norm.beta {
                     Some(beta) => Self::layer_norm_keeping(x, norm.gamma.val(), beta.val(), epsilon).0,

@@ -30,7 +30,7 @@ pub use attention::CausalSelfAttention;
 pub use backend::Gpu;
 #[cfg(feature = "wgpu")]
 pub use backend::Wgpu;
-pub use backend::{Cpu, Gpt2Backend, ResidualBranch};
+pub use backend::{AllocatorMemory, Cpu, Gpt2Backend, ResidualBranch};
 pub use block::{Block, PreNorm};
 pub use config::Gpt2Config;
 pub use documents::Documents;

@@ -20,6 +20,11 @@ pub struct StepMetrics {
     pub grad_norm: f64,
     pub tokens_per_s: f64,
     pub elapsed_s: f64,
+    /// The most device memory the allocator has held at a step's end in this process, in MiB:
+    /// its tensors, padding and the free pages its pools keep (PyTorch's
+    /// `max_memory_reserved`). Absent on the CPU, which does not count it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_reserved_mib: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -117,4 +122,22 @@ pub fn read(path: &Path) -> Result<Vec<Line>> {
         }
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_memory_is_left_out_where_nothing_counts_it() {
+        // Lines of CPU runs, and of runs from before the field, have none; both read back.
+        let text = r#"{"step":1,"loss":2.5,"lr":0.001,"grad_norm":1.0,"tokens_per_s":10.0,"elapsed_s":1.0}"#;
+        let Line::Step(step) = serde_json::from_str(text).unwrap() else { panic!("a step line") };
+        assert_eq!(step.device_reserved_mib, None);
+        assert_eq!(serde_json::to_string(&step).unwrap(), text);
+        let on_gpu = StepMetrics { device_reserved_mib: Some(512.5), ..step };
+        let written = serde_json::to_string(&on_gpu).unwrap();
+        assert!(written.ends_with(r#","device_reserved_mib":512.5}"#), "{written}");
+        assert_eq!(serde_json::from_str::<Line>(&written).unwrap(), Line::Step(on_gpu));
+    }
 }

@@ -380,6 +380,7 @@ impl StepLoop<'_> {
         let mut epoch_order = EpochOrder::default();
         let mut loss = None;
         let mut pace = Pace::default();
+        let mut device_reserved = None;
         // Agreed at the end of each step (a request made during it stops the run after it).
         let mut stop = false;
         while state.step < self.total_steps {
@@ -478,6 +479,7 @@ impl StepLoop<'_> {
             loss = Some(step_loss);
             let Some(metrics) = &mut metrics else { continue };
             let tokens_per_s = counts.real_tokens as f64 / seconds;
+            device_reserved = device_reserved.max(B::allocator_memory(device).map(|memory| memory.reserved));
             metrics.write_step(&StepMetrics {
                 step: state.step,
                 loss: step_loss,
@@ -485,6 +487,7 @@ impl StepLoop<'_> {
                 grad_norm,
                 tokens_per_s,
                 elapsed_s: state.elapsed_s,
+                device_reserved_mib: device_reserved.map(|bytes| bytes as f64 / f64::from(1 << 20)),
             })?;
             progress.set_message(format!("loss {step_loss:.4} · {tokens_per_s:.0} tok/s"));
             progress.inc(1);

@@ -16,7 +16,7 @@
 //! gradients, and take an element-wise kernel and a reduction for the branch's own.
 
 use super::{float, primitive, register};
-use crate::{dropout::dropped, Dropout, Gpt2Backend, PreNorm, ResidualBranch};
+use crate::{Dropout, Gpt2Backend, PreNorm, ResidualBranch};
 use burn::{
     backend::autodiff::{
         checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -67,11 +67,11 @@ pub(super) fn residual_layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
     norm: PreNorm<'_, Autodiff<B, C>>,
     continues: bool,
 ) -> (Rows<B, C>, Rows<B, C>) {
-    let ResidualBranch { product, bias, dropout } = branch;
     let Some(beta) = &norm.layer.beta else {
-        let stream = residual + dropped(product + bias.unsqueeze(), dropout);
+        let stream = branch.added_to(residual);
         return (stream.clone(), norm.layer.forward(stream));
     };
+    let ResidualBranch { product, bias, dropout } = branch;
     let (residual, product, bias) =
         (residual.into_primitive().tensor(), product.into_primitive().tensor(), bias.into_primitive().tensor());
     let (gamma, beta) = (norm.layer.gamma.val().into_primitive().tensor(), beta.val().into_primitive().tensor());
@@ -176,7 +176,7 @@ impl<B: Gpt2Backend> Backward<B, 5> for ResidualLayerNormBackward {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{assert_close, leaf, Trained};
-    use crate::{dropout::dropped, Dropout, DropoutMasks, Gpt2Backend, PreNorm, ResidualBranch};
+    use crate::{Dropout, DropoutMasks, Gpt2Backend, PreNorm, ResidualBranch};
     use burn::{
         module::Param,
         nn::{LayerNorm, LayerNormConfig},
@@ -214,7 +214,7 @@ mod tests {
                         let norm = PreNorm { layer: &norms[i], epsilon };
                         Trained::residual_layer_norm(residual, branch, norm, continues)
                     } else {
-                        let stream = residual + dropped(branch.product + branch.bias.unsqueeze(), branch.dropout);
+                        let stream = branch.added_to(residual);
                         (stream.clone(), norms[i].forward(stream))
                     }
                 };

@@ -11,7 +11,7 @@ mod layer_norm;
 
 use crate::{
     backend::{float, primitive},
-    Dropout, Gpt2Backend, PreNorm, Precision, ResidualBranch,
+    AllocatorMemory, Dropout, Gpt2Backend, PreNorm, Precision, ResidualBranch,
 };
 use burn::{
     backend::{
@@ -65,6 +65,10 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         weights: Tensor<Self, 1>,
     ) -> Tensor<Self, 1> {
         cross_entropy::cross_entropy(logits, targets, weights)
+    }
+
+    fn allocator_memory(device: &Self::Device) -> Option<AllocatorMemory> {
+        B::allocator_memory(device)
     }
 }
 
