@@ -50,9 +50,8 @@ fn main() {
 fn kept_bytes(model: gpt2::Gpt2<B>, rows: usize, device: &WgpuDevice) -> u64 {
     let in_use = || B::allocator_memory(device).expect("the device counts its memory").in_use;
     let tokens: Vec<i64> = (0..rows * TIME).map(|i| (i * 7_919 % VOCAB) as i64).collect();
-    let input = Tensor::<B, 1, Int>::from_data(TensorData::new(tokens.clone(), [rows * TIME]), device);
+    let input = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens.clone(), [rows, TIME]), device);
     let next = NextTokens::new(&tokens, &vec![1.0; rows * TIME], TIME, device);
-    let input = input.reshape([rows, TIME]);
     // burn initialises a parameter when it is first read: a first pass puts the weights in place.
     drop(model.forward_training(input.clone(), None, DropoutMasks::new(0, 0, 0)));
     let before = in_use();
