@@ -5,7 +5,8 @@
 #   scripts/gpu/check.sh train [ARGS]   the train stage: CUDA vs CPU steps, tokens/s, MFU and
 #                                   peak memory at gpt2 / gpt2-medium shapes in f32 and bf16 next
 #                                   to PyTorch, and the longest gpt2-medium row that fits in 11 GB
-#                                   (ARGS go to scripts/gpu/train_check.py, e.g. --checks, --limit)
+#                                   (ARGS go to scripts/gpu/train_check.py, e.g. --checks, --limit),
+#                                   and the activations PyTorch keeps for the backward pass
 #   scripts/gpu/check.sh generate   CUDA vs CPU logits on the tiny fixture (forward pass and
 #                                   decoding steps); generation tokens/s and time to first token
 #                                   at gpt2 / gpt2-medium shapes next to transformers' generate
@@ -21,6 +22,9 @@ case "${1:-train}" in
         shift
         python3 scripts/gpu/train_check.py --bin target/gpu/train --data target/gpu/data --out "$out" \
             --precisions f32,bf16 --pytorch gpt2:1024:4,gpt2-medium:1024:1 "$@" || status=$?
+        # PyTorch's activations on CUDA (its SDPA kernel differs from the CPU's), beside ours
+        # counted on wgpu (BENCHMARKS.md).
+        timeout 120 python3 scripts/bench/activation_memory.py --device cuda || status=$?
         ;;
     generate)
         timeout 300 target/gpu/cuda_check || status=$?
