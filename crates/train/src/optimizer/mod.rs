@@ -38,6 +38,8 @@ pub struct GroupedAdamW<B: AutodiffBackend> {
     moments: Option<[Moments<B::InnerBackend>; 2]>,
     /// The buffers the model's parameters are views of, from the last step on.
     params: Option<[Tensor<B::InnerBackend, 1>; 2]>,
+    /// Whether the device's allocator keeps the buffers' sizes apart (see `gradients`).
+    sizes_kept_apart: bool,
 }
 
 /// AdamW's running averages of one group, flat.
@@ -51,7 +53,7 @@ struct Moments<B: Backend> {
 
 impl<B: AutodiffBackend> GroupedAdamW<B> {
     pub fn new(settings: AdamWSettings) -> Self {
-        Self { settings, steps: 0, layout: None, moments: None, params: None }
+        Self { settings, steps: 0, layout: None, moments: None, params: None, sizes_kept_apart: false }
     }
 
     /// Zeros to sum a step's gradients of `model` into, laid out as this optimizer's buffers.
@@ -60,7 +62,22 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         B::InnerBackend: Gpt2Backend,
     {
         let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(model)));
-        StepGradients::zeros(layout.clone(), &model.wte.weight.device())
+        let device = model.wte.weight.device();
+        if !self.sizes_kept_apart {
+            // A step allocates a group's buffer size several times (gradients, clipped
+            // gradients, moments, weights). In CubeCL's shared pools those large buffers find
+            // no free slice that fits and each takes a new page; its persistent pool keeps
+            // exact-size slices and, once it holds a size, takes every later allocation of
+            // it. One buffer of each size allocated there (fusion allocates when its stream
+            // runs: hence the sync inside) puts them all there. Elsewhere this does nothing.
+            B::InnerBackend::memory_persistent_allocations(&device, (), |()| {
+                let buffers = layout.zeros::<B::InnerBackend>(&device);
+                let _ = B::InnerBackend::sync(&device);
+                drop(buffers);
+            });
+            self.sizes_kept_apart = true;
+        }
+        StepGradients::zeros(layout.clone(), &device)
     }
 
     /// One update of `model` with learning rate `lr`, the step's gradients first scaled down to
