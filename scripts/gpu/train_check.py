@@ -131,7 +131,7 @@ def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: fl
         "lines": lines,
         "peak_mib": memory.peak_mib,
         # CubeCL's own count (the train stage's metrics), PyTorch's max_memory_reserved beside it.
-        "allocator_reserved_gib": lines and lines[-1].get("device_reserved_mib") and round(lines[-1]["device_reserved_mib"] / 1024, 2),
+        "allocator_reserved_gib": round(lines[-1]["device_reserved_mib"] / 1024, 2) if lines and lines[-1].get("device_reserved_mib") else None,
         "seconds_to_first_step": first_step,
         "step_seconds": [round(b["elapsed_s"] - a["elapsed_s"], 3) for a, b in zip(lines, lines[1:])][:8],
         "cubecl_log_lines": {"before_first_step": compiled_before_first, "in_all": cubecl_lines(cwd)},

@@ -11,15 +11,11 @@ use burn::{
 };
 use cube_kernels::{Branch, DropoutDraw, LayerNormRows};
 use kernels::MaskStream;
-use support::{normal, uniform};
+use support::{normal, primitive, uniform};
 
 mod support;
 
 const EPSILON: f64 = 1e-5;
-
-fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
-    tensor.into_primitive().tensor()
-}
 
 fn values<B: Backend>(tensor: FloatTensor<B>) -> Vec<f32> {
     Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(tensor)).into_data().to_vec::<f32>().unwrap()
