@@ -3,6 +3,9 @@
 //! for CubeCL, they run on every CubeCL backend (CUDA; wgpu, which Mesa's software Vulkan
 //! driver runs on the CPU, for tests). The model crate calls them through its backend trait.
 //!
+//! - [`AdamWUpdate`]: AdamW's update of a flat buffer of parameters, the clip's factor taken
+//!   in and the moments rewritten in place, in one launch (burn: a fused kernel that writes
+//!   every output to a new buffer).
 //! - [`AddToStretches`]: many tensors each added to its stretch of one flat buffer, in a launch
 //!   for up to 32 of them (burn: a launch a tensor): gradients summed over micro-batches.
 //! - [`BiasGeluBackward`]: the gradients of the MLP's `gelu(product + bias)`, the product's and
@@ -30,6 +33,7 @@
 //! for its fusion backend over it (a custom operation in fusion's stream: the kernel runs when
 //! the stream reaches it, after the operations it reads).
 
+mod adamw;
 mod add_to_stretches;
 mod cross_entropy;
 mod decode_attention;
@@ -44,6 +48,7 @@ mod memory;
 mod philox;
 mod reduce;
 
+pub use adamw::AdamWUpdate;
 pub use add_to_stretches::AddToStretches;
 pub use cross_entropy::CrossEntropyRows;
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};

@@ -26,7 +26,7 @@ use burn::{
     },
 };
 use burn_ndarray::NdArrayTensor;
-use kernels::MaskStream;
+use kernels::{AdamWStep, MaskStream};
 use ndarray::{ArcArray, Array, ArrayView2, ArrayView4, ArrayViewD, Axis, Dimension, Ix1, Ix3, IxDyn, Slice};
 
 /// The CPU backend (ndarray), used for tests and as the fallback.
@@ -314,6 +314,30 @@ pub trait Gpt2Backend: Backend {
             let sum = buffer.clone().slice(stretch.clone()) + piece;
             buffer.slice_assign(stretch, sum)
         })
+    }
+
+    /// `param`, `first` and `second` (PyTorch's `exp_avg` and `exp_avg_sq`), flat buffers of
+    /// one parameter group, after AdamW's `step` on `grad`, first multiplied by `clip` (`[1]`,
+    /// the global-norm clip's factor) where given: how the train stage updates its weights.
+    fn adamw_update(
+        param: Tensor<Self, 1>,
+        grad: Tensor<Self, 1>,
+        clip: Option<Tensor<Self, 1>>,
+        first: Tensor<Self, 1>,
+        second: Tensor<Self, 1>,
+        step: AdamWStep,
+    ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Tensor<Self, 1>) {
+        let grad = match clip {
+            Some(factor) => grad * factor,
+            None => grad,
+        };
+        let param = if step.decay == 1.0 { param } else { param.mul_scalar(step.decay) };
+        // `exp_avg.lerp_(grad, 1 - beta1)`, `exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)`.
+        let first = first.clone() + (grad.clone() - first).mul_scalar(1.0 - step.beta1);
+        let second = second.mul_scalar(step.beta2) + grad.square().mul_scalar(1.0 - step.beta2);
+        let denominator = second.clone().sqrt().div_scalar(step.bias_correction2_sqrt).add_scalar(step.eps);
+        let param = param - (first.clone() / denominator).mul_scalar(step.step_size);
+        (param, first, second)
     }
 
     /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`: the weighted mean of each
@@ -691,6 +715,25 @@ macro_rules! cube_backend {
                 device: &Self::Device,
             ) -> Tensor<Self, 1> {
                 float(<Self as cube_kernels::DropoutKeeps>::dropout_keeps(stream, p, kept, len, device))
+            }
+
+            fn adamw_update(
+                param: Tensor<Self, 1>,
+                grad: Tensor<Self, 1>,
+                clip: Option<Tensor<Self, 1>>,
+                first: Tensor<Self, 1>,
+                second: Tensor<Self, 1>,
+                step: AdamWStep,
+            ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Tensor<Self, 1>) {
+                let (param, first, second) = <Self as cube_kernels::AdamWUpdate>::adamw_update(
+                    primitive(param),
+                    primitive(grad),
+                    clip.map(primitive),
+                    primitive(first),
+                    primitive(second),
+                    step,
+                );
+                (float(param), float(first), float(second))
             }
 
             fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(Tensor<Self, 1>, usize)>) -> Tensor<Self, 1> {

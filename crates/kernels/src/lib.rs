@@ -9,10 +9,13 @@
 //! - [`dropout_keeps`]: dropout's masks from counters ([`philox4x32_10`]), the same on every
 //!   thread and device.
 //!
+//! [`AdamWStep`] is no kernel: the scalars of an AdamW update, which the CubeCL kernels take too.
+//!
 //! This crate holds the workspace's only `unsafe` code: the SIMD kernels of [`few_rows`], behind
 //! safe functions that check shapes and strides and borrow what the kernels read and write.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod adamw;
 mod attention;
 mod dropout;
 pub mod few_rows;
@@ -20,6 +23,7 @@ mod gelu;
 mod philox;
 mod product;
 
+pub use adamw::AdamWStep;
 pub use attention::masked_attention;
 pub use dropout::{drop_threshold, dropout_keeps, MaskStream};
 pub use gelu::{gelu_tanh_in_place, GELU_CUBIC, GELU_SQRT_2_OVER_PI};

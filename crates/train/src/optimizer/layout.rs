@@ -1,7 +1,7 @@
 //! Where each parameter lives in the optimizer's flat buffers: one buffer a parameter group,
 //! each parameter a contiguous stretch of it, in the order the model visits them.
 //!
-//! Flat, the update is one fused kernel a group and the clip's norm one reduction, where a
+//! Flat, the update is one kernel a group and the clip's norm one reduction, where a
 //! tensor at a time they are hundreds of launches. Between steps the model's parameters are
 //! views into the buffers, and the gradients are summed into buffers of the same layout.
 

@@ -6,7 +6,8 @@
 //! never across tensors: hundreds of kernel launches a step) and clips each tensor on its own.
 //! Here each group's parameters, gradients and moments are flat buffers ([`layout`]): the
 //! micro-batches' gradients are summed into them ([`StepGradients`]), the norm is one reduction,
-//! the clip and the update one fused kernel a group, all on the device.
+//! the clip and the update one kernel a group (the backend's `adamw_update`: on CubeCL, one
+//! that rewrites the moments in place), all on the device.
 
 mod layout;
 mod state_file;
@@ -18,6 +19,7 @@ use crate::workers::Peer;
 use anyhow::Result;
 use burn::{prelude::*, tensor::backend::AutodiffBackend};
 use gpt2::{Gpt2, Gpt2Backend};
+use kernels::AdamWStep;
 use layout::{Group, Layout, Values, GROUPS, NORM_ROWS};
 use std::sync::Arc;
 
@@ -64,8 +66,8 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(model)));
         let device = model.wte.weight.device();
         if !self.sizes_kept_apart {
-            // A step allocates a group's buffer size several times (gradients, clipped
-            // gradients, moments, weights). In CubeCL's shared pools those large buffers find
+            // A step allocates a group's buffer size several times (gradients, moments,
+            // weights). In CubeCL's shared pools those large buffers find
             // no free slice that fits and each takes a new page; its persistent pool keeps
             // exact-size slices and, once it holds a size, takes every later allocation of
             // it. One buffer of each size allocated there (fusion allocates when its stream
@@ -104,28 +106,29 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(&model)));
         let params = self.params.take().unwrap_or_else(|| layout.gather(&model, &mut Values, &device));
         let [decayed, not_decayed] = grads.into_buffers(layout);
-        let mut grads = [peer.sum(decayed)?, peer.sum(not_decayed)?];
+        let grads = [peer.sum(decayed)?, peer.sum(not_decayed)?];
 
         // Everything stays on the device, as in PyTorch's `clip_grad_norm_`, which also scales
         // by the clamped factor when it is 1 (exact in floating point): reading the norm to
         // decide would wait for every queued kernel, once more per step.
         let norm = global_norm(&grads);
-        if max_norm > 0.0 {
-            let factor = (norm.clone() + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
-            grads = grads.map(|grad| grad * factor.clone());
-        }
+        let clip = (max_norm > 0.0).then(|| (norm.clone() + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0));
 
         self.steps += 1;
+        // Two buffers, not one held twice: the update rewrites each in place.
         let moments = self
             .moments
             .take()
-            .unwrap_or_else(|| layout.zeros(&device).map(|zeros| Moments { first: zeros.clone(), second: zeros }));
+            .unwrap_or_else(|| layout.zeros(&device).map(|zeros| Moments { second: zeros.zeros_like(), first: zeros }));
         let mut updated = Vec::with_capacity(GROUPS.len());
         let mut kept = Vec::with_capacity(GROUPS.len());
-        for ((group, param), (grad, moments)) in GROUPS.into_iter().zip(params).zip(grads.into_iter().zip(moments)) {
-            let (param, moments) = self.settings.update(self.steps, lr, group, param, grad, moments);
+        for ((group, param), (grad, Moments { first, second })) in
+            GROUPS.into_iter().zip(params).zip(grads.into_iter().zip(moments))
+        {
+            let step = self.settings.step(self.steps, lr, group);
+            let (param, first, second) = B::InnerBackend::adamw_update(param, grad, clip.clone(), first, second, step);
             updated.push(param);
-            kept.push(moments);
+            kept.push(Moments { first, second });
         }
         let updated: [_; 2] = updated.try_into().expect("two groups");
         self.moments = Some(kept.try_into().expect("two groups"));
@@ -157,29 +160,24 @@ fn global_norm<B: Backend>(grads: &[Tensor<B, 1>; 2]) -> Tensor<B, 1> {
 }
 
 impl AdamWSettings {
-    /// PyTorch's AdamW update (`_single_tensor_adamw`) of one group, as its `step`-th.
-    fn update<B: Backend>(
-        &self,
-        step: u64,
-        lr: f64,
-        group: Group,
-        param: Tensor<B, 1>,
-        grad: Tensor<B, 1>,
-        Moments { first, second }: Moments<B>,
-    ) -> (Tensor<B, 1>, Moments<B>) {
+    /// The scalars of PyTorch's AdamW update (`_single_tensor_adamw`) of `group`, as its
+    /// `step`-th, at learning rate `lr`.
+    fn step(&self, step: u64, lr: f64, group: Group) -> AdamWStep {
         let Self { beta1, beta2, eps, weight_decay } = *self;
-        let param = match group {
-            Group::Decayed if weight_decay != 0.0 => param.mul_scalar(1.0 - lr * weight_decay),
-            _ => param,
+        let decay = match group {
+            Group::Decayed => 1.0 - lr * weight_decay,
+            Group::NotDecayed => 1.0,
         };
-        // `exp_avg.lerp_(grad, 1 - beta1)`, `exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)`.
-        let first = first.clone() + (grad.clone() - first).mul_scalar(1.0 - beta1);
-        let second = second.mul_scalar(beta2) + grad.square().mul_scalar(1.0 - beta2);
         let bias_correction1 = 1.0 - beta1.powi(step as i32);
         let bias_correction2 = 1.0 - beta2.powi(step as i32);
-        let denominator = second.clone().sqrt().div_scalar(bias_correction2.sqrt()).add_scalar(eps);
-        let param = param - (first.clone() / denominator).mul_scalar(lr / bias_correction1);
-        (param, Moments { first, second })
+        AdamWStep {
+            decay,
+            beta1,
+            beta2,
+            eps,
+            bias_correction2_sqrt: bias_correction2.sqrt(),
+            step_size: lr / bias_correction1,
+        }
     }
 }
 
