@@ -5,18 +5,15 @@
 //! seven buffers of a group's size (on wgpu: BENCHMARKS.md); here the moments are rewritten
 //! where they are and only the parameters, which the model's views also hold, are copied.
 
-use crate::fusion_op::{register_kernel, Launch};
+use crate::{
+    fusion_op::{register_kernel, Launch},
+    grid::{unit_grid, unit_piece},
+};
 use burn::tensor::ops::FloatTensor;
 use burn_cubecl::{tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
-use cubecl::{prelude::*, CubeCount, CubeDim};
+use cubecl::prelude::*;
 use kernels::AdamWStep;
-
-/// Units of a cube.
-const UNITS: u32 = 256;
-
-/// Most cubes along one dimension of a launch that every backend takes (wgpu's limit).
-const MAX_CUBES_X: usize = 65_535;
 
 pub trait AdamWUpdate: burn::tensor::backend::Backend {
     /// `param`, `first` and `second` (PyTorch's `exp_avg` and `exp_avg_sq`), flat buffers of
@@ -51,7 +48,7 @@ fn adamw_kernel<F: Float>(
     step_size: f32,
     #[comptime] clipped: bool,
 ) {
-    let i = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X) as usize;
+    let i = unit_piece() as usize;
     if i >= param.len() {
         terminate!();
     }
@@ -89,12 +86,11 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWUpdat
         let clipped = clip.is_some();
         // Unclipped, the gradients stand in for the factor the kernel then does not read.
         let clip = clip.unwrap_or_else(|| grad.clone());
-        let cubes = len.div_ceil(UNITS as usize).max(1);
-        let cubes_x = cubes.min(MAX_CUBES_X);
+        let (cubes, units) = unit_grid(len);
         adamw_kernel::launch::<F, R>(
             &param.client,
-            CubeCount::Static(cubes_x as u32, cubes.div_ceil(cubes_x) as u32, 1),
-            CubeDim::new_1d(UNITS),
+            cubes,
+            units,
             param.clone().into_tensor_arg(),
             first.clone().into_tensor_arg(),
             second.clone().into_tensor_arg(),

@@ -3,7 +3,10 @@
 //! generator seeded from the host, which makes each step wait for the device's queued work and
 //! ties a mask to the order in which masks are drawn.
 
-use crate::philox::philox4x32_10;
+use crate::{
+    grid::{unit_grid, unit_piece},
+    philox::philox4x32_10,
+};
 use burn::tensor::{
     backend::{Backend, BackendTypes},
     ops::{FloatTensor, FloatTensorOps},
@@ -15,14 +18,8 @@ use burn_fusion::{
     Fusion, FusionBackend, FusionRuntime,
 };
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
-use cubecl::{prelude::*, CubeCount, CubeDim};
+use cubecl::prelude::*;
 use kernels::{drop_threshold, MaskStream};
-
-/// Units of a cube.
-const UNITS: u32 = 256;
-
-/// Most cubes along one dimension of a launch that every backend takes (wgpu's limit).
-const MAX_CUBES_X: usize = 65_535;
 
 pub trait DropoutKeeps: Backend {
     /// `[len]`: `kept` where dropout at probability `p` keeps element `i` of `stream`, 0.0 where
@@ -44,7 +41,7 @@ fn dropout_keeps_kernel<F: Float>(
     threshold: u32,
     kept: f32,
 ) {
-    let block = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X;
+    let block = unit_piece();
     let first = block as usize * 4;
     if first >= keeps.len() {
         terminate!();
@@ -67,12 +64,11 @@ fn write_keep<F: Float>(keeps: &mut Tensor<F>, index: usize, word: u32, threshol
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DropoutKeeps for CubeBackend<R, F, I, BT> {
     fn dropout_keeps(stream: MaskStream, p: f64, kept: f32, len: usize, device: &Device<Self>) -> FloatTensor<Self> {
         let keeps = Self::float_empty(Shape::new([len]), device, FloatDType::from(F::dtype()));
-        let cubes = len.div_ceil(4).div_ceil(UNITS as usize).max(1);
-        let cubes_x = cubes.min(MAX_CUBES_X);
+        let (cubes, units) = unit_grid(len.div_ceil(4));
         dropout_keeps_kernel::launch::<F, R>(
             &keeps.client,
-            CubeCount::Static(cubes_x as u32, cubes.div_ceil(cubes_x) as u32, 1),
-            CubeDim::new_1d(UNITS),
+            cubes,
+            units,
             keeps.clone().into_tensor_arg(),
             stream.key[0],
             stream.key[1],

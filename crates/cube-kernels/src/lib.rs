@@ -43,6 +43,7 @@ mod few_rows_linear;
 mod flash_attention;
 mod fusion_op;
 mod gelu;
+mod grid;
 mod layer_norm;
 mod memory;
 mod philox;
