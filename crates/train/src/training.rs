@@ -362,7 +362,7 @@ impl StepLoop<'_> {
     fn run<B: Gpt2Backend>(
         &self,
         peer: Peer,
-        mut model: Gpt2<Autodiff<B>>,
+        model: Gpt2<Autodiff<B>>,
         mut optimizer: GroupedAdamW<Autodiff<B>>,
         mut state: TrainState,
         mut last_checkpoint: Option<PathBuf>,
@@ -381,6 +381,7 @@ impl StepLoop<'_> {
         let mut loss = None;
         let mut pace = Pace::default();
         let mut device_reserved = None;
+        let mut model = optimizer.adopt(model);
         // Agreed at the end of each step (a request made during it stops the run after it).
         let mut stop = false;
         while state.step < self.total_steps {

@@ -58,20 +58,22 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         Self { settings, steps: 0, layout: None, moments: None, params: None, sizes_kept_apart: false }
     }
 
-    /// Zeros to sum a step's gradients of `model` into, laid out as this optimizer's buffers.
-    pub fn gradients(&mut self, model: &Gpt2<B>) -> StepGradients<B>
+    /// `model` with its parameters as views of this optimizer's flat buffers, as each step
+    /// leaves them. Before the first step, this lets go of the model's own weights before the
+    /// step's activations and gradients are allocated, rather than at the first update.
+    pub fn adopt(&mut self, model: Gpt2<B>) -> Gpt2<B>
     where
         B::InnerBackend: Gpt2Backend,
     {
-        let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(model)));
+        let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(&model))).clone();
         let device = model.wte.weight.device();
         if !self.sizes_kept_apart {
             // A step allocates a group's buffer size several times (gradients, moments,
-            // weights). In CubeCL's shared pools those large buffers find
-            // no free slice that fits and each takes a new page; its persistent pool keeps
-            // exact-size slices and, once it holds a size, takes every later allocation of
-            // it. One buffer of each size allocated there (fusion allocates when its stream
-            // runs: hence the sync inside) puts them all there. Elsewhere this does nothing.
+            // weights). In CubeCL's shared pools those large buffers find no free slice that
+            // fits and each takes a new page; its persistent pool keeps exact-size slices and,
+            // once it holds a size, takes every later allocation of it. One buffer of each size
+            // allocated there (fusion allocates when its stream runs: hence the sync inside)
+            // puts them all there. Elsewhere this does nothing.
             B::InnerBackend::memory_persistent_allocations(&device, (), |()| {
                 let buffers = layout.zeros::<B::InnerBackend>(&device);
                 let _ = B::InnerBackend::sync(&device);
@@ -79,15 +81,28 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
             });
             self.sizes_kept_apart = true;
         }
-        StepGradients::zeros(layout.clone(), &device)
+        let params = self.params.take().unwrap_or_else(|| layout.gather(&model, &mut Values, &device));
+        let model = layout.scatter(model, &params);
+        self.params = Some(params);
+        model
+    }
+
+    /// Zeros to sum a step's gradients of `model` into, laid out as this optimizer's buffers.
+    pub fn gradients(&mut self, model: &Gpt2<B>) -> StepGradients<B>
+    where
+        B::InnerBackend: Gpt2Backend,
+    {
+        let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(model)));
+        StepGradients::zeros(layout.clone(), &model.wte.weight.device())
     }
 
     /// One update of `model` with learning rate `lr`, the step's gradients first scaled down to
     /// a global norm of at most `max_norm` (not at all when it is 0). Returns the updated model
     /// and the gradients' norm before clipping, as a one-element tensor left on the device.
     ///
-    /// `model` is the model the previous step returned, or a fresh one before the first step
-    /// of this optimizer: from a step on, its parameters are views of this optimizer's buffers.
+    /// `model` is the model the previous step returned, or before the first step of this
+    /// optimizer the one [`adopt`](Self::adopt) returned (or any other, then gathered here):
+    /// from a step on, its parameters are views of this optimizer's buffers.
     ///
     /// With several workers, `grads` are this worker's share of the step's: the flat buffers
     /// are summed across the workers first, so every replica takes the same update.
