@@ -8,9 +8,10 @@
 use crate::{
     fusion_op::{register_kernel, Launch},
     grid::{unit_grid, unit_piece},
+    in_place::writable_in_order,
 };
 use burn::tensor::ops::FloatTensor;
-use burn_cubecl::{tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::prelude::*;
 use kernels::AdamWStep;
@@ -73,11 +74,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWUpdat
         second: FloatTensor<Self>,
         step: AdamWStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let writable = |buffer: CubeTensor<R>| match buffer.can_mut() && buffer.is_contiguous() {
-            true => buffer,
-            false => buffer.copy(),
-        };
-        let (param, first, second) = (writable(param), writable(first), writable(second));
+        let (param, first, second) = (writable_in_order(param), writable_in_order(first), writable_in_order(second));
         let len = param.meta.num_elements();
         for (name, buffer) in [("gradient", &grad), ("first moment", &first), ("second moment", &second)] {
             assert_eq!(buffer.meta.num_elements(), len, "the {name} buffer's length differs from the parameters'");

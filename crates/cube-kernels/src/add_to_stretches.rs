@@ -3,7 +3,10 @@
 //! gpt2-medium's shape) into the optimizer's flat buffers, where burn takes a launch a tensor
 //! (and another to copy it into its stretch at the end of the step).
 
-use crate::fusion_op::{register_kernel, Launch};
+use crate::{
+    fusion_op::{register_kernel, Launch},
+    in_place::writable_in_order,
+};
 use burn::tensor::ops::FloatTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
@@ -49,7 +52,7 @@ fn add_to_stretches_kernel<F: Float>(buffer: &mut Tensor<F>, pieces: Sequence<Te
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AddToStretches for CubeBackend<R, F, I, BT> {
     fn add_to_stretches(buffer: FloatTensor<Self>, pieces: Vec<(FloatTensor<Self>, usize)>) -> FloatTensor<Self> {
         // Added in place where nothing else holds the buffer (the train stage's case).
-        let buffer = if buffer.can_mut() && buffer.is_contiguous() { buffer } else { buffer.copy() };
+        let buffer = writable_in_order(buffer);
         let length = buffer.meta.num_elements();
         // The buffer, the starts and the launch's own metadata take a binding each.
         let bindings = buffer.client.properties().hardware.max_bindings as usize;

@@ -44,6 +44,7 @@ mod flash_attention;
 mod fusion_op;
 mod gelu;
 mod grid;
+mod in_place;
 mod layer_norm;
 mod memory;
 mod philox;

@@ -30,7 +30,7 @@ fn expected(param: f64, grad: f64, first: f64, second: f64, step: &AdamWStep) ->
 
 /// An update from moments as a run's third step leaves them, with or without the clip's
 /// factor, with the buffers held elsewhere (then copied, the holders' values untouched) or not.
-fn check<B: AdamWUpdate + DeviceMemory>(clip: Option<f32>, held_elsewhere: bool) {
+fn check<B: AdamWUpdate>(clip: Option<f32>, held_elsewhere: bool) {
     let (beta1, beta2, lr) = (0.9, 0.95, 1e-3);
     let step = AdamWStep {
         decay: 1.0 - lr * 0.1,
