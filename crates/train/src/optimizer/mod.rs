@@ -38,10 +38,8 @@ pub struct GroupedAdamW<B: AutodiffBackend> {
     /// Made from the model at the first step, or read with the moments.
     layout: Option<Arc<Layout>>,
     moments: Option<[Moments<B::InnerBackend>; 2]>,
-    /// The buffers the model's parameters are views of, from the last step on.
+    /// The buffers the model's parameters are views of, once adopted.
     params: Option<[Tensor<B::InnerBackend, 1>; 2]>,
-    /// Whether the device's allocator keeps the buffers' sizes apart (see `gradients`).
-    sizes_kept_apart: bool,
 }
 
 /// AdamW's running averages of one group, flat.
@@ -55,33 +53,31 @@ struct Moments<B: Backend> {
 
 impl<B: AutodiffBackend> GroupedAdamW<B> {
     pub fn new(settings: AdamWSettings) -> Self {
-        Self { settings, steps: 0, layout: None, moments: None, params: None, sizes_kept_apart: false }
+        Self { settings, steps: 0, layout: None, moments: None, params: None }
     }
 
-    /// `model` with its parameters as views of this optimizer's flat buffers, as each step
-    /// leaves them. Before the first step, this lets go of the model's own weights before the
-    /// step's activations and gradients are allocated, rather than at the first update.
+    /// `model`, fresh or loaded, with its parameters as views of this optimizer's flat
+    /// buffers, as each step leaves them; once, before the first step (which does it if not
+    /// done). Done before the step loop, it lets go of the model's own weights before the first
+    /// step's activations and gradients are allocated.
     pub fn adopt(&mut self, model: Gpt2<B>) -> Gpt2<B>
     where
         B::InnerBackend: Gpt2Backend,
     {
         let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(&model))).clone();
         let device = model.wte.weight.device();
-        if !self.sizes_kept_apart {
-            // A step allocates a group's buffer size several times (gradients, moments,
-            // weights). In CubeCL's shared pools those large buffers find no free slice that
-            // fits and each takes a new page; its persistent pool keeps exact-size slices and,
-            // once it holds a size, takes every later allocation of it. One buffer of each size
-            // allocated there (fusion allocates when its stream runs: hence the sync inside)
-            // puts them all there. Elsewhere this does nothing.
-            B::InnerBackend::memory_persistent_allocations(&device, (), |()| {
-                let buffers = layout.zeros::<B::InnerBackend>(&device);
-                let _ = B::InnerBackend::sync(&device);
-                drop(buffers);
-            });
-            self.sizes_kept_apart = true;
-        }
-        let params = self.params.take().unwrap_or_else(|| layout.gather(&model, &mut Values, &device));
+        // A step allocates a group's buffer size several times (gradients, moments,
+        // weights). In CubeCL's shared pools those large buffers find no free slice that
+        // fits and each takes a new page; its persistent pool keeps exact-size slices and,
+        // once it holds a size, takes every later allocation of it. One buffer of each size
+        // allocated there (fusion allocates when its stream runs: hence the sync inside)
+        // puts them all there. Elsewhere this does nothing.
+        B::InnerBackend::memory_persistent_allocations(&device, (), |()| {
+            let buffers = layout.zeros::<B::InnerBackend>(&device);
+            let _ = B::InnerBackend::sync(&device);
+            drop(buffers);
+        });
+        let params = layout.gather(&model, &mut Values, &device);
         let model = layout.scatter(model, &params);
         self.params = Some(params);
         model
@@ -101,7 +97,7 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
     /// and the gradients' norm before clipping, as a one-element tensor left on the device.
     ///
     /// `model` is the model the previous step returned, or before the first step of this
-    /// optimizer the one [`adopt`](Self::adopt) returned (or any other, then gathered here):
+    /// optimizer the one [`adopt`](Self::adopt) returned (or any other, then adopted here):
     /// from a step on, its parameters are views of this optimizer's buffers.
     ///
     /// With several workers, `grads` are this worker's share of the step's: the flat buffers
@@ -117,9 +113,10 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
     where
         B::InnerBackend: Gpt2Backend,
     {
+        let model = if self.params.is_none() { self.adopt(model) } else { model };
         let device = model.wte.weight.device();
-        let layout = self.layout.get_or_insert_with(|| Arc::new(Layout::of(&model)));
-        let params = self.params.take().unwrap_or_else(|| layout.gather(&model, &mut Values, &device));
+        let layout = self.layout.as_ref().expect("made when adopted");
+        let params = self.params.take().expect("adopted");
         let [decayed, not_decayed] = grads.into_buffers(layout);
         let grads = [peer.sum(decayed)?, peer.sum(not_decayed)?];
 
@@ -154,7 +151,7 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
 }
 
 impl<B: AutodiffBackend> GroupedAdamW<B> {
-    /// The sha256 of the weights, as this optimizer last updated them (none before a step).
+    /// The sha256 of the weights, as this optimizer last updated them (none before it adopts them).
     pub fn weights_sha256(&self) -> Option<String> {
         let params = self.params.as_ref()?;
         let bytes: Vec<u8> = params.iter().flat_map(|buffer| buffer.to_data().as_bytes().to_vec()).collect();
