@@ -8,8 +8,9 @@
 #                                   (ARGS go to scripts/gpu/train_check.py, e.g. --checks, --limit),
 #                                   and the activations PyTorch keeps for the backward pass
 #   scripts/gpu/check.sh generate   CUDA vs CPU logits on the tiny fixture (forward pass and
-#                                   decoding steps); generation tokens/s and time to first token
-#                                   at gpt2 / gpt2-medium shapes next to transformers' generate
+#                                   decoding steps; bf16 weights against f32); generation tokens/s
+#                                   and time to first token at gpt2 / gpt2-medium shapes in f32
+#                                   and bf16 next to transformers' generate
 # Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,8 +29,8 @@ case "${1:-train}" in
         ;;
     generate)
         timeout 300 target/gpu/cuda_check || status=$?
-        timeout 200 python3 scripts/bench/generate_baseline.py --device cuda --models gpt2,gpt2-medium \
-            --first-token || status=$?
+        timeout 300 python3 scripts/bench/generate_baseline.py --device cuda --models gpt2,gpt2-medium \
+            --dtypes f32,bf16 --first-token || status=$?
         ;;
     *)
         echo "usage: scripts/gpu/check.sh [train|generate]"; exit 2

@@ -2,14 +2,16 @@
 //! what surrounds it in a GPT-2 block: the LayerNorm of its input before, GELU or the residual
 //! add after. burn 0.21 runs the product as a general, tiled matrix product and the LayerNorm,
 //! bias, GELU and add as kernels of their own; at a few rows the product only streams `W` once,
-//! and the rest costs less than a launch.
+//! and the rest costs less than a launch. `W` may be stored narrower than the rows (bf16 weights
+//! for sampling: half the bytes to stream); the rows are then rounded to its type before each
+//! product, as an autocast matrix product rounds its operands, and the sums kept in the rows'.
 
 use crate::{
     fusion_op::{register_kernel, Launch},
     gelu::gelu_tanh,
     reduce::cube_sum,
 };
-use burn::tensor::{ops::FloatTensor, Shape};
+use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
@@ -70,7 +72,8 @@ impl<T> After<T> {
 
 pub trait FewRowsLinear: burn::tensor::backend::Backend {
     /// `after(before(x) · W + b)` for `x` `[rows, d_in]` (at most [`MAX_FEW_ROWS`] rows), `W`
-    /// `[d_in, d_out]` and `b` `[d_out]`: `[rows, d_out]`.
+    /// `[d_in, d_out]` and `b` `[d_out]`: `[rows, d_out]`, in `x`'s element type. `W` is in
+    /// that type, bf16 or f16 (`before(x)` rounded to `W`'s type for the product).
     fn few_rows_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -88,9 +91,9 @@ pub trait FewRowsLinear: burn::tensor::backend::Backend {
 /// anyway (as `bias`) and never read.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn few_rows_linear_kernel<F: Float>(
+fn few_rows_linear_kernel<F: Float, W: Float>(
     x: &Tensor<F>,
-    weight: &Tensor<F>,
+    weight: &Tensor<W>,
     bias: &Tensor<F>,
     gamma: &Tensor<F>,
     beta: &Tensor<F>,
@@ -148,7 +151,7 @@ fn few_rows_linear_kernel<F: Float>(
     if column < d_out {
         let mut i = slice;
         while i < d_in {
-            let w = weight[i * weight.stride(0) + column * weight.stride(1)];
+            let w = F::cast_from(weight[i * weight.stride(0) + column * weight.stride(1)]);
             #[unroll]
             for r in 0..rows {
                 let mut value = x[r * x.stride(0) + i * x.stride(1)];
@@ -156,7 +159,8 @@ fn few_rows_linear_kernel<F: Float>(
                     value = (value - mean[r]) * inverse_deviation[r] * gamma[i * gamma.stride(0)]
                         + beta[i * beta.stride(0)];
                 }
-                sums[r] += value * w;
+                // A no-op where W is F.
+                sums[r] += F::cast_from(W::cast_from(value)) * w;
             }
             i += slices;
         }
@@ -212,7 +216,13 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
             After::Gelu => (true, false, bias.clone()),
             After::Add(residual) => (false, true, residual),
         };
-        few_rows_linear_kernel::launch::<F, R>(
+        let launch = match weight.dtype {
+            DType::BF16 => few_rows_linear_kernel::launch::<F, half::bf16, R>,
+            DType::F16 => few_rows_linear_kernel::launch::<F, half::f16, R>,
+            dtype if dtype == x.dtype => few_rows_linear_kernel::launch::<F, F, R>,
+            dtype => panic!("few-rows product: {dtype:?} weights beside {:?} rows", x.dtype),
+        };
+        launch(
             &client,
             CubeCount::Static(d_out.div_ceil(COLUMNS as usize) as u32, 1, 1),
             CubeDim::new_1d(UNITS),

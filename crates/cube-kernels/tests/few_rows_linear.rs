@@ -6,7 +6,7 @@ use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
     backend::Wgpu,
     prelude::*,
-    tensor::{activation::gelu_approximate, Distribution, TensorPrimitive},
+    tensor::{activation::gelu_approximate, DType, Distribution, FloatDType, TensorPrimitive},
 };
 use cube_kernels::{After, Before, FewRowsLinear};
 
@@ -21,7 +21,8 @@ enum Around {
     Add,
 }
 
-fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Around) {
+/// The kernel on `rows` × `d_in` inputs and a `d_in` × `d_out` weight stored as `weights`.
+fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Around, weights: FloatDType) {
     let device = Default::default();
     // Fixed draws: a failure reruns as it failed.
     B::seed(&device, (rows * d_in + d_out) as u64);
@@ -38,7 +39,10 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
         let (variance, mean) = x.clone().var_mean_bias(1);
         (x.clone() - mean) / (variance + EPSILON).sqrt() * gamma.clone().unsqueeze() + beta.clone().unsqueeze()
     };
-    let product = |input: Tensor<B, 2>| input.matmul(weight.clone()) + bias.clone().unsqueeze();
+    // The kernel rounds its inputs to the weight's type; burn's product takes them rounded.
+    let stored = weight.clone().cast(weights);
+    let rounded = |tensor: Tensor<B, 2>| tensor.cast(weights).cast(FloatDType::F32);
+    let product = |input: Tensor<B, 2>| rounded(input).matmul(rounded(weight.clone())) + bias.clone().unsqueeze();
     let expected = match around {
         Around::Alone => product(x.clone()),
         Around::LayerNormThenGelu => gelu_approximate(product(normed())),
@@ -55,7 +59,7 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
         Around::LayerNorm => (layer_norm(), After::Nothing),
         Around::Add => (Before::Nothing, After::Add(primitive(residual.clone()))),
     };
-    let actual = B::few_rows_linear(primitive(x.clone()), primitive(weight), primitive_1d(bias), before, after);
+    let actual = B::few_rows_linear(primitive(x.clone()), primitive(stored), primitive_1d(bias), before, after);
     let actual = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(actual)).into_data().to_vec::<f32>().unwrap();
     let expected = expected.into_data().to_vec::<f32>().unwrap();
     assert_eq!(expected.len(), actual.len());
@@ -63,7 +67,10 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
     // result, which can be near zero where the terms are not.
     let largest = expected.iter().fold(1.0f32, |largest, e| largest.max(e.abs()));
     let difference = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, f32::max) / largest;
-    assert!(difference <= 1e-5, "{rows} × {d_in} → {d_out}, {around:?}: max difference {difference} of the largest");
+    assert!(
+        difference <= 1e-5,
+        "{rows} × {d_in} → {d_out}, {around:?}, {weights:?} weights: max difference {difference} of the largest"
+    );
 }
 
 #[test]
@@ -77,7 +84,19 @@ fn few_rows_linear_matches_burns_operations() {
         (2, 288, 72, Around::Add),
         (8, 300, 100, Around::Add),
     ] {
-        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d_in, d_out, around);
-        check::<Wgpu<f32, i32>>(rows, d_in, d_out, around);
+        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d_in, d_out, around, FloatDType::F32);
+        check::<Wgpu<f32, i32>>(rows, d_in, d_out, around, FloatDType::F32);
+    }
+}
+
+/// Weights stored narrower than the rows, as `sample --precision bf16` stores them. WebGPU has
+/// no bf16, so f16 stands in for it here: the kernel takes either the same way (CUDA runs bf16).
+#[test]
+fn few_rows_linear_reads_narrow_weights() {
+    type Unfused = CubeBackend<WgpuRuntime, f32, i32, u32>;
+    assert!(Unfused::supports_dtype(&Default::default(), DType::F16), "this wgpu device has no f16");
+    for (rows, d_in, d_out, around) in [(1, 72, 216, Around::LayerNormThenGelu), (5, 300, 100, Around::Add)] {
+        check::<Unfused>(rows, d_in, d_out, around, FloatDType::F16);
+        check::<Wgpu<f32, i32>>(rows, d_in, d_out, around, FloatDType::F16);
     }
 }

@@ -1,6 +1,7 @@
 //! CUDA against the CPU path: single operations, every stage of the forward pass and the logits
-//! of each decoding step on the committed tiny fixture, then generation speed and time to first
-//! token at the gpt2 (124M) and gpt2-medium (355M) shapes. Run by
+//! of each decoding step on the committed tiny fixture, the same decoding with bf16 weights
+//! (`sample --precision bf16`) against f32, then generation speed and time to first token at
+//! the gpt2 (124M) and gpt2-medium (355M) shapes in f32 and bf16. Run by
 //! scripts/gpu/check.sh on a machine with a GPU:
 //! `cargo build --release -p gpt2 --features cuda --example cuda_check`.
 
@@ -9,7 +10,7 @@ use burn::{
     prelude::*,
     tensor::activation::{gelu_approximate, softmax},
 };
-use gpt2::{causal_mask, hf, Gpt2, Gpt2Backend, Gpt2Config};
+use gpt2::{causal_mask, hf, Gpt2, Gpt2Backend, Gpt2Config, Precision};
 use std::{path::Path, time::Instant};
 
 type Stages = Vec<(String, Vec<f32>)>;
@@ -123,6 +124,43 @@ fn compare(cpu: Stages, gpu: Stages) -> f32 {
     worst
 }
 
+/// bf16 sampling's logits against f32's, step by step: the largest difference relative to the
+/// step's largest logit, and where their greedy choices part. A choice may part only where
+/// f32's two best logits are closer than the difference (then either is a fair greedy pick).
+/// Returns the worst relative difference and the choices that part where the margin was not
+/// that close.
+fn compare_bf16(f32_steps: Stages, bf16_steps: Stages, vocab: usize) -> (f32, usize) {
+    let (mut worst, mut unexplained) = (0.0f32, 0);
+    for ((name, exact), (_, narrow)) in f32_steps.into_iter().zip(bf16_steps) {
+        let largest = exact.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let difference = exact.iter().zip(&narrow).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let mut parted = Vec::new();
+        for (row, (exact, narrow)) in exact.chunks(vocab).zip(narrow.chunks(vocab)).enumerate() {
+            let (best, runner_up) = best_two(exact);
+            let narrow_best = best_two(narrow).0;
+            if narrow_best != best {
+                let margin = exact[best] - exact[runner_up];
+                unexplained += usize::from(margin > 2.0 * difference);
+                parted.push(format!("row {row}: {best} vs {narrow_best}, f32 margin {margin:.2e}"));
+            }
+        }
+        println!(
+            "  {name:<40} max |bf16 - f32| = {difference:.3e} ({:.2}% of the largest) {}",
+            100.0 * difference / largest,
+            parted.join("; ")
+        );
+        worst = worst.max(difference / largest);
+    }
+    (worst, unexplained)
+}
+
+/// The indices of the largest and second-largest values.
+fn best_two(values: &[f32]) -> (usize, usize) {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    (order[0], order[1])
+}
+
 /// Greedy decoding of `new_tokens` tokens for `batch` rows with the KV cache, from an 8-token
 /// prompt (as scripts/bench/generate_baseline.py); tokens/s.
 fn generation_speed<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, new_tokens: usize, device: &B::Device) -> f64 {
@@ -160,22 +198,35 @@ fn main() {
     println!("tiny fixture, decoding with the KV cache (2 rows):");
     let difference = forward.max(compare(decoding(&cpu_model, &ids, &cpu), decoding(&gpu_model, &ids, &gpu)));
 
+    println!("tiny fixture, decoding with bf16 weights (sample --precision bf16) against f32 on the CPU:");
+    let vocab = cpu_model.wte.weight.dims()[0];
+    let bf16_model = gpu_model.clone().for_sampling(Precision::Bf16);
+    let (bf16_difference, unexplained) =
+        compare_bf16(decoding(&cpu_model, &ids, &cpu), decoding(&bf16_model, &ids, &gpu), vocab);
+
     for (preset, size) in [("gpt2", "124M"), ("gpt2-medium", "355M")] {
-        let model = Gpt2Config::preset(preset).unwrap().init::<Cuda<f32, i32>>(&gpu);
-        // Warm-up: kernel compilation, for every batch size and cache length measured.
-        for batch in [1, 8] {
-            generation_speed(&model, batch, 256, &gpu);
-            time_to_first_token(&model, batch, &gpu);
-        }
-        for batch in [1, 8] {
-            println!(
-                "{preset} {size} shapes, f32, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s, \
-                 first token after a 64-token prompt {:.1} ms",
-                generation_speed(&model, batch, 256, &gpu),
-                1e3 * time_to_first_token(&model, batch, &gpu)
-            );
+        let f32_model = Gpt2Config::preset(preset).unwrap().init::<Cuda<f32, i32>>(&gpu);
+        for (precision, model) in
+            [(Precision::F32, f32_model.clone()), (Precision::Bf16, f32_model.for_sampling(Precision::Bf16))]
+        {
+            // Warm-up: kernel compilation, for every batch size and cache length measured.
+            for batch in [1, 8] {
+                generation_speed(&model, batch, 256, &gpu);
+                time_to_first_token(&model, batch, &gpu);
+            }
+            for batch in [1, 8] {
+                println!(
+                    "{preset} {size} shapes, {precision}, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s, \
+                     first token after a 64-token prompt {:.1} ms",
+                    generation_speed(&model, batch, 256, &gpu),
+                    1e3 * time_to_first_token(&model, batch, &gpu)
+                );
+            }
         }
     }
     // CUDA runs f32 matmuls on TF32 tensor cores (10-bit mantissa): about 1e-3 per product.
     assert!(difference <= 5e-2, "CUDA differs from CPU by {difference}");
+    // bf16 keeps 8 bits of mantissa: products' operands rounded by up to 2⁻⁹, through 2 layers.
+    assert!(bf16_difference <= 2e-2, "bf16 logits differ from f32's by {:.2}% of the largest", 100.0 * bf16_difference);
+    assert_eq!(unexplained, 0, "bf16's greedy choices part from f32's where f32's margin is wide");
 }

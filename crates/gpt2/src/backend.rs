@@ -796,7 +796,8 @@ fn dropout_draw(dropout: Dropout) -> cube_kernels::DropoutDraw {
 }
 
 /// `after(before(x) · W + b)` in one launch of `cube_kernels`' few-row kernel, where it
-/// applies: at most `MAX_FEW_ROWS` rows, f32 products, a bias. `None` elsewhere.
+/// applies: at most `MAX_FEW_ROWS` rows, `W` stored in `precision`'s operand type (f32, or
+/// bf16 for sampling), a bias. `None` elsewhere.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn few_rows_linear<B: Gpt2Backend + cube_kernels::FewRowsLinear>(
     layer: &Linear<B>,
@@ -806,10 +807,11 @@ fn few_rows_linear<B: Gpt2Backend + cube_kernels::FewRowsLinear>(
     precision: Precision,
 ) -> Option<Tensor<B, 2>> {
     let bias = layer.bias.as_ref()?;
-    if x.dims()[0] > cube_kernels::MAX_FEW_ROWS || precision != Precision::F32 {
+    let weight = layer.weight.val();
+    if x.dims()[0] > cube_kernels::MAX_FEW_ROWS || weight.dtype() != precision.operands().into() {
         return None;
     }
-    let weight = primitive(layer.weight.val());
+    let weight = primitive(weight);
     Some(float(B::few_rows_linear(primitive(x), weight, primitive(bias.val()), before, after)))
 }
 

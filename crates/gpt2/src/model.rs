@@ -4,8 +4,10 @@ use crate::{
     Documents, Gpt2Backend, KvCache, PreNorm, Precision,
 };
 use burn::{
+    module::Param,
     nn::{Embedding, LayerNorm},
     prelude::*,
+    tensor::FloatDType,
 };
 
 /// GPT-2: token and position embeddings, a stack of pre-LayerNorm blocks, a final LayerNorm,
@@ -122,7 +124,8 @@ impl<B: Gpt2Backend> Gpt2<B> {
         let n_positions = self.wpe.weight.dims()[0];
         assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
         let [batch, time] = tokens.dims();
-        let embedded = self.wte.forward(tokens) + self.wpe.forward(positions);
+        // f32 whatever `wte` is stored in (bf16 for sampling): the residual stream is f32.
+        let embedded = self.wte.forward(tokens).cast(FloatDType::F32) + self.wpe.forward(positions);
         let embedded = dropped(embedded, Dropout::at(self.embd_pdrop, masks.map(DropoutMasks::embedding)));
         embedded.reshape([batch * time, self.wte.weight.dims()[1]])
     }
@@ -160,6 +163,24 @@ impl<B: Backend> Gpt2<B> {
             block.mlp.precision = precision;
         }
         self
+    }
+
+    /// The same model for sampling with its matrix products in `precision`, its matrices (the
+    /// q/k/v, output and MLP projections, and the token embedding the LM head shares) stored
+    /// in the products' operand type: with bf16, a decoding step (which reads every weight
+    /// once for a few rows) streams half the bytes. Biases, LayerNorms and position embeddings
+    /// stay f32. Not for training: the optimizer updates f32 weights.
+    pub fn for_sampling(self, precision: Precision) -> Self {
+        let mut model = self.with_precision(precision);
+        let operands = precision.operands();
+        let stored = |weight: &Param<Tensor<B, 2>>| weight.clone().map(|tensor| tensor.cast(operands));
+        model.wte.weight = stored(&model.wte.weight);
+        for block in &mut model.h {
+            for layer in [&mut block.attn.c_attn, &mut block.attn.c_proj, &mut block.mlp.c_fc, &mut block.mlp.c_proj] {
+                layer.weight = stored(&layer.weight);
+            }
+        }
+        model
     }
 
     pub fn precision(&self) -> Precision {

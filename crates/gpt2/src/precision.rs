@@ -10,8 +10,11 @@ use std::{fmt, str::FromStr};
 ///   the values, the LM head) are rounded to bf16 and the product comes back as f32 (tensor
 ///   cores accumulate in f32). Weights, gradients and optimizer state stay f32; embeddings,
 ///   LayerNorm, softmax, GELU and the loss run in f32. burn has no autocast, so the model casts
-///   at each product; the gradients flow back through the casts to the f32 weights.
+///   at each product; the gradients flow back through the casts to the f32 weights. For
+///   sampling, [`Gpt2::for_sampling`] stores the matrices in bf16 as well.
 ///   bf16 needs a backend with bf16 tensors (CUDA); the CPU backend has none.
+///
+/// [`Gpt2::for_sampling`]: crate::Gpt2::for_sampling
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -21,10 +24,20 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The element type the matrix products' operands are rounded to.
+    pub fn operands(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+
     /// `lhs · rhs` with the operands in this precision and the result in f32.
     pub fn matmul<B: Backend, const D: usize>(self, lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Precision::F32 => lhs.matmul(rhs),
+            // A cast to the type a tensor already has is none: matrices stored in bf16 are read as
+            // they are.
             Precision::Bf16 => lhs.cast(FloatDType::BF16).matmul(rhs.cast(FloatDType::BF16)).cast(FloatDType::F32),
         }
     }

@@ -1,4 +1,5 @@
 use clap::Parser;
+use gpt2::Precision;
 use serde::Serialize;
 use stage::device::{self, DeviceChoice};
 use std::path::PathBuf;
@@ -108,6 +109,14 @@ pub struct Cli {
     #[serde(serialize_with = "as_text")]
     pub device: DeviceChoice,
 
+    /// f32, or bf16 (CUDA only): the matrices (projections and the token embedding, which is
+    /// also the LM head) stored in bf16 and the operands of every matrix product rounded to
+    /// bf16, products accumulated in f32: a decoding step reads half the bytes. Biases,
+    /// LayerNorm, attention over the cache and the sampling stay f32.
+    #[arg(long, value_name = "f32|bf16", default_value_t = Precision::F32)]
+    #[serde(skip_serializing_if = "is_f32")]
+    pub precision: Precision,
+
     /// A prepared dataset: mark samples that recite one of its training jokes (the whole joke,
     /// or a run of 32 tokens of one) and report the share.
     #[arg(long, value_name = "DATA_DIR")]
@@ -138,6 +147,12 @@ fn non_empty(text: &str) -> Result<String, String> {
     } else {
         Ok(text.to_string())
     }
+}
+
+/// f32 is left out of the samples' settings hash: --out files written before --precision
+/// existed still count as up to date.
+fn is_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
 }
 
 fn as_text<S: serde::Serializer>(device: &DeviceChoice, s: S) -> Result<S::Ok, S::Error> {

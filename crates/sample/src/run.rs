@@ -73,7 +73,9 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         inputs_hash: &inputs_hash,
         batch,
     };
-    let records = device::dispatch(device::resolve(cli.device, "sample", &need)?, work)?;
+    let device = device::resolve(cli.device, "sample", &need)?;
+    device.check_precision(cli.precision)?;
+    let records = device::dispatch(device, work)?;
     if let Some(path) = &cli.out {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
         artifact::write_atomically(path, lines.join("\n") + "\n")?;
@@ -196,6 +198,7 @@ impl OnBackend for Sampling<'_> {
     fn run<B: Gpt2Backend>(self, device: B::Device) -> Self::Output {
         let cli = self.cli;
         let (config, model) = gpt2::hf::load_dir::<B>(self.model_dir, &device)?;
+        let model = model.for_sampling(cli.precision);
         let tokenizer_path = self.tokenizer_path;
         let tokenizer = tokenizer::load(tokenizer_path)?;
         let described = format!("tokenizer {}", tokenizer_path.display());

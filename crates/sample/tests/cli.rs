@@ -176,6 +176,12 @@ fn bad_input_is_named() {
     let stderr = String::from_utf8_lossy(&mismatch.stderr);
     assert!(stderr.contains("50257 tokens") && stderr.contains("1000"), "{stderr}");
 
+    // bf16 on the CPU backend, which has no bf16 tensors.
+    let bf16 = sample(&["--model", model.to_str().unwrap(), "--prompt", "x", "--device", "cpu", "--precision", "bf16"]);
+    assert_eq!(bf16.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bf16.stderr);
+    assert!(stderr.contains("--precision bf16 needs a CUDA device"), "{stderr}");
+
     let help = String::from_utf8(sample(&["--help"]).stdout).unwrap();
     for flag in [
         "--model",
@@ -196,6 +202,7 @@ fn bad_input_is_named() {
         "--out",
         "--txt",
         "--device",
+        "--precision",
         "--against",
         "--pipeline",
     ] {

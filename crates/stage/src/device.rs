@@ -12,7 +12,7 @@ use crate::{
 use anyhow::{bail, Result};
 #[cfg(feature = "cuda")]
 use gpt2::Gpu;
-use gpt2::{Cpu, Gpt2Backend};
+use gpt2::{Cpu, Gpt2Backend, Precision};
 use std::{fmt, mem, str::FromStr};
 
 /// `--device`'s help, the same in every stage.
@@ -68,6 +68,19 @@ impl fmt::Display for DeviceChoice {
             #[cfg(feature = "wgpu")]
             DeviceChoice::Wgpu => write!(f, "wgpu"),
         }
+    }
+}
+
+impl Device {
+    /// Refuse `precision` where this device has no tensors of its type: bf16 is CUDA's alone
+    /// (the CPU backend has none, WebGPU neither).
+    pub fn check_precision(self, precision: Precision) -> Result<()> {
+        if precision != Precision::F32 && !matches!(self, Device::Cuda(_)) {
+            bail!(
+                "--precision {precision} needs a CUDA device ({self} has no {precision} tensors); use --precision f32"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -22,7 +22,7 @@ use burn::{
     prelude::*,
     tensor::{backend::AutodiffBackend, Transaction},
 };
-use gpt2::{next_token_loss, DropoutMasks, Gpt2, Gpt2Backend, Gpt2Config, Precision};
+use gpt2::{next_token_loss, DropoutMasks, Gpt2, Gpt2Backend, Gpt2Config};
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
 use stage::{
@@ -89,12 +89,7 @@ pub fn train(args: &TrainArgs) -> Result<Summary> {
         listed => device::resolve_all(listed, "train", &need)?,
     };
     check_workers(args, devices.len())?;
-    if args.precision != Precision::F32 && devices[0] == Device::Cpu {
-        bail!(
-            "--precision {} needs a CUDA device (the CPU backend has no bf16 tensors); use --precision f32",
-            args.precision
-        );
-    }
+    devices.iter().try_for_each(|device| device.check_precision(args.precision))?;
     // From here on the run directory is ours alone: a second train on it is refused.
     let _lock = OutputLock::acquire(out, "train")?;
     let run = Run { args, init, out, dataset: &dataset, train_rows: &train_rows, val_rows: &val_rows };
