@@ -648,7 +648,7 @@ macro_rules! cube_backend {
                 dropout: Option<Dropout>,
                 precision: Precision,
             ) -> (Tensor<Self, 2>, Tensor<Self, 3>) {
-                if !flash_attention_applies(&qkv, &mask, heads, precision) {
+                if !flash_attention_applies(&qkv, &mask, heads) {
                     return training_attention::attention_keeping(qkv, heads, mask, dropout, precision);
                 }
                 let (y, logsumexp) = <Self as cube_kernels::FlashAttention>::flash_attention(
@@ -670,7 +670,7 @@ macro_rules! cube_backend {
                 dropout: Option<Dropout>,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                if !flash_attention_applies(&qkv, &mask, heads, precision) {
+                if !flash_attention_applies(&qkv, &mask, heads) {
                     return training_attention::attention_backward(
                         qkv, output, logsumexp, d_output, heads, mask, dropout, precision,
                     );
@@ -775,18 +775,14 @@ macro_rules! cube_backend {
     };
 }
 
-/// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows and mask: f32
-/// products, heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64), and booleans
-/// stored as the kernels read them (CUDA's and wgpu's are).
+/// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows and mask:
+/// heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64), and booleans stored as the
+/// kernels read them (CUDA's and wgpu's are). It computes in f32 under either precision (see
+/// [`Precision`]): what bf16 would round away is attention's few products, and burn's
+/// operations would cost its `time × time` scores again.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn flash_attention_applies<B: Backend>(
-    qkv: &Tensor<B, 2>,
-    mask: &Tensor<B, 3, Bool>,
-    heads: usize,
-    precision: Precision,
-) -> bool {
-    precision == Precision::F32
-        && qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
+fn flash_attention_applies<B: Backend>(qkv: &Tensor<B, 2>, mask: &Tensor<B, 3, Bool>, heads: usize) -> bool {
+    qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
         && cube_kernels::FLASH_MASK_DTYPES.contains(&mask.dtype())
 }
 

@@ -5,12 +5,15 @@ use std::{fmt, str::FromStr};
 /// Where the model's matrix products run.
 ///
 /// - `F32`: everything in f32.
-/// - `Bf16`: mixed precision, as PyTorch's bf16 autocast does it. The operands of every matrix
-///   product (the q/k/v, output and MLP projections, the attention scores and their product with
-///   the values, the LM head) are rounded to bf16 and the product comes back as f32 (tensor
-///   cores accumulate in f32). Weights, gradients and optimizer state stay f32; embeddings,
-///   LayerNorm, softmax, GELU and the loss run in f32. burn has no autocast, so the model casts
-///   at each product; the gradients flow back through the casts to the f32 weights. For
+/// - `Bf16`: mixed precision, as PyTorch's bf16 autocast does it. The operands of the
+///   projections' products (q/k/v, output, MLP) and the LM head's are rounded to bf16 and the
+///   product comes back as f32 (tensor cores accumulate in f32). Weights, gradients and
+///   optimizer state stay f32; embeddings, LayerNorm, GELU and the loss run in f32. burn has no
+///   autocast, so the model casts at each product; the gradients flow back through the casts
+///   to the f32 weights. Attention's core (scores, softmax, product with the values) runs in
+///   f32 in `cube_kernels`' flash kernels: rounding its few products would save little, and
+///   burn's operations would bring back the `time × time` scores and their launches (where
+///   those kernels do not apply, burn's operations round its products' operands too). For
 ///   sampling, [`Gpt2::for_sampling`] stores the matrices in bf16 as well.
 ///   bf16 needs a backend with bf16 tensors (CUDA); the CPU backend has none.
 ///

@@ -108,8 +108,9 @@ pub struct TrainArgs {
     pub devices: Vec<DeviceChoice>,
 
     /// f32, or bf16 (CUDA only): mixed precision as PyTorch's bf16 autocast does it. The
-    /// operands of every matrix product are rounded to bf16 (tensor cores accumulate in f32);
-    /// weights, gradients, AdamW state, LayerNorm, softmax and the loss stay f32.
+    /// operands of the projections' and the LM head's products are rounded to bf16 (tensor
+    /// cores accumulate in f32); weights, gradients, AdamW state, LayerNorm, attention (its flash
+    /// kernels), softmax and the loss stay f32.
     #[arg(long, value_name = "f32|bf16", default_value_t = Precision::F32)]
     #[serde(default)]
     pub precision: Precision,
