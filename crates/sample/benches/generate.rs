@@ -14,6 +14,7 @@ use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 use sample::{
     decoding::Decoding,
     generate::{Generator, Limits},
+    pace::Pace,
 };
 use std::time::Instant;
 
@@ -35,10 +36,10 @@ fn tokens_per_second(model: &Gpt2<Cpu>, batch: usize, new_tokens: usize, decodin
         device: &Default::default(),
     };
     let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64).map(ChaCha8Rng::seed_from_u64).collect();
-    let start = Instant::now();
-    let samples = generator.generate(&PROMPT, &mut rngs, &mut |_, _| {});
+    let mut pace = Pace::default();
+    let samples = generator.generate(&PROMPT, &mut rngs, &mut |_, _| {}, &mut pace);
     assert!(samples.iter().all(|sample| sample.tokens.len() == new_tokens));
-    (batch * new_tokens) as f64 / start.elapsed().as_secs_f64()
+    pace.tokens_per_second()
 }
 
 /// Greedy decoding that runs the whole sequence again for every token; tokens/s.

@@ -1,10 +1,11 @@
 //! Generating several samples of one prompt together, with the KV cache.
 
-use crate::decoding::Decoding;
+use crate::{decoding::Decoding, pace::Pace};
 use burn::prelude::*;
 use gpt2::{Gpt2, Gpt2Backend};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 
 /// Why a sample ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,13 +51,15 @@ impl<B: Gpt2Backend> Generator<'_, B> {
     /// One continuation of `prompt` per random stream in `rngs`, decoded as one batch. Each
     /// sample draws only from its own stream, so what it says does not depend on when the
     /// others end. `on_token(row, text)` sees each sample's text grow, never with a whole stop
-    /// string in it (its start may be at the end).
+    /// string in it (its start may be at the end). The batch's pace is added to `pace`.
     pub fn generate(
         &self,
         prompt: &[u32],
         rngs: &mut [ChaCha8Rng],
         on_token: &mut dyn FnMut(usize, &str),
+        pace: &mut Pace,
     ) -> Vec<Generated> {
+        let start = Instant::now();
         let Generator { model, decoding, ref limits, decode, device } = *self;
         assert!(!prompt.is_empty(), "a prompt needs at least one token");
         let samples = rngs.len();
@@ -68,11 +71,16 @@ impl<B: Gpt2Backend> Generator<'_, B> {
         let mut cache = model.new_cache();
         let ids: Vec<i64> = (0..samples).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
         let mut input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [samples, prompt.len()]), device);
+        let (mut tokens, mut first_tokens) = (0, Duration::ZERO);
 
         for step in 0..limits.max_new_tokens {
             let logits = model.next_token_logits(input, &mut cache);
             let vocab = logits.dims()[1];
             let last = logits.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits");
+            if step == 0 {
+                first_tokens = start.elapsed();
+            }
+            tokens += active.len();
             let mut still_active = Vec::new();
             let mut next = Vec::new();
             for (position, &row) in active.iter().enumerate() {
@@ -121,6 +129,7 @@ impl<B: Gpt2Backend> Generator<'_, B> {
             }
             input = Tensor::from_data(TensorData::new(next, [active.len(), 1]), device);
         }
+        pace.add(Pace { batches: 1, tokens, first_tokens, elapsed: start.elapsed() });
         results
             .into_iter()
             .zip(generated)

@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod decoding;
 pub mod generate;
+pub mod pace;
 pub mod recitation;
 pub mod run;

@@ -4,6 +4,7 @@ use crate::{
     cli::Cli,
     decoding::Decoding,
     generate::{Finish, Generated, Generator, Limits},
+    pace::Pace,
     recitation::{Recitation, TrainingJokes},
 };
 use anyhow::{anyhow, bail, Context, Result};
@@ -227,6 +228,7 @@ impl OnBackend for Sampling<'_> {
         };
         let batch = self.batch;
         let mut records = Vec::new();
+        let mut pace = Pace::default();
         let mut stdout = io::stdout().lock();
         for (prompt_index, prompt) in self.prompts.iter().enumerate() {
             let encoding = tokenizer
@@ -234,7 +236,7 @@ impl OnBackend for Sampling<'_> {
                 .map_err(|e| anyhow!("tokenizing the prompt {prompt:?}: {e}"))?;
             let prompt_ids = fit_prompt(encoding.get_ids(), config.n_positions, cli.max_new_tokens, prompt)?;
             writeln!(stdout, "=== {prompt}")?;
-            let samples = self.samples_of_prompt(&generator, prompt_index, &prompt_ids, batch);
+            let samples = self.samples_of_prompt(&generator, prompt_index, &prompt_ids, batch, &mut pace);
             let several = samples.len() > 1;
             for (index, sample) in samples.into_iter().enumerate() {
                 let recited = recitation(against.as_ref(), &prompt_ids, &sample, eos_id);
@@ -247,6 +249,7 @@ impl OnBackend for Sampling<'_> {
                 records.push(self.record(prompt, index, sample, recited, &decoding));
             }
         }
+        eprintln!("sample: {}", pace.summary());
         if against.is_some() {
             let recited = records.iter().filter(|r| matches!(r.recited, Recitation::Recited(_))).count();
             writeln!(
@@ -269,6 +272,7 @@ impl Sampling<'_> {
         prompt_index: usize,
         prompt_ids: &[u32],
         batch: usize,
+        pace: &mut Pace,
     ) -> Vec<Generated> {
         let (samples, seed) = (self.cli.num_samples as usize, self.cli.seed);
         let mut generated = Vec::with_capacity(samples);
@@ -282,7 +286,7 @@ impl Sampling<'_> {
                 })
                 .collect();
             let mut terminal = Stream::new(samples == 1, &self.cli.stop);
-            let batch = generator.generate(prompt_ids, &mut rngs, &mut |_, text| terminal.grow(text));
+            let batch = generator.generate(prompt_ids, &mut rngs, &mut |_, text| terminal.grow(text), pace);
             if let [only] = batch.as_slice() {
                 terminal.finish(&only.text);
             }

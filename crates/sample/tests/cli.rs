@@ -311,6 +311,11 @@ fn long_prompts_keep_their_end_and_a_bom_is_not_prompt_text() {
     assert_eq!(samples.len(), 140, "70 samples a prompt, decoded in batches");
     assert_eq!(samples[0]["prompt"], "JOKE:");
     assert!(samples.iter().all(|s| !s["tokens"].as_array().unwrap().is_empty()));
+    // The pace line counts every token chosen: each sample's, and its end-of-text if it chose one.
+    let chosen: usize =
+        samples.iter().map(|s| s["tokens"].as_array().unwrap().len() + usize::from(s["finish"] == "eos")).sum();
+    assert!(stderr.contains(&format!("sample: {chosen} tokens in ")), "{stderr}");
+    assert!(stderr.contains("tokens/s); first tokens") && stderr.contains("(the mean of 4 batches)"), "{stderr}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 use sample::{
     decoding::Decoding,
     generate::{Finish, Generated, Generator, Limits},
+    pace::Pace,
 };
 use std::path::Path;
 
@@ -27,7 +28,12 @@ fn run(prompt: &[u32], samples: usize, decoding: &Decoding, seed: u64, max_new_t
         })
         .collect();
     let generator = Generator { model: &model, decoding, limits, decode: &decode, device: &Default::default() };
-    generator.generate(prompt, &mut rngs, &mut |_, _| {})
+    let mut pace = Pace::default();
+    let generated = generator.generate(prompt, &mut rngs, &mut |_, _| {}, &mut pace);
+    // Every sample's tokens, and each one's end-of-text token where it chose one.
+    let chosen: usize = generated.iter().map(|g| g.tokens.len() + usize::from(g.finish == Finish::Eos)).sum();
+    assert_eq!((pace.batches, pace.tokens), (1, chosen));
+    generated
 }
 
 #[test]
