@@ -32,13 +32,7 @@ pub(crate) struct MaskArgs {
 /// keeps the last Philox call's words, which serve four neighbouring elements.
 #[derive(CubeType)]
 pub(crate) struct Draw {
-    key0: u32,
-    key1: u32,
-    stream0: u32,
-    stream1: u32,
-    stream2: u32,
-    threshold: u32,
-    keep_scale: f32,
+    mask: MaskArgs,
     row_start: u32,
     block: u32,
     w0: u32,
@@ -51,13 +45,7 @@ pub(crate) struct Draw {
 impl Draw {
     pub(crate) fn new(mask: &MaskArgs, row_start: usize) -> Draw {
         Draw {
-            key0: mask.key0,
-            key1: mask.key1,
-            stream0: mask.stream0,
-            stream1: mask.stream1,
-            stream2: mask.stream2,
-            threshold: mask.threshold,
-            keep_scale: mask.keep_scale,
+            mask: *mask,
             row_start: row_start as u32,
             // No element's block is u32::MAX: masks have fewer than 2³² elements.
             block: 0xFFFF_FFFFu32,
@@ -76,7 +64,8 @@ impl Draw {
             let element = self.row_start + key as u32;
             let block = element / 4;
             if block != self.block {
-                let words = philox4x32_10(block, self.stream0, self.stream1, self.stream2, self.key0, self.key1);
+                let mask = &self.mask;
+                let words = philox4x32_10(block, mask.stream0, mask.stream1, mask.stream2, mask.key0, mask.key1);
                 self.block = block;
                 self.w0 = words.w0;
                 self.w1 = words.w1;
@@ -84,8 +73,8 @@ impl Draw {
                 self.w3 = words.w3;
             }
             let words = Words { w0: self.w0, w1: self.w1, w2: self.w2, w3: self.w3 };
-            let kept = word(words, element % 4) >= self.threshold;
-            scale = select(kept, F::cast_from(self.keep_scale), F::new(0.0));
+            let kept = word(words, element % 4) >= self.mask.threshold;
+            scale = select(kept, F::cast_from(self.mask.keep_scale), F::new(0.0));
         }
         scale
     }
