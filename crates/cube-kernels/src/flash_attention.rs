@@ -109,7 +109,6 @@ fn flash_attention_forward_kernel<F: Float, M: Int>(
     let mut v_tile = SharedMemory::<F>::new(TILE * head_dim);
     let mut max = F::new(LOWEST_SCORE);
     let mut sum = F::new(0.0);
-    let hidden_row = at.batch * hidden.stride(0) + query * hidden.stride(1);
     let mut draw = Draw::new(mask, (at.pair * time + query) * time);
 
     for key_tile in 0..query_tile + 1 {
@@ -119,7 +118,7 @@ fn flash_attention_forward_kernel<F: Float, M: Int>(
         if active {
             for j in 0..TILE {
                 let key = key_tile * TILE + j;
-                if key <= query && hidden[hidden_row + key * hidden.stride(2)] == M::from_int(0) {
+                if sees::<M>(hidden, &at, query, key) {
                     let score = dot_shared::<F>(&q_row, &k_tile, j, head_dim);
                     if score > max {
                         let rescale = F::exp(max - score);
@@ -199,7 +198,6 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
     }
     let mut k_tile = SharedMemory::<F>::new(TILE * head_dim);
     let mut v_tile = SharedMemory::<F>::new(TILE * head_dim);
-    let hidden_row = at.batch * hidden.stride(0) + query * hidden.stride(1);
     let mut draw = Draw::new(mask, (at.pair * time + query) * time);
 
     for key_tile in 0..query_tile + 1 {
@@ -209,7 +207,7 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
         if active {
             for j in 0..TILE {
                 let key = key_tile * TILE + j;
-                if key <= query && hidden[hidden_row + key * hidden.stride(2)] == M::from_int(0) {
+                if sees::<M>(hidden, &at, query, key) {
                     let weight = F::exp(dot_shared::<F>(&q_row, &k_tile, j, head_dim) - row_logsumexp);
                     let d_weight = dot_shared::<F>(&d_output_row, &v_tile, j, head_dim);
                     let d_score = weight * (draw.keep_scale::<F>(key, dropout) * d_weight - row_delta);
@@ -269,7 +267,6 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
     }
     let mut q_tile = SharedMemory::<F>::new(TILE * head_dim);
     let mut d_output_tile = SharedMemory::<F>::new(TILE * head_dim);
-    let hidden_column = at.batch * hidden.stride(0) + key * hidden.stride(2);
 
     for query_tile in key_tile..time.div_ceil(TILE) {
         load_tile::<F>(qkv, &at, query_tile * TILE, at.q(), &mut q_tile, head_dim);
@@ -278,7 +275,7 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
         if active {
             for i in 0..TILE {
                 let query = query_tile * TILE + i;
-                if query < time && key <= query && hidden[hidden_column + query * hidden.stride(1)] == M::from_int(0) {
+                if query < time && sees::<M>(hidden, &at, query, key) {
                     let row = at.pair * time + query;
                     let weight = F::exp(dot_shared::<F>(&k_row, &q_tile, i, head_dim) - logsumexp[row]);
                     // Each query's row of the mask is its own Philox stream position: no word
@@ -306,6 +303,14 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
             d_qkv[v_start + d * d_qkv.stride(1)] = d_v_row[d];
         }
     }
+}
+
+/// Whether `query` sees `key` in the cube's row of the batch: the key is not later than the
+/// query, and `hidden` does not hide it.
+#[cube]
+fn sees<M: Int>(hidden: &Tensor<M>, at: &Layout, query: usize, key: usize) -> bool {
+    key <= query
+        && hidden[at.batch * hidden.stride(0) + query * hidden.stride(1) + key * hidden.stride(2)] == M::from_int(0)
 }
 
 /// Where a cube's head lies in the rows `[batch × time, sections × heads × head_dim]` the
