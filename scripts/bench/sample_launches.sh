@@ -6,12 +6,14 @@
 #
 # The model has gpt2's 12 layers and 12 heads, but is 72 wide over the demo's 512-token
 # vocabulary (the count depends on neither); its weights are those of one training step on
-# the demo jokes. Greedy samples of 11 and 41 tokens from the same prompt, one sample at a
-# time, differ only in 30 decoding steps: their difference over 30 is a token's launches.
-#   scripts/bench/sample_launches.sh
+# the demo jokes. Greedy samples of 11 and 41 tokens from the same prompt, SAMPLES of them
+# decoded together (1 by default), differ only in 30 decoding steps: their difference over 30
+# is a step's launches.
+#   scripts/bench/sample_launches.sh [SAMPLES]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/wgpu_work.sh
+samples=${1:-1}
 wgpu_work 128 12 12 0.0 train sample
 (cd "$work" && "$target/release/train" --data data --init random:model.json --out model --device cpu \
     --max-steps 1 --eval-every 0 --seed 0 > /dev/null 2>&1)
@@ -20,7 +22,7 @@ log_launches
 # launches TOKENS: sample TOKENS tokens, leave the kernel names (one per launch) in $work/TOKENS.
 launches() {
     (cd "$work" && "$target/release/sample" --model model/final --prompt "Why did the" --greedy \
-        --max-new-tokens "$1" --device wgpu --out "samples-$1.jsonl" > /dev/null 2>&1)
+        --num-samples "$samples" --max-new-tokens "$1" --device wgpu --out "samples-$1.jsonl" > /dev/null 2>&1)
     if ! grep -q '"finish":"length"' "$work/samples-$1.jsonl"; then
         echo "the sample of $1 tokens ended early: the count needs every token" >&2
         exit 1
@@ -30,9 +32,9 @@ launches() {
 launches 11
 launches 41
 per_token=$(( ($(wc -l < "$work/41") - $(wc -l < "$work/11")) / 30 ))
-echo "kernel launches, sample --device wgpu (burn wgpu + fusion, autotune off): 12 layers, 12 heads, batch 1"
-echo "  per generated token: $per_token ($(( per_token / 12 )) a layer, rest included)"
-# By kernel, per token.
+echo "kernel launches, sample --device wgpu (burn wgpu + fusion, autotune off): 12 layers, 12 heads, batch $samples"
+echo "  per decoding step ($samples tokens): $per_token ($(( per_token / 12 )) a layer, rest included)"
+# By kernel, per decoding step.
 sort "$work/11" | uniq -c > "$work/k11"
 sort "$work/41" | uniq -c > "$work/k41"
 join -1 2 -2 2 -a 2 -e 0 -o 0,1.1,2.1 <(sort -k2 "$work/k11") <(sort -k2 "$work/k41") |
