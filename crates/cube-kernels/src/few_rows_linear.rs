@@ -1,8 +1,9 @@
 //! A linear layer on a few rows, `x · W + b` (decoding: one row a sample), in one launch with
 //! what surrounds it in a GPT-2 block: the LayerNorm of its input before, GELU or the residual
 //! add after. burn 0.21 runs the product as a general, tiled matrix product and the LayerNorm,
-//! bias, GELU and add as kernels of their own; at a few rows the product only streams `W` once,
-//! and the rest costs less than a launch. `W` may be stored narrower than the rows (bf16 weights
+//! bias, GELU and add as kernels of their own; at a few rows the product only streams `W` once
+//! a block of rows (from the cache after the first block), and the rest costs less than a
+//! launch. `W` may be stored narrower than the rows (bf16 weights
 //! for sampling: half the bytes to stream); the rows are then rounded to its type before each
 //! product, as an autocast matrix product rounds its operands, and the sums kept in the rows'.
 
@@ -16,9 +17,14 @@ use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, Cu
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
 
-/// Most rows the kernel takes: each unit keeps a sum a row, and the cube's shared memory a
-/// partial sum a row and unit (8 × 256 × 4 bytes of WebGPU's 16 KiB).
-pub const MAX_FEW_ROWS: usize = 8;
+/// Most rows the kernel takes: as many samples as the sample stage decodes together. Each
+/// block of [`BLOCK_ROWS`] reads all of `W` again; past this many rows a tiled product, which
+/// reads it once, is the better deal.
+pub const MAX_FEW_ROWS: usize = 64;
+
+/// Rows a cube computes: each unit keeps a sum a row, and the cube's shared memory a partial
+/// sum a row and unit (8 × 256 × 4 bytes of WebGPU's 16 KiB).
+const BLOCK_ROWS: usize = 8;
 
 /// Columns of `W` a cube computes: a warp's 32 units read 32 adjacent weights of a row of `W`.
 const COLUMNS: u32 = 32;
@@ -83,7 +89,9 @@ pub trait FewRowsLinear: burn::tensor::backend::Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// One cube a block of [`COLUMNS`] output columns, for every row. Unit `u` sums the products
+/// One cube a block of [`COLUMNS`] output columns for a block of `rows` rows (the last block may
+/// hold fewer: it reads its last row again for the missing ones and writes none of them). Unit
+/// `u` sums the products
 /// of column `u mod COLUMNS` over the input dimensions `u / COLUMNS`, `+ slices`, ...; the cube
 /// then adds the slices' sums. With LayerNorm, every cube first takes each row's mean and
 /// deviation itself (a few rows of reads, against a launch of its own) and normalises the
@@ -114,6 +122,8 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     let slice = unit / columns;
     let d_in = x.shape(1);
     let d_out = weight.shape(1);
+    let first_row = CUBE_POS_Y as usize * rows;
+    let last_row = x.shape(0) - 1;
     let mut partial = SharedMemory::<F>::new(rows * units);
 
     let mut mean = Array::<F>::new(rows);
@@ -121,7 +131,7 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     if layer_norm {
         #[unroll]
         for r in 0..rows {
-            let start = r * x.stride(0);
+            let start = usize::min(first_row + r, last_row) * x.stride(0);
             let mut sum = F::new(0.0);
             let mut i = unit;
             while i < d_in {
@@ -154,7 +164,7 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
             let w = F::cast_from(weight[i * weight.stride(0) + column * weight.stride(1)]);
             #[unroll]
             for r in 0..rows {
-                let mut value = x[r * x.stride(0) + i * x.stride(1)];
+                let mut value = x[usize::min(first_row + r, last_row) * x.stride(0) + i * x.stride(1)];
                 if layer_norm {
                     value = (value - mean[r]) * inverse_deviation[r] * gamma[i * gamma.stride(0)]
                         + beta[i * beta.stride(0)];
@@ -175,9 +185,10 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     let mut index = unit;
     while index < rows * columns {
         let r = index / columns;
+        let row = first_row + r;
         let lane = index % columns;
         let out_column = first_column + lane;
-        if out_column < d_out {
+        if out_column < d_out && row <= last_row {
             let mut y = bias[out_column * bias.stride(0)];
             for s in 0..slices {
                 y += partial[r * units + s * columns + lane];
@@ -186,9 +197,9 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
                 y = gelu_tanh::<F>(y);
             }
             if add {
-                y += residual[r * residual.stride(0) + out_column * residual.stride(1)];
+                y += residual[row * residual.stride(0) + out_column * residual.stride(1)];
             }
-            output[r * output.stride(0) + out_column * output.stride(1)] = y;
+            output[row * output.stride(0) + out_column * output.stride(1)] = y;
         }
         index += units;
     }
@@ -224,7 +235,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
         };
         launch(
             &client,
-            CubeCount::Static(d_out.div_ceil(COLUMNS as usize) as u32, 1, 1),
+            CubeCount::Static(d_out.div_ceil(COLUMNS as usize) as u32, rows.div_ceil(BLOCK_ROWS) as u32, 1),
             CubeDim::new_1d(UNITS),
             x.into_tensor_arg(),
             weight.into_tensor_arg(),
@@ -234,7 +245,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
             residual.into_tensor_arg(),
             output.clone().into_tensor_arg(),
             epsilon as f32,
-            rows,
+            rows.min(BLOCK_ROWS),
             layer_norm,
             gelu,
             add,

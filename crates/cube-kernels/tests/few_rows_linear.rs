@@ -76,13 +76,16 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
 #[test]
 fn few_rows_linear_matches_burns_operations() {
     // 216, 33 and 100 columns: a last block of columns cut short; 300 inputs: slices of uneven
-    // length.
+    // length; 9, 20 and 64 rows: several blocks of rows, the last one short but for 64.
     for (rows, d_in, d_out, around) in [
         (1, 72, 216, Around::LayerNorm),
         (3, 300, 33, Around::Alone),
         (8, 72, 288, Around::LayerNormThenGelu),
         (2, 288, 72, Around::Add),
         (8, 300, 100, Around::Add),
+        (9, 72, 100, Around::LayerNormThenGelu),
+        (20, 300, 72, Around::Add),
+        (64, 72, 216, Around::LayerNorm),
     ] {
         check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d_in, d_out, around, FloatDType::F32);
         check::<Wgpu<f32, i32>>(rows, d_in, d_out, around, FloatDType::F32);
@@ -95,7 +98,7 @@ fn few_rows_linear_matches_burns_operations() {
 fn few_rows_linear_reads_narrow_weights() {
     type Unfused = CubeBackend<WgpuRuntime, f32, i32, u32>;
     assert!(Unfused::supports_dtype(&Default::default(), DType::F16), "this wgpu device has no f16");
-    for (rows, d_in, d_out, around) in [(1, 72, 216, Around::LayerNormThenGelu), (5, 300, 100, Around::Add)] {
+    for (rows, d_in, d_out, around) in [(1, 72, 216, Around::LayerNormThenGelu), (13, 300, 100, Around::Add)] {
         check::<Unfused>(rows, d_in, d_out, around, FloatDType::F16);
         check::<Wgpu<f32, i32>>(rows, d_in, d_out, around, FloatDType::F16);
     }
