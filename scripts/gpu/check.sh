@@ -10,26 +10,36 @@
 #   scripts/gpu/check.sh generate   CUDA vs CPU logits on the tiny fixture (forward pass and
 #                                   decoding steps; bf16 weights against f32); generation tokens/s
 #                                   and time to first token at gpt2 / gpt2-medium shapes in f32
-#                                   and bf16 next to transformers' generate
+#                                   and bf16, through the model and through the sample stage
+#                                   itself (scripts/gpu/sample_stage.sh), next to transformers'
+#                                   generate
 # Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda}
 out=${OUT:-$(mktemp -d)}
+# The binaries travel compressed: unpacked here (Python's lzma: no xz tool needed).
+bin=$(mktemp -d)
+for packed in target/gpu/*.xz; do
+    python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" \
+        "$packed" "$bin/$(basename "$packed" .xz)" && chmod +x "$bin/$(basename "$packed" .xz)"
+done
 status=0
 case "${1:-train}" in
     train)
         shift
-        python3 scripts/gpu/train_check.py --bin target/gpu/train --data target/gpu/data --out "$out" \
+        python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$out" \
             --precisions f32,bf16 --pytorch gpt2:1024:4,gpt2-medium:1024:1 "$@" || status=$?
         # PyTorch's activations on CUDA (its SDPA kernel differs from the CPU's), beside ours
         # counted on wgpu (BENCHMARKS.md).
         timeout 120 python3 scripts/bench/activation_memory.py --device cuda || status=$?
         ;;
     generate)
-        timeout 300 target/gpu/cuda_check || status=$?
-        timeout 300 python3 scripts/bench/generate_baseline.py --device cuda --models gpt2,gpt2-medium \
+        # Within the device's 10 minutes a call.
+        timeout 240 "$bin/cuda_check" || status=$?
+        SAMPLE="$bin/sample" timeout 150 scripts/gpu/sample_stage.sh || status=$?
+        timeout 200 python3 scripts/bench/generate_baseline.py --device cuda --models gpt2,gpt2-medium \
             --dtypes f32,bf16 --first-token || status=$?
         ;;
     *)

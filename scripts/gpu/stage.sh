@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Build and stage in target/gpu what scripts/gpu/check.sh runs on the GPU machine (which has no
-# Rust): the stripped CUDA binaries and small prepared datasets.
-#   scripts/gpu/stage.sh train      target/gpu/train and target/gpu/data/{tiny,jokes-256,jokes-512,jokes-1024}
-#   scripts/gpu/stage.sh generate   target/gpu/cuda_check
+# Rust): the CUDA binaries, stripped and xz-compressed (the carried folder holds at most 64 MiB;
+# check.sh unpacks them), and small prepared datasets.
+#   scripts/gpu/stage.sh train      target/gpu/train.xz and target/gpu/data/{tiny,jokes-256,jokes-512,jokes-1024}
+#   scripts/gpu/stage.sh generate   target/gpu/cuda_check.xz and target/gpu/sample.xz
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=${CARGO_TARGET_DIR:-target}
-mkdir -p target/gpu
+rm -rf target/gpu && mkdir -p target/gpu
+# pack NAME BINARY: BINARY stripped and compressed to target/gpu/NAME.xz.
+pack() {
+    strip -o "target/gpu/$1" "$2"
+    xz -T0 -6 "target/gpu/$1"
+}
 case "${1:-train}" in
     train)
         cargo build --release -p train --features cuda
-        rm -f target/gpu/cuda_check  # the carried folder holds at most 64 MiB
-        strip -o target/gpu/train "$target/release/train"
+        pack train "$target/release/train"
         cargo build --release -p prepare
         data=target/gpu/data
         rm -rf "$data" && mkdir -p "$data"
@@ -32,7 +37,9 @@ for _ in range(400):
         ;;
     generate)
         cargo build --release -p gpt2 --features cuda --example cuda_check
-        strip -o target/gpu/cuda_check "$target/release/examples/cuda_check"
+        cargo build --release -p sample --features cuda
+        pack cuda_check "$target/release/examples/cuda_check"
+        pack sample "$target/release/sample"
         ;;
 esac
 du -sh target/gpu

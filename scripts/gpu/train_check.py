@@ -22,9 +22,10 @@ Each train-stage run has its own time limit and a cubecl.toml in its working dir
 logs kernel compilation and autotuning to cubecl.log there, to show where the first step goes,
 and keeps compiled kernels in $OUT/kernel-cache: a shape named twice in --checks shows what a
 second run with a warm kernel cache saves.
-Results are printed as JSON lines and appended to $OUT/train.jsonl.
+Results are printed as JSON lines and appended to $OUT/train.jsonl. scripts/gpu/check.sh train
+runs it with the train binary it unpacks from target/gpu/train.xz:
 
-    python3 scripts/gpu/train_check.py --bin target/gpu/train --data target/gpu/data --out "$OUT" \
+    python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$OUT" \
         --checks agree,gpt2:1024:4,gpt2-medium:1024:1 --pytorch gpt2:1024:4
 """
 import argparse

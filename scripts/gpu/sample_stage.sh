@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The sample stage itself on CUDA, as a user runs it (scripts/gpu/check.sh generate calls it):
+# random-weight gpt2 and gpt2-medium saved by transformers in the Hugging Face layout, greedy
+# samples of 256 tokens from a 10-token prompt, 1 and 8 decoded together, f32 and bf16. Each
+# configuration runs twice (the first fills the on-disk kernel cache) and the second's pace
+# line is printed: tokens/s and the first tokens' wait, with the stage's host loop (the logits
+# read back, each token chosen on the host) where cuda_check's timing reads back the argmax.
+# To try it without a GPU: SAMPLE=target/release/sample DEVICE=cpu NEW_TOKENS=8 (bf16 then fails).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+sample=${SAMPLE:?the sample binary: check.sh passes the one it unpacks from target/gpu/sample.xz}
+device=${DEVICE:-cuda}
+new_tokens=${NEW_TOKENS:-256}
+models=$(mktemp -d)
+trap 'rm -rf "$models"' EXIT
+python3 - "$models" <<'PY' || exit 1
+import sys
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+for name, shape in {"gpt2": {}, "gpt2-medium": {"n_embd": 1024, "n_layer": 24, "n_head": 16}}.items():
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(**shape)).save_pretrained(f"{sys.argv[1]}/{name}")
+PY
+status=0
+for model in gpt2 gpt2-medium; do
+    for precision in f32 bf16; do
+        for samples in 1 8; do
+            # One run: its pace line, or its error's last lines.
+            run() {
+                if "$sample" --model "$models/$model" --tokenizer data/tokenizers/gpt2/tokenizer.json \
+                    --prompt "Why did the chicken cross the road? To" --greedy --max-new-tokens "$new_tokens" \
+                    --num-samples "$samples" --device "$device" --precision "$precision" > /dev/null 2> "$models/stderr"; then
+                    grep '^sample: [0-9]' "$models/stderr" | sed 's/^sample: //'
+                else
+                    echo "failed:"; tail -5 "$models/stderr"; return 1
+                fi
+            }
+            run > /dev/null
+            pace=$(run) || status=1
+            echo "sample stage, $model, $precision, batch $samples, $new_tokens new tokens greedy: $pace"
+        done
+    done
+done
+exit $status
