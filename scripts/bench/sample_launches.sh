@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Kernel launches per generated token on burn's CubeCL + fusion path (the path CUDA takes),
+# Kernel launches per decoding step on burn's CubeCL path without fusion (as the sample stage runs CUDA),
 # counted without a GPU: the sample stage built with the development feature `wgpu` runs on
 # Mesa's software Vulkan driver (`apt-get install mesa-vulkan-drivers`), and CubeCL logs one
 # line per kernel it launches.
@@ -32,7 +32,7 @@ launches() {
 launches 11
 launches 41
 per_token=$(( ($(wc -l < "$work/41") - $(wc -l < "$work/11")) / 30 ))
-echo "kernel launches, sample --device wgpu (burn wgpu + fusion, autotune off): 12 layers, 12 heads, batch $samples"
+echo "kernel launches, sample --device wgpu (burn wgpu without fusion, as on CUDA; autotune off): 12 layers, 12 heads, batch $samples"
 echo "  per decoding step ($samples tokens): $per_token ($(( per_token / 12 )) a layer, rest included)"
 # By kernel, per decoding step.
 sort "$work/11" | uniq -c > "$work/k11"

@@ -1,7 +1,9 @@
 //! CUDA against the CPU path: single operations, every stage of the forward pass and the logits
 //! of each decoding step on the committed tiny fixture, the same decoding with bf16 weights
 //! (`sample --precision bf16`) against f32, then generation speed and time to first token at
-//! the gpt2 (124M) and gpt2-medium (355M) shapes in f32 and bf16. Run by
+//! the gpt2 (124M) and gpt2-medium (355M) shapes in f32 and bf16. Decoding runs as the sample
+//! stage runs it, on CUDA without burn's fusion (`GpuEager`); gpt2's speed is also taken with
+//! fusion, to compare. Run by
 //! scripts/gpu/check.sh on a machine with a GPU:
 //! `cargo build --release -p gpt2 --features cuda --example cuda_check`.
 
@@ -10,7 +12,7 @@ use burn::{
     prelude::*,
     tensor::activation::{gelu_approximate, softmax},
 };
-use gpt2::{causal_mask, hf, Gpt2, Gpt2Backend, Gpt2Config, Precision};
+use gpt2::{causal_mask, hf, Gpt2, Gpt2Backend, Gpt2Config, GpuEager, Precision};
 use std::{path::Path, time::Instant};
 
 type Stages = Vec<(String, Vec<f32>)>;
@@ -183,6 +185,23 @@ fn time_to_first_token<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, device: &B
     start.elapsed().as_secs_f64()
 }
 
+/// Tokens/s and time to first token at batch 1 and 8, after a warm-up (kernel compilation, for
+/// every batch size and cache length measured).
+fn print_speeds<B: Gpt2Backend>(model: &Gpt2<B>, label: &str, device: &B::Device) {
+    for batch in [1, 8] {
+        generation_speed(model, batch, 256, device);
+        time_to_first_token(model, batch, device);
+    }
+    for batch in [1, 8] {
+        println!(
+            "{label}, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s, first token after a 64-token prompt \
+             {:.1} ms",
+            generation_speed(model, batch, 256, device),
+            1e3 * time_to_first_token(model, batch, device)
+        );
+    }
+}
+
 fn main() {
     let cpu = Default::default();
     let gpu = Default::default();
@@ -195,6 +214,8 @@ fn main() {
     let (_, gpu_model) = hf::load_dir::<Cuda<f32, i32>>(&fixture, &gpu).unwrap();
     println!("tiny fixture forward pass:");
     let forward = compare(stages(&cpu_model, &ids, &cpu), stages(&gpu_model, &ids, &gpu));
+    // Decoding as the sample stage runs it: without burn's fusion.
+    let (_, gpu_model) = hf::load_dir::<GpuEager>(&fixture, &gpu).unwrap();
     println!("tiny fixture, decoding with the KV cache (2 rows):");
     let difference = forward.max(compare(decoding(&cpu_model, &ids, &cpu), decoding(&gpu_model, &ids, &gpu)));
 
@@ -204,25 +225,13 @@ fn main() {
     let (bf16_difference, unexplained) =
         compare_bf16(decoding(&cpu_model, &ids, &cpu), decoding(&bf16_model, &ids, &gpu), vocab);
 
+    // The fused backend once, beside the eager one the sample stage takes.
+    let fused = Gpt2Config::preset("gpt2").unwrap().init::<Cuda<f32, i32>>(&gpu);
+    print_speeds(&fused, "gpt2 124M shapes, f32 with burn's fusion", &gpu);
     for (preset, size) in [("gpt2", "124M"), ("gpt2-medium", "355M")] {
-        let f32_model = Gpt2Config::preset(preset).unwrap().init::<Cuda<f32, i32>>(&gpu);
-        for (precision, model) in
-            [(Precision::F32, f32_model.clone()), (Precision::Bf16, f32_model.for_sampling(Precision::Bf16))]
-        {
-            // Warm-up: kernel compilation, for every batch size and cache length measured.
-            for batch in [1, 8] {
-                generation_speed(&model, batch, 256, &gpu);
-                time_to_first_token(&model, batch, &gpu);
-            }
-            for batch in [1, 8] {
-                println!(
-                    "{preset} {size} shapes, {precision}, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s, \
-                     first token after a 64-token prompt {:.1} ms",
-                    generation_speed(&model, batch, 256, &gpu),
-                    1e3 * time_to_first_token(&model, batch, &gpu)
-                );
-            }
-        }
+        let f32_model = Gpt2Config::preset(preset).unwrap().init::<GpuEager>(&gpu);
+        print_speeds(&f32_model, &format!("{preset} {size} shapes, f32"), &gpu);
+        print_speeds(&f32_model.for_sampling(Precision::Bf16), &format!("{preset} {size} shapes, bf16"), &gpu);
     }
     // CUDA runs f32 matmuls on TF32 tensor cores (10-bit mantissa): about 1e-3 per product.
     assert!(difference <= 5e-2, "CUDA differs from CPU by {difference}");

@@ -37,6 +37,15 @@ pub type Gpu = burn::backend::Cuda<f32, i32>;
 /// burn's wgpu backend: CUDA's CubeCL + fusion path on Vulkan (development only).
 #[cfg(feature = "wgpu")]
 pub type Wgpu = burn::backend::Wgpu<f32, i32>;
+/// The CUDA backend without burn's fusion: each operation launches its kernel as it comes.
+/// Decoding takes it: its steps are `cube_kernels`' own kernels, with nothing to fuse, and
+/// fusion's bookkeeping costs host time on every operation (on wgpu, 37 → 22 ms a token of a
+/// 12-layer model for the same 70 launches: BENCHMARKS.md).
+#[cfg(feature = "cuda")]
+pub type GpuEager = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
+/// [`Wgpu`] without fusion, as [`GpuEager`] is CUDA's (development only).
+#[cfg(feature = "wgpu")]
+pub type WgpuEager = burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
 
 /// The end of a residual branch, before it is added to the stream: `product` `[rows, d]` (the
 /// branch's last product, without its bias), the bias `[d]`, and dropout on their sum.
@@ -813,8 +822,12 @@ fn few_rows_linear<B: Gpt2Backend + cube_kernels::FewRowsLinear>(
 
 #[cfg(feature = "cuda")]
 cube_backend!(Gpu);
+#[cfg(feature = "cuda")]
+cube_backend!(GpuEager);
 #[cfg(feature = "wgpu")]
 cube_backend!(Wgpu);
+#[cfg(feature = "wgpu")]
+cube_backend!(WgpuEager);
 
 /// burn's CPU backend: f32 products run on the arrays in place; other element types (which
 /// the model never makes) take burn's path.

@@ -26,11 +26,11 @@ mod precision;
 mod training_attention;
 
 pub use attention::CausalSelfAttention;
-#[cfg(feature = "cuda")]
-pub use backend::Gpu;
-#[cfg(feature = "wgpu")]
-pub use backend::Wgpu;
 pub use backend::{AllocatorMemory, Cpu, Gpt2Backend, ResidualBranch};
+#[cfg(feature = "cuda")]
+pub use backend::{Gpu, GpuEager};
+#[cfg(feature = "wgpu")]
+pub use backend::{Wgpu, WgpuEager};
 pub use block::{Block, PreNorm};
 pub use config::Gpt2Config;
 pub use documents::Documents;

@@ -76,7 +76,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     };
     let device = device::resolve(cli.device, "sample", &need)?;
     device.check_precision(cli.precision)?;
-    let records = device::dispatch(device, work)?;
+    let records = device::dispatch_eager(device, work)?;
     if let Some(path) = &cli.out {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("records serialise")).collect();
         artifact::write_atomically(path, lines.join("\n") + "\n")?;

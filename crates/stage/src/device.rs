@@ -189,24 +189,49 @@ pub fn dispatch<W: OnBackend>(device: Device, work: W) -> W::Output {
 
 /// Run `work` on the backend and devices of `devices` (one kind, as [`resolve_all`] gives).
 pub fn dispatch_all<W: OnDevices>(devices: &[Device], work: W) -> W::Output {
-    let kind = mem::discriminant(&devices[0]);
-    assert!(devices.iter().all(|device| mem::discriminant(device) == kind), "one kind of device: {devices:?}");
     match devices[0] {
-        Device::Cpu => work.run::<Cpu>(vec![Default::default(); devices.len()]),
+        Device::Cpu => work.run::<Cpu>(vec![Default::default(); one_kind(devices)]),
         #[cfg(feature = "cuda")]
-        Device::Cuda(_) => {
-            crate::kernel_cache::keep_compiled_kernels();
-            let cuda = |device: &Device| match device {
-                Device::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
-                _ => unreachable!("checked above"),
-            };
-            work.run::<Gpu>(devices.iter().map(cuda).collect())
-        }
+        Device::Cuda(_) => work.run::<Gpu>(cuda_devices(devices)),
         #[cfg(feature = "wgpu")]
-        Device::Wgpu => work.run::<gpt2::Wgpu>(vec![Default::default(); devices.len()]),
+        Device::Wgpu => work.run::<gpt2::Wgpu>(vec![Default::default(); one_kind(devices)]),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => unreachable!("resolve() never picks CUDA without the feature"),
     }
+}
+
+/// [`dispatch`], with the GPU backends without burn's fusion (`gpt2::GpuEager`): for decoding,
+/// whose operations are `cube_kernels`' own and for which fusion only costs host time.
+pub fn dispatch_eager<W: OnBackend>(device: Device, work: W) -> W::Output {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => {
+            let [cuda] = <[_; 1]>::try_from(cuda_devices(&[device])).unwrap_or_else(|_| panic!("one device"));
+            work.run::<gpt2::GpuEager>(cuda)
+        }
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu => work.run::<gpt2::WgpuEager>(Default::default()),
+        _ => dispatch(device, work),
+    }
+}
+
+/// How many `devices` there are, checking that they are of one kind.
+fn one_kind(devices: &[Device]) -> usize {
+    let kind = mem::discriminant(&devices[0]);
+    assert!(devices.iter().all(|device| mem::discriminant(device) == kind), "one kind of device: {devices:?}");
+    devices.len()
+}
+
+/// CUDA's devices for `devices` (all CUDA), with compiled kernels kept on disk.
+#[cfg(feature = "cuda")]
+fn cuda_devices(devices: &[Device]) -> Vec<burn::backend::cuda::CudaDevice> {
+    one_kind(devices);
+    crate::kernel_cache::keep_compiled_kernels();
+    let cuda = |device: &Device| match device {
+        Device::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
+        _ => unreachable!("one kind of device"),
+    };
+    devices.iter().map(cuda).collect()
 }
 
 /// Work for one device, run as work for a list of one.
