@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Kernel launches per decoding step on burn's CubeCL path without fusion (as the sample stage runs CUDA),
-# counted without a GPU: the sample stage built with the development feature `wgpu` runs on
-# Mesa's software Vulkan driver (`apt-get install mesa-vulkan-drivers`), and CubeCL logs one
-# line per kernel it launches.
+# Kernel launches per decoding step on burn's CubeCL path without fusion (as the sample stage
+# runs CUDA), counted without a GPU: the sample stage built with the development feature `wgpu`
+# runs on Mesa's software Vulkan driver (`apt-get install mesa-vulkan-drivers`), and CubeCL logs
+# one line per kernel it launches.
 #
 # The model has gpt2's 12 layers and 12 heads, but is 72 wide over the demo's 512-token
 # vocabulary (the count depends on neither); its weights are those of one training step on
