@@ -31,6 +31,12 @@ impl Default for Decoding {
 }
 
 impl Decoding {
+    /// Whether the next token is the most likely one as the model gives it (greedy, no
+    /// repetition penalty): the device can take it, and only the ids need come back.
+    pub fn needs_only_argmax(&self) -> bool {
+        self.greedy && self.repetition_penalty == 1.0
+    }
+
     /// The next token for one sequence, from its last-position `logits`; `history` holds the
     /// prompt and the tokens generated so far, `step` how many were generated.
     pub fn choose(&self, logits: &mut [f32], history: &[u32], step: usize, rng: &mut ChaCha8Rng) -> u32 {

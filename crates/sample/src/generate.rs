@@ -76,7 +76,12 @@ impl<B: Gpt2Backend> Generator<'_, B> {
         for step in 0..limits.max_new_tokens {
             let logits = model.next_token_logits(input, &mut cache);
             let vocab = logits.dims()[1];
-            let last = logits.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits");
+            let chosen = if decoding.needs_only_argmax() {
+                // Only the ids come back from the device, not every row's logits.
+                Chosen::Tokens(logits.argmax(1).into_data().convert::<i64>().to_vec::<i64>().expect("token ids"))
+            } else {
+                Chosen::Logits(logits.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits"))
+            };
             if step == 0 {
                 first_tokens = start.elapsed();
             }
@@ -84,13 +89,14 @@ impl<B: Gpt2Backend> Generator<'_, B> {
             let mut still_active = Vec::new();
             let mut next = Vec::new();
             for (position, &row) in active.iter().enumerate() {
-                let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
-                let token = decoding.choose(
-                    &mut last[position * vocab..(position + 1) * vocab].to_vec(),
-                    &history,
-                    step,
-                    &mut rngs[row],
-                );
+                let token = match &chosen {
+                    Chosen::Tokens(ids) => ids[position] as u32,
+                    Chosen::Logits(last) => {
+                        let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
+                        let logits = &mut last[position * vocab..(position + 1) * vocab].to_vec();
+                        decoding.choose(logits, &history, step, &mut rngs[row])
+                    }
+                };
                 let finish = if token == limits.eos_id {
                     Some(Finish::Eos)
                 } else {
@@ -138,6 +144,13 @@ impl<B: Gpt2Backend> Generator<'_, B> {
             })
             .collect()
     }
+}
+
+/// What a decoding step reads back from the device: each row's next token, or its logits for
+/// the host to choose from.
+enum Chosen {
+    Tokens(Vec<i64>),
+    Logits(Vec<f32>),
 }
 
 /// The longest prefix of `tokens` whose text does not go past `text` (the part before a stop
