@@ -23,22 +23,22 @@ for name, shape in {"gpt2": {}, "gpt2-medium": {"n_embd": 1024, "n_layer": 24, "
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config(**shape)).save_pretrained(f"{sys.argv[1]}/{name}")
 PY
+# run MODEL PRECISION SAMPLES: one run's pace line, or its error's last lines.
+run() {
+    if "$sample" --model "$models/$1" --tokenizer data/tokenizers/gpt2/tokenizer.json \
+        --prompt "Why did the chicken cross the road? To" --greedy --max-new-tokens "$new_tokens" \
+        --num-samples "$3" --device "$device" --precision "$2" > /dev/null 2> "$models/stderr"; then
+        grep '^sample: [0-9]' "$models/stderr" | sed 's/^sample: //'
+    else
+        echo "failed:"; tail -5 "$models/stderr"; return 1
+    fi
+}
 status=0
 for model in gpt2 gpt2-medium; do
     for precision in f32 bf16; do
         for samples in 1 8; do
-            # One run: its pace line, or its error's last lines.
-            run() {
-                if "$sample" --model "$models/$model" --tokenizer data/tokenizers/gpt2/tokenizer.json \
-                    --prompt "Why did the chicken cross the road? To" --greedy --max-new-tokens "$new_tokens" \
-                    --num-samples "$samples" --device "$device" --precision "$precision" > /dev/null 2> "$models/stderr"; then
-                    grep '^sample: [0-9]' "$models/stderr" | sed 's/^sample: //'
-                else
-                    echo "failed:"; tail -5 "$models/stderr"; return 1
-                fi
-            }
-            run > /dev/null
-            pace=$(run) || status=1
+            run "$model" "$precision" "$samples" > /dev/null
+            pace=$(run "$model" "$precision" "$samples") || status=1
             echo "sample stage, $model, $precision, batch $samples, $new_tokens new tokens greedy: $pace"
         done
     done

@@ -3,9 +3,9 @@
 //! add after. burn 0.21 runs the product as a general, tiled matrix product and the LayerNorm,
 //! bias, GELU and add as kernels of their own; at a few rows the product only streams `W` once
 //! a block of rows (from the cache after the first block), and the rest costs less than a
-//! launch. `W` may be stored narrower than the rows (bf16 weights
-//! for sampling: half the bytes to stream); the rows are then rounded to its type before each
-//! product, as an autocast matrix product rounds its operands, and the sums kept in the rows'.
+//! launch. `W` may be stored narrower than the rows (bf16 weights for sampling: half the bytes
+//! to stream); the rows are then rounded to its type before each product, as an autocast
+//! matrix product rounds its operands, and the sums kept in the rows'.
 
 use crate::{
     fusion_op::{register_kernel, Launch},
@@ -91,12 +91,11 @@ pub trait FewRowsLinear: burn::tensor::backend::Backend {
 
 /// One cube a block of [`COLUMNS`] output columns for a block of `rows` rows (the last block may
 /// hold fewer: it reads its last row again for the missing ones and writes none of them). Unit
-/// `u` sums the products
-/// of column `u mod COLUMNS` over the input dimensions `u / COLUMNS`, `+ slices`, ...; the cube
-/// then adds the slices' sums. With LayerNorm, every cube first takes each row's mean and
-/// deviation itself (a few rows of reads, against a launch of its own) and normalises the
-/// inputs as it reads them. The tensors that `before` and `after` leave unused are passed
-/// anyway (as `bias`) and never read.
+/// `u` sums the products of column `u mod COLUMNS` over the input dimensions `u / COLUMNS`,
+/// `+ slices`, ...; the cube then adds the slices' sums. With LayerNorm, every cube first takes
+/// each row's mean and deviation itself (a few rows of reads, against a launch of its own) and
+/// normalises the inputs as it reads them. The tensors that `before` and `after` leave unused
+/// are passed anyway (as `bias`) and never read.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn few_rows_linear_kernel<F: Float, W: Float>(

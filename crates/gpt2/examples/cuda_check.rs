@@ -116,10 +116,15 @@ fn decoding<B: Gpt2Backend>(model: &Gpt2<B>, ids: &[i64], device: &B::Device) ->
     out
 }
 
+/// The largest `|a − b|` over the elements.
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+}
+
 fn compare(cpu: Stages, gpu: Stages) -> f32 {
     let mut worst = 0.0f32;
     for ((name, a), (_, b)) in cpu.into_iter().zip(gpu) {
-        let difference = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let difference = max_difference(&a, &b);
         println!("  {name:<40} max |CUDA - CPU| = {difference:.3e}");
         worst = worst.max(difference);
     }
@@ -135,7 +140,7 @@ fn compare_bf16(f32_steps: Stages, bf16_steps: Stages, vocab: usize) -> (f32, us
     let (mut worst, mut unexplained) = (0.0f32, 0);
     for ((name, exact), (_, narrow)) in f32_steps.into_iter().zip(bf16_steps) {
         let largest = exact.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        let difference = exact.iter().zip(&narrow).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let difference = max_difference(&exact, &narrow);
         let mut parted = Vec::new();
         for (row, (exact, narrow)) in exact.chunks(vocab).zip(narrow.chunks(vocab)).enumerate() {
             let (best, runner_up) = best_two(exact);

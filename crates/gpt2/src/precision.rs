@@ -41,7 +41,7 @@ impl Precision {
             Precision::F32 => lhs.matmul(rhs),
             // A cast to the type a tensor already has is none: matrices stored in bf16 are read as
             // they are.
-            Precision::Bf16 => lhs.cast(FloatDType::BF16).matmul(rhs.cast(FloatDType::BF16)).cast(FloatDType::F32),
+            Precision::Bf16 => lhs.cast(self.operands()).matmul(rhs.cast(self.operands())).cast(FloatDType::F32),
         }
     }
 

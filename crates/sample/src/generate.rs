@@ -76,11 +76,11 @@ impl<B: Gpt2Backend> Generator<'_, B> {
         for step in 0..limits.max_new_tokens {
             let logits = model.next_token_logits(input, &mut cache);
             let vocab = logits.dims()[1];
-            let chosen = if decoding.needs_only_argmax() {
+            let read_back = if decoding.needs_only_argmax() {
                 // Only the ids come back from the device, not every row's logits.
-                Chosen::Tokens(logits.argmax(1).into_data().convert::<i64>().to_vec::<i64>().expect("token ids"))
+                ReadBack::Tokens(logits.argmax(1).into_data().convert::<i64>().to_vec::<i64>().expect("token ids"))
             } else {
-                Chosen::Logits(logits.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits"))
+                ReadBack::Logits(logits.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits"))
             };
             if step == 0 {
                 first_tokens = start.elapsed();
@@ -89,9 +89,9 @@ impl<B: Gpt2Backend> Generator<'_, B> {
             let mut still_active = Vec::new();
             let mut next = Vec::new();
             for (position, &row) in active.iter().enumerate() {
-                let token = match &chosen {
-                    Chosen::Tokens(ids) => ids[position] as u32,
-                    Chosen::Logits(last) => {
+                let token = match &read_back {
+                    ReadBack::Tokens(ids) => ids[position] as u32,
+                    ReadBack::Logits(last) => {
                         let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
                         let logits = &mut last[position * vocab..(position + 1) * vocab].to_vec();
                         decoding.choose(logits, &history, step, &mut rngs[row])
@@ -148,7 +148,7 @@ impl<B: Gpt2Backend> Generator<'_, B> {
 
 /// What a decoding step reads back from the device: each row's next token, or its logits for
 /// the host to choose from.
-enum Chosen {
+enum ReadBack {
     Tokens(Vec<i64>),
     Logits(Vec<f32>),
 }

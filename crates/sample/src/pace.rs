@@ -27,7 +27,7 @@ impl Pace {
         self.tokens as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
-    /// One line for the terminal: "1,024 tokens in 4.10 s (250 tokens/s); first tokens 35 ms
+    /// One line for the terminal: "1024 tokens in 4.10 s (250 tokens/s); first tokens 35 ms
     /// after a batch's start".
     pub fn summary(&self) -> String {
         let first = self.first_tokens.as_secs_f64() * 1e3 / self.batches.max(1) as f64;
