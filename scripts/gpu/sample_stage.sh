@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The sample stage itself on CUDA, as a user runs it (scripts/gpu/check.sh generate calls it):
 # random-weight gpt2 and gpt2-medium saved by transformers in the Hugging Face layout, greedy
-# samples of 256 tokens from a 10-token prompt, 1 and 8 decoded together, f32 and bf16. Each
-# configuration runs twice (the first fills the on-disk kernel cache) and the second's pace
-# line is printed: tokens/s and the first tokens' wait, with the stage's host loop (the logits
-# read back, each token chosen on the host) where cuda_check's timing reads back the argmax.
+# samples of 256 tokens from a 10-token prompt, 1 and 8 decoded together, f32 and bf16; then
+# gpt2 with the reddit pipeline's top-k sampling (top-20 for 5 tokens, then top-3: the device
+# finds the candidates, the host draws). Each configuration runs twice (the first fills the
+# on-disk kernel cache) and the second's pace line is printed: tokens/s and the first tokens'
+# wait, with the stage's whole host loop around cuda_check's decoding steps.
 # To try it without a GPU: SAMPLE=target/release/sample DEVICE=cpu NEW_TOKENS=8 (bf16 then fails).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,24 +24,33 @@ for name, shape in {"gpt2": {}, "gpt2-medium": {"n_embd": 1024, "n_layer": 24, "
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config(**shape)).save_pretrained(f"{sys.argv[1]}/{name}")
 PY
-# run MODEL PRECISION SAMPLES: one run's pace line, or its error's last lines.
+# run MODEL PRECISION SAMPLES DECODING: one run's pace line, or its error's last lines.
 run() {
+    local decoding=(--greedy)
+    [ "$4" = top-k ] && decoding=(--first-top-k 20 --first-tokens 5 --top-k 3 --seed 0)
     if "$sample" --model "$models/$1" --tokenizer data/tokenizers/gpt2/tokenizer.json \
-        --prompt "Why did the chicken cross the road? To" --greedy --max-new-tokens "$new_tokens" \
+        --prompt "Why did the chicken cross the road? To" "${decoding[@]}" --max-new-tokens "$new_tokens" \
         --num-samples "$3" --device "$device" --precision "$2" > /dev/null 2> "$models/stderr"; then
         grep '^sample: [0-9]' "$models/stderr" | sed 's/^sample: //'
     else
         echo "failed:"; tail -5 "$models/stderr"; return 1
     fi
 }
+# measure MODEL PRECISION SAMPLES DECODING: the second run's pace line.
+measure() {
+    run "$@" > /dev/null
+    pace=$(run "$@") || status=1
+    echo "sample stage, $1, $2, batch $3, $new_tokens new tokens $4: $pace"
+}
 status=0
 for model in gpt2 gpt2-medium; do
     for precision in f32 bf16; do
         for samples in 1 8; do
-            run "$model" "$precision" "$samples" > /dev/null
-            pace=$(run "$model" "$precision" "$samples") || status=1
-            echo "sample stage, $model, $precision, batch $samples, $new_tokens new tokens greedy: $pace"
+            measure "$model" "$precision" "$samples" greedy
         done
     done
+done
+for precision in f32 bf16; do
+    measure gpt2 "$precision" 8 top-k
 done
 exit $status

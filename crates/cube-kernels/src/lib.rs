@@ -26,6 +26,8 @@
 //!   input's gradient, and γ's and β's, in one launch each (burn: two reductions and a few
 //!   element-wise kernels each), with the residual branch before it taken in: its add and
 //!   dropout forward, the stream's gradient and the branch's backward.
+//! - [`MostLikely`]: the `k` most likely tokens of each row of logits, for top-k sampling on
+//!   the host, in one launch (burn: a sort of every row, on the host).
 //!
 //! [`DeviceMemory`] is no kernel: what CubeCL's allocator holds, for the train stage's report.
 //!
@@ -47,6 +49,7 @@ mod grid;
 mod in_place;
 mod layer_norm;
 mod memory;
+mod most_likely;
 mod philox;
 mod reduce;
 
@@ -61,3 +64,4 @@ pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM}
 pub use gelu::BiasGeluBackward;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;
+pub use most_likely::{MostLikely, MAX_MOST_LIKELY, MAX_MOST_LIKELY_VOCAB};

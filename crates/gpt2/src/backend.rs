@@ -441,6 +441,16 @@ pub trait Gpt2Backend: Backend {
         let _ = device;
         None
     }
+
+    /// The `k` most likely tokens of each row of `logits` `[rows, vocab]`, for top-k sampling
+    /// on the host: `[rows, 2k]`, each row's `k` greatest logits, greatest first (of equal
+    /// logits the lower id first), then their ids as floats. `None` where the host had better
+    /// read whole rows: on the CPU, whose logits are in host memory already, and beyond the
+    /// device kernel's limits.
+    fn most_likely(logits: Tensor<Self, 2>, k: usize) -> Option<Tensor<Self, 2>> {
+        let _ = (logits, k);
+        None
+    }
 }
 
 /// Bytes of device memory as the backend's allocator counts them: PyTorch's
@@ -525,8 +535,8 @@ pub(crate) fn attention_scores<B: Backend>(
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
 /// branch's), training's attention (flash attention), the MLP's GELU and bias backward, the
 /// loss's cross-entropy, dropout's masks, the gradients' sums into flat buffers, decoding
-/// attention with its cache write, and a few rows' linear layers with what surrounds them in a
-/// block (decoding: one row a sample).
+/// attention with its cache write, a few rows' linear layers with what surrounds them in a
+/// block (decoding: one row a sample), and the most likely tokens top-k sampling draws among.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
 macro_rules! cube_backend {
     ($backend:ty) => {
@@ -714,6 +724,14 @@ macro_rules! cube_backend {
                     position,
                 );
                 (float(y), float(keys), float(values))
+            }
+
+            fn most_likely(logits: Tensor<Self, 2>, k: usize) -> Option<Tensor<Self, 2>> {
+                let vocab = logits.dims()[1];
+                let applies = (1..=cube_kernels::MAX_MOST_LIKELY.min(vocab)).contains(&k)
+                    && vocab < cube_kernels::MAX_MOST_LIKELY_VOCAB
+                    && logits.dtype() == burn::tensor::DType::F32;
+                applies.then(|| float(<Self as cube_kernels::MostLikely>::most_likely(primitive(logits), k)))
             }
 
             fn dropout_keeps(

@@ -37,6 +37,22 @@ impl Decoding {
         self.greedy && self.repetition_penalty == 1.0
     }
 
+    /// How many of each row's most likely tokens step `step` samples among, where they are all
+    /// the host needs of a row of `vocab` logits (top-k sampling without repetition penalty,
+    /// which reads the whole row): the device can find them and send back those alone.
+    pub fn samples_among(&self, step: usize, vocab: usize) -> Option<usize> {
+        let top_k = self.top_k_at(step);
+        (!self.greedy && self.repetition_penalty == 1.0 && top_k > 0 && top_k < vocab).then_some(top_k)
+    }
+
+    /// The top-k in force at step `step` (0: all tokens).
+    fn top_k_at(&self, step: usize) -> usize {
+        match self.first_top_k {
+            Some((k, n)) if step < n => k,
+            _ => self.top_k,
+        }
+    }
+
     /// The next token for one sequence, from its last-position `logits`; `history` holds the
     /// prompt and the tokens generated so far, `step` how many were generated.
     pub fn choose(&self, logits: &mut [f32], history: &[u32], step: usize, rng: &mut ChaCha8Rng) -> u32 {
@@ -54,18 +70,24 @@ impl Decoding {
         if self.greedy {
             return argmax(logits);
         }
-        let top_k = match self.first_top_k {
-            Some((k, n)) if step < n => k,
-            _ => self.top_k,
-        };
-        let temperature = self.temperature.max(1e-6);
-        let scaled = logits.iter().enumerate().map(|(i, &l)| Candidate { logit: l / temperature, id: i as u32 });
+        let top_k = self.top_k_at(step);
+        let tokens = logits.iter().enumerate().map(|(i, &logit)| Candidate { logit, id: i as u32 });
         let mut candidates: Vec<Candidate> =
-            if top_k > 0 && top_k < logits.len() { most_likely(scaled, top_k) } else { scaled.collect() };
-        // Most likely first.
+            if top_k > 0 && top_k < logits.len() { most_likely(tokens, top_k) } else { tokens.collect() };
         candidates.sort_unstable_by(|a, b| b.cmp(a));
-        let max = candidates[0].logit;
-        let mut weights: Vec<f64> = candidates.iter().map(|c| ((c.logit - max) as f64).exp()).collect();
+        self.draw(&candidates, rng)
+    }
+
+    /// The token drawn from `candidates`, the most likely first (as [`Candidate`]s order), after
+    /// temperature and top-p: the rest of [`choose`] once the top-k are known, which the device
+    /// may have found ([`samples_among`]).
+    ///
+    /// [`choose`]: Decoding::choose
+    /// [`samples_among`]: Decoding::samples_among
+    pub fn draw(&self, candidates: &[Candidate], rng: &mut ChaCha8Rng) -> u32 {
+        let temperature = self.temperature.max(1e-6);
+        let max = candidates[0].logit / temperature;
+        let mut weights: Vec<f64> = candidates.iter().map(|c| ((c.logit / temperature - max) as f64).exp()).collect();
         let total: f64 = weights.iter().sum();
         if self.top_p < 1.0 {
             let mut cumulative = 0.0;
@@ -90,13 +112,13 @@ impl Decoding {
     }
 }
 
-/// A token and its logit after temperature. The more likely compares greater; among equal
-/// logits, the lower id: a total order, so the `k` most likely and their order are those of
-/// sorting the whole vocabulary.
+/// A token and its logit. The more likely compares greater; among equal logits, the lower id:
+/// a total order, so the `k` most likely and their order are those of sorting the whole
+/// vocabulary. (Temperature, applied after, keeps the order.)
 #[derive(Debug, Clone, Copy)]
-struct Candidate {
-    logit: f32,
-    id: u32,
+pub struct Candidate {
+    pub logit: f32,
+    pub id: u32,
 }
 
 impl Ord for Candidate {

@@ -1,6 +1,9 @@
 //! Generating several samples of one prompt together, with the KV cache.
 
-use crate::{decoding::Decoding, pace::Pace};
+use crate::{
+    decoding::{Candidate, Decoding},
+    pace::Pace,
+};
 use burn::prelude::*;
 use gpt2::{Gpt2, Gpt2Backend};
 use rand_chacha::ChaCha8Rng;
@@ -76,11 +79,18 @@ impl<B: Gpt2Backend> Generator<'_, B> {
         for step in 0..limits.max_new_tokens {
             let logits = model.next_token_logits(input, &mut cache);
             let vocab = logits.dims()[1];
+            let floats = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().expect("floats");
+            // The device sends back only what the host needs: the tokens themselves where the
+            // device can take them, the few tokens top-k sampling draws among, or else every
+            // row's logits.
             let read_back = if decoding.needs_only_argmax() {
-                // Only the ids come back from the device, not every row's logits.
                 ReadBack::Tokens(logits.argmax(1).into_data().convert::<i64>().to_vec::<i64>().expect("token ids"))
+            } else if let Some(best) =
+                decoding.samples_among(step, vocab).and_then(|k| B::most_likely(logits.clone(), k))
+            {
+                ReadBack::MostLikely(floats(best))
             } else {
-                ReadBack::Logits(logits.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits"))
+                ReadBack::Logits(floats(logits))
             };
             if step == 0 {
                 first_tokens = start.elapsed();
@@ -91,6 +101,13 @@ impl<B: Gpt2Backend> Generator<'_, B> {
             for (position, &row) in active.iter().enumerate() {
                 let token = match &read_back {
                     ReadBack::Tokens(ids) => ids[position] as u32,
+                    ReadBack::MostLikely(best) => {
+                        let width = best.len() / active.len();
+                        let (logits, ids) = best[position * width..(position + 1) * width].split_at(width / 2);
+                        let candidates: Vec<Candidate> =
+                            logits.iter().zip(ids).map(|(&logit, &id)| Candidate { logit, id: id as u32 }).collect();
+                        decoding.draw(&candidates, &mut rngs[row])
+                    }
                     ReadBack::Logits(last) => {
                         let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
                         let logits = &mut last[position * vocab..(position + 1) * vocab].to_vec();
@@ -146,10 +163,12 @@ impl<B: Gpt2Backend> Generator<'_, B> {
     }
 }
 
-/// What a decoding step reads back from the device: each row's next token, or its logits for
-/// the host to choose from.
+/// What a decoding step reads back from the device: each row's next token, its most likely
+/// tokens (`Gpt2Backend::most_likely`'s logits then ids) for the host to draw among, or all its
+/// logits for the host to choose from.
 enum ReadBack {
     Tokens(Vec<i64>),
+    MostLikely(Vec<f32>),
     Logits(Vec<f32>),
 }
 
