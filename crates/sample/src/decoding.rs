@@ -41,16 +41,19 @@ impl Decoding {
     /// the host needs of a row of `vocab` logits (top-k sampling without repetition penalty,
     /// which reads the whole row): the device can find them and send back those alone.
     pub fn samples_among(&self, step: usize, vocab: usize) -> Option<usize> {
-        let top_k = self.top_k_at(step);
-        (!self.greedy && self.repetition_penalty == 1.0 && top_k > 0 && top_k < vocab).then_some(top_k)
+        if self.greedy || self.repetition_penalty != 1.0 {
+            return None;
+        }
+        self.top_k_among(step, vocab)
     }
 
-    /// The top-k in force at step `step` (0: all tokens).
-    fn top_k_at(&self, step: usize) -> usize {
-        match self.first_top_k {
+    /// The top-k in force at step `step`, where it keeps fewer than all `vocab` tokens.
+    fn top_k_among(&self, step: usize, vocab: usize) -> Option<usize> {
+        let top_k = match self.first_top_k {
             Some((k, n)) if step < n => k,
             _ => self.top_k,
-        }
+        };
+        (top_k > 0 && top_k < vocab).then_some(top_k)
     }
 
     /// The next token for one sequence, from its last-position `logits`; `history` holds the
@@ -70,10 +73,11 @@ impl Decoding {
         if self.greedy {
             return argmax(logits);
         }
-        let top_k = self.top_k_at(step);
         let tokens = logits.iter().enumerate().map(|(i, &logit)| Candidate { logit, id: i as u32 });
-        let mut candidates: Vec<Candidate> =
-            if top_k > 0 && top_k < logits.len() { most_likely(tokens, top_k) } else { tokens.collect() };
+        let mut candidates: Vec<Candidate> = match self.top_k_among(step, logits.len()) {
+            Some(top_k) => most_likely(tokens, top_k),
+            None => tokens.collect(),
+        };
         candidates.sort_unstable_by(|a, b| b.cmp(a));
         self.draw(&candidates, rng)
     }
@@ -119,6 +123,15 @@ impl Decoding {
 pub struct Candidate {
     pub logit: f32,
     pub id: u32,
+}
+
+impl Candidate {
+    /// The candidates of one row of `Gpt2Backend::most_likely`'s output (the device's top k):
+    /// its `k` logits, then their ids as floats, the most likely first.
+    pub fn from_most_likely(row: &[f32]) -> Vec<Candidate> {
+        let (logits, ids) = row.split_at(row.len() / 2);
+        logits.iter().zip(ids).map(|(&logit, &id)| Candidate { logit, id: id as u32 }).collect()
+    }
 }
 
 impl Ord for Candidate {

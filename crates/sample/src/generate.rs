@@ -103,9 +103,7 @@ impl<B: Gpt2Backend> Generator<'_, B> {
                     ReadBack::Tokens(ids) => ids[position] as u32,
                     ReadBack::MostLikely(best) => {
                         let width = best.len() / active.len();
-                        let (logits, ids) = best[position * width..(position + 1) * width].split_at(width / 2);
-                        let candidates: Vec<Candidate> =
-                            logits.iter().zip(ids).map(|(&logit, &id)| Candidate { logit, id: id as u32 }).collect();
+                        let candidates = Candidate::from_most_likely(&best[position * width..(position + 1) * width]);
                         decoding.draw(&candidates, &mut rngs[row])
                     }
                     ReadBack::Logits(last) => {

@@ -128,8 +128,7 @@ fn drawing_among_the_devices_most_likely_is_drawing_from_the_row() {
             let best = B::most_likely(tensor.clone(), k).expect("the device's kernel takes f32 logits");
             let best = best.into_data().to_vec::<f32>().unwrap();
             for (row, best) in best.chunks(2 * k).enumerate() {
-                let candidates: Vec<Candidate> =
-                    best[..k].iter().zip(&best[k..]).map(|(&logit, &id)| Candidate { logit, id: id as u32 }).collect();
+                let candidates = Candidate::from_most_likely(best);
                 let (mut whole_row, mut among) =
                     (ChaCha8Rng::seed_from_u64(row as u64), ChaCha8Rng::seed_from_u64(row as u64));
                 for _ in 0..200 {
