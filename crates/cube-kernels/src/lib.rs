@@ -52,6 +52,7 @@ mod memory;
 mod most_likely;
 mod philox;
 mod reduce;
+mod repetition_penalty;
 
 pub use adamw::AdamWUpdate;
 pub use add_to_stretches::AddToStretches;
@@ -65,3 +66,4 @@ pub use gelu::BiasGeluBackward;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;
 pub use most_likely::{MostLikely, MAX_MOST_LIKELY, MAX_MOST_LIKELY_VOCAB};
+pub use repetition_penalty::RepetitionPenalty;

@@ -451,6 +451,19 @@ pub trait Gpt2Backend: Backend {
         let _ = (logits, k);
         None
     }
+
+    /// `logits` `[rows, vocab]` with the repetition penalty applied to the tokens each row has
+    /// seen, which `seen` gives `[rows, n]`: each token once, shorter rows padded with `vocab`.
+    /// `Err` with `logits` as they were, `seen` not called, where the host had better apply it
+    /// to whole rows (the CPU, whose logits are in host memory already).
+    fn penalise_seen(
+        logits: Tensor<Self, 2>,
+        seen: impl FnOnce() -> Tensor<Self, 2, Int>,
+        penalty: f32,
+    ) -> Result<Tensor<Self, 2>, Tensor<Self, 2>> {
+        let _ = (seen, penalty);
+        Err(logits)
+    }
 }
 
 /// Bytes of device memory as the backend's allocator counts them: PyTorch's
@@ -732,6 +745,19 @@ macro_rules! cube_backend {
                     && vocab < cube_kernels::MAX_MOST_LIKELY_VOCAB
                     && logits.dtype() == burn::tensor::DType::F32;
                 applies.then(|| float(<Self as cube_kernels::MostLikely>::most_likely(primitive(logits), k)))
+            }
+
+            fn penalise_seen(
+                logits: Tensor<Self, 2>,
+                seen: impl FnOnce() -> Tensor<Self, 2, Int>,
+                penalty: f32,
+            ) -> Result<Tensor<Self, 2>, Tensor<Self, 2>> {
+                let penalised = <Self as cube_kernels::RepetitionPenalty>::penalise_seen(
+                    primitive(logits),
+                    seen().into_primitive(),
+                    penalty,
+                );
+                Ok(float(penalised))
             }
 
             fn dropout_keeps(

@@ -37,6 +37,12 @@ impl Decoding {
         self.greedy && self.repetition_penalty == 1.0
     }
 
+    /// These settings for logits the repetition penalty has been applied to already (by the
+    /// device): the rest of the choice is the same.
+    pub fn with_penalty_applied(&self) -> Self {
+        Self { repetition_penalty: 1.0, ..self.clone() }
+    }
+
     /// How many of each row's most likely tokens step `step` samples among, where they are all
     /// the host needs of a row of `vocab` logits (top-k sampling without repetition penalty,
     /// which reads the whole row): the device can find them and send back those alone.

@@ -8,7 +8,10 @@ use burn::prelude::*;
 use gpt2::{Gpt2, Gpt2Backend};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::time::{Duration, Instant};
+use std::{
+    borrow::Cow,
+    time::{Duration, Instant},
+};
 
 /// Why a sample ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,6 +82,17 @@ impl<B: Gpt2Backend> Generator<'_, B> {
         for step in 0..limits.max_new_tokens {
             let logits = model.next_token_logits(input, &mut cache);
             let vocab = logits.dims()[1];
+            // The repetition penalty on the device where it can be, so that the step reads
+            // back what it would without one; on the host otherwise, with the rest.
+            let (logits, decoding) = if decoding.repetition_penalty == 1.0 {
+                (logits, Cow::Borrowed(decoding))
+            } else {
+                let seen = || seen_tokens(prompt, active.iter().map(|&row| &generated[row][..]), vocab, device);
+                match B::penalise_seen(logits, seen, decoding.repetition_penalty) {
+                    Ok(penalised) => (penalised, Cow::Owned(decoding.with_penalty_applied())),
+                    Err(logits) => (logits, Cow::Borrowed(decoding)),
+                }
+            };
             let floats = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().expect("floats");
             // The device sends back only what the host needs: the tokens themselves where the
             // device can take them, the few tokens top-k sampling draws among, or else every
@@ -159,6 +173,30 @@ impl<B: Gpt2Backend> Generator<'_, B> {
             })
             .collect()
     }
+}
+
+/// The tokens each row has seen, its prompt's and its own, each once: `[rows, n]`, shorter
+/// rows padded with `vocab` (no token), for [`Gpt2Backend::penalise_seen`].
+fn seen_tokens<'a, B: Gpt2Backend>(
+    prompt: &[u32],
+    generated: impl Iterator<Item = &'a [u32]>,
+    vocab: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    let rows: Vec<Vec<u32>> = generated
+        .map(|own| {
+            let mut seen: Vec<u32> = prompt.iter().chain(own).copied().collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen
+        })
+        .collect();
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|seen| seen.iter().map(|&token| i64::from(token)).chain(std::iter::repeat(vocab as i64)).take(width))
+        .collect();
+    Tensor::from_data(TensorData::new(ids, [rows.len(), width]), device)
 }
 
 /// What a decoding step reads back from the device: each row's next token, its most likely

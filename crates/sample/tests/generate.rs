@@ -99,6 +99,26 @@ fn top_k_samples_on_wgpu_are_the_cpus() {
     }
 }
 
+/// The repetition penalty applied on the device: the same samples as on the CPU, which applies
+/// it to whole rows on the host. Greedy (the device's argmax after it), the pipeline's top-k
+/// schedule (the device's most likely tokens after it) and top-p alone (whole rows read back).
+#[cfg(feature = "wgpu")]
+#[test]
+fn repetition_penalised_samples_on_wgpu_are_the_cpus() {
+    let schedules = [
+        Decoding { greedy: true, repetition_penalty: 3.0, ..Default::default() },
+        Decoding { top_k: 3, first_top_k: Some((20, 5)), repetition_penalty: 3.0, ..Default::default() },
+        Decoding { top_p: 0.9, repetition_penalty: 3.0, ..Default::default() },
+    ];
+    let prompt = [5, 17, 300, 17];
+    for decoding in &schedules {
+        let cpu = run::<Cpu>(&prompt, 6, decoding, 4, 30);
+        let unpenalised = Decoding { repetition_penalty: 1.0, ..decoding.clone() };
+        assert_ne!(run::<Cpu>(&prompt, 6, &unpenalised, 4, 30), cpu, "the penalty matters here: {decoding:?}");
+        assert_eq!(run::<gpt2::WgpuEager>(&prompt, 6, decoding, 4, 30), cpu, "{decoding:?}");
+    }
+}
+
 /// The draw among the device's most likely tokens is the draw from the whole row, token for
 /// token, on the same logits: random ones, and ones rounded so that many tie.
 #[cfg(feature = "wgpu")]
