@@ -872,6 +872,10 @@ cube_backend!(GpuEager);
 cube_backend!(Wgpu);
 #[cfg(feature = "wgpu")]
 cube_backend!(WgpuEager);
+#[cfg(feature = "cuda-compile")]
+cube_backend!(cuda_compile::CudaCompile);
+#[cfg(feature = "cuda-compile")]
+cube_backend!(cuda_compile::CudaCompileEager);
 
 /// burn's CPU backend: f32 products run on the arrays in place; other element types (which
 /// the model never makes) take burn's path.

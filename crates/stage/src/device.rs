@@ -30,6 +30,10 @@ pub enum DeviceChoice {
     /// burn's wgpu backend: development builds only (the `wgpu` feature).
     #[cfg(feature = "wgpu")]
     Wgpu,
+    /// burn's CUDA backend on a device that compiles every kernel for an H100 and runs none:
+    /// development builds only (the `cuda-compile` feature).
+    #[cfg(feature = "cuda-compile")]
+    CudaCompile,
 }
 
 /// Where a stage runs, once chosen.
@@ -39,6 +43,8 @@ pub enum Device {
     Cuda(usize),
     #[cfg(feature = "wgpu")]
     Wgpu,
+    #[cfg(feature = "cuda-compile")]
+    CudaCompile,
 }
 
 impl FromStr for DeviceChoice {
@@ -51,6 +57,8 @@ impl FromStr for DeviceChoice {
             "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
             #[cfg(feature = "wgpu")]
             "wgpu" => Ok(DeviceChoice::Wgpu),
+            #[cfg(feature = "cuda-compile")]
+            "cuda-compile" => Ok(DeviceChoice::CudaCompile),
             _ => match text.strip_prefix("cuda:").map(str::parse) {
                 Some(Ok(index)) => Ok(DeviceChoice::Cuda(index)),
                 _ => bail!("unknown device `{text}` (expected auto, cpu, cuda or cuda:N)"),
@@ -67,6 +75,8 @@ impl fmt::Display for DeviceChoice {
             DeviceChoice::Cuda(index) => write!(f, "cuda:{index}"),
             #[cfg(feature = "wgpu")]
             DeviceChoice::Wgpu => write!(f, "wgpu"),
+            #[cfg(feature = "cuda-compile")]
+            DeviceChoice::CudaCompile => write!(f, "cuda-compile"),
         }
     }
 }
@@ -75,12 +85,22 @@ impl Device {
     /// Refuse `precision` where this device has no tensors of its type: bf16 is CUDA's alone
     /// (the CPU backend has none, WebGPU neither).
     pub fn check_precision(self, precision: Precision) -> Result<()> {
-        if precision != Precision::F32 && !matches!(self, Device::Cuda(_)) {
+        if precision != Precision::F32 && !self.is_cuda() {
             bail!(
                 "--precision {precision} needs a CUDA device ({self} has no {precision} tensors); use --precision f32"
             );
         }
         Ok(())
+    }
+
+    /// Whether the device runs CUDA's kernels (or, `cuda-compile`, compiles them).
+    fn is_cuda(self) -> bool {
+        match self {
+            Device::Cuda(_) => true,
+            #[cfg(feature = "cuda-compile")]
+            Device::CudaCompile => true,
+            _ => false,
+        }
     }
 }
 
@@ -91,6 +111,8 @@ impl fmt::Display for Device {
             Device::Cuda(index) => write!(f, "cuda:{index}"),
             #[cfg(feature = "wgpu")]
             Device::Wgpu => write!(f, "wgpu"),
+            #[cfg(feature = "cuda-compile")]
+            Device::CudaCompile => write!(f, "cuda-compile"),
         }
     }
 }
@@ -110,6 +132,8 @@ pub fn resolve(requested: DeviceChoice, stage: &str, need: &MemoryNeed) -> Resul
         DeviceChoice::Cpu => Ok(Device::Cpu),
         #[cfg(feature = "wgpu")]
         DeviceChoice::Wgpu => Ok(Device::Wgpu),
+        #[cfg(feature = "cuda-compile")]
+        DeviceChoice::CudaCompile => Ok(Device::CudaCompile),
         DeviceChoice::Cuda(_) if !cfg!(feature = "cuda") => {
             bail!("--device {requested}: this build of {stage} has no CUDA support; {rebuild}")
         }
@@ -195,6 +219,10 @@ pub fn dispatch_all<W: OnDevices>(devices: &[Device], work: W) -> W::Output {
         Device::Cuda(_) => work.run::<Gpu>(cuda_devices(devices)),
         #[cfg(feature = "wgpu")]
         Device::Wgpu => work.run::<gpt2::Wgpu>(vec![Default::default(); one_kind(devices)]),
+        #[cfg(feature = "cuda-compile")]
+        Device::CudaCompile => {
+            compiled(work.run::<cuda_compile::CudaCompile>(vec![Default::default(); one_kind(devices)]))
+        }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => unreachable!("resolve() never picks CUDA without the feature"),
     }
@@ -211,8 +239,37 @@ pub fn dispatch_eager<W: OnBackend>(device: Device, work: W) -> W::Output {
         }
         #[cfg(feature = "wgpu")]
         Device::Wgpu => work.run::<gpt2::WgpuEager>(Default::default()),
+        #[cfg(feature = "cuda-compile")]
+        Device::CudaCompile => compiled(work.run::<cuda_compile::CudaCompileEager>(Default::default())),
         _ => dispatch(device, work),
     }
+}
+
+/// `output`, once the stage's work on the `cuda-compile` device is done and what it compiled
+/// is said; the process ends there, with status 1, if a kernel did not compile for CUDA.
+#[cfg(feature = "cuda-compile")]
+fn compiled<T>(output: T) -> T {
+    let report = cuda_compile::report();
+    let mut kernels = std::collections::BTreeMap::<&str, usize>::new();
+    for kernel in &report.compiled {
+        *kernels.entry(kernel).or_default() += 1;
+    }
+    eprintln!(
+        "cuda-compile: {} kernels compiled for CUDA (sm_90a, NVRTC) in {:.1} s, {} failed",
+        report.compiled.len(),
+        report.seconds,
+        report.failures.len()
+    );
+    for (kernel, variants) in kernels {
+        eprintln!("  compiled: {kernel} ({variants})");
+    }
+    for failure in &report.failures {
+        eprintln!("  failed: {}", failure.kernel);
+    }
+    if !report.failures.is_empty() {
+        std::process::exit(1);
+    }
+    output
 }
 
 /// How many `devices` there are, checking that they are of one kind.
