@@ -1,10 +1,11 @@
 //! What the CUDA backend needs at run time, checked before any device call, so that a missing
 //! piece is named with where it was looked for and how to get it, not met as a panic from deep
 //! inside the GPU runtime. burn 0.21's CUDA backend loads the driver's `libcuda` and NVRTC's
-//! `libnvrtc` through the dynamic loader, and compiles its kernels against CUDA's headers.
+//! `libnvrtc` through the dynamic loader, and compiles its kernels against CUDA's headers; with
+//! several devices it also loads NCCL, which moves tensors between them.
 
 use std::{
-    fs,
+    fmt, fs,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -14,6 +15,15 @@ pub const DRIVER_NODE: &str = "/dev/nvidiactl";
 
 /// Headers every kernel includes (`cuda_runtime.h`) or the model's f16/bf16 kernels include.
 const HEADERS: [&str; 3] = ["cuda_runtime.h", "cuda_fp16.h", "cuda_bf16.h"];
+
+/// The names under which burn's CUDA backend loads NCCL (cudarc 0.19's
+/// `get_lib_name_candidates("nccl")` on Linux, CUDA 13): never NCCL's own soname, libnccl.so.2,
+/// which is all its run-time packages (libnccl2, PyTorch's nvidia-nccl wheels) install.
+const NCCL_NAMES: [&str; 7] =
+    ["libnccl.so", "libnccl.so.13", "libnccl.so.12", "libnccl.so.11", "libnccl.so.10", "libnccl.so.9", "libnccl.so.1"];
+
+/// NCCL's soname.
+const NCCL_SONAME: &str = "libnccl.so.2";
 
 /// Where the dynamic loader finds libraries besides `LD_LIBRARY_PATH` and its cache.
 const SYSTEM_LIBRARY_DIRS: [&str; 5] =
@@ -57,6 +67,12 @@ impl Machine {
     fn has_library(&self, prefix: &str) -> bool {
         self.cached_libraries.iter().any(|name| name.starts_with(prefix))
             || self.library_dirs.iter().any(|dir| holds_library(dir, prefix))
+    }
+
+    /// Whether the loader finds a library by exactly this file name.
+    fn has_library_named(&self, name: &str) -> bool {
+        self.cached_libraries.iter().any(|cached| cached == name)
+            || self.library_dirs.iter().any(|dir| dir.join(name).exists())
     }
 
     fn searched(&self) -> String {
@@ -130,10 +146,49 @@ pub fn missing_on_this_machine() -> Vec<Missing> {
     missing(&Machine::this_one())
 }
 
+/// What several CUDA devices need of `machine` besides what one needs: NCCL, which burn's CUDA
+/// backend loads the first time it moves a tensor between devices, and without which it panics
+/// on the device's thread rather than returning an error.
+pub fn missing_for_several(machine: &Machine) -> Option<Missing> {
+    if NCCL_NAMES.iter().any(|name| machine.has_library_named(name)) {
+        return None;
+    }
+    let link = "burn's CUDA backend loads it as libnccl.so, which NCCL's development package (libnccl-dev) \
+                links to it";
+    let fix = match machine.library_dirs.iter().find(|dir| dir.join(NCCL_SONAME).exists()) {
+        Some(dir) => format!(
+            "{} holds {NCCL_SONAME}, but {link}: `ln -s {NCCL_SONAME} {}`, or install libnccl-dev",
+            dir.display(),
+            dir.join("libnccl.so").display()
+        ),
+        None if machine.has_library_named(NCCL_SONAME) => {
+            format!("the loader's cache has {NCCL_SONAME}, but {link}: install libnccl-dev")
+        }
+        None => format!(
+            "install NCCL: NVIDIA's libnccl2 and libnccl-dev packages, or `pip install nvidia-nccl-cu12` and, in a \
+             directory on LD_LIBRARY_PATH, a link libnccl.so to the wheel's {NCCL_SONAME} ({link})"
+        ),
+    };
+    Some(Missing {
+        piece: "NCCL's libnccl.so, which moves the gradients between CUDA devices,",
+        looked: machine.searched(),
+        fix,
+    })
+}
+
+pub fn missing_for_several_on_this_machine() -> Option<Missing> {
+    missing_for_several(&Machine::this_one())
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} was not found (looked in {}): {}", self.piece, self.looked, self.fix)
+    }
+}
+
 /// One message for the user: each missing piece, where it was looked for, what to do.
 pub fn describe(missing: &[Missing]) -> String {
-    let pieces: Vec<String> =
-        missing.iter().map(|m| format!("{} was not found (looked in {}): {}", m.piece, m.looked, m.fix)).collect();
+    let pieces: Vec<String> = missing.iter().map(ToString::to_string).collect();
     format!("CUDA cannot run here: {}", pieces.join("; "))
 }
 
@@ -222,5 +277,28 @@ mod tests {
 
         let machine = Machine { library_dirs: vec![lib], ..machine };
         assert!(missing(&machine).is_empty());
+    }
+
+    #[test]
+    fn several_devices_need_nccl_under_the_name_burn_loads_it_by() {
+        let lib = tempfile::tempdir().unwrap();
+        let machine = Machine { library_dirs: vec![lib.path().to_path_buf()], ..with_driver() };
+        let absent = missing_for_several(&machine).expect("no NCCL at all").to_string();
+        assert!(absent.starts_with("NCCL's libnccl.so, which moves the gradients"), "{absent}");
+        assert!(absent.contains("install NCCL") && absent.contains("pip install nvidia-nccl-cu12"), "{absent}");
+
+        // NCCL's run-time package alone: the loader would not find it under the names burn tries.
+        fs::write(lib.path().join(NCCL_SONAME), "").unwrap();
+        let soname_only = missing_for_several(&machine).expect("libnccl.so.2 alone is not loaded").to_string();
+        let link = lib.path().join("libnccl.so");
+        assert!(soname_only.contains(&format!("`ln -s libnccl.so.2 {}`", link.display())), "{soname_only}");
+        let cached = Machine { cached_libraries: vec![NCCL_SONAME.into()], ..with_driver() };
+        let in_cache = missing_for_several(&cached).expect("libnccl.so.2 alone is not loaded").to_string();
+        assert!(in_cache.contains("the loader's cache has libnccl.so.2") && in_cache.contains("libnccl-dev"));
+
+        fs::write(&link, "").unwrap();
+        assert_eq!(missing_for_several(&machine), None);
+        let cached = Machine { cached_libraries: vec!["libnccl.so".into()], ..with_driver() };
+        assert_eq!(missing_for_several(&cached), None);
     }
 }

@@ -174,7 +174,8 @@ fn fitting(requested: DeviceChoice, index: usize, need: &MemoryNeed) -> Result<D
 }
 
 /// The devices of `--devices`, each checked as [`resolve`] checks one: several CPU workers
-/// (they share the machine's cores), or distinct CUDA devices; never a mix, never `auto`.
+/// (they share the machine's cores), or distinct CUDA devices and NCCL; never a mix, never
+/// `auto`.
 pub fn resolve_all(requested: &[DeviceChoice], stage: &str, need: &MemoryNeed) -> Result<Vec<Device>> {
     let listed = requested.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let mut devices: Vec<Device> = Vec::with_capacity(requested.len());
@@ -190,6 +191,11 @@ pub fn resolve_all(requested: &[DeviceChoice], stage: &str, need: &MemoryNeed) -
             bail!("--devices {listed}: {device} is listed twice (each GPU takes one worker)");
         }
         devices.push(device);
+    }
+    if devices.len() > 1 && matches!(devices[0], Device::Cuda(_)) {
+        if let Some(nccl) = cuda_preflight::missing_for_several_on_this_machine() {
+            bail!("--devices {listed}: {nccl}");
+        }
     }
     Ok(devices)
 }

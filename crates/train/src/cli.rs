@@ -102,7 +102,8 @@ pub struct TrainArgs {
     /// Train on several devices at once, one worker each: cuda:0,cuda:1 (or cpu,cpu: workers that
     /// share the CPU). Each takes every N-th micro-batch of a step (--grad-accum must be at least
     /// N) and the gradients are summed across them, so a step computes what it does on one
-    /// device, dropout's masks included. A run resumes on any number of devices.
+    /// device, dropout's masks included. A run resumes on any number of devices. Several CUDA
+    /// devices need NCCL (libnccl.so).
     #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1.., conflicts_with = "device")]
     #[serde(skip)]
     pub devices: Vec<DeviceChoice>,
