@@ -1,0 +1,341 @@
+//! CUDA's and wgpu's [`Gpt2Backend`]: the operations `cube_kernels` does in one kernel each.
+
+use super::{
+    float, linear_residual_by_parts, normed_linear_by_parts, primitive, AllocatorMemory, Gpt2Backend, ResidualBranch,
+};
+use crate::{dropout::Dropout, kv_cache::decode_attention_by_parts, training_attention, PreNorm, Precision};
+use burn::{
+    nn::{LayerNorm, Linear},
+    prelude::*,
+    tensor::ops::FloatTensor,
+};
+use kernels::{AdamWStep, MaskStream};
+
+/// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
+/// (forward with the residual branch before it, its input's gradient, γ's, β's and the
+/// branch's), training's attention (flash attention), the MLP's GELU and bias backward, the
+/// loss's cross-entropy, dropout's masks, the gradients' sums into flat buffers, decoding
+/// attention with its cache write, a few rows' linear layers with what surrounds them in a
+/// block (decoding: one row a sample), and the most likely tokens top-k sampling draws among.
+macro_rules! cube_backend {
+    ($backend:ty) => {
+        impl Gpt2Backend for $backend {
+            fn allocator_memory(device: &Self::Device) -> Option<AllocatorMemory> {
+                let usage = <Self as cube_kernels::DeviceMemory>::memory_usage(device)?;
+                Some(AllocatorMemory { in_use: usage.bytes_in_use, reserved: usage.bytes_reserved })
+            }
+
+            fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+                match &norm.beta {
+                    Some(beta) => Self::layer_norm_keeping(x, norm.gamma.val(), beta.val(), epsilon).0,
+                    None => norm.forward(x),
+                }
+            }
+
+            fn layer_norm_keeping(
+                x: Tensor<Self, 2>,
+                gamma: Tensor<Self, 1>,
+                beta: Tensor<Self, 1>,
+                epsilon: f64,
+            ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
+                let normed = <Self as cube_kernels::LayerNormRows>::layer_norm_rows(
+                    primitive(x),
+                    primitive(gamma),
+                    primitive(beta),
+                    epsilon,
+                    None,
+                );
+                (float(normed.output), float(normed.normalized), float(normed.inverse_deviation))
+            }
+
+            fn residual_layer_norm_keeping(
+                residual: Tensor<Self, 2>,
+                branch: ResidualBranch<Self>,
+                gamma: Tensor<Self, 1>,
+                beta: Tensor<Self, 1>,
+                epsilon: f64,
+            ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
+                let branch = cube_kernels::Branch {
+                    product: primitive(branch.product),
+                    bias: primitive(branch.bias),
+                    dropout: branch.dropout.map(dropout_draw),
+                };
+                let normed = <Self as cube_kernels::LayerNormRows>::layer_norm_rows(
+                    primitive(residual),
+                    primitive(gamma),
+                    primitive(beta),
+                    epsilon,
+                    Some(branch),
+                );
+                let stream = normed.stream.expect("a branch's sum");
+                (float(stream), float(normed.output), float(normed.normalized), float(normed.inverse_deviation))
+            }
+
+            fn layer_norm_backward(
+                d_y: Tensor<Self, 2>,
+                normalized: Tensor<Self, 2>,
+                inverse_deviation: Tensor<Self, 2>,
+                gamma: Tensor<Self, 1>,
+                d_stream: Option<Tensor<Self, 2>>,
+            ) -> Tensor<Self, 2> {
+                float(<Self as cube_kernels::LayerNormRows>::layer_norm_rows_backward(
+                    primitive(d_y),
+                    primitive(normalized),
+                    primitive(inverse_deviation),
+                    primitive(gamma),
+                    d_stream.map(primitive),
+                ))
+            }
+
+            fn layer_norm_parameter_gradients(
+                d_y: Tensor<Self, 2>,
+                normalized: Tensor<Self, 2>,
+                branch: Option<(Tensor<Self, 2>, Option<Dropout>)>,
+            ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Option<(Tensor<Self, 2>, Tensor<Self, 1>)>) {
+                let gradients = <Self as cube_kernels::LayerNormRows>::layer_norm_rows_parameter_gradients(
+                    primitive(d_y),
+                    primitive(normalized),
+                    branch.map(|(d_x, dropout)| (primitive(d_x), dropout.map(dropout_draw))),
+                );
+                let branch = gradients.branch.map(|(d_product, d_bias)| (float(d_product), float(d_bias)));
+                (float(gradients.gamma), float(gradients.beta), branch)
+            }
+
+            fn cross_entropy_rows(
+                logits: Tensor<Self, 2>,
+                targets: Tensor<Self, 1, Int>,
+            ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
+                let (losses, log_normalisers) = <Self as cube_kernels::CrossEntropyRows>::cross_entropy_rows(
+                    primitive(logits),
+                    targets.into_primitive(),
+                );
+                (float(losses), float(log_normalisers))
+            }
+
+            fn cross_entropy_rows_backward(
+                logits: Tensor<Self, 2>,
+                log_normalisers: Tensor<Self, 1>,
+                targets: Tensor<Self, 1, Int>,
+                d_losses: Tensor<Self, 1>,
+            ) -> Tensor<Self, 2> {
+                float(<Self as cube_kernels::CrossEntropyRows>::cross_entropy_rows_backward(
+                    primitive(logits),
+                    primitive(log_normalisers),
+                    targets.into_primitive(),
+                    primitive(d_losses),
+                ))
+            }
+
+            fn bias_gelu_backward(
+                product: Tensor<Self, 2>,
+                bias: Tensor<Self, 1>,
+                d_hidden: Tensor<Self, 2>,
+            ) -> (Tensor<Self, 2>, Tensor<Self, 1>) {
+                let (d_product, d_bias) = <Self as cube_kernels::BiasGeluBackward>::bias_gelu_backward(
+                    primitive(product),
+                    primitive(bias),
+                    primitive(d_hidden),
+                );
+                (float(d_product), float(d_bias))
+            }
+
+            fn attention_keeping(
+                qkv: Tensor<Self, 2>,
+                heads: usize,
+                mask: Tensor<Self, 3, Bool>,
+                dropout: Option<Dropout>,
+                precision: Precision,
+            ) -> (Tensor<Self, 2>, Tensor<Self, 3>) {
+                if !flash_attention_applies(&qkv, &mask, heads) {
+                    return training_attention::attention_keeping(qkv, heads, mask, dropout, precision);
+                }
+                let (y, logsumexp) = <Self as cube_kernels::FlashAttention>::flash_attention(
+                    primitive(qkv),
+                    heads,
+                    mask.into_primitive(),
+                    dropout.map(dropout_draw),
+                );
+                (float(y), float(logsumexp))
+            }
+
+            fn attention_backward(
+                qkv: Tensor<Self, 2>,
+                output: Tensor<Self, 2>,
+                logsumexp: Tensor<Self, 3>,
+                d_output: Tensor<Self, 2>,
+                heads: usize,
+                mask: Tensor<Self, 3, Bool>,
+                dropout: Option<Dropout>,
+                precision: Precision,
+            ) -> Tensor<Self, 2> {
+                if !flash_attention_applies(&qkv, &mask, heads) {
+                    return training_attention::attention_backward(
+                        qkv, output, logsumexp, d_output, heads, mask, dropout, precision,
+                    );
+                }
+                float(<Self as cube_kernels::FlashAttention>::flash_attention_backward(
+                    primitive(qkv),
+                    primitive(output),
+                    primitive(logsumexp),
+                    primitive(d_output),
+                    heads,
+                    mask.into_primitive(),
+                    dropout.map(dropout_draw),
+                ))
+            }
+
+            fn decode_attention(
+                qkv: Tensor<Self, 2>,
+                keys: Tensor<Self, 4>,
+                values: Tensor<Self, 4>,
+                position: usize,
+                heads: usize,
+                precision: Precision,
+            ) -> (Tensor<Self, 2>, Tensor<Self, 4>, Tensor<Self, 4>) {
+                if position >= cube_kernels::MAX_DECODE_KEYS {
+                    return decode_attention_by_parts(qkv, keys, values, position, heads, precision);
+                }
+                // The kernel computes in f32.
+                let (y, keys, values) = <Self as cube_kernels::DecodeAttention>::decode_attention(
+                    primitive(qkv),
+                    primitive(keys),
+                    primitive(values),
+                    position,
+                );
+                (float(y), float(keys), float(values))
+            }
+
+            fn most_likely(logits: Tensor<Self, 2>, k: usize) -> Option<Tensor<Self, 2>> {
+                let vocab = logits.dims()[1];
+                let applies = (1..=cube_kernels::MAX_MOST_LIKELY.min(vocab)).contains(&k)
+                    && vocab < cube_kernels::MAX_MOST_LIKELY_VOCAB
+                    && logits.dtype() == burn::tensor::DType::F32;
+                applies.then(|| float(<Self as cube_kernels::MostLikely>::most_likely(primitive(logits), k)))
+            }
+
+            fn penalise_seen(
+                logits: Tensor<Self, 2>,
+                seen: impl FnOnce() -> Tensor<Self, 2, Int>,
+                penalty: f32,
+            ) -> Result<Tensor<Self, 2>, Tensor<Self, 2>> {
+                let penalised = <Self as cube_kernels::RepetitionPenalty>::penalise_seen(
+                    primitive(logits),
+                    seen().into_primitive(),
+                    penalty,
+                );
+                Ok(float(penalised))
+            }
+
+            fn dropout_keeps(
+                stream: MaskStream,
+                p: f64,
+                kept: f32,
+                len: usize,
+                device: &Self::Device,
+            ) -> Tensor<Self, 1> {
+                float(<Self as cube_kernels::DropoutKeeps>::dropout_keeps(stream, p, kept, len, device))
+            }
+
+            fn adamw_update(
+                param: Tensor<Self, 1>,
+                grad: Tensor<Self, 1>,
+                clip: Option<Tensor<Self, 1>>,
+                first: Tensor<Self, 1>,
+                second: Tensor<Self, 1>,
+                step: AdamWStep,
+            ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Tensor<Self, 1>) {
+                let (param, first, second) = <Self as cube_kernels::AdamWUpdate>::adamw_update(
+                    primitive(param),
+                    primitive(grad),
+                    clip.map(primitive),
+                    primitive(first),
+                    primitive(second),
+                    step,
+                );
+                (float(param), float(first), float(second))
+            }
+
+            fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(Tensor<Self, 1>, usize)>) -> Tensor<Self, 1> {
+                let pieces = pieces.into_iter().map(|(piece, start)| (primitive(piece), start)).collect();
+                float(<Self as cube_kernels::AddToStretches>::add_to_stretches(primitive(buffer), pieces))
+            }
+
+            fn normed_linear(
+                norm: PreNorm<'_, Self>,
+                layer: &Linear<Self>,
+                x: Tensor<Self, 2>,
+                gelu: bool,
+                precision: Precision,
+            ) -> Tensor<Self, 2> {
+                let Some(beta) = &norm.layer.beta else {
+                    return normed_linear_by_parts(norm, layer, x, gelu, precision);
+                };
+                let before = cube_kernels::Before::LayerNorm {
+                    gamma: primitive(norm.layer.gamma.val()),
+                    beta: primitive(beta.val()),
+                    epsilon: norm.epsilon,
+                };
+                let after = if gelu { cube_kernels::After::Gelu } else { cube_kernels::After::Nothing };
+                few_rows_linear(layer, x.clone(), before, after, precision)
+                    .unwrap_or_else(|| normed_linear_by_parts(norm, layer, x, gelu, precision))
+            }
+
+            fn linear_residual(
+                layer: &Linear<Self>,
+                x: Tensor<Self, 2>,
+                residual: Tensor<Self, 2>,
+                precision: Precision,
+            ) -> Tensor<Self, 2> {
+                let after = cube_kernels::After::Add(primitive(residual.clone()));
+                few_rows_linear(layer, x.clone(), cube_kernels::Before::Nothing, after, precision)
+                    .unwrap_or_else(|| linear_residual_by_parts(layer, x, residual, precision))
+            }
+        }
+    };
+}
+
+/// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows and mask:
+/// heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64), and booleans stored as the
+/// kernels read them (CUDA's and wgpu's are). It computes in f32 under either precision (see
+/// [`Precision`]): what bf16 would round away is attention's few products, and burn's
+/// operations would cost its `time × time` scores again.
+fn flash_attention_applies<B: Backend>(qkv: &Tensor<B, 2>, mask: &Tensor<B, 3, Bool>, heads: usize) -> bool {
+    qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
+        && cube_kernels::FLASH_MASK_DTYPES.contains(&mask.dtype())
+}
+
+fn dropout_draw(dropout: Dropout) -> cube_kernels::DropoutDraw {
+    cube_kernels::DropoutDraw { stream: dropout.stream, p: dropout.p }
+}
+
+/// `after(before(x) · W + b)` in one launch of `cube_kernels`' few-row kernel, where it
+/// applies: at most `MAX_FEW_ROWS` rows, `W` stored in `precision`'s operand type (f32, or
+/// bf16 for sampling), a bias. `None` elsewhere.
+fn few_rows_linear<B: Gpt2Backend + cube_kernels::FewRowsLinear>(
+    layer: &Linear<B>,
+    x: Tensor<B, 2>,
+    before: cube_kernels::Before<FloatTensor<B>>,
+    after: cube_kernels::After<FloatTensor<B>>,
+    precision: Precision,
+) -> Option<Tensor<B, 2>> {
+    let bias = layer.bias.as_ref()?;
+    let weight = layer.weight.val();
+    if x.dims()[0] > cube_kernels::MAX_FEW_ROWS || weight.dtype() != precision.operands().into() {
+        return None;
+    }
+    let weight = primitive(weight);
+    Some(float(B::few_rows_linear(primitive(x), weight, primitive(bias.val()), before, after)))
+}
+
+#[cfg(feature = "cuda")]
+cube_backend!(super::Gpu);
+#[cfg(feature = "cuda")]
+cube_backend!(super::GpuEager);
+#[cfg(feature = "wgpu")]
+cube_backend!(super::Wgpu);
+#[cfg(feature = "wgpu")]
+cube_backend!(super::WgpuEager);
+#[cfg(feature = "cuda-compile")]
+cube_backend!(cuda_compile::CudaCompile);
+#[cfg(feature = "cuda-compile")]
+cube_backend!(cuda_compile::CudaCompileEager);
