@@ -156,5 +156,6 @@ fn text_splits_on_blank_lines() {
 fn invalid_utf8_is_an_error_not_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let path = file(&dir, "bad.txt", b"ok\n\n\xff\xfe broken\n");
-    assert!(read_all(&path, Format::Text, &fields()).is_err());
+    let error = format!("{:#}", read_all(&path, Format::Text, &fields()).unwrap_err());
+    assert!(error.contains("bad.txt: reading as text: line 3: stream did not contain valid UTF-8"), "{error}");
 }

@@ -1,5 +1,5 @@
 use super::RawJoke;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::io::BufRead;
 
 /// Documents separated by one or more blank (or whitespace-only) lines.
@@ -14,8 +14,8 @@ pub(super) fn read(mut reader: impl BufRead, sink: &mut dyn FnMut(RawJoke)) -> R
         }
         document.clear();
     };
-    for line in reader.lines() {
-        let line = line?;
+    for (index, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("line {}", index + 1))?;
         if line.trim().is_empty() {
             flush(&mut document, &mut count);
         } else {
