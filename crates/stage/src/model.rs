@@ -4,14 +4,17 @@
 use anyhow::{bail, Result};
 use fetch::Named;
 use gpt2::hf::{self, CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Where a train run keeps its model in Hugging Face's layout (train's `run_dir::FINAL_DIR`).
+pub const RUN_MODEL_DIR: &str = "final";
 
 /// The local directory of a model directory or Hub id, downloading a Hub model's files
 /// (config, weights, and its tokenizer where it has one) into the Hub cache when they are not
 /// there yet.
 pub fn locate(spec: &str) -> Result<PathBuf> {
     let spec = match fetch::local_or_hub(spec) {
-        Named::Local(dir) if dir.is_dir() => return Ok(dir.to_path_buf()),
+        Named::Local(dir) if dir.is_dir() => return local_model(dir, spec),
         Named::Local(_) => bail!("model {spec}: no such directory (give a model directory or a Hugging Face Hub id)"),
         Named::Hub(repo) => repo,
     };
@@ -26,4 +29,45 @@ pub fn locate(spec: &str) -> Result<PathBuf> {
     }
     fetch::hub_file(spec, tokenizer::FILE_NAME).ok();
     Ok(config.parent().expect("a file in a snapshot directory").to_path_buf())
+}
+
+/// `dir` when it holds a model's config; otherwise what it is instead, and where the model is.
+fn local_model(dir: &Path, spec: &str) -> Result<PathBuf> {
+    if dir.join(CONFIG_FILE).is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let run_model = dir.join(RUN_MODEL_DIR);
+    if run_model.join(CONFIG_FILE).is_file() {
+        bail!("model {spec}: a training run; its model is {}", run_model.display());
+    }
+    bail!(
+        "model {spec}: no {CONFIG_FILE} here, so not a model in Hugging Face's layout (a training run's model is \
+         its {RUN_MODEL_DIR}/ directory, written when the run ends; its checkpoints are for train --resume)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn a_run_directory_or_checkpoint_points_to_the_runs_model() {
+        let run = tempfile::tempdir().unwrap();
+        let model = run.path().join(RUN_MODEL_DIR);
+        let checkpoint = run.path().join("checkpoints/step-0000004");
+        fs::create_dir_all(&checkpoint).unwrap();
+        fs::create_dir_all(&model).unwrap();
+        fs::write(model.join(CONFIG_FILE), "{}").unwrap();
+
+        assert_eq!(locate(model.to_str().unwrap()).unwrap(), model);
+        let spec = run.path().to_str().unwrap();
+        let error = locate(spec).unwrap_err().to_string();
+        assert_eq!(error, format!("model {spec}: a training run; its model is {}", model.display()));
+        let error = locate(checkpoint.to_str().unwrap()).unwrap_err().to_string();
+        assert!(
+            error.contains("no config.json here") && error.contains("checkpoints are for train --resume"),
+            "{error}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::{fs, path::Path};
 pub const RUN_FILE: &str = "run.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const PLOT_FILE: &str = "loss.png";
-pub const FINAL_DIR: &str = "final";
+pub const FINAL_DIR: &str = stage::model::RUN_MODEL_DIR;
 
 /// What a run directory may hold: only what train writes there.
 pub const RUN_DIR: OutputDir = OutputDir { stage: "train", marker: RUN_FILE, writes: is_run_file };
