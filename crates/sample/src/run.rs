@@ -230,11 +230,23 @@ impl OnBackend for Sampling<'_> {
         let mut records = Vec::new();
         let mut pace = Pace::default();
         let mut stdout = io::stdout().lock();
+        let mut context_told = false;
         for (prompt_index, prompt) in self.prompts.iter().enumerate() {
             let encoding = tokenizer
                 .encode(prompt.as_str(), false)
                 .map_err(|e| anyhow!("tokenizing the prompt {prompt:?}: {e}"))?;
             let prompt_ids = fit_prompt(encoding.get_ids(), config.n_positions, cli.max_new_tokens, prompt)?;
+            let room = config.n_positions - prompt_ids.len();
+            if room < cli.max_new_tokens && !context_told {
+                context_told = true;
+                eprintln!(
+                    "notice: the model reads at most {} positions, so samples of the prompt {:?} end after {room} new \
+                     tokens (finish \"length\"), not --max-new-tokens {}",
+                    config.n_positions,
+                    prompt.chars().take(40).collect::<String>(),
+                    cli.max_new_tokens
+                );
+            }
             writeln!(stdout, "=== {prompt}")?;
             let samples = self.samples_of_prompt(&generator, prompt_index, &prompt_ids, batch, &mut pace);
             let several = samples.len() > 1;

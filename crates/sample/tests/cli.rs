@@ -319,6 +319,34 @@ fn long_prompts_keep_their_end_and_a_bom_is_not_prompt_text() {
 }
 
 #[test]
+fn samples_longer_than_the_model_reads_end_there_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let out = dir.path().join("s.jsonl");
+    let output = sample(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "JOKE:",
+        "--max-new-tokens",
+        "500",
+        "--greedy",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // "JOKE:" is three tokens of the model's 128 positions.
+    let notice = "notice: the model reads at most 128 positions, so samples of the prompt \"JOKE:\" end after 125 new \
+                  tokens (finish \"length\"), not --max-new-tokens 500";
+    assert!(stderr.contains(notice), "{stderr}");
+    let [sample] = <[_; 1]>::try_from(records(&out)).unwrap();
+    assert!(sample["tokens"].as_array().unwrap().len() <= 125);
+}
+
+#[test]
 fn outputs_that_sample_did_not_write_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let model = random_model(dir.path());
