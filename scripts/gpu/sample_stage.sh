@@ -3,7 +3,9 @@
 # random-weight gpt2 and gpt2-medium saved by transformers in the Hugging Face layout, greedy
 # samples of 256 tokens from a 10-token prompt, 1 and 8 decoded together, f32 and bf16; then
 # gpt2 with the reddit pipeline's top-k sampling (top-20 for 5 tokens, then top-3: the device
-# finds the candidates, the host draws). Each configuration runs twice (the first fills the
+# finds the candidates, the host draws), and with top-p 0.9 alone (the device sends the 64 most
+# likely tokens and the softmax denominator; on these random weights the nucleus is wider, so
+# the rows are read as well: the path's cost). Each configuration runs twice (the first fills the
 # on-disk kernel cache) and the second's pace line is printed: tokens/s and the first tokens'
 # wait, with the stage's whole host loop around cuda_check's decoding steps.
 # To try it without a GPU: SAMPLE=target/release/sample DEVICE=cpu NEW_TOKENS=8 (bf16 then fails).
@@ -28,6 +30,7 @@ PY
 run() {
     local decoding=(--greedy)
     [ "$4" = top-k ] && decoding=(--first-top-k 20 --first-tokens 5 --top-k 3 --seed 0)
+    [ "$4" = top-p ] && decoding=(--top-p 0.9 --seed 0)
     if "$sample" --model "$models/$1" --tokenizer data/tokenizers/gpt2/tokenizer.json \
         --prompt "Why did the chicken cross the road? To" "${decoding[@]}" --max-new-tokens "$new_tokens" \
         --num-samples "$3" --device "$device" --precision "$2" > /dev/null 2> "$models/stderr"; then
@@ -53,4 +56,5 @@ done
 for precision in f32 bf16; do
     measure gpt2 "$precision" 8 top-k
 done
+measure gpt2 f32 8 top-p
 exit $status

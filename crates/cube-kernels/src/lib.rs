@@ -28,6 +28,10 @@
 //!   dropout forward, the stream's gradient and the branch's backward.
 //! - [`MostLikely`]: the `k` most likely tokens of each row of logits, for top-k sampling on
 //!   the host, in one launch (burn: a sort of every row, on the host).
+//! - [`RepetitionPenalty`]: transformers' repetition penalty on the logits of each row's seen
+//!   tokens, in place, in one launch (burn's `scatter` adds).
+//! - [`SoftmaxDenominator`]: each row's softmax denominator at a temperature, for top-p sampling
+//!   among the most likely tokens, in one launch (burn: three, and a row read back).
 //!
 //! [`DeviceMemory`] is no kernel: what CubeCL's allocator holds, for the train stage's report.
 //!
@@ -53,6 +57,7 @@ mod most_likely;
 mod philox;
 mod reduce;
 mod repetition_penalty;
+mod softmax_denominator;
 
 pub use adamw::AdamWUpdate;
 pub use add_to_stretches::AddToStretches;
@@ -67,3 +72,4 @@ pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;
 pub use most_likely::{MostLikely, MAX_MOST_LIKELY, MAX_MOST_LIKELY_VOCAB};
 pub use repetition_penalty::RepetitionPenalty;
+pub use softmax_denominator::SoftmaxDenominator;

@@ -88,6 +88,19 @@ impl Decoding {
         self.draw(&candidates, rng)
     }
 
+    /// Whether step `step` samples from the nucleus (top-p) of the whole vocabulary of `vocab`
+    /// tokens, with no top-k and no repetition penalty left to apply: the device can find the
+    /// most likely tokens and the softmax denominator of each row, for
+    /// [`Decoding::draw_from_nucleus`].
+    pub fn samples_nucleus_of_all(&self, step: usize, vocab: usize) -> bool {
+        !self.greedy && self.repetition_penalty == 1.0 && self.top_p < 1.0 && self.top_k_among(step, vocab).is_none()
+    }
+
+    /// The temperature the logits are divided by (above 0).
+    pub fn applied_temperature(&self) -> f32 {
+        self.temperature.max(1e-6)
+    }
+
     /// The token drawn from `candidates`, the most likely first (as [`Candidate`]s order), after
     /// temperature and top-p: the rest of [`choose`] once the top-k are known, which the device
     /// may have found ([`samples_among`]).
@@ -95,31 +108,78 @@ impl Decoding {
     /// [`choose`]: Decoding::choose
     /// [`samples_among`]: Decoding::samples_among
     pub fn draw(&self, candidates: &[Candidate], rng: &mut ChaCha8Rng) -> u32 {
-        let temperature = self.temperature.max(1e-6);
-        let max = candidates[0].logit / temperature;
-        let mut weights: Vec<f64> = candidates.iter().map(|c| ((c.logit / temperature - max) as f64).exp()).collect();
-        let total: f64 = weights.iter().sum();
-        if self.top_p < 1.0 {
-            let mut cumulative = 0.0;
-            let keep = weights
-                .iter()
-                .position(|w| {
-                    cumulative += w / total;
-                    cumulative >= self.top_p as f64
-                })
-                .map_or(weights.len(), |i| i + 1);
-            weights.truncate(keep);
-        }
-        let total: f64 = weights.iter().sum();
-        let mut target = uniform(rng) * total;
-        for (i, w) in weights.iter().enumerate() {
-            if target < *w {
-                return candidates[i].id;
-            }
-            target -= w;
-        }
-        candidates[weights.len() - 1].id
+        let weights = self.weights(candidates);
+        let keep = match self.top_p < 1.0 {
+            true => nucleus_size(&weights, weights.iter().sum(), self.top_p),
+            false => weights.len(),
+        };
+        pick(candidates, &weights[..keep], rng)
     }
+
+    /// The token [`draw`] would give from a whole row whose most likely tokens are `candidates`
+    /// (the most likely first) and whose softmax denominator at this temperature is
+    /// `denominator` (the device's, relative to the largest logit). `None`, the random stream
+    /// untouched, where the nucleus may reach past `candidates`, or where its edge lies too close
+    /// to top-p for the denominator's rounding to leave it certain.
+    ///
+    /// [`draw`]: Decoding::draw
+    pub fn draw_from_nucleus(&self, candidates: &[Candidate], denominator: f64, rng: &mut ChaCha8Rng) -> Option<u32> {
+        let weights = self.weights(candidates);
+        let keep = certain_nucleus_size(&weights, denominator, self.top_p)?;
+        Some(pick(candidates, &weights[..keep], rng))
+    }
+
+    /// Each candidate's `exp(logit / t − m)`, `m` the first (largest) one's `logit / t`.
+    fn weights(&self, candidates: &[Candidate]) -> Vec<f64> {
+        let temperature = self.applied_temperature();
+        let max = candidates[0].logit / temperature;
+        candidates.iter().map(|c| ((c.logit / temperature - max) as f64).exp()).collect()
+    }
+}
+
+/// How far (relatively) the device's softmax denominator may be from the host's f64 sum over
+/// the whole row, with a wide margin: f32 exponentials summed in a tree are ~1e-6 apart.
+const DENOMINATOR_TOLERANCE: f64 = 1e-4;
+
+/// How many of the most likely tokens (their `weights`, most likely first, out of `total`) the
+/// nucleus keeps: the fewest whose probabilities reach `top_p`.
+fn nucleus_size(weights: &[f64], total: f64, top_p: f32) -> usize {
+    let mut cumulative = 0.0;
+    weights
+        .iter()
+        .position(|w| {
+            cumulative += w / total;
+            cumulative >= top_p as f64
+        })
+        .map_or(weights.len(), |i| i + 1)
+}
+
+/// [`nucleus_size`] over the whole row, from its first `weights` and the device's
+/// `denominator`: where the probabilities reach `top_p` within `weights` by more than the
+/// denominator's error, and the ones before stay below it by as much; `None` otherwise.
+fn certain_nucleus_size(weights: &[f64], denominator: f64, top_p: f32) -> Option<usize> {
+    let (below, above) = (top_p as f64 * (1.0 - DENOMINATOR_TOLERANCE), top_p as f64 * (1.0 + DENOMINATOR_TOLERANCE));
+    let mut cumulative = 0.0;
+    for (i, w) in weights.iter().enumerate() {
+        cumulative += w / denominator;
+        if cumulative >= below {
+            return (cumulative >= above).then_some(i + 1);
+        }
+    }
+    None
+}
+
+/// A draw among `candidates` in proportion to `weights` (the first `weights.len()` of them).
+fn pick(candidates: &[Candidate], weights: &[f64], rng: &mut ChaCha8Rng) -> u32 {
+    let total: f64 = weights.iter().sum();
+    let mut target = uniform(rng) * total;
+    for (i, w) in weights.iter().enumerate() {
+        if target < *w {
+            return candidates[i].id;
+        }
+        target -= w;
+    }
+    candidates[weights.len() - 1].id
 }
 
 /// A token and its logit. The more likely compares greater; among equal logits, the lower id:
@@ -245,6 +305,58 @@ mod tests {
         let share = warm.iter().filter(|&&t| t == 0).count() as f64 / 4000.0;
         let expected = 1.0 / (1.0 + (-1.0f64).exp()); // 0.731
         assert!((share - expected).abs() < 0.03, "share {share}, expected {expected}");
+    }
+
+    #[test]
+    fn the_nucleus_among_the_most_likely_draws_what_the_whole_row_draws() {
+        // Peaky rows (nuclei of 14 to 36 tokens) and flatter ones (80 and 4,495 tokens).
+        for (spread, temperature, top_p) in
+            [(40.0, 1.0, 0.9), (60.0, 0.7, 0.95), (40.0, 1.3, 0.5), (20.0, 1.0, 0.9), (0.1, 1.0, 0.9)]
+        {
+            let decoding = Decoding { top_p, temperature, ..Default::default() };
+            let mut state = 1u64;
+            let logits: Vec<f32> = (0..5000)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    spread * ((state >> 40) as f32 / (1u64 << 24) as f32).powi(8)
+                })
+                .collect();
+            let mut sorted: Vec<Candidate> =
+                logits.iter().enumerate().map(|(i, &logit)| Candidate { logit, id: i as u32 }).collect();
+            sorted.sort_unstable_by(|a, b| b.cmp(a));
+            let weights = decoding.weights(&sorted);
+            // The device's denominator: the host's sum, rounded as f32.
+            let denominator = f64::from(weights.iter().sum::<f64>() as f32);
+            let (mut whole, mut among) = (ChaCha8Rng::seed_from_u64(3), ChaCha8Rng::seed_from_u64(3));
+            let drawn = decoding.draw_from_nucleus(&sorted[..64], denominator, &mut among);
+            match drawn {
+                Some(first) => {
+                    let from_nucleus: Vec<u32> = std::iter::once(first)
+                        .chain(
+                            (1..200)
+                                .map(|_| decoding.draw_from_nucleus(&sorted[..64], denominator, &mut among).unwrap()),
+                        )
+                        .collect();
+                    let from_row: Vec<u32> = (0..200).map(|_| decoding.draw(&sorted, &mut whole)).collect();
+                    assert_eq!(from_nucleus, from_row, "spread {spread}");
+                }
+                None => assert_eq!(among.next_u64(), whole.next_u64(), "spread {spread}: the stream untouched"),
+            }
+            let within = nucleus_size(&weights, weights.iter().sum(), top_p) <= 64;
+            assert_eq!(drawn.is_some(), within, "spread {spread}: found among the 64 where the nucleus lies there");
+        }
+    }
+
+    #[test]
+    fn a_nucleus_edge_within_the_denominators_error_is_left_to_the_whole_row() {
+        // Probabilities 0.5 and 0.25 (the denominator 2 leaves 0.25 to the rest of the row):
+        // top-p 0.75 ends exactly at the second token, where a denominator off by its rounding
+        // could move the edge.
+        let candidates = [Candidate { logit: 0.0, id: 0 }, Candidate { logit: -(2f32.ln()), id: 1 }];
+        let decoding = Decoding { top_p: 0.75, ..Default::default() };
+        assert_eq!(decoding.draw_from_nucleus(&candidates, 2.0, &mut ChaCha8Rng::seed_from_u64(0)), None);
+        let decoding = Decoding { top_p: 0.7, ..decoding };
+        assert!(decoding.draw_from_nucleus(&candidates, 2.0, &mut ChaCha8Rng::seed_from_u64(0)).is_some());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::{
     decoding::{Candidate, Decoding},
     pace::Pace,
 };
-use burn::prelude::*;
+use burn::{prelude::*, tensor::Transaction};
 use gpt2::{Gpt2, Gpt2Backend};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -93,19 +93,27 @@ impl<B: Gpt2Backend> Generator<'_, B> {
                     Err(logits) => (logits, Cow::Borrowed(decoding)),
                 }
             };
-            let floats = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().expect("floats");
             // The device sends back only what the host needs: the tokens themselves where the
-            // device can take them, the few tokens top-k sampling draws among, or else every
-            // row's logits.
+            // device can take them, the few tokens top-k sampling draws among, the most likely
+            // tokens and the softmax denominators for top-p over the whole vocabulary, or else
+            // every row's logits.
             let read_back = if decoding.needs_only_argmax() {
                 ReadBack::Tokens(logits.argmax(1).into_data().convert::<i64>().to_vec::<i64>().expect("token ids"))
             } else if let Some(best) =
                 decoding.samples_among(step, vocab).and_then(|k| B::most_likely(logits.clone(), k))
             {
                 ReadBack::MostLikely(floats(best))
+            } else if let Some((best, denominators)) = decoding
+                .samples_nucleus_of_all(step, vocab)
+                .then(|| nucleus_candidates(&logits, decoding.applied_temperature()))
+                .flatten()
+            {
+                ReadBack::Nucleus { best, denominators, logits }
             } else {
                 ReadBack::Logits(floats(logits))
             };
+            // Where the nucleus may reach past the device's candidates, the rows are read after all.
+            let mut whole_rows = None;
             if step == 0 {
                 first_tokens = start.elapsed();
             }
@@ -119,6 +127,16 @@ impl<B: Gpt2Backend> Generator<'_, B> {
                         let width = best.len() / active.len();
                         let candidates = Candidate::from_most_likely(&best[position * width..(position + 1) * width]);
                         decoding.draw(&candidates, &mut rngs[row])
+                    }
+                    ReadBack::Nucleus { best, denominators, logits } => {
+                        let width = best.len() / active.len();
+                        let candidates = Candidate::from_most_likely(&best[position * width..(position + 1) * width]);
+                        let denominator = f64::from(denominators[position]);
+                        decoding.draw_from_nucleus(&candidates, denominator, &mut rngs[row]).unwrap_or_else(|| {
+                            let rows: &Vec<f32> = whole_rows.get_or_insert_with(|| floats(logits.clone()));
+                            let logits = &mut rows[position * vocab..(position + 1) * vocab].to_vec();
+                            decoding.choose(logits, &[], step, &mut rngs[row])
+                        })
                     }
                     ReadBack::Logits(last) => {
                         let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
@@ -200,12 +218,40 @@ fn seen_tokens<'a, B: Gpt2Backend>(
 }
 
 /// What a decoding step reads back from the device: each row's next token, its most likely
-/// tokens (`Gpt2Backend::most_likely`'s logits then ids) for the host to draw among, or all its
-/// logits for the host to choose from.
-enum ReadBack {
+/// tokens (`Gpt2Backend::most_likely`'s logits then ids) for the host to draw among, those and
+/// its softmax denominator for top-p, or all its logits for the host to choose from.
+enum ReadBack<B: Backend> {
     Tokens(Vec<i64>),
     MostLikely(Vec<f32>),
+    /// With the logits, still on the device, for the rows whose nucleus may be larger.
+    Nucleus {
+        best: Vec<f32>,
+        denominators: Vec<f32>,
+        logits: Tensor<B, 2>,
+    },
     Logits(Vec<f32>),
+}
+
+/// Most tokens the device hands over for top-p sampling over the whole vocabulary: the most its
+/// top-k kernel finds (`cube_kernels::MAX_MOST_LIKELY`). A nucleus of more is read whole.
+const NUCLEUS_CANDIDATES: usize = 64;
+
+fn floats<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().to_vec::<f32>().expect("floats")
+}
+
+/// Each row's [`NUCLEUS_CANDIDATES`] most likely tokens (`Gpt2Backend::most_likely`'s layout)
+/// and its softmax denominator at `temperature`, read back together; `None` where the device
+/// leaves them to the host.
+fn nucleus_candidates<B: Gpt2Backend>(logits: &Tensor<B, 2>, temperature: f32) -> Option<(Vec<f32>, Vec<f32>)> {
+    let vocab = logits.dims()[1];
+    let best = B::most_likely(logits.clone(), NUCLEUS_CANDIDATES.min(vocab))?;
+    let denominators = B::softmax_denominators(logits.clone(), temperature)?;
+    let [best, denominators] =
+        <[_; 2]>::try_from(Transaction::default().register(best).register(denominators).execute())
+            .unwrap_or_else(|_| panic!("two tensors read"));
+    let floats = |data: TensorData| data.convert::<f32>().to_vec::<f32>().expect("floats");
+    Some((floats(best), floats(denominators)))
 }
 
 /// The longest prefix of `tokens` whose text does not go past `text` (the part before a stop

@@ -99,9 +99,29 @@ fn top_k_samples_on_wgpu_are_the_cpus() {
     }
 }
 
+/// Top-p over the whole vocabulary: the same samples on the CPU, which draws from whole rows, and
+/// on wgpu, which draws among the device's 64 most likely tokens where the softmax denominator
+/// it sends with them shows the nucleus within them (most steps of the sharper settings here),
+/// and reads the rows otherwise (most steps at temperature 1, where the fixture's nucleus is
+/// wide).
+#[cfg(feature = "wgpu")]
+#[test]
+fn top_p_samples_on_wgpu_are_the_cpus() {
+    let schedules = [
+        Decoding { top_p: 0.9, ..Default::default() },
+        Decoding { top_p: 0.8, temperature: 0.2, ..Default::default() },
+        Decoding { top_p: 0.95, temperature: 0.1, ..Default::default() },
+        Decoding { top_p: 0.9, temperature: 0.3, repetition_penalty: 1.5, ..Default::default() },
+    ];
+    for decoding in &schedules {
+        let cpu = run::<Cpu>(&[5, 17, 300], 6, decoding, 4, 30);
+        assert_eq!(run::<gpt2::WgpuEager>(&[5, 17, 300], 6, decoding, 4, 30), cpu, "{decoding:?}");
+    }
+}
+
 /// The repetition penalty applied on the device: the same samples as on the CPU, which applies
 /// it to whole rows on the host. Greedy (the device's argmax after it), the pipeline's top-k
-/// schedule (the device's most likely tokens after it) and top-p alone (whole rows read back).
+/// schedule (the device's most likely tokens after it) and top-p alone.
 #[cfg(feature = "wgpu")]
 #[test]
 fn repetition_penalised_samples_on_wgpu_are_the_cpus() {

@@ -16,7 +16,8 @@ use kernels::{AdamWStep, MaskStream};
 /// branch's), training's attention (flash attention), the MLP's GELU and bias backward, the
 /// loss's cross-entropy, dropout's masks, the gradients' sums into flat buffers, decoding
 /// attention with its cache write, a few rows' linear layers with what surrounds them in a
-/// block (decoding: one row a sample), and the most likely tokens top-k sampling draws among.
+/// block (decoding: one row a sample), and for sampling the repetition penalty, the most likely
+/// tokens top-k and top-p draw among, and the softmax denominators top-p weighs them with.
 macro_rules! cube_backend {
     ($backend:ty) => {
         impl Gpt2Backend for $backend {
@@ -211,6 +212,16 @@ macro_rules! cube_backend {
                     && vocab < cube_kernels::MAX_MOST_LIKELY_VOCAB
                     && logits.dtype() == burn::tensor::DType::F32;
                 applies.then(|| float(<Self as cube_kernels::MostLikely>::most_likely(primitive(logits), k)))
+            }
+
+            fn softmax_denominators(logits: Tensor<Self, 2>, temperature: f32) -> Option<Tensor<Self, 1>> {
+                let applies = temperature > 0.0 && logits.dtype() == burn::tensor::DType::F32;
+                applies.then(|| {
+                    float(<Self as cube_kernels::SoftmaxDenominator>::softmax_denominators(
+                        primitive(logits),
+                        temperature,
+                    ))
+                })
             }
 
             fn penalise_seen(

@@ -449,6 +449,15 @@ pub trait Gpt2Backend: Backend {
         None
     }
 
+    /// Each row's softmax denominator at `temperature` (above 0) for `logits` `[rows, vocab]`:
+    /// `[rows]`, `Σⱼ exp(lⱼ / t − m)` with `m` the row's largest `lⱼ / t`. With the row's most
+    /// likely tokens it gives their probabilities, for top-p sampling on the host. `None` where
+    /// the host had better read whole rows (as for [`Gpt2Backend::most_likely`]).
+    fn softmax_denominators(logits: Tensor<Self, 2>, temperature: f32) -> Option<Tensor<Self, 1>> {
+        let _ = (logits, temperature);
+        None
+    }
+
     /// `logits` `[rows, vocab]` with the repetition penalty applied to the tokens each row has
     /// seen, which `seen` gives `[rows, n]`: each token once, shorter rows padded with `vocab`.
     /// `Err` with `logits` as they were, `seen` not called, where the host had better apply it
