@@ -93,9 +93,15 @@ fn top_k_samples_on_wgpu_are_the_cpus() {
         Decoding { top_k: 3, first_top_k: Some((20, 5)), ..Default::default() },
         Decoding { top_k: 40, temperature: 1.3, top_p: 0.9, ..Default::default() },
     ];
-    for decoding in &schedules {
-        let cpu = run::<Cpu>(&[5, 17, 300], 6, decoding, 4, 30);
-        assert_eq!(run::<gpt2::WgpuEager>(&[5, 17, 300], 6, decoding, 4, 30), cpu, "{decoding:?}");
+    assert_samples_on_wgpu_are_the_cpus(&[5, 17, 300], &schedules);
+}
+
+/// Six samples of `prompt` under each of `schedules`, the same on wgpu as on the CPU.
+#[cfg(feature = "wgpu")]
+fn assert_samples_on_wgpu_are_the_cpus(prompt: &[u32], schedules: &[Decoding]) {
+    for decoding in schedules {
+        let cpu = run::<Cpu>(prompt, 6, decoding, 4, 30);
+        assert_eq!(run::<gpt2::WgpuEager>(prompt, 6, decoding, 4, 30), cpu, "{decoding:?}");
     }
 }
 
@@ -113,10 +119,7 @@ fn top_p_samples_on_wgpu_are_the_cpus() {
         Decoding { top_p: 0.95, temperature: 0.1, ..Default::default() },
         Decoding { top_p: 0.9, temperature: 0.3, repetition_penalty: 1.5, ..Default::default() },
     ];
-    for decoding in &schedules {
-        let cpu = run::<Cpu>(&[5, 17, 300], 6, decoding, 4, 30);
-        assert_eq!(run::<gpt2::WgpuEager>(&[5, 17, 300], 6, decoding, 4, 30), cpu, "{decoding:?}");
-    }
+    assert_samples_on_wgpu_are_the_cpus(&[5, 17, 300], &schedules);
 }
 
 /// The repetition penalty applied on the device: the same samples as on the CPU, which applies
