@@ -121,10 +121,13 @@ fn check_workers(args: &TrainArgs, workers: usize) -> Result<()> {
         return Ok(());
     }
     if (args.grad_accum as usize) < workers {
+        let micro_batches = match args.grad_accum {
+            1 => "1 micro-batch".to_string(),
+            n => format!("{n} micro-batches"),
+        };
         bail!(
-            "--grad-accum {} with {workers} devices: a step has {} micro-batches, so a device would have none; use \
+            "--grad-accum {} with {workers} devices: a step has {micro_batches}, so a device would have none; use \
              --grad-accum {workers} or more (a multiple of {workers} keeps every device busy)",
-            args.grad_accum,
             args.grad_accum
         );
     }

@@ -141,6 +141,11 @@ fn splits_that_cannot_work_are_refused_before_the_run_starts() {
     let out = dir.path().join("run");
     let idle = refused(args_on("cpu,cpu,cpu,cpu", &data, &out, &[]));
     assert!(idle.contains("--grad-accum 3 with 4 devices: a step has 3 micro-batches"), "{idle}");
+    let mut one_each_step = args_on("cpu,cpu", &data, &out, &[]);
+    let grad_accum = one_each_step.iter().position(|a| a == "--grad-accum").expect("parity_args names it");
+    one_each_step[grad_accum + 1] = "1".to_string();
+    let single = refused(one_each_step);
+    assert!(single.contains("--grad-accum 1 with 2 devices: a step has 1 micro-batch, so"), "{single}");
     let mixed = refused(args_on("cpu,auto", &data, &out, &[]));
     assert!(mixed.contains("--devices cpu,auto: list the devices themselves"), "{mixed}");
     let both = refused(args_on("cpu,cpu", &data, &out, &["--device", "cpu"]));
