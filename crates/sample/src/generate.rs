@@ -124,23 +124,21 @@ impl<B: Gpt2Backend> Generator<'_, B> {
                 let token = match &read_back {
                     ReadBack::Tokens(ids) => ids[position] as u32,
                     ReadBack::MostLikely(best) => {
-                        let width = best.len() / active.len();
-                        let candidates = Candidate::from_most_likely(&best[position * width..(position + 1) * width]);
+                        let candidates = Candidate::from_most_likely(row_of(best, active.len(), position));
                         decoding.draw(&candidates, &mut rngs[row])
                     }
                     ReadBack::Nucleus { best, denominators, logits } => {
-                        let width = best.len() / active.len();
-                        let candidates = Candidate::from_most_likely(&best[position * width..(position + 1) * width]);
+                        let candidates = Candidate::from_most_likely(row_of(best, active.len(), position));
                         let denominator = f64::from(denominators[position]);
                         decoding.draw_from_nucleus(&candidates, denominator, &mut rngs[row]).unwrap_or_else(|| {
-                            let rows: &Vec<f32> = whole_rows.get_or_insert_with(|| floats(logits.clone()));
-                            let logits = &mut rows[position * vocab..(position + 1) * vocab].to_vec();
+                            let rows = whole_rows.get_or_insert_with(|| floats(logits.clone()));
+                            let logits = &mut row_of(rows, active.len(), position).to_vec();
                             decoding.choose(logits, &[], step, &mut rngs[row])
                         })
                     }
                     ReadBack::Logits(last) => {
                         let history: Vec<u32> = prompt.iter().chain(&generated[row]).copied().collect();
-                        let logits = &mut last[position * vocab..(position + 1) * vocab].to_vec();
+                        let logits = &mut row_of(last, active.len(), position).to_vec();
                         decoding.choose(logits, &history, step, &mut rngs[row])
                     }
                 };
@@ -237,7 +235,17 @@ enum ReadBack<B: Backend> {
 const NUCLEUS_CANDIDATES: usize = 64;
 
 fn floats<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
-    tensor.into_data().convert::<f32>().to_vec::<f32>().expect("floats")
+    data_floats(tensor.into_data())
+}
+
+fn data_floats(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>().to_vec::<f32>().expect("floats")
+}
+
+/// Row `position` of `rows` equal rows laid end to end in `values`.
+fn row_of(values: &[f32], rows: usize, position: usize) -> &[f32] {
+    let width = values.len() / rows;
+    &values[position * width..(position + 1) * width]
 }
 
 /// Each row's [`NUCLEUS_CANDIDATES`] most likely tokens (`Gpt2Backend::most_likely`'s layout)
@@ -250,8 +258,7 @@ fn nucleus_candidates<B: Gpt2Backend>(logits: &Tensor<B, 2>, temperature: f32) -
     let [best, denominators] =
         <[_; 2]>::try_from(Transaction::default().register(best).register(denominators).execute())
             .unwrap_or_else(|_| panic!("two tensors read"));
-    let floats = |data: TensorData| data.convert::<f32>().to_vec::<f32>().expect("floats");
-    Some((floats(best), floats(denominators)))
+    Some((data_floats(best), data_floats(denominators)))
 }
 
 /// The longest prefix of `tokens` whose text does not go past `text` (the part before a stop

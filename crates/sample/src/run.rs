@@ -243,7 +243,7 @@ impl OnBackend for Sampling<'_> {
                     "notice: the model reads at most {} positions, so samples of the prompt {:?} end after {room} new \
                      tokens (finish \"length\"), not --max-new-tokens {}",
                     config.n_positions,
-                    prompt.chars().take(40).collect::<String>(),
+                    shown(prompt),
                     cli.max_new_tokens
                 );
             }
@@ -363,6 +363,11 @@ fn cache_positions(config: &gpt2::Gpt2Config, max_new_tokens: usize) -> usize {
     config.n_positions.min(max_new_tokens + config.n_positions / 2)
 }
 
+/// A prompt as a notice shows it: its first 40 characters.
+fn shown(prompt: &str) -> String {
+    prompt.chars().take(40).collect()
+}
+
 /// The prompt's tokens as the model can read them. A prompt as long as the model's positions
 /// leaves no room to generate: like nanoGPT, keep only its end (with room for
 /// --max-new-tokens, up to half the positions), and say so.
@@ -376,7 +381,7 @@ fn fit_prompt(ids: &[u32], n_positions: usize, max_new_tokens: usize, prompt: &s
     let keep = n_positions - max_new_tokens.min(n_positions / 2);
     eprintln!(
         "notice: the prompt {:?}… has {} tokens but the model reads at most {n_positions}: continuing its last {keep} tokens",
-        prompt.chars().take(40).collect::<String>(),
+        shown(prompt),
         ids.len()
     );
     Ok(ids[ids.len() - keep..].to_vec())
