@@ -5,7 +5,18 @@
 use crate::{hopper::GPU_ARCHITECTURE, CudaCompileDevice, CudaCompileRuntime};
 use cubecl::Runtime;
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
-use std::sync::Mutex;
+use std::{
+    collections::hash_map::DefaultHasher,
+    fs,
+    hash::{Hash, Hasher},
+    path::PathBuf,
+    sync::Mutex,
+};
+
+/// The environment variable naming a directory to write each compiled kernel's CUDA C++ and
+/// PTX into: what `scripts/bench/kernel_registers.sh` hands to `ptxas` to see each kernel's
+/// registers, spills and instructions as the card would run them.
+pub const DUMP_VARIABLE: &str = "CUDA_COMPILE_DUMP";
 
 /// What the device compiled since the process started.
 #[derive(Debug, Clone, Default)]
@@ -69,17 +80,33 @@ pub(crate) fn include_paths() -> Vec<String> {
 }
 
 /// Compile `source` to PTX for capability 9.0, as cubecl-cuda does before loading a kernel.
-pub(crate) fn compile(source: &str, include_paths: &[String]) -> Result<(), String> {
+/// With [`DUMP_VARIABLE`] set, the source and the PTX are written into that directory.
+pub(crate) fn compile(name: &str, source: &str, include_paths: &[String]) -> Result<(), String> {
     let options = CompileOptions {
         options: vec![GPU_ARCHITECTURE.to_string(), "-lineinfo".to_string()],
         include_paths: include_paths.to_vec(),
         ..Default::default()
     };
     match compile_ptx_with_opts(source, options) {
-        Ok(_) => Ok(()),
+        Ok(ptx) => dump(name, source, &ptx.to_src()),
         Err(CompileError::CompileError { log, .. }) => {
             Err(format!("NVRTC:\n{}\nsource:\n{source}", log.to_string_lossy()))
         }
         Err(other) => Err(format!("NVRTC: {other:?}")),
     }
+}
+
+/// `KERNEL-HASH.cu` and `.ptx`: kernels of one type differ by their comptime values and types,
+/// and a hash of the source tells them apart (the same kernel compiled by two runs is one file).
+fn dump(kernel: &str, source: &str, ptx: &str) -> Result<(), String> {
+    let Some(dir) = std::env::var_os(DUMP_VARIABLE).map(PathBuf::from) else { return Ok(()) };
+    let mut hasher = DefaultHasher::new();
+    source.hash(&mut hasher);
+    let name = format!("{}-{:08x}", kernel.replace("::", "."), hasher.finish() as u32);
+    let write = |extension: &str, text: &str| {
+        let path = dir.join(format!("{name}.{extension}"));
+        fs::write(&path, text).map_err(|error| format!("writing {}: {error}", path.display()))
+    };
+    write("cu", source)?;
+    write("ptx", ptx)
 }

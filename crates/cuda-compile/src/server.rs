@@ -65,7 +65,7 @@ impl ServerCommunication for CompileServer {
 impl CompileServer {
     /// Write `kernel` for CUDA and compile it, checking on the way what cubecl-cuda checks
     /// before it loads a kernel (its cube's size, its shared memory).
-    fn compile(&mut self, kernel: &dyn CubeTask<CudaCompiler>, mode: ExecutionMode) -> Result<(), String> {
+    fn compile(&mut self, kernel: &dyn CubeTask<CudaCompiler>, mode: ExecutionMode, name: &str) -> Result<(), String> {
         let properties = &self.utilities.properties;
         let id = kernel.id();
         validate_cube_dim(properties, &id).map_err(|error| error.to_string())?;
@@ -78,7 +78,7 @@ impl CompileServer {
         if shared > most {
             return Err(format!("{shared} bytes of shared memory, above the {most} a cube may have"));
         }
-        nvrtc::compile(&compiled.source, self.include_paths.get_or_insert_with(nvrtc::include_paths))
+        nvrtc::compile(name, &compiled.source, self.include_paths.get_or_insert_with(nvrtc::include_paths))
     }
 }
 
@@ -136,8 +136,9 @@ impl ComputeServer for CompileServer {
     ) {
         if self.compiled.insert(kernel.id()) {
             let start = Instant::now();
-            let outcome = self.compile(kernel.as_ref(), mode);
-            nvrtc::record(short_name(kernel.name()), outcome, start.elapsed().as_secs_f64());
+            let name = short_name(kernel.name());
+            let outcome = self.compile(kernel.as_ref(), mode, &name);
+            nvrtc::record(name, outcome, start.elapsed().as_secs_f64());
         }
     }
 

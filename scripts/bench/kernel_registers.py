@@ -1,0 +1,82 @@
+"""Registers, spills and occupancy of each CUDA kernel, read from the PTX that
+`--device cuda-compile` wrote (CUDA_COMPILE_DUMP) and assembled for an H100/H200 by ptxas.
+
+    python3 scripts/bench/kernel_registers.py DUMP_DIR CUDA_BIN_DIR
+
+One line a kernel type, for its variant with the most registers: registers a unit, bytes
+spilled to local memory (stores / loads), local-memory instructions (`LDL`/`STL` in the
+SASS), units a cube, shared memory a cube, and the warps an SM can keep resident (of 64),
+with what limits them. Spills put a kernel's loop on local memory; few resident warps leave
+little to hide latency with.
+"""
+
+import collections
+import pathlib
+import re
+import subprocess
+import sys
+
+# Compute capability 9.0 (H100, H200): per SM.
+REGISTERS = 65536
+REGISTER_GRANULE = 256  # registers are given to a warp in blocks of this many
+SHARED_BYTES = 233472  # 228 KiB, 1 KiB of it kept by the driver for each resident cube
+SHARED_RESERVED = 1024
+MAX_WARPS = 64
+MAX_CUBES = 32
+
+
+def assemble(ptx: pathlib.Path, bin_dir: pathlib.Path) -> dict:
+    cubin = ptx.with_suffix(".cubin")
+    info = subprocess.run(
+        [bin_dir / "ptxas", "-arch=sm_90a", "-v", ptx, "-o", cubin], capture_output=True, text=True, check=True
+    ).stderr
+    sass = subprocess.run([bin_dir / "cuobjdump", "-sass", cubin], capture_output=True, text=True, check=True).stdout
+    source = ptx.with_suffix(".cu").read_text()
+    text = ptx.read_text()
+    units = re.search(r"\.(?:maxntid|reqntid)\s+(\d+),\s*(\d+),\s*(\d+)", text)
+    return {
+        "registers": int(re.search(r"Used (\d+) registers", info).group(1)),
+        "spill_stores": int(re.search(r"(\d+) bytes spill stores", info).group(1)),
+        "spill_loads": int(re.search(r"(\d+) bytes spill loads", info).group(1)),
+        "local_instructions": len(re.findall(r"\b(?:LDL|STL)\b", sass)),
+        "units": units and int(units.group(1)) * int(units.group(2)) * int(units.group(3)),
+        "shared": sum(int(size) for size in re.findall(r"Shared array size: \d+, (\d+) bytes", source)),
+    }
+
+
+def resident_warps(kernel: dict) -> tuple[int, str]:
+    """Warps an SM keeps resident, and what limits them."""
+    units = kernel["units"]
+    if not units:
+        return 0, "units unknown"
+    warps = -(-units // 32)
+    per_warp = -(-kernel["registers"] * 32 // REGISTER_GRANULE) * REGISTER_GRANULE
+    limits = {
+        "registers": REGISTERS // (per_warp * warps),
+        "shared memory": SHARED_BYTES // (kernel["shared"] + SHARED_RESERVED),
+        "cubes": MAX_CUBES,
+        "warps": MAX_WARPS // warps,
+    }
+    limit = min(limits, key=limits.get)
+    return limits[limit] * warps, limit
+
+
+def main() -> None:
+    dump, bin_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    by_type = collections.defaultdict(list)
+    for ptx in sorted(dump.glob("*.ptx")):
+        by_type[ptx.name.rsplit("-", 1)[0].split(".")[-1]].append(assemble(ptx, bin_dir))
+    print("| kernel | variants | registers | spilled (B, stores / loads) | LDL + STL | units | shared (B) | warps resident, limit |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    worst = {name: max(variants, key=lambda v: (v["spill_stores"], v["registers"])) for name, variants in by_type.items()}
+    for name in sorted(by_type, key=lambda name: (-worst[name]["spill_stores"], -worst[name]["registers"])):
+        variants, worst_variant = by_type[name], worst[name]
+        warps, limit = resident_warps(worst_variant)
+        print(
+            f"| {name} | {len(variants)} | {worst_variant['registers']} | {worst_variant['spill_stores']} / "
+            f"{worst_variant['spill_loads']} | {worst_variant['local_instructions']} | {worst_variant['units']} "
+            f"| {worst_variant['shared']:,} | {warps}, {limit} |"
+        )
+
+
+main()
