@@ -4,10 +4,12 @@
 //! writes the scores and weights out in full (flash attention's tiling, after Dao et al.).
 //!
 //! A cube takes a tile of queries (forward, and the queries' gradients) or of keys (the keys'
-//! and values' gradients), one unit a row with the row in registers, and walks the other side's
-//! tiles through shared memory: each row of k and v is read from memory once a query tile, not
-//! once a query. The forward pass keeps each query's log-sum-exp of its scores, from which the
-//! backward pass computes the weights again. Dropout's keep mask is drawn inside the kernels
+//! and values' gradients), with the rows in registers, and walks the other side's tiles through
+//! shared memory: each row of k and v is read from memory once a query tile, not once a query.
+//! Forward, a unit holds a query's row (two rows of 64: q and the weighted sum). Backward, each
+//! unit would hold four, more registers than a unit has, so two units share a row, a half each,
+//! and add their halves of each dot product through shared memory. The forward pass keeps each
+//! query's log-sum-exp of its scores, from which the backward pass computes the weights again. Dropout's keep mask is drawn inside the kernels
 //! from Philox counters, the words `kernels::dropout_keeps` draws for the whole
 //! `[batch, heads, time, time]` mask, so the CPU's operations stay the reference. The kernels
 //! read q, k and v where the q/k/v projection wrote them and write the output and the
@@ -38,8 +40,17 @@ pub const MAX_FLASH_HEAD_DIM: usize = 64;
 /// How the kernels take the mask: burn's booleans as CUDA (u8) and wgpu (u32) store them.
 pub const FLASH_MASK_DTYPES: [DType; 2] = [DType::Bool(BoolStore::U8), DType::Bool(BoolStore::U32)];
 
-/// Rows of a tile, and units of a cube (one a row).
+/// Rows of a tile, and units of a cube (one a row in the forward kernel).
 const TILE: usize = 32;
+
+/// Rows a cube of the backward kernels takes: two units a row, each holding half of the row's
+/// head dimensions. A unit keeps four of its rows in registers there (a whole row each, 256
+/// values, made ptxas spill to local memory on sm_90: `scripts/bench/kernel_registers.sh`).
+const SHARED_ROWS: usize = TILE / 2;
+
+/// The backward kernels' shared memory for their units' partial dot products: two values a
+/// unit, in two sets used in turn (see [`Share::sum_dots`]).
+const EXCHANGE_SLOTS: usize = 2 * 2 * TILE;
 
 pub trait FlashAttention: burn::tensor::backend::Backend {
     /// `softmax(q · kᵀ / √head_dim)` over the keys each query may see, dropout on those weights,
@@ -112,8 +123,8 @@ fn flash_attention_forward_kernel<F: Float, M: Int>(
     let mut draw = Draw::new(mask, (at.pair * time + query) * time);
 
     for key_tile in 0..query_tile + 1 {
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim);
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim);
+        load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, head_dim);
+        load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, head_dim);
         sync_cube();
         if active {
             for j in 0..TILE {
@@ -151,10 +162,11 @@ fn flash_attention_forward_kernel<F: Float, M: Int>(
     }
 }
 
-/// One cube a tile of queries, one unit a query: with `p` the weight of a key, `z` dropout's
-/// scale for it (`1/(1 − p_drop)` or 0) and `D = Σ d_output · output` over the query's row,
-/// the score's gradient is `p · (z · d_output · v − D)` and `d_q = Σ_keys that · k · scale`.
-/// Writes `D` for the keys' kernel.
+/// One cube [`SHARED_ROWS`] queries, two units a query (each with half of its row, see
+/// [`dim_of`]): with `p` the weight of a key, `z` dropout's scale for it (`1/(1 − p_drop)` or
+/// 0) and `D = Σ d_output · output` over the query's row, the score's gradient is
+/// `p · (z · d_output · v − D)` and `d_q = Σ_keys that · k · scale`. Writes `D` for the keys'
+/// kernel.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
@@ -173,65 +185,71 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
 ) {
     let at = Layout::new(heads, hidden.shape(1), head_dim);
     let time = at.time;
-    let query_tile = CUBE_POS_X as usize;
-    let query = query_tile * TILE + UNIT_POS_X as usize;
+    let share = Share::new();
+    let half_dim = comptime!(half_width(head_dim));
+    let row_width = comptime!(2 * half_width(head_dim));
+    let first_query = CUBE_POS_X as usize * SHARED_ROWS;
+    let query = first_query + share.row;
     let active = query < time;
     let scale = F::cast_from(scale);
 
-    let mut q_row = Array::<F>::new(head_dim);
-    let mut d_output_row = Array::<F>::new(head_dim);
-    let mut output_row = Array::<F>::new(head_dim);
-    let mut gradient = Array::<F>::new(head_dim);
-    read_row::<F>(qkv, at.start(qkv, query, at.q()), active, scale, &mut q_row, head_dim);
-    read_row::<F>(d_output, at.start(d_output, query, at.q()), active, F::new(1.0), &mut d_output_row, head_dim);
-    read_row::<F>(output, at.start(output, query, at.q()), active, F::new(1.0), &mut output_row, head_dim);
-    let mut row_delta = F::new(0.0);
+    let mut q_half = Array::<F>::new(half_dim);
+    let mut d_output_half = Array::<F>::new(half_dim);
+    let mut gradient = Array::<F>::new(half_dim);
+    let q_start = at.start(qkv, query, at.q());
+    let d_output_start = at.start(d_output, query, at.q());
+    read_half::<F>(qkv, q_start, active, &share, scale, &mut q_half, head_dim);
+    read_half::<F>(d_output, d_output_start, active, &share, F::new(1.0), &mut d_output_half, head_dim);
+    let mut output_half = Array::<F>::new(half_dim);
+    read_half::<F>(output, at.start(output, query, at.q()), active, &share, F::new(1.0), &mut output_half, head_dim);
     #[unroll]
-    for d in 0..head_dim {
-        row_delta += d_output_row[d] * output_row[d];
-        gradient[d] = F::new(0.0);
+    for l in 0..half_dim {
+        gradient[l] = F::new(0.0);
     }
+    let mut exchange = SharedMemory::<F>::new(EXCHANGE_SLOTS);
+    let row_delta = share.sum(&mut exchange, 1, dot_halves::<F>(&d_output_half, &output_half, half_dim));
     let mut row_logsumexp = F::new(0.0);
     if active {
         delta[at.pair * time + query] = row_delta;
         row_logsumexp = logsumexp[at.pair * time + query];
     }
-    let mut k_tile = SharedMemory::<F>::new(TILE * head_dim);
-    let mut v_tile = SharedMemory::<F>::new(TILE * head_dim);
+    let mut k_tile = SharedMemory::<F>::new(TILE * row_width);
+    let mut v_tile = SharedMemory::<F>::new(TILE * row_width);
     let mut draw = Draw::new(mask, (at.pair * time + query) * time);
+    let last_query = usize::min(first_query + SHARED_ROWS, time) - 1;
 
-    for key_tile in 0..query_tile + 1 {
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim);
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim);
+    for key_tile in 0..last_query / TILE + 1 {
+        load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
+        load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
         sync_cube();
-        if active {
-            for j in 0..TILE {
-                let key = key_tile * TILE + j;
-                if sees::<M>(hidden, &at, query, key) {
-                    let weight = F::exp(dot_shared::<F>(&q_row, &k_tile, j, head_dim) - row_logsumexp);
-                    let d_weight = dot_shared::<F>(&d_output_row, &v_tile, j, head_dim);
-                    let d_score = weight * (draw.keep_scale::<F>(key, dropout) * d_weight - row_delta);
-                    #[unroll]
-                    for d in 0..head_dim {
-                        gradient[d] += d_score * k_tile[j * head_dim + d];
-                    }
+        for j in 0..TILE {
+            let key = key_tile * TILE + j;
+            let visible = active && sees::<M>(hidden, &at, query, key);
+            let mut score = F::new(0.0);
+            let mut d_weight = F::new(0.0);
+            if visible {
+                score = dot_tile::<F>(&q_half, &k_tile, j, &share, row_width, half_dim);
+                d_weight = dot_tile::<F>(&d_output_half, &v_tile, j, &share, row_width, half_dim);
+            }
+            // Every unit takes part in the exchange: it waits for the whole cube.
+            let dots = share.sum_dots(&mut exchange, j % 2, score, d_weight);
+            if visible {
+                let weight = F::exp(dots.score - row_logsumexp);
+                let d_score = weight * (draw.keep_scale::<F>(key, dropout) * dots.d_weight - row_delta);
+                #[unroll]
+                for l in 0..half_dim {
+                    gradient[l] += d_score * k_tile[j * row_width + dim_of(l, share.half)];
                 }
             }
         }
         sync_cube();
     }
-    if active {
-        let start = at.start(d_qkv, query, at.q());
-        #[unroll]
-        for d in 0..head_dim {
-            d_qkv[start + d * d_qkv.stride(1)] = gradient[d] * scale;
-        }
-    }
+    write_half::<F>(d_qkv, at.start(d_qkv, query, at.q()), active, &share, scale, &gradient, head_dim);
 }
 
-/// One cube a tile of keys, one unit a key, over the query tiles from its own on: `d_v = Σ p ·
-/// z · d_output` and `d_k = Σ p · (z · d_output · v − D) · q · scale` over the queries that see
-/// the key.
+/// One cube [`SHARED_ROWS`] keys, two units a key (each with half of its row), over the query
+/// tiles from its own on: `d_v = Σ p · z · d_output` and `d_k = Σ p · (z · d_output · v − D) ·
+/// q · scale` over the queries that see the key.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
@@ -249,60 +267,79 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
 ) {
     let at = Layout::new(heads, hidden.shape(1), head_dim);
     let time = at.time;
-    let key_tile = CUBE_POS_X as usize;
-    let key = key_tile * TILE + UNIT_POS_X as usize;
+    let share = Share::new();
+    let half_dim = comptime!(half_width(head_dim));
+    let row_width = comptime!(2 * half_width(head_dim));
+    let first_key = CUBE_POS_X as usize * SHARED_ROWS;
+    let key = first_key + share.row;
     let active = key < time;
     let scale = F::cast_from(scale);
 
-    let mut k_row = Array::<F>::new(head_dim);
-    let mut v_row = Array::<F>::new(head_dim);
-    let mut d_k_row = Array::<F>::new(head_dim);
-    let mut d_v_row = Array::<F>::new(head_dim);
-    read_row::<F>(qkv, at.start(qkv, key, at.k()), active, scale, &mut k_row, head_dim);
-    read_row::<F>(qkv, at.start(qkv, key, at.v()), active, F::new(1.0), &mut v_row, head_dim);
+    let mut k_half = Array::<F>::new(half_dim);
+    let mut v_half = Array::<F>::new(half_dim);
+    let mut d_k_half = Array::<F>::new(half_dim);
+    let mut d_v_half = Array::<F>::new(half_dim);
+    read_half::<F>(qkv, at.start(qkv, key, at.k()), active, &share, scale, &mut k_half, head_dim);
+    read_half::<F>(qkv, at.start(qkv, key, at.v()), active, &share, F::new(1.0), &mut v_half, head_dim);
     #[unroll]
-    for d in 0..head_dim {
-        d_k_row[d] = F::new(0.0);
-        d_v_row[d] = F::new(0.0);
+    for l in 0..half_dim {
+        d_k_half[l] = F::new(0.0);
+        d_v_half[l] = F::new(0.0);
     }
-    let mut q_tile = SharedMemory::<F>::new(TILE * head_dim);
-    let mut d_output_tile = SharedMemory::<F>::new(TILE * head_dim);
+    let mut q_tile = SharedMemory::<F>::new(TILE * row_width);
+    let mut d_output_tile = SharedMemory::<F>::new(TILE * row_width);
+    let mut exchange = SharedMemory::<F>::new(EXCHANGE_SLOTS);
+    let mut keeps = SharedMemory::<F>::new(comptime!(if dropout { TILE * SHARED_ROWS } else { 1 }));
 
-    for query_tile in key_tile..time.div_ceil(TILE) {
-        load_tile::<F>(qkv, &at, query_tile * TILE, at.q(), &mut q_tile, head_dim);
-        load_tile::<F>(d_output, &at, query_tile * TILE, at.q(), &mut d_output_tile, head_dim);
+    for query_tile in first_key / TILE..time.div_ceil(TILE) {
+        load_tile::<F>(qkv, &at, query_tile * TILE, at.q(), &mut q_tile, head_dim, row_width);
+        load_tile::<F>(d_output, &at, query_tile * TILE, at.q(), &mut d_output_tile, head_dim, row_width);
+        if dropout {
+            // Dropout's scales of the tile's queries for the cube's keys, a query a unit: one
+            // Philox call serves four neighbouring keys of a query, where a unit drawing for
+            // its own key would make one for each.
+            let query = query_tile * TILE + UNIT_POS_X as usize;
+            let mut draw = Draw::new(mask, (at.pair * time + query) * time);
+            for r in 0..SHARED_ROWS {
+                let key = first_key + r;
+                let mut keep_scale = F::new(0.0);
+                if query < time && key < time {
+                    keep_scale = draw.keep_scale::<F>(key, dropout);
+                }
+                keeps[UNIT_POS_X as usize * SHARED_ROWS + r] = keep_scale;
+            }
+        }
         sync_cube();
-        if active {
-            for i in 0..TILE {
-                let query = query_tile * TILE + i;
-                if query < time && sees::<M>(hidden, &at, query, key) {
-                    let row = at.pair * time + query;
-                    let weight = F::exp(dot_shared::<F>(&k_row, &q_tile, i, head_dim) - logsumexp[row]);
-                    // Each query's row of the mask is its own Philox stream position: no word
-                    // of a call serves two queries.
-                    let mut draw = Draw::new(mask, row * time);
-                    let keep_scale = draw.keep_scale::<F>(key, dropout);
-                    let d_weight = dot_shared::<F>(&v_row, &d_output_tile, i, head_dim);
-                    let d_score = weight * (keep_scale * d_weight - delta[row]);
-                    #[unroll]
-                    for d in 0..head_dim {
-                        d_v_row[d] += weight * keep_scale * d_output_tile[i * head_dim + d];
-                        d_k_row[d] += d_score * q_tile[i * head_dim + d];
-                    }
+        for i in 0..TILE {
+            let query = query_tile * TILE + i;
+            let visible = active && query < time && sees::<M>(hidden, &at, query, key);
+            let mut score = F::new(0.0);
+            let mut d_weight = F::new(0.0);
+            if visible {
+                score = dot_tile::<F>(&k_half, &q_tile, i, &share, row_width, half_dim);
+                d_weight = dot_tile::<F>(&v_half, &d_output_tile, i, &share, row_width, half_dim);
+            }
+            let dots = share.sum_dots(&mut exchange, i % 2, score, d_weight);
+            if visible {
+                let row = at.pair * time + query;
+                let weight = F::exp(dots.score - logsumexp[row]);
+                let mut keep_scale = F::new(1.0);
+                if dropout {
+                    keep_scale = keeps[i * SHARED_ROWS + share.row];
+                }
+                let d_score = weight * (keep_scale * dots.d_weight - delta[row]);
+                #[unroll]
+                for l in 0..half_dim {
+                    let at_dim = i * row_width + dim_of(l, share.half);
+                    d_v_half[l] += weight * keep_scale * d_output_tile[at_dim];
+                    d_k_half[l] += d_score * q_tile[at_dim];
                 }
             }
         }
         sync_cube();
     }
-    if active {
-        let k_start = at.start(d_qkv, key, at.k());
-        let v_start = at.start(d_qkv, key, at.v());
-        #[unroll]
-        for d in 0..head_dim {
-            d_qkv[k_start + d * d_qkv.stride(1)] = d_k_row[d] * scale;
-            d_qkv[v_start + d * d_qkv.stride(1)] = d_v_row[d];
-        }
-    }
+    write_half::<F>(d_qkv, at.start(d_qkv, key, at.k()), active, &share, scale, &d_k_half, head_dim);
+    write_half::<F>(d_qkv, at.start(d_qkv, key, at.v()), active, &share, F::new(1.0), &d_v_half, head_dim);
 }
 
 /// Whether `query` sees `key` in the cube's row of the batch: the key is not later than the
@@ -380,7 +417,8 @@ fn read_row<F: Float>(
 }
 
 /// Positions `first … first + TILE` of the cube's head, from `column` on, of `from` into
-/// `tile`, shared out among the cube's units; zeros past the last position.
+/// `tile`, rows `row_width` apart, shared out among the cube's units; zeros past the last
+/// position and in a row's columns past `head_dim`.
 #[cube]
 fn load_tile<F: Float>(
     from: &Tensor<F>,
@@ -389,13 +427,15 @@ fn load_tile<F: Float>(
     column: usize,
     tile: &mut SharedMemory<F>,
     #[comptime] head_dim: usize,
+    #[comptime] row_width: usize,
 ) {
     let mut i = UNIT_POS_X as usize;
-    while i < TILE * head_dim {
-        let position = first + i / head_dim;
+    while i < TILE * row_width {
+        let position = first + i / row_width;
+        let dim = i % row_width;
         let mut value = F::new(0.0);
-        if position < at.time {
-            value = from[at.start(from, position, column) + (i % head_dim) * from.stride(1)];
+        if position < at.time && dim < head_dim {
+            value = from[at.start(from, position, column) + dim * from.stride(1)];
         }
         tile[i] = value;
         i += TILE;
@@ -413,6 +453,148 @@ fn dot_shared<F: Float>(row: &Array<F>, tile: &SharedMemory<F>, j: usize, #[comp
     sum
 }
 
+/// Head dimensions a unit of the backward kernels holds: half of `head_dim` rounded up to runs
+/// of 4 (see [`dim_of`]).
+fn half_width(head_dim: usize) -> usize {
+    head_dim.div_ceil(8) * 4
+}
+
+/// The head dimension that is element `local` of a half row: the two halves take turns by
+/// runs of 4, so that when both units of a row read the same row of a tile in shared memory
+/// they read different banks. Past `head_dim` (when it is not a multiple of 8) the dimensions
+/// are padding: zeros in the tiles and in the units' rows.
+#[cube]
+fn dim_of(local: usize, half: usize) -> usize {
+    (local / 4) * 8 + half * 4 + local % 4
+}
+
+/// How the backward kernels' units share a row: unit `2 · row + half` holds the dimensions
+/// `dim_of(·, half)` of the cube's row `row`, and `partner` holds the others.
+#[derive(CubeType)]
+struct Share {
+    row: usize,
+    half: usize,
+    unit: usize,
+    partner: usize,
+}
+
+/// A row's two dot products in the backward kernels: the score `q · k` (scaled) and the
+/// weight's gradient before dropout, `d_output · v`.
+#[derive(CubeType)]
+struct RowDots<F: Float> {
+    score: F,
+    d_weight: F,
+}
+
+#[cube]
+impl Share {
+    fn new() -> Share {
+        let unit = UNIT_POS_X as usize;
+        let half = unit % 2;
+        Share { row: unit / 2, half, unit, partner: unit + 1 - 2 * half }
+    }
+
+    /// The whole row's `score` and `d_weight` from this unit's halves and the partner's, through
+    /// `exchange`. Every unit of the cube must call it (it waits for them all). Calls alternate
+    /// `parity`, so a set of slots is written again only after the wait of the call in between,
+    /// which every unit reaches after reading it: one wait a call.
+    fn sum_dots<F: Float>(&self, exchange: &mut SharedMemory<F>, parity: usize, score: F, d_weight: F) -> RowDots<F> {
+        let set = parity * 2 * TILE;
+        exchange[set + self.unit] = score;
+        exchange[set + TILE + self.unit] = d_weight;
+        sync_cube();
+        RowDots::<F> {
+            score: score + exchange[set + self.partner],
+            d_weight: d_weight + exchange[set + TILE + self.partner],
+        }
+    }
+
+    /// `mine` plus the partner's, through `exchange`'s set `parity` (as [`Share::sum_dots`]).
+    fn sum<F: Float>(&self, exchange: &mut SharedMemory<F>, parity: usize, mine: F) -> F {
+        let set = parity * 2 * TILE;
+        exchange[set + self.unit] = mine;
+        sync_cube();
+        mine + exchange[set + self.partner]
+    }
+}
+
+/// This unit's half of `head_dim` elements of `from` from index `start` on (along its
+/// columns), times `scale`, into `into`; zeros for a unit past the last row and for padding.
+#[cube]
+fn read_half<F: Float>(
+    from: &Tensor<F>,
+    start: usize,
+    active: bool,
+    share: &Share,
+    scale: F,
+    into: &mut Array<F>,
+    #[comptime] head_dim: usize,
+) {
+    let half_dim = comptime!(half_width(head_dim));
+    #[unroll]
+    for l in 0..half_dim {
+        let dim = dim_of(l, share.half);
+        let mut value = F::new(0.0);
+        if active && dim < head_dim {
+            value = from[start + dim * from.stride(1)] * scale;
+        }
+        into[l] = value;
+    }
+}
+
+/// This unit's half of a row, times `scale`, into `to` from index `start` on; nothing for a
+/// unit past the last row.
+#[cube]
+fn write_half<F: Float>(
+    to: &mut Tensor<F>,
+    start: usize,
+    active: bool,
+    share: &Share,
+    scale: F,
+    values: &Array<F>,
+    #[comptime] head_dim: usize,
+) {
+    let half_dim = comptime!(half_width(head_dim));
+    if active {
+        #[unroll]
+        for l in 0..half_dim {
+            let dim = dim_of(l, share.half);
+            if dim < head_dim {
+                to[start + dim * to.stride(1)] = values[l] * scale;
+            }
+        }
+    }
+}
+
+/// `half · tile[j]` over this unit's half of the dimensions, with `tile` rows `row_width` apart.
+#[cube]
+fn dot_tile<F: Float>(
+    half: &Array<F>,
+    tile: &SharedMemory<F>,
+    j: usize,
+    share: &Share,
+    #[comptime] row_width: usize,
+    #[comptime] half_dim: usize,
+) -> F {
+    let mut sum = F::new(0.0);
+    #[unroll]
+    for l in 0..half_dim {
+        sum += half[l] * tile[j * row_width + dim_of(l, share.half)];
+    }
+    sum
+}
+
+/// `a · b` over two halves of one unit.
+#[cube]
+fn dot_halves<F: Float>(a: &Array<F>, b: &Array<F>, #[comptime] half_dim: usize) -> F {
+    let mut sum = F::new(0.0);
+    #[unroll]
+    for l in 0..half_dim {
+        sum += a[l] * b[l];
+    }
+    sum
+}
+
 /// `[batch, time, head_dim]` of attention over `qkv` with `heads` heads and mask `hidden`,
 /// checked against what the kernels take.
 fn dims<R: CubeRuntime>(qkv: &CubeTensor<R>, heads: usize, hidden: &CubeTensor<R>) -> [usize; 3] {
@@ -426,8 +608,9 @@ fn dims<R: CubeRuntime>(qkv: &CubeTensor<R>, heads: usize, hidden: &CubeTensor<R
     [batch, time, head_dim]
 }
 
-fn cubes(batch: usize, heads: usize, time: usize) -> CubeCount {
-    CubeCount::Static(time.div_ceil(TILE) as u32, (batch * heads) as u32, 1)
+/// A cube every `rows_a_cube` positions of each (batch, head).
+fn cubes(batch: usize, heads: usize, time: usize, rows_a_cube: usize) -> CubeCount {
+    CubeCount::Static(time.div_ceil(rows_a_cube) as u32, (batch * heads) as u32, 1)
 }
 
 /// Runs `$launch` with `$M` the element type of the boolean mask `$hidden` (burn stores
@@ -462,7 +645,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         let logsumexp = empty_device_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
         with_mask_element!(hidden, M => flash_attention_forward_kernel::launch::<F, M, R>(
             &client,
-            cubes(batch, heads, time),
+            cubes(batch, heads, time, TILE),
             CubeDim::new_1d(TILE as u32),
             qkv.into_tensor_arg(),
             hidden.into_tensor_arg(),
@@ -494,7 +677,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         with_mask_element!(hidden, M => {
             flash_attention_query_gradient_kernel::launch::<F, M, R>(
                 &client,
-                cubes(batch, heads, time),
+                cubes(batch, heads, time, SHARED_ROWS),
                 CubeDim::new_1d(TILE as u32),
                 qkv.clone().into_tensor_arg(),
                 output.into_tensor_arg(),
@@ -511,7 +694,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
             );
             flash_attention_key_value_gradient_kernel::launch::<F, M, R>(
                 &client,
-                cubes(batch, heads, time),
+                cubes(batch, heads, time, SHARED_ROWS),
                 CubeDim::new_1d(TILE as u32),
                 qkv.into_tensor_arg(),
                 logsumexp.into_tensor_arg(),
