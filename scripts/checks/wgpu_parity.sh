@@ -5,12 +5,13 @@
 # at lr 1e-3 without warmup, clipping on, dropout 0.1 (the same masks on both: Philox counters,
 # drawn by a CubeCL kernel on wgpu and on the host for the CPU); each step's loss and gradient norm must
 # agree to 1e-4 relative (the tolerance of the CUDA check, scripts/gpu/train_check.py). Then
-# greedy samples of the trained model must be the same tokens.
+# greedy samples of the trained model must be the same tokens. LAYERS, HEADS and WIDTH change
+# the model's shape (gpt2-xl's layer: WIDTH=1600 HEADS=25 LAYERS=1).
 #   scripts/checks/wgpu_parity.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/wgpu_work.sh
-wgpu_work 64 2 4 0.1 train sample
+wgpu_work 64 "${LAYERS:-2}" "${HEADS:-4}" 0.1 train sample
 # The backends draw different random weights: both start from those of a 1-step CPU run.
 (cd "$work" && "$target/release/train" --data data --init random:model.json --out start --device cpu \
     --max-steps 1 --seed 0 > /dev/null 2>&1)

@@ -4,10 +4,11 @@
 # stage_work PREPARE SEQ_LEN LAYERS HEADS DROPOUT: in a fresh $work (removed on exit), the demo
 # jokes prepared at SEQ_LEN tokens by the binary PREPARE ($work/data) and a GPT-2 config over
 # the demo's 512-token vocabulary, 64 wide or the next multiple of HEADS ($work/model.json);
-# with VOCABULARY=gpt2, over GPT-2's own 50,257 tokens.
+# with VOCABULARY=gpt2, over GPT-2's own 50,257 tokens; with WIDTH=N, N wide (gpt2-xl: 1600
+# with 25 heads).
 stage_work() {
     local prepare=$1 seq_len=$2 layers=$3 heads=$4 dropout=$5
-    local width=$(( (64 + heads - 1) / heads * heads )) tokenizer=data/demo/tokenizer.json vocab=512 eos=0
+    local width=${WIDTH:-$(( (64 + heads - 1) / heads * heads ))} tokenizer=data/demo/tokenizer.json vocab=512 eos=0
     if [ "${VOCABULARY:-demo}" = gpt2 ]; then tokenizer=data/tokenizers/gpt2/tokenizer.json vocab=50257 eos=50256; fi
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
