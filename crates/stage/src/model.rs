@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 /// Where a train run keeps its model in Hugging Face's layout (train's `run_dir::FINAL_DIR`).
 pub const RUN_MODEL_DIR: &str = "final";
 
+/// Where a train run keeps its checkpoints (train's `checkpoint::CHECKPOINTS_DIR`).
+pub const RUN_CHECKPOINTS_DIR: &str = "checkpoints";
+
 /// The local directory of a model directory or Hub id, downloading a Hub model's files
 /// (config, weights, and its tokenizer where it has one) into the Hub cache when they are not
 /// there yet.
@@ -40,9 +43,27 @@ fn local_model(dir: &Path, spec: &str) -> Result<PathBuf> {
     if run_model.join(CONFIG_FILE).is_file() {
         bail!("model {spec}: a training run; its model is {}", run_model.display());
     }
+    if dir.join(RUN_CHECKPOINTS_DIR).is_dir() {
+        bail!(
+            "model {spec}: an unfinished training run (its model, {RUN_MODEL_DIR}/, is written when it ends); \
+             `train export --run {spec}` writes its latest checkpoint as a model"
+        );
+    }
+    if let (Some(checkpoints), Some(name)) = (dir.parent(), dir.file_name()) {
+        if checkpoints.file_name().is_some_and(|parent| parent == RUN_CHECKPOINTS_DIR) {
+            let run = checkpoints.parent().unwrap_or(Path::new("."));
+            let step = name.to_string_lossy().trim_start_matches("step-").trim_start_matches('0').to_string();
+            let step = if step.is_empty() { "0".to_string() } else { step };
+            bail!(
+                "model {spec}: a training checkpoint, for train --resume; `train export --run {} --step {step}` \
+                 writes it as a model",
+                run.display()
+            );
+        }
+    }
     bail!(
         "model {spec}: no {CONFIG_FILE} here, so not a model in Hugging Face's layout (a training run's model is \
-         its {RUN_MODEL_DIR}/ directory, written when the run ends; its checkpoints are for train --resume)"
+         its {RUN_MODEL_DIR}/ directory, written when the run ends; `train export` writes one of its checkpoints)"
     )
 }
 
@@ -66,8 +87,15 @@ mod tests {
         assert_eq!(error, format!("model {spec}: a training run; its model is {}", model.display()));
         let error = locate(checkpoint.to_str().unwrap()).unwrap_err().to_string();
         assert!(
-            error.contains("no config.json here") && error.contains("checkpoints are for train --resume"),
+            error.ends_with(&format!(
+                "a training checkpoint, for train --resume; `train export --run {spec} --step 4` writes it as a model"
+            )),
             "{error}"
         );
+
+        fs::remove_dir_all(&model).unwrap();
+        let error = locate(spec).unwrap_err().to_string();
+        assert!(error.contains("an unfinished training run"), "{error}");
+        assert!(error.ends_with(&format!("`train export --run {spec}` writes its latest checkpoint as a model")));
     }
 }

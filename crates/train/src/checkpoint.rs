@@ -12,7 +12,7 @@ use artifact::{Leftovers, Staging};
 use burn::{
     module::Module,
     record::{FullPrecisionSettings, NamedMpkFileRecorder},
-    tensor::backend::AutodiffBackend,
+    tensor::backend::{AutodiffBackend, Backend},
 };
 use gpt2::Gpt2;
 use serde::{Deserialize, Serialize};
@@ -36,7 +36,7 @@ pub struct TrainState {
     pub elapsed_s: f64,
 }
 
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const CHECKPOINTS_DIR: &str = stage::model::RUN_CHECKPOINTS_DIR;
 
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join(CHECKPOINTS_DIR)
@@ -159,6 +159,21 @@ pub fn latest_intact(run: &Path) -> Result<Option<PathBuf>> {
     )
 }
 
+/// The checkpoint of `run` saved after `step`, checked as [`verify`] does.
+pub fn at_step(run: &Path, step: u64) -> Result<PathBuf> {
+    let checkpoint = checkpoints_dir(run).join(format!("step-{step:07}"));
+    if !checkpoint.join(STATE_FILE).is_file() {
+        let kept: Vec<String> =
+            list(run)?.iter().filter_map(|path| Some(load_state(path).ok()?.step.to_string())).collect();
+        match kept.is_empty() {
+            true => bail!("{} has no checkpoints", run.display()),
+            false => bail!("{} has no checkpoint of step {step} (it keeps steps {})", run.display(), kept.join(", ")),
+        }
+    }
+    verify(&checkpoint).with_context(|| format!("checkpoint {} is damaged", checkpoint.display()))?;
+    Ok(checkpoint)
+}
+
 /// Restore model, optimizer and progress from `checkpoint` (one [`latest_intact`] found).
 pub fn load<B: AutodiffBackend>(
     checkpoint: &Path,
@@ -166,15 +181,24 @@ pub fn load<B: AutodiffBackend>(
     optimizer: GroupedAdamW<B>,
     device: &B::Device,
 ) -> Result<(Gpt2<B>, GroupedAdamW<B>, TrainState)> {
-    let state_path = checkpoint.join(STATE_FILE);
-    let state: TrainState = serde_json::from_str(
-        &fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?,
-    )
-    .with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
+    let (model, state) = load_model(checkpoint, model, device)?;
+    let optimizer = optimizer.load(checkpoint, &model, device)?;
+    Ok((model, optimizer, state))
+}
+
+/// The weights of `checkpoint` in `model` (of the run's config), and the progress it was saved
+/// at; on any backend, with or without autodiff.
+pub fn load_model<B: Backend>(checkpoint: &Path, model: Gpt2<B>, device: &B::Device) -> Result<(Gpt2<B>, TrainState)> {
+    let state = load_state(checkpoint)?;
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let model = model
         .load_file(checkpoint.join(MODEL_FILE), &recorder, device)
         .with_context(|| format!("loading the model from {}", checkpoint.display()))?;
-    let optimizer = optimizer.load(checkpoint, &model, device)?;
-    Ok((model, optimizer, state))
+    Ok((model, state))
+}
+
+fn load_state(checkpoint: &Path) -> Result<TrainState> {
+    let state_path = checkpoint.join(STATE_FILE);
+    serde_json::from_str(&fs::read_to_string(&state_path).with_context(|| format!("reading {}", state_path.display()))?)
+        .with_context(|| format!("{}: not a checkpoint state", state_path.display()))
 }

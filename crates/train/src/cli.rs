@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 /// memory, not the update. AdamW (PyTorch's meaning; decay on weight matrices only), global-norm
 /// clipping, warmup then linear/cosine decay. Writes RUN/metrics.jsonl (one line per step, as it
 /// ends), RUN/loss.png, RUN/run.json, checkpoints in RUN/checkpoints/ (--resume continues
-/// exactly), and the model in Hugging Face layout in RUN/final/.
+/// exactly), and the model in Hugging Face layout in RUN/final/ (`train export` writes a
+/// checkpoint of an unfinished run as one).
 ///
 /// Example: train --data data/prepared/reddit-jokes --init openai-community/gpt2-medium --out data/runs/reddit-jokes --micro-batch 1 --grad-accum 16 --lr 3e-5
 #[derive(Debug, Parser)]
@@ -59,6 +60,10 @@ pub enum Command {
     /// Validation loss and perplexity of any model on a prepared dataset (e.g. the pretrained
     /// model before fine-tuning).
     Eval(EvalArgs),
+    /// Write a checkpoint of a run, finished or not, as a model in Hugging Face's layout in
+    /// RUN/exports/step-N/, for sample, train eval or transformers before the run ends (a run
+    /// writes RUN/final/ only when it finishes).
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
@@ -223,6 +228,17 @@ pub struct EvalArgs {
 
     #[arg(long, value_name = "DEVICE", default_value_t, help = device::HELP)]
     pub device: DeviceChoice,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The run directory (train's --out; with --pipeline, the [train] table's out by default).
+    #[arg(long, value_name = "DIR")]
+    pub run: Option<PathBuf>,
+
+    /// The step whose checkpoint to export (default: the latest intact checkpoint).
+    #[arg(long, value_name = "N")]
+    pub step: Option<u64>,
 }
 
 /// A finite number above 0.

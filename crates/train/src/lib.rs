@@ -9,12 +9,14 @@
 //! - [`schedule`]: warmup, then linear, cosine or constant.
 //! - [`checkpoint`], [`metrics`], [`plot`], [`run_dir`]: what a run leaves on disk.
 //! - [`evaluate`]: validation loss and perplexity; `train eval`.
+//! - [`export`]: a checkpoint as a model in Hugging Face's layout; `train export`.
 
 pub mod batches;
 pub mod checkpoint;
 pub mod cli;
 mod compatibility;
 pub mod evaluate;
+pub mod export;
 pub mod metrics;
 pub mod optimizer;
 pub mod plot;

@@ -1,5 +1,5 @@
-use clap::Parser;
-use std::sync::atomic::Ordering;
+use clap::{CommandFactory, Parser};
+use std::{ffi::OsString, sync::atomic::Ordering};
 use train::{
     cli::{Cli, Command},
     training::{self, STOP_REQUESTED},
@@ -15,16 +15,29 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const INTERRUPTED: i32 = 130;
 
 fn main() {
-    let cli = match pipeline::stage_argv("train", std::env::args_os().collect()) {
-        Ok(argv) => Cli::parse_from(argv),
-        Err(error) => fail(error),
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // A pipeline's [train] table holds a training run's flags, not a subcommand's.
+    let subcommand = argv.get(1).is_some_and(|arg| Cli::command().find_subcommand(arg).is_some());
+    let cli = match subcommand {
+        true => Cli::parse_from(argv),
+        false => match pipeline::stage_argv("train", argv) {
+            Ok(argv) => Cli::parse_from(argv),
+            Err(error) => fail(error),
+        },
     };
     match &cli.command {
         Some(Command::Eval(args)) => {
+            if cli.pipeline.is_some() {
+                fail(anyhow::anyhow!("train eval reads no pipeline file: give --model and --data"));
+            }
             if let Err(error) = train::evaluate::run(args) {
                 fail(error);
             }
         }
+        Some(Command::Export(args)) => match train::export::run(args, cli.pipeline.as_deref()) {
+            Ok(exported) => println!("model (Hugging Face layout): {}", exported.display()),
+            Err(error) => fail(error),
+        },
         None => {
             ctrlc::set_handler(|| {
                 if STOP_REQUESTED.swap(true, Ordering::SeqCst) {

@@ -1,7 +1,7 @@
 //! The run directory and its `run.json`: every argument and where the run came from, so that a
 //! run can be reproduced and `--resume` can refuse flags that would make it a different run.
 
-use crate::{checkpoint::CHECKPOINTS_DIR, cli::TrainArgs};
+use crate::{checkpoint::CHECKPOINTS_DIR, cli::TrainArgs, export::EXPORTS_DIR};
 use anyhow::{bail, Context, Result};
 use artifact::OutputDir;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ pub const RUN_DIR: OutputDir = OutputDir { stage: "train", marker: RUN_FILE, wri
 
 fn is_run_file(name: &str) -> bool {
     // loss.partial.png: the plot while it is drawn (plot::write), left by a run killed then.
-    [RUN_FILE, METRICS_FILE, PLOT_FILE, "loss.partial.png", FINAL_DIR, CHECKPOINTS_DIR].contains(&name)
+    [RUN_FILE, METRICS_FILE, PLOT_FILE, "loss.partial.png", FINAL_DIR, CHECKPOINTS_DIR, EXPORTS_DIR].contains(&name)
 }
 
 /// Flags that do not change what a run computes: how it is started, where it runs, how often it
@@ -64,15 +64,10 @@ pub enum Plan {
 /// disk. A run with other inputs is replaced only with --replace; an unfinished one is
 /// continued only with --resume.
 pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
-    let run_file = out.join(RUN_FILE);
-    if !run_file.exists() {
+    if !out.join(RUN_FILE).exists() {
         return Ok(Plan::Start);
     }
-    let recorded: RunInfo = serde_json::from_str(
-        &fs::read_to_string(&run_file).with_context(|| format!("reading {}", run_file.display()))?,
-    )
-    .with_context(|| format!("{}: not a run description", run_file.display()))?;
-    let differences = differences(&recorded, info);
+    let differences = differences(&read(out)?, info);
     if !differences.is_empty() {
         if info.args.replace {
             return Ok(Plan::Replace { differences });
@@ -93,6 +88,13 @@ pub fn plan(out: &Path, info: &RunInfo) -> Result<Plan> {
         );
     }
     Ok(Plan::Resume)
+}
+
+/// The `run.json` of the run in `out`.
+pub fn read(out: &Path) -> Result<RunInfo> {
+    let run_file = out.join(RUN_FILE);
+    let text = fs::read_to_string(&run_file).with_context(|| format!("reading {}", run_file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a run description", run_file.display()))
 }
 
 /// Move the run in `out` aside to `OUT.replaced-YYYYMMDD-HHMMSS` (or delete it, when `delete`),
@@ -184,7 +186,7 @@ mod tests {
         for file in [RUN_FILE, METRICS_FILE, "loss.partial.png"] {
             fs::write(run.path().join(file), "").unwrap();
         }
-        for dir in [CHECKPOINTS_DIR, ".final.partial-4242"] {
+        for dir in [CHECKPOINTS_DIR, EXPORTS_DIR, ".final.partial-4242"] {
             fs::create_dir(run.path().join(dir)).unwrap();
         }
         RUN_DIR.check_replaceable(run.path()).unwrap();

@@ -107,6 +107,22 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_weights() {
 
     let killed = dir.path().join("killed");
     kill_at_a_checkpoint(&args(&killed), &killed);
+    // The unfinished run's checkpoint as a model, written inside the run, which stays resumable.
+    let export = |step: Option<&str>| {
+        let mut argv = ["train", "export", "--run"].map(String::from).to_vec();
+        argv.push(killed.display().to_string());
+        argv.extend(step.map(|step| ["--step".to_string(), step.to_string()]).into_iter().flatten());
+        train_bin(&argv).output().unwrap()
+    };
+    let output = export(None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let exported = fs::read_dir(killed.join("exports")).unwrap().next().unwrap().unwrap().path();
+    let (_, model) = gpt2::hf::load_dir::<gpt2::Cpu>(&exported, &Default::default()).unwrap();
+    assert!(exported.join("tokenizer.json").is_file());
+    assert_eq!(model.h.len(), 2);
+    let output = export(Some("7"));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && error.contains("no checkpoint of step 7 (it keeps steps"), "{error}");
 
     let mut resumed = args(&killed);
     resumed.push("--resume".into());
@@ -120,6 +136,11 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_weights() {
     };
     assert_eq!(steps(&killed), steps(&whole), "metrics.jsonl should hold each step once");
     assert_eq!(fs::read_dir(killed.join("checkpoints")).unwrap().count(), 2, "--keep-checkpoints 2");
+    // The last step's checkpoint exports to the run's own model, byte for byte.
+    assert!(export(None).status.success());
+    let last = train::checkpoint::list(&killed).unwrap().pop().unwrap();
+    let last = killed.join("exports").join(last.file_name().unwrap());
+    assert!(fs::read(last.join("model.safetensors")).unwrap() == final_weights(&killed));
 }
 
 #[test]
