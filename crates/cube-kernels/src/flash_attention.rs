@@ -125,11 +125,12 @@ fn flash_attention_forward_kernel<F: Float, M: Int>(
     for key_tile in 0..query_tile + 1 {
         load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, head_dim);
         load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, head_dim);
+        let seen = seen_pairs::<M>(hidden, &at, active, query, key_tile * TILE, 0, 1);
         sync_cube();
         if active {
             for j in 0..TILE {
                 let key = key_tile * TILE + j;
-                if sees::<M>(hidden, &at, query, key) {
+                if is_seen(seen, j) {
                     let score = dot_shared::<F>(&q_row, &k_tile, j, head_dim);
                     if score > max {
                         let rescale = F::exp(max - score);
@@ -221,10 +222,11 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
     for key_tile in 0..last_query / TILE + 1 {
         load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
         load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
+        let seen = seen_pairs::<M>(hidden, &at, active, query, key_tile * TILE, 0, 1);
         sync_cube();
         for j in 0..TILE {
             let key = key_tile * TILE + j;
-            let visible = active && sees::<M>(hidden, &at, query, key);
+            let visible = is_seen(seen, j);
             let mut score = F::new(0.0);
             let mut d_weight = F::new(0.0);
             if visible {
@@ -309,10 +311,11 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
                 keeps[UNIT_POS_X as usize * SHARED_ROWS + r] = keep_scale;
             }
         }
+        let seen = seen_pairs::<M>(hidden, &at, active, query_tile * TILE, key, 1, 0);
         sync_cube();
         for i in 0..TILE {
             let query = query_tile * TILE + i;
-            let visible = active && query < time && sees::<M>(hidden, &at, query, key);
+            let visible = is_seen(seen, i);
             let mut score = F::new(0.0);
             let mut d_weight = F::new(0.0);
             if visible {
@@ -342,12 +345,40 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
     write_half::<F>(d_qkv, at.start(d_qkv, key, at.v()), active, &share, F::new(1.0), &d_v_half, head_dim);
 }
 
-/// Whether `query` sees `key` in the cube's row of the batch: the key is not later than the
-/// query, and `hidden` does not hide it.
+/// Which of a tile's `TILE` (query, key) pairs see each other, as bits: bit `n` for query
+/// `query + n · query_step` and key `key + n · key_step` (a unit's query against a tile of
+/// keys, or its key against a tile of queries). A pair sees when the query is one of the
+/// cube's row, the key not later, and `hidden` does not hide it; none for an inactive unit.
+/// Read before the tile's loop, the mask's loads are issued together rather than one a pair,
+/// each waited for before its pair's work.
 #[cube]
-fn sees<M: Int>(hidden: &Tensor<M>, at: &Layout, query: usize, key: usize) -> bool {
-    key <= query
-        && hidden[at.batch * hidden.stride(0) + query * hidden.stride(1) + key * hidden.stride(2)] == M::from_int(0)
+fn seen_pairs<M: Int>(
+    hidden: &Tensor<M>,
+    at: &Layout,
+    active: bool,
+    query: usize,
+    key: usize,
+    query_step: usize,
+    key_step: usize,
+) -> u32 {
+    let mut seen = 0u32;
+    if active {
+        #[unroll]
+        for n in 0..TILE {
+            let (pair_query, pair_key) = (query + n * query_step, key + n * key_step);
+            let at_pair = at.batch * hidden.stride(0) + pair_query * hidden.stride(1) + pair_key * hidden.stride(2);
+            if pair_key <= pair_query && pair_query < at.time && hidden[at_pair] == M::from_int(0) {
+                seen |= 1u32 << n as u32;
+            }
+        }
+    }
+    seen
+}
+
+/// Whether bit `n` of [`seen_pairs`]'s bits is set.
+#[cube]
+fn is_seen(seen: u32, n: usize) -> bool {
+    (seen >> n as u32) & 1u32 == 1u32
 }
 
 /// Where a cube's head lies in the rows `[batch × time, sections × heads × head_dim]` the
