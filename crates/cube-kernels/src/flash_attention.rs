@@ -49,7 +49,7 @@ const TILE: usize = 32;
 const SHARED_ROWS: usize = TILE / 2;
 
 /// The backward kernels' shared memory for their units' partial dot products: two values a
-/// unit, in two sets used in turn (see [`Share::sum_dots`]).
+/// unit, in two sets used in turn (see [`Share::row_dots`]).
 const EXCHANGE_SLOTS: usize = 2 * 2 * TILE;
 
 pub trait FlashAttention: burn::tensor::backend::Backend {
@@ -227,14 +227,7 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
         for j in 0..TILE {
             let key = key_tile * TILE + j;
             let visible = is_seen(seen, j);
-            let mut score = F::new(0.0);
-            let mut d_weight = F::new(0.0);
-            if visible {
-                score = dot_tile::<F>(&q_half, &k_tile, j, &share, row_width, half_dim);
-                d_weight = dot_tile::<F>(&d_output_half, &v_tile, j, &share, row_width, half_dim);
-            }
-            // Every unit takes part in the exchange: it waits for the whole cube.
-            let dots = share.sum_dots(&mut exchange, j % 2, score, d_weight);
+            let dots = share.row_dots(&mut exchange, visible, j, &q_half, &k_tile, &d_output_half, &v_tile, row_width);
             if visible {
                 let weight = F::exp(dots.score - row_logsumexp);
                 let d_score = weight * (draw.keep_scale::<F>(key, dropout) * dots.d_weight - row_delta);
@@ -316,13 +309,7 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
         for i in 0..TILE {
             let query = query_tile * TILE + i;
             let visible = is_seen(seen, i);
-            let mut score = F::new(0.0);
-            let mut d_weight = F::new(0.0);
-            if visible {
-                score = dot_tile::<F>(&k_half, &q_tile, i, &share, row_width, half_dim);
-                d_weight = dot_tile::<F>(&v_half, &d_output_tile, i, &share, row_width, half_dim);
-            }
-            let dots = share.sum_dots(&mut exchange, i % 2, score, d_weight);
+            let dots = share.row_dots(&mut exchange, visible, i, &k_half, &q_tile, &v_half, &d_output_tile, row_width);
             if visible {
                 let row = at.pair * time + query;
                 let weight = F::exp(dots.score - logsumexp[row]);
@@ -525,12 +512,33 @@ impl Share {
         Share { row: unit / 2, half, unit, partner: unit + 1 - 2 * half }
     }
 
-    /// The whole row's `score` and `d_weight` from this unit's halves and the partner's, through
-    /// `exchange`. Every unit of the cube must call it (it waits for them all). Calls alternate
-    /// `parity`, so a set of slots is written again only after the wait of the call in between,
-    /// which every unit reaches after reading it: one wait a call.
-    fn sum_dots<F: Float>(&self, exchange: &mut SharedMemory<F>, parity: usize, score: F, d_weight: F) -> RowDots<F> {
-        let set = parity * 2 * TILE;
+    /// The row's two dot products with row `n` of two tiles (`tile_*` rows `row_width` apart):
+    /// the score `q · k` and `d_output · v`, from `on_score` and `on_d_weight` (the unit's
+    /// halves: q and d_output against tiles of k and v, or k and v against tiles of q and
+    /// d_output), this unit's halves added to the partner's through `exchange`; zeros where the
+    /// pair is not `visible`. Every unit of the cube must call it, `n` counting up: it waits for
+    /// them all, and calls alternate between two sets of slots by `n`'s parity, so a set is
+    /// written again only after the wait of the call in between, which every unit reaches after
+    /// reading it (one wait a call).
+    #[allow(clippy::too_many_arguments)]
+    fn row_dots<F: Float>(
+        &self,
+        exchange: &mut SharedMemory<F>,
+        visible: bool,
+        n: usize,
+        on_score: &Array<F>,
+        score_tile: &SharedMemory<F>,
+        on_d_weight: &Array<F>,
+        d_weight_tile: &SharedMemory<F>,
+        #[comptime] row_width: usize,
+    ) -> RowDots<F> {
+        let mut score = F::new(0.0);
+        let mut d_weight = F::new(0.0);
+        if visible {
+            score = dot_tile::<F>(on_score, score_tile, n, self, row_width);
+            d_weight = dot_tile::<F>(on_d_weight, d_weight_tile, n, self, row_width);
+        }
+        let set = (n % 2) * 2 * TILE;
         exchange[set + self.unit] = score;
         exchange[set + TILE + self.unit] = d_weight;
         sync_cube();
@@ -540,7 +548,7 @@ impl Share {
         }
     }
 
-    /// `mine` plus the partner's, through `exchange`'s set `parity` (as [`Share::sum_dots`]).
+    /// `mine` plus the partner's, through `exchange`'s set `parity` (as [`Share::row_dots`]).
     fn sum<F: Float>(&self, exchange: &mut SharedMemory<F>, parity: usize, mine: F) -> F {
         let set = parity * 2 * TILE;
         exchange[set + self.unit] = mine;
@@ -605,11 +613,10 @@ fn dot_tile<F: Float>(
     j: usize,
     share: &Share,
     #[comptime] row_width: usize,
-    #[comptime] half_dim: usize,
 ) -> F {
     let mut sum = F::new(0.0);
     #[unroll]
-    for l in 0..half_dim {
+    for l in 0..row_width / 2 {
         sum += half[l] * tile[j * row_width + dim_of(l, share.half)];
     }
     sum
