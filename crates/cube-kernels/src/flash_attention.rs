@@ -197,12 +197,11 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
     let mut q_half = Array::<F>::new(half_dim);
     let mut d_output_half = Array::<F>::new(half_dim);
     let mut gradient = Array::<F>::new(half_dim);
-    let q_start = at.start(qkv, query, at.q());
-    let d_output_start = at.start(d_output, query, at.q());
-    read_half::<F>(qkv, q_start, active, &share, scale, &mut q_half, head_dim);
-    read_half::<F>(d_output, d_output_start, active, &share, F::new(1.0), &mut d_output_half, head_dim);
     let mut output_half = Array::<F>::new(half_dim);
-    read_half::<F>(output, at.start(output, query, at.q()), active, &share, F::new(1.0), &mut output_half, head_dim);
+    let one = F::new(1.0);
+    read_half::<F>(qkv, at.start(qkv, query, at.q()), active, &share, scale, &mut q_half, head_dim);
+    read_half::<F>(d_output, at.start(d_output, query, at.q()), active, &share, one, &mut d_output_half, head_dim);
+    read_half::<F>(output, at.start(output, query, at.q()), active, &share, one, &mut output_half, head_dim);
     #[unroll]
     for l in 0..half_dim {
         gradient[l] = F::new(0.0);
