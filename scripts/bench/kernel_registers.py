@@ -3,10 +3,10 @@
 
     python3 scripts/bench/kernel_registers.py DUMP_DIR CUDA_BIN_DIR
 
-One line a kernel type, for its variant with the most registers: registers a unit, bytes
-spilled to local memory (stores / loads), local-memory instructions (`LDL`/`STL` in the
-SASS), units a cube, shared memory a cube, and the warps an SM can keep resident (of 64),
-with what limits them. Spills put a kernel's loop on local memory; few resident warps leave
+One line a kernel type, for its worst variant (the most bytes spilled, then the most
+registers): registers a unit, bytes spilled to local memory (stores / loads), local-memory
+instructions (`LDL`/`STL` in the SASS), units a cube, shared memory a cube, and the warps an
+SM can keep resident (of 64), with what limits them. Spills put a kernel's loop on local memory; few resident warps leave
 little to hide latency with.
 """
 
@@ -61,6 +61,11 @@ def resident_warps(kernel: dict) -> tuple[int, str]:
     return limits[limit] * warps, limit
 
 
+def severity(kernel: dict) -> tuple[int, int]:
+    """How badly a kernel fits its registers: bytes spilled, then registers used."""
+    return kernel["spill_stores"], kernel["registers"]
+
+
 def main() -> None:
     dump, bin_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     by_type = collections.defaultdict(list)
@@ -68,14 +73,14 @@ def main() -> None:
         by_type[ptx.name.rsplit("-", 1)[0].split(".")[-1]].append(assemble(ptx, bin_dir))
     print("| kernel | variants | registers | spilled (B, stores / loads) | LDL + STL | units | shared (B) | warps resident, limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
-    worst = {name: max(variants, key=lambda v: (v["spill_stores"], v["registers"])) for name, variants in by_type.items()}
-    for name in sorted(by_type, key=lambda name: (-worst[name]["spill_stores"], -worst[name]["registers"])):
-        variants, worst_variant = by_type[name], worst[name]
-        warps, limit = resident_warps(worst_variant)
+    worst = {name: max(variants, key=severity) for name, variants in by_type.items()}
+    for name in sorted(worst, key=lambda name: severity(worst[name]), reverse=True):
+        kernel = worst[name]
+        warps, limit = resident_warps(kernel)
         print(
-            f"| {name} | {len(variants)} | {worst_variant['registers']} | {worst_variant['spill_stores']} / "
-            f"{worst_variant['spill_loads']} | {worst_variant['local_instructions']} | {worst_variant['units']} "
-            f"| {worst_variant['shared']:,} | {warps}, {limit} |"
+            f"| {name} | {len(by_type[name])} | {kernel['registers']} | {kernel['spill_stores']} / "
+            f"{kernel['spill_loads']} | {kernel['local_instructions']} | {kernel['units']} "
+            f"| {kernel['shared']:,} | {warps}, {limit} |"
         )
 
 

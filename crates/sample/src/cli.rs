@@ -7,10 +7,10 @@ use std::path::PathBuf;
 /// Generate text (jokes) from a GPT-2 model.
 ///
 /// Loads a Hugging Face model directory (a pretrained model, a fine-tuned run's `final/`, or a
-/// checkpoint `train export` wrote) or Hub id, continues each prompt --num-samples times (the samples of a prompt are decoded
-/// together with the KV cache), streams them to the terminal, and optionally writes JSONL
-/// (--out) and a plain list (--txt). With --against, it marks samples that recite a training
-/// joke instead of making a new one.
+/// checkpoint `train export` wrote) or Hub id, continues each prompt --num-samples times (the
+/// samples of a prompt are decoded together with the KV cache), streams them to the terminal,
+/// and optionally writes JSONL (--out) and a plain list (--txt). With --against, it marks
+/// samples that recite a training joke instead of making a new one.
 ///
 /// Example: sample --model data/runs/demo/final --prompt "JOKE:" --num-samples 5 --top-k 40
 #[derive(Debug, Clone, Parser, Serialize)]

@@ -42,6 +42,11 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join(CHECKPOINTS_DIR)
 }
 
+/// The directory name of what a run keeps of `step`: its checkpoint, and its export.
+pub fn step_name(step: u64) -> String {
+    format!("step-{step:07}")
+}
+
 pub fn save<B: AutodiffBackend>(
     run: &Path,
     model: &Gpt2<B>,
@@ -49,7 +54,7 @@ pub fn save<B: AutodiffBackend>(
     state: TrainState,
     keep: usize,
 ) -> Result<PathBuf> {
-    let target = checkpoints_dir(run).join(format!("step-{:07}", state.step));
+    let target = checkpoints_dir(run).join(step_name(state.step));
     // The weights and AdamW's two moments, all f32.
     let needed = model.num_params() as u64 * 4 * 3;
     artifact::ensure_free(run, needed, "a checkpoint")?;
@@ -161,7 +166,7 @@ pub fn latest_intact(run: &Path) -> Result<Option<PathBuf>> {
 
 /// The checkpoint of `run` saved after `step`, checked as [`verify`] does.
 pub fn at_step(run: &Path, step: u64) -> Result<PathBuf> {
-    let checkpoint = checkpoints_dir(run).join(format!("step-{step:07}"));
+    let checkpoint = checkpoints_dir(run).join(step_name(step));
     if !checkpoint.join(STATE_FILE).is_file() {
         let kept: Vec<String> =
             list(run)?.iter().filter_map(|path| Some(load_state(path).ok()?.step.to_string())).collect();

@@ -51,7 +51,7 @@ pub fn run(args: &ExportArgs, pipeline: Option<&Path>) -> Result<PathBuf> {
 
     let exports = run.join(EXPORTS_DIR);
     std::fs::create_dir_all(&exports).with_context(|| format!("creating {}", exports.display()))?;
-    let target = exports.join(format!("step-{:07}", state.step));
+    let target = exports.join(checkpoint::step_name(state.step));
     artifact::ensure_free(&run, model.num_params() as u64 * 4, "the exported model")?;
     let staging = Staging::new(&target)?;
     gpt2::hf::save(&model, &config, staging.path(), tokenizer.as_deref())?;
