@@ -10,15 +10,7 @@
 #   scripts/bench/first_step_kernels.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source scripts/lib/nvrtc.sh
-target=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet -p prepare -p train --features train/cuda-compile
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-for seq_len in 1024 550; do
-    "$target/release/prepare" --source ../shared/datasets/stupidstuff.json --tokenizer data/tokenizers/gpt2 \
-        --seq-len "$seq_len" --out "$work/data-$seq_len" > /dev/null 2>&1
-done
+source scripts/lib/cuda_compile_rows.sh
 for shape in "gpt2 1024 4 1" "gpt2-medium 550 1 16"; do
     read -r model seq_len micro_batch grad_accum <<< "$shape"
     for precision in f32 bf16; do

@@ -3,16 +3,16 @@
 Checks, chosen with --checks (comma-separated, in order):
   agree          CUDA vs CPU: six identical training steps of the tiny fixture model on both
                  devices; per-step losses side by side (f32, and bf16 with --precisions).
-  MODEL:SEQ:MB[:PRECISION][:exact]
+  MODEL:SEQ:MB[:PRECISION][:pools]
                  the train stage at a gpt2-family shape (random weights) on rows of SEQ tokens,
                  MB rows per forward pass: seconds to the first step (kernel compilation and
                  autotuning happen there), tokens/s (median over steps after the first two),
                  MFU, the process's peak GPU memory (nvidia-smi) and CubeCL's reserved bytes
                  (the stage's metrics: max_memory_reserved's counterpart); for shapes in --pytorch,
                  the same step in transformers + torch.optim.AdamW (bf16 autocast + SDPA; f32
-                 too for gpt2). With `exact`, CubeCL gives every allocation its own buffer of its
-                 size, kept for reuse (cubecl.toml `persistent_memory = "enforced"`), in place of
-                 its pools' pages (up to a quarter of the card on CUDA): which reserves less.
+                 too for gpt2). The train stage gives every buffer its own exact size; with
+                 `pools`, it takes CubeCL's default pools instead (cubecl.toml `persistent_memory
+                 = "disabled"`: pages of up to a quarter of the card on CUDA), to compare.
   doc-mask       validation loss of gpt2 (random weights) trained 200 steps on the jokes at 256
                  tokens with and without --doc-mask, each evaluated with and without it.
   fit            the longest gpt2-medium row that fits in 11 GB, from a quadratic fit through
@@ -53,9 +53,9 @@ file = "cubecl.log"
 level = "minimal"
 file = "cubecl.log"
 """
-EXACT_MEMORY_TOML = """
+POOLS_TOML = """
 [memory]
-persistent_memory = "enforced"
+persistent_memory = "disabled"
 """
 
 
@@ -108,12 +108,12 @@ def cubecl_lines(cwd: pathlib.Path) -> int:
     return sum(1 for _ in open(log, errors="replace")) if log.exists() else 0
 
 
-def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: float, env: dict, exact_memory: bool = False) -> dict:
+def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: float, env: dict, pools: bool = False) -> dict:
     """Run the train stage (with --train-flags) until `steps` steps are in metrics.jsonl (then stop it), the run
     ends, or `limit` seconds pass. Returns its step lines, peak memory and timings."""
     cwd = run.parent / f"{run.name}.cwd"
     cwd.mkdir(parents=True, exist_ok=True)
-    toml = CUBECL_TOML.format(cache=run.parent / "kernel-cache") + (EXACT_MEMORY_TOML if exact_memory else "")
+    toml = CUBECL_TOML.format(cache=run.parent / "kernel-cache") + (POOLS_TOML if pools else "")
     (cwd / "cubecl.toml").write_text(toml)
     log_path = run.parent / f"{run.name}.log"
     log = open(log_path, "w")
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=pathlib.Path)
     parser.add_argument("--device", default="cuda", help="cpu only to try this script without a GPU")
     parser.add_argument("--checks", default="agree,gpt2:1024:4,gpt2-medium:1024:1,gpt2-medium:512:1:f32,gpt2-medium:256:1:f32,fit,"
-                        "gpt2-medium:1024:1:f32:exact")
+                        "gpt2-medium:1024:1:f32:pools")
     parser.add_argument("--precisions", default="f32", help="comma-separated train-stage --precision values to run")
     parser.add_argument("--pytorch", default="", help="MODEL:SEQ:MB shapes (comma-separated) to run the PyTorch baseline at, "
                         "each right after the train stage's first run at that shape")
@@ -233,8 +233,8 @@ def main() -> None:
         else:
             model, seq, micro, *rest = check.split(":")
             seq, micro = int(seq), int(micro)
-            exact = "exact" in rest
-            only = [field for field in rest if field != "exact"]
+            pools = "pools" in rest
+            only = [field for field in rest if field != "pools"]
             if gpu and peak is None:
                 out = subprocess.run([sys.executable, str(ROOT / "scripts/bench/train_baseline.py"), "--matmul-peak"], capture_output=True, text=True)
                 peak = json.loads(out.stdout)["bf16_matmul_tflops"] * 1e12 if out.returncode == 0 else None
@@ -242,11 +242,11 @@ def main() -> None:
             for precision in only or precisions:
                 common = ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro), "--grad-accum", "1",
                           "--max-steps", "1000", "--eval-every", "0", "--save-every", "0", "--device", args.device, *precision_flag(precision)]
-                name = f"{model}-seq{seq}-mb{micro}-{precision}" + ("-exact" if exact else "")
+                name = f"{model}-seq{seq}-mb{micro}-{precision}" + ("-pools" if pools else "")
                 name += f"-{len(list(args.out.glob(name + '*.log'))) + 1}"
-                run = train(args.bin, common, args.out / name, 7, args.limit, env, exact)
+                run = train(args.bin, common, args.out / name, 7, args.limit, env, pools)
                 record = {"trainer": f"train stage {precision}", "train_flags": TRAIN_FLAGS, "run": name, "model": model, "seq": seq, "micro_batch": micro, "card": card,
-                          "memory": "exact-size buffers" if exact else "CubeCL's pools",
+                          "memory": "CubeCL's pools" if pools else "exact-size buffers",
                           "steps": len(run["lines"]), "peak_gpu_gib": round(run["peak_mib"] / 1024, 2), **{k: v for k, v in run.items() if k not in ("lines", "peak_mib")}}
                 timed = [line["tokens_per_s"] for line in run["lines"][2:]]
                 if timed:
@@ -254,10 +254,10 @@ def main() -> None:
                     if peak:
                         record["mfu"] = round(record["tokens_per_s"] * flops_per_token(model, seq) / peak, 4)
                 report(record)
-                if micro == 1 and model == "gpt2-medium" and precision == "f32" and not exact and run["peak_mib"]:
+                if micro == 1 and model == "gpt2-medium" and precision == "f32" and not pools and run["peak_mib"]:
                     fit[seq] = run["peak_mib"] / 1024
             shape = f"{model}:{seq}:{micro}"
-            if gpu and shape in pytorch_shapes and not exact:
+            if gpu and shape in pytorch_shapes and not pools:
                 pytorch_shapes.remove(shape)  # once per shape
                 for dtype in ["bf16", "f32"] if model == "gpt2" else ["bf16"]:
                     command = [sys.executable, str(ROOT / "scripts/bench/train_baseline.py"), "--model", model, "--seq", str(seq),

@@ -26,9 +26,6 @@ pub const ARCH_VERSION: u32 = 90;
 /// NVRTC's target, as cubecl-cuda names it for capability 9.0 and above.
 pub const GPU_ARCHITECTURE: &str = "--gpu-architecture=sm_90a";
 
-/// An H100 SXM's memory, of which cubecl-cuda takes pages of a quarter.
-const MEMORY_BYTES: u64 = 80 << 30;
-
 /// The row alignment `cuMemAllocPitch` gives, which cubecl-cuda lays tensors out by.
 pub const MEMORY_ALIGNMENT: u64 = 512;
 
@@ -45,7 +42,8 @@ pub fn compilation_options() -> CompilationOptions {
     }
 }
 
-pub fn device_properties() -> DeviceProperties {
+/// `memory`: the card's memory in bytes, of which cubecl-cuda takes pages of a quarter.
+pub fn device_properties(memory: u64) -> DeviceProperties {
     let tensor_cores = supported_by(&cubecl::cuda::CudaCompiler::default());
     let hardware = HardwareProperties {
         load_width: 128,
@@ -63,7 +61,7 @@ pub fn device_properties() -> DeviceProperties {
         num_cpu_cores: None,
         max_vector_size: VectorSize::MAX,
     };
-    let memory = MemoryDeviceProperties { max_page_size: MEMORY_BYTES / 4, alignment: MEMORY_ALIGNMENT };
+    let memory = MemoryDeviceProperties { max_page_size: memory / 4, alignment: MEMORY_ALIGNMENT };
     let mut properties = DeviceProperties::new(Default::default(), memory, hardware, TimingMethod::System);
     register_supported_types(&mut properties);
     properties.register_type_usage(ElemType::Float(FloatKind::TF32), TypeUsage::Conversion);

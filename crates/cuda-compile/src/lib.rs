@@ -6,15 +6,19 @@
 //!
 //! Nothing is computed: every read gives zeros. A stage run on this device takes its whole
 //! path (a training step, decoding, sampling) with the kernels' shapes and types those
-//! choose, and [`report`] says afterwards what compiled and what did not.
+//! choose, and [`report`] says afterwards what compiled and what did not. Its memory is
+//! CubeCL's account of a card's (nothing behind it), and [`peaks`] says how much the stage had
+//! in use and reserved at most.
 
 mod device;
 mod hopper;
+mod memory;
 mod nvrtc;
 mod runtime;
 mod server;
 
 pub use device::CudaCompileDevice;
+pub use memory::{peaks, Peaks, MEMORY_VARIABLE};
 pub use nvrtc::{report, Failure, Report};
 pub use runtime::CudaCompileRuntime;
 

@@ -1,7 +1,12 @@
-//! The server behind the device: it keeps no memory and runs nothing; each distinct kernel
-//! launched on it is written as CUDA C++ and compiled by NVRTC, once.
+//! The server behind the device: it runs nothing and keeps no bytes, only CubeCL's account of
+//! its memory (crate::memory); each distinct kernel launched on it is written as CUDA C++ and
+//! compiled by NVRTC, once.
 
-use crate::{hopper, nvrtc};
+use crate::{
+    hopper,
+    memory::{self, DeviceMemory, NoMemory},
+    nvrtc,
+};
 use cubecl::{cuda::CudaCompiler, CubeTask};
 use cubecl_common::{
     backtrace::BackTrace,
@@ -18,10 +23,10 @@ use cubecl_runtime::{
     logging::ServerLogger,
     memory_management::{ManagedMemoryHandle, MemoryAllocationMode, MemoryUsage},
     server::{
-        Binding, ComputeServer, CopyDescriptor, CubeCount, ExecutionMode, IoError, KernelArguments, ProfileError,
+        Binding, ComputeServer, CopyDescriptor, CubeCount, ExecutionMode, KernelArguments, ProfileError,
         ProfilingToken, ServerCommunication, ServerError, ServerUtilities,
     },
-    storage::{ComputeStorage, ManagedResource, StorageHandle, StorageId, StorageUtilization},
+    storage::ManagedResource,
     timestamp_profiler::TimestampProfiler,
     validation::{validate_cube_dim, validate_units},
 };
@@ -37,11 +42,14 @@ pub struct CompileServer {
     /// The kernels compiled already: a kernel is compiled once, however often it is launched.
     compiled: HashSet<KernelId>,
     timestamps: TimestampProfiler,
+    memory: DeviceMemory,
 }
 
 impl DeviceService for CompileServer {
     fn init(_device_id: DeviceId) -> Self {
-        let properties = hopper::device_properties();
+        let card = memory::card_bytes();
+        let properties = hopper::device_properties(card);
+        let memory = DeviceMemory::new(&properties.memory, card);
         let layout = PitchedMemoryLayoutPolicy::new(hopper::MEMORY_ALIGNMENT as usize);
         let utilities = ServerUtilities::new(properties, Arc::new(ServerLogger::default()), (), layout);
         Self {
@@ -50,6 +58,7 @@ impl DeviceService for CompileServer {
             include_paths: None,
             compiled: HashSet::new(),
             timestamps: TimestampProfiler::default(),
+            memory,
         }
     }
 
@@ -88,7 +97,9 @@ impl ComputeServer for CompileServer {
     type MemoryLayoutPolicy = PitchedMemoryLayoutPolicy;
     type Info = ();
 
-    fn initialize_memory(&mut self, _memory: ManagedMemoryHandle, _size: u64, _stream_id: StreamId) {}
+    fn initialize_memory(&mut self, memory: ManagedMemoryHandle, size: u64, _stream_id: StreamId) {
+        self.memory.initialize(memory, size);
+    }
 
     fn logger(&self) -> Arc<ServerLogger> {
         self.utilities.logger.clone()
@@ -147,10 +158,12 @@ impl ComputeServer for CompileServer {
     }
 
     fn memory_usage(&mut self, _stream_id: StreamId) -> Result<MemoryUsage, ServerError> {
-        Ok(MemoryUsage { number_allocs: 0, bytes_in_use: 0, bytes_padding: 0, bytes_reserved: 0 })
+        Ok(self.memory.usage())
     }
 
-    fn memory_cleanup(&mut self, _stream_id: StreamId) {}
+    fn memory_cleanup(&mut self, _stream_id: StreamId) {
+        self.memory.cleanup();
+    }
 
     fn start_profile(&mut self, _stream_id: StreamId) -> Result<ProfilingToken, ServerError> {
         Ok(self.timestamps.start())
@@ -160,29 +173,9 @@ impl ComputeServer for CompileServer {
         self.timestamps.stop(token)
     }
 
-    fn allocation_mode(&mut self, _mode: MemoryAllocationMode, _stream_id: StreamId) {}
-}
-
-/// The server's storage: none. Tensors have handles and no bytes behind them.
-#[derive(Debug)]
-pub struct NoMemory;
-
-impl ComputeStorage for NoMemory {
-    type Resource = ();
-
-    fn alignment(&self) -> usize {
-        hopper::MEMORY_ALIGNMENT as usize
+    fn allocation_mode(&mut self, mode: MemoryAllocationMode, _stream_id: StreamId) {
+        self.memory.mode(mode);
     }
-
-    fn get(&mut self, _handle: &StorageHandle) -> Self::Resource {}
-
-    fn alloc(&mut self, size: u64) -> Result<StorageHandle, IoError> {
-        Ok(StorageHandle::new(StorageId::new(), StorageUtilization { offset: 0, size }))
-    }
-
-    fn dealloc(&mut self, _id: StorageId) {}
-
-    fn flush(&mut self) {}
 }
 
 /// A kernel's type name without its crate's path and its type parameters:

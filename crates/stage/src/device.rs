@@ -5,6 +5,8 @@
 //! stopped (or, under `auto`, moved to the CPU) before its first step. Training can also take
 //! a list (`--devices cuda:0,cuda:1`): one worker a device.
 
+#[cfg(feature = "cuda")]
+use crate::cubecl_config::{self, Buffers};
 use crate::{
     cuda_preflight,
     gpu_memory::{self, Fit, MemoryNeed},
@@ -218,15 +220,18 @@ pub fn dispatch<W: OnBackend>(device: Device, work: W) -> W::Output {
 }
 
 /// Run `work` on the backend and devices of `devices` (one kind, as [`resolve_all`] gives).
+/// For training and evaluation, whose steps ask for the same buffers again and again: on CUDA
+/// each buffer has its own exact size ([`Buffers::ExactSize`]).
 pub fn dispatch_all<W: OnDevices>(devices: &[Device], work: W) -> W::Output {
     match devices[0] {
         Device::Cpu => work.run::<Cpu>(vec![Default::default(); one_kind(devices)]),
         #[cfg(feature = "cuda")]
-        Device::Cuda(_) => work.run::<Gpu>(cuda_devices(devices)),
+        Device::Cuda(_) => work.run::<Gpu>(cuda_devices(devices, Buffers::ExactSize)),
         #[cfg(feature = "wgpu")]
         Device::Wgpu => work.run::<gpt2::Wgpu>(vec![Default::default(); one_kind(devices)]),
         #[cfg(feature = "cuda-compile")]
         Device::CudaCompile => {
+            cubecl_config::configure(Buffers::ExactSize);
             compiled(work.run::<cuda_compile::CudaCompile>(vec![Default::default(); one_kind(devices)]))
         }
         #[cfg(not(feature = "cuda"))]
@@ -235,24 +240,29 @@ pub fn dispatch_all<W: OnDevices>(devices: &[Device], work: W) -> W::Output {
 }
 
 /// [`dispatch`], with the GPU backends without burn's fusion (`gpt2::GpuEager`): for decoding,
-/// whose operations are `cube_kernels`' own and for which fusion only costs host time.
+/// whose operations are `cube_kernels`' own and for which fusion only costs host time, and
+/// whose shapes grow with each token: on CUDA, buffers come from CubeCL's pools.
 pub fn dispatch_eager<W: OnBackend>(device: Device, work: W) -> W::Output {
     match device {
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => {
-            let [cuda] = <[_; 1]>::try_from(cuda_devices(&[device])).unwrap_or_else(|_| panic!("one device"));
+            let [cuda] =
+                <[_; 1]>::try_from(cuda_devices(&[device], Buffers::Pooled)).unwrap_or_else(|_| panic!("one device"));
             work.run::<gpt2::GpuEager>(cuda)
         }
         #[cfg(feature = "wgpu")]
         Device::Wgpu => work.run::<gpt2::WgpuEager>(Default::default()),
         #[cfg(feature = "cuda-compile")]
-        Device::CudaCompile => compiled(work.run::<cuda_compile::CudaCompileEager>(Default::default())),
+        Device::CudaCompile => {
+            cubecl_config::configure(Buffers::Pooled);
+            compiled(work.run::<cuda_compile::CudaCompileEager>(Default::default()))
+        }
         _ => dispatch(device, work),
     }
 }
 
 /// `output`, once the stage's work on the `cuda-compile` device is done and what it compiled
-/// is said; the process ends there, with status 1, if a kernel did not compile for CUDA.
+/// and the most memory it held are said; the process ends there, with status 1, if a kernel did not compile for CUDA.
 #[cfg(feature = "cuda-compile")]
 fn compiled<T>(output: T) -> T {
     let report = cuda_compile::report();
@@ -272,6 +282,16 @@ fn compiled<T>(output: T) -> T {
     for failure in &report.failures {
         eprintln!("  failed: {}", failure.kernel);
     }
+    let memory = cuda_compile::peaks();
+    let gib = |bytes: u64| bytes as f64 / f64::from(1 << 30);
+    eprintln!(
+        "cuda-compile: memory at its peak: {:.2} GiB in use, {:.2} GiB reserved by CubeCL, \
+         on a card of {:.1} GiB ({})",
+        gib(memory.in_use),
+        gib(memory.reserved),
+        gib(memory.card),
+        cuda_compile::MEMORY_VARIABLE
+    );
     if !report.failures.is_empty() {
         std::process::exit(1);
     }
@@ -285,11 +305,12 @@ fn one_kind(devices: &[Device]) -> usize {
     devices.len()
 }
 
-/// CUDA's devices for `devices` (all CUDA), with compiled kernels kept on disk.
+/// CUDA's devices for `devices` (all CUDA), with compiled kernels kept on disk and memory
+/// handed out as `buffers`.
 #[cfg(feature = "cuda")]
-fn cuda_devices(devices: &[Device]) -> Vec<burn::backend::cuda::CudaDevice> {
+fn cuda_devices(devices: &[Device], buffers: Buffers) -> Vec<burn::backend::cuda::CudaDevice> {
     one_kind(devices);
-    crate::kernel_cache::keep_compiled_kernels();
+    cubecl_config::configure(buffers);
     let cuda = |device: &Device| match device {
         Device::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
         _ => unreachable!("one kind of device"),

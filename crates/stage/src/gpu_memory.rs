@@ -24,21 +24,26 @@ pub struct MemoryNeed {
 }
 
 impl MemoryNeed {
-    /// Training: f32 weights, their gradients and AdamW's two moments (16 bytes a parameter),
-    /// plus the activations one micro-batch keeps for its backward pass, estimated as in
-    /// Korthikanti et al. 2022 (34·d + 5·heads·T bytes a token a layer at 16 bits, doubled for
-    /// f32) and the LM head's logits, log-softmax and gradient (3 × rows·T·vocab f32).
+    /// Training. Certain: the f32 weights, AdamW's two moments, the step's summed gradients and
+    /// a micro-batch's own, all held at the end of each backward pass (20 bytes a parameter).
+    /// The estimate adds to the first four what a micro-batch's forward pass keeps for its
+    /// backward pass (16 f32 values a token, layer and unit of width, BENCHMARKS.md's "Memory
+    /// kept for the backward pass", and the logits twice), and two fifths for what CubeCL
+    /// reserves beyond what is in use: on the `cuda-compile` device, which runs CubeCL's memory
+    /// management, these peaks were within 3% of the measured ones, and the reserves 1.23-1.54×
+    /// the peaks (BENCHMARKS.md, "Memory a training run holds on the card").
     pub fn training(config: &Gpt2Config, micro_batch: usize, seq_len: usize) -> Self {
-        let certain = config.num_params() as u64 * 4 * F32;
+        let parameters = config.num_params() as u64 * F32;
+        let certain = 5 * parameters;
         let tokens = (micro_batch * seq_len) as u64;
-        // 17·d + 2.5·heads·T values, at 4 bytes each.
-        let per_token_per_layer = (68 * config.n_embd + 10 * config.n_head * seq_len) as u64;
-        let activations = tokens * config.n_layer as u64 * per_token_per_layer;
-        let logits = 3 * tokens * config.vocab_size as u64 * F32;
+        let activations = tokens * config.n_layer as u64 * 16 * config.n_embd as u64 * F32;
+        let logits = 2 * tokens * config.vocab_size as u64 * F32;
+        let peak = certain.max(4 * parameters + activations + logits);
         MemoryNeed {
             certain,
-            certain_is: "the model's weights, their gradients and AdamW's two moments, in f32".into(),
-            estimate: certain + activations + logits,
+            certain_is: "the model's weights, AdamW's two moments, the step's gradients and a micro-batch's, in f32"
+                .into(),
+            estimate: peak * 7 / 5,
             advice: format!(
                 "lower --micro-batch (now {micro_batch}) and raise --grad-accum to keep the same step, prepare \
                  shorter rows (prepare --seq-len, now {seq_len}), or train a smaller model"
@@ -141,15 +146,20 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     #[test]
-    fn gpt2_medium_training_needs_16_bytes_a_parameter_before_activations() {
+    fn gpt2_medium_training_needs_20_bytes_a_parameter_before_activations() {
         let medium = Gpt2Config::preset("gpt2-medium").unwrap();
         let need = MemoryNeed::training(&medium, 1, 1024);
-        assert_eq!(need.certain, 354_823_168 * 16);
-        // The activations of one 1024-token row and the logits come on top: several GiB.
-        assert!(need.estimate > need.certain + 4 * GIB && need.estimate < need.certain + 8 * GIB, "{need:?}");
-        // Twice the rows, about twice the activations.
+        assert_eq!(need.certain, 354_823_168 * 20);
+        // CubeCL reserved 8.88 GiB (f32) and 9.89 GiB (bf16) for it on the cuda-compile device,
+        // which an 11 GiB card has room for.
+        assert!((9.9..10.5).contains(&(need.estimate as f64 / GIB as f64)), "{need:?}");
+        // Twice the rows, twice the activations and logits.
         let two = MemoryNeed::training(&medium, 2, 1024);
-        assert_eq!(two.estimate - two.certain, 2 * (need.estimate - need.certain));
+        let held = 4 * 354_823_168 * 4 * 7 / 5;
+        assert!((two.estimate - held).abs_diff(2 * (need.estimate - held)) <= 2, "{two:?}");
+        // Short rows keep less than a micro-batch's gradients: the certain part is the peak.
+        let short = MemoryNeed::training(&medium, 1, 64);
+        assert_eq!(short.estimate, short.certain * 7 / 5);
     }
 
     #[test]
@@ -158,8 +168,8 @@ mod tests {
         let need = MemoryNeed::training(&medium, 4, 1024);
         let Fit::DoesNotFit(message) = judge(&need, 4 * GIB, "cuda:0") else { panic!("4 GiB is too little") };
         assert!(message.starts_with("cuda:0 has 4.0 GiB free, and the model's weights"), "{message}");
-        assert!(message.contains("take 5.3 GiB: lower --micro-batch (now 4)"), "{message}");
-        let Fit::MayNotFit(message) = judge(&need, 8 * GIB, "cuda:0") else { panic!("8 GiB is tight") };
+        assert!(message.contains("take 6.6 GiB: lower --micro-batch (now 4)"), "{message}");
+        let Fit::MayNotFit(message) = judge(&need, 12 * GIB, "cuda:0") else { panic!("12 GiB is tight") };
         assert!(message.contains("it may run out of memory; if it does, lower --micro-batch"), "{message}");
         assert_eq!(judge(&need, 80 * GIB, "cuda:0"), Fit::Fits);
     }
