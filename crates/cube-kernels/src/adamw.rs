@@ -3,15 +3,16 @@
 //! element-wise kernel writes its outputs to new buffers: the train stage's update held the
 //! parameters, both moments old and new, and the gradients before and after the clip at once,
 //! seven buffers of a group's size (on wgpu: BENCHMARKS.md); here the moments are rewritten
-//! where they are and only the parameters, which the model's views also hold, are copied.
+//! where they are, and the new parameters, whose old buffer the model's views also hold, are
+//! written over the gradients, read element by element just before and needed no longer.
 
 use crate::{
     fusion_op::{register_kernel, Launch},
     grid::{unit_grid, unit_piece},
-    in_place::writable_in_order,
+    in_place::{is_writable_in_order, writable_in_order},
 };
 use burn::tensor::ops::FloatTensor;
-use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::prelude::*;
 use kernels::AdamWStep;
@@ -19,7 +20,9 @@ use kernels::AdamWStep;
 pub trait AdamWUpdate: burn::tensor::backend::Backend {
     /// `param`, `first` and `second` (PyTorch's `exp_avg` and `exp_avg_sq`), flat buffers of
     /// one length, after `step` on `grad`, first multiplied by `clip` (`[1]`) where given.
-    /// Each buffer nothing else holds is rewritten in place; the others are copied first.
+    /// The moments are rewritten in place where nothing else holds them, and copied first
+    /// otherwise; the parameters' new values are written over the parameters where nothing
+    /// else holds them, else over the gradients where nothing else does, else into a copy.
     fn adamw_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -31,14 +34,15 @@ pub trait AdamWUpdate: burn::tensor::backend::Backend {
 }
 
 /// A unit an element. The scalars come as the f64 step's rounded to f32, as burn's scalar
-/// operations take them, and the arithmetic is theirs in their order.
+/// operations take them, and the arithmetic is theirs in their order. The new parameters go
+/// to `grad` with `into_grad`, to `param` without.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn adamw_kernel<F: Float>(
     param: &mut Tensor<F>,
     first: &mut Tensor<F>,
     second: &mut Tensor<F>,
-    grad: &Tensor<F>,
+    grad: &mut Tensor<F>,
     clip: &Tensor<F>,
     decay: f32,
     first_weight: f32,
@@ -48,6 +52,7 @@ fn adamw_kernel<F: Float>(
     eps: f32,
     step_size: f32,
     #[comptime] clipped: bool,
+    #[comptime] into_grad: bool,
 ) {
     let i = unit_piece() as usize;
     if i >= param.len() {
@@ -60,7 +65,12 @@ fn adamw_kernel<F: Float>(
     let m = first[i] + (g - first[i]) * F::cast_from(first_weight);
     let v = second[i] * F::cast_from(beta2) + g * g * F::cast_from(second_weight);
     let denominator = F::sqrt(v) / F::cast_from(bias_correction2_sqrt) + F::cast_from(eps);
-    param[i] = param[i] * F::cast_from(decay) - m / denominator * F::cast_from(step_size);
+    let updated = param[i] * F::cast_from(decay) - m / denominator * F::cast_from(step_size);
+    if into_grad {
+        grad[i] = updated;
+    } else {
+        param[i] = updated;
+    }
     first[i] = m;
     second[i] = v;
 }
@@ -74,15 +84,20 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWUpdat
         second: FloatTensor<Self>,
         step: AdamWStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (param, first, second) = (writable_in_order(param), writable_in_order(first), writable_in_order(second));
         let len = param.meta.num_elements();
         for (name, buffer) in [("gradient", &grad), ("first moment", &first), ("second moment", &second)] {
             assert_eq!(buffer.meta.num_elements(), len, "the {name} buffer's length differs from the parameters'");
         }
         assert!(grad.is_contiguous(), "the gradients are a whole buffer, not a view");
+        // In the train stage the model's views hold the parameters' buffer: the gradients'
+        // takes the new values, and the parameters' is free for the next step's gradients.
+        let into_grad = !is_writable_in_order(&param) && is_writable_in_order(&grad) && param.is_contiguous();
+        let param = if into_grad { param } else { writable_in_order(param) };
+        let (first, second) = (writable_in_order(first), writable_in_order(second));
         let clipped = clip.is_some();
-        // Unclipped, the gradients stand in for the factor the kernel then does not read.
-        let clip = clip.unwrap_or_else(|| grad.clone());
+        // Unclipped, the kernel reads no factor; a buffer it also writes cannot stand in for it.
+        let clip = clip
+            .unwrap_or_else(|| empty_device_dtype(grad.client.clone(), grad.device.clone(), [1].into(), grad.dtype));
         let (cubes, units) = unit_grid(len);
         adamw_kernel::launch::<F, R>(
             &param.client,
@@ -91,7 +106,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWUpdat
             param.clone().into_tensor_arg(),
             first.clone().into_tensor_arg(),
             second.clone().into_tensor_arg(),
-            grad.into_tensor_arg(),
+            grad.clone().into_tensor_arg(),
             clip.into_tensor_arg(),
             step.decay as f32,
             (1.0 - step.beta1) as f32,
@@ -101,8 +116,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWUpdat
             step.eps as f32,
             step.step_size as f32,
             clipped,
+            into_grad,
         );
-        (param, first, second)
+        (if into_grad { grad } else { param }, first, second)
     }
 }
 

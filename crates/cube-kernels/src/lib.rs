@@ -32,6 +32,8 @@
 //!   tokens, in place, in one launch (burn's `scatter` adds).
 //! - [`SoftmaxDenominator`]: each row's softmax denominator at a temperature, for top-p sampling
 //!   among the most likely tokens, in one launch (burn: three, and a row read back).
+//! - [`SumOfSquares`]: the sum of a flat buffer's squares, for the global-norm clip, in a launch
+//!   or two with no buffer of the squares (burn: the squares written out, then two sums).
 //!
 //! [`DeviceMemory`] is no kernel: what CubeCL's allocator holds, for the train stage's report.
 //!
@@ -58,6 +60,7 @@ mod philox;
 mod reduce;
 mod repetition_penalty;
 mod softmax_denominator;
+mod sum_of_squares;
 
 pub use adamw::AdamWUpdate;
 pub use add_to_stretches::AddToStretches;
@@ -73,3 +76,4 @@ pub use memory::DeviceMemory;
 pub use most_likely::{MostLikely, MAX_MOST_LIKELY, MAX_MOST_LIKELY_VOCAB};
 pub use repetition_penalty::RepetitionPenalty;
 pub use softmax_denominator::SoftmaxDenominator;
+pub use sum_of_squares::SumOfSquares;

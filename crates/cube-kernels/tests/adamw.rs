@@ -28,9 +28,20 @@ fn expected(param: f64, grad: f64, first: f64, second: f64, step: &AdamWStep) ->
     [param * step.decay - first / denominator * step.step_size, first, second]
 }
 
+/// Which of the update's buffers something else holds, as well as the update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Held {
+    Nothing,
+    /// As in the train stage, where the model's views hold them: the new values go over the
+    /// gradients.
+    Parameters,
+    /// Everything is copied first.
+    All,
+}
+
 /// An update from moments as a run's third step leaves them, with or without the clip's
-/// factor, with the buffers held elsewhere (then copied, the holders' values untouched) or not.
-fn check<B: AdamWUpdate>(clip: Option<f32>, held_elsewhere: bool) {
+/// factor, with `held` buffers held elsewhere (their holders' values left untouched).
+fn check<B: AdamWUpdate>(clip: Option<f32>, held: Held) {
     let (beta1, beta2, lr) = (0.9, 0.95, 1e-3);
     let step = AdamWStep {
         decay: 1.0 - lr * 0.1,
@@ -42,7 +53,11 @@ fn check<B: AdamWUpdate>(clip: Option<f32>, held_elsewhere: bool) {
     };
     let values = [normal(LEN, 1), normal(LEN, 2), normal(LEN, 3), uniform(LEN, 0.0, 4.0, 4)];
     let [param, grad, first, second] = values.clone().map(tensor::<B>);
-    let holders = held_elsewhere.then(|| [param.clone(), first.clone(), second.clone()]);
+    let holders = match held {
+        Held::Nothing => vec![],
+        Held::Parameters => vec![param.clone()],
+        Held::All => vec![param.clone(), grad.clone(), first.clone(), second.clone()],
+    };
     let clip_tensor =
         clip.map(|factor| Tensor::<B, 1>::from_data(TensorData::new(vec![factor], [1]), &Default::default()));
 
@@ -65,21 +80,21 @@ fn check<B: AdamWUpdate>(clip: Option<f32>, held_elsewhere: bool) {
         let expected: Vec<f64> = expected.iter().map(|element| element[k]).collect();
         assert_close(name, &expected, &host_primitive::<B, 1>(actual), 1e-6);
     }
-    if let Some(holders) = holders {
-        for (holder, original) in holders.into_iter().zip([param0, first0, second0]) {
-            assert_eq!(host(holder), original, "a holder's buffer was left as it was");
-        }
+    for (holder, original) in holders.into_iter().zip([param0, grad, first0, second0]) {
+        assert_eq!(host(holder), original, "a holder's buffer was left as it was");
     }
 }
 
-/// The update takes no new buffer for buffers nothing else holds (the moments, in the train
-/// stage): its point. Counted in CubeCL's persistent pool, which gives each allocation its own
-/// buffer of its exact size and keeps it, so that what it reserves is the most held at once.
-fn rewrites_in_place<B: AdamWUpdate + DeviceMemory>() {
+/// The update takes no new buffer for buffers nothing else holds, nor for parameters held
+/// elsewhere when the gradients are not (the train stage's case): its point. Counted in
+/// CubeCL's persistent pool, which gives each allocation its own buffer of its exact size and
+/// keeps it, so that what it reserves is the most held at once.
+fn rewrites_in_place<B: AdamWUpdate + DeviceMemory>(held: Held) {
     let device = Default::default();
     B::memory_persistent_allocations(&device, (), |()| {
         let [param, grad, first, second] =
             [normal(LEN, 1), normal(LEN, 2), normal(LEN, 3), uniform(LEN, 0.0, 4.0, 4)].map(tensor::<B>);
+        let holder = (held == Held::Parameters).then(|| param.clone());
         let step =
             AdamWStep { decay: 1.0, beta1: 0.9, beta2: 0.95, eps: 1e-8, bias_correction2_sqrt: 1.0, step_size: 1e-3 };
         let reserved = || B::memory_usage(&device).expect("CubeCL counts its memory").bytes_reserved;
@@ -89,19 +104,21 @@ fn rewrites_in_place<B: AdamWUpdate + DeviceMemory>() {
         let after = reserved();
         // The launch's own few bytes of metadata may take a buffer; a copy would take 280 kB.
         assert!(after - before < 4096, "the update took {} bytes more", after - before);
-        drop(updated);
+        drop((updated, holder));
     });
 }
 
 /// One test, so that no other test's buffers come and go while the allocator's count is read.
 #[test]
 fn updates_as_pytorch_does_in_place_with_and_without_fusion() {
-    rewrites_in_place::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
-    rewrites_in_place::<Wgpu>();
+    for held in [Held::Nothing, Held::Parameters] {
+        rewrites_in_place::<CubeBackend<WgpuRuntime, f32, i32, u32>>(held);
+        rewrites_in_place::<Wgpu>(held);
+    }
     for clip in [None, Some(0.37)] {
-        for held_elsewhere in [false, true] {
-            check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(clip, held_elsewhere);
-            check::<Wgpu>(clip, held_elsewhere);
+        for held in [Held::Nothing, Held::Parameters, Held::All] {
+            check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(clip, held);
+            check::<Wgpu>(clip, held);
         }
     }
 }

@@ -1,7 +1,7 @@
-//! Training's attention on burn's CubeCL + fusion path (the path CUDA takes: flash attention's
-//! kernels from `cube-kernels`, here on wgpu, Mesa's software Vulkan driver on a machine without
-//! a GPU) against the CPU's burn operations: the output and the q/k/v projection's gradient,
-//! with documents packed in a row and with dropout.
+//! Attention on burn's CubeCL + fusion path (the path CUDA takes: flash attention's kernels from
+//! `cube-kernels`, here on wgpu, Mesa's software Vulkan driver on a machine without a GPU)
+//! against the CPU's burn operations, with documents packed in a row: training's (the output
+//! and the q/k/v projection's gradient, with dropout) and evaluation's (no gradient).
 //! `cargo test -p gpt2 --features wgpu --test wgpu_attention`
 
 use burn::{backend::Autodiff, prelude::*, tensor::Distribution};
@@ -17,8 +17,7 @@ const HEAD_DIM: usize = 64;
 /// The heads' outputs side by side and the q/k/v rows' gradient for an upstream gradient.
 fn attention<B: Gpt2Backend>(qkv: TensorData, upstream: TensorData, dropout: Option<Dropout>) -> [Vec<f32>; 2] {
     let device = Default::default();
-    let documents = Documents::<Autodiff<B>>::new(&[vec![4], vec![7, 30]], TIME, &device);
-    let mask = documents.mask(causal_mask::<Autodiff<B>>(TIME, TIME, &device));
+    let mask = documents_mask::<Autodiff<B>>();
     let qkv = Tensor::<Autodiff<B>, 2>::from_data(qkv, &device).require_grad();
     let y = Autodiff::<B>::self_attention(qkv.clone(), HEADS, mask, dropout, Precision::F32);
     let gradients = (y.clone() * Tensor::from_data(upstream, &device)).sum().backward();
@@ -26,12 +25,26 @@ fn attention<B: Gpt2Backend>(qkv: TensorData, upstream: TensorData, dropout: Opt
     [values(y.inner()), values(qkv.grad(&gradients).unwrap())]
 }
 
+/// Two rows: one document, and two packed (their keys hidden from each other's queries).
+fn documents_mask<B: Gpt2Backend>() -> Tensor<B, 3, Bool> {
+    let device = Default::default();
+    let documents = Documents::<B>::new(&[vec![4], vec![7, 30]], TIME, &device);
+    documents.mask(causal_mask::<B>(TIME, TIME, &device))
+}
+
+fn random(dims: [usize; 2]) -> TensorData {
+    Tensor::<Cpu, 2>::random(dims, Distribution::Uniform(-1.0, 1.0), &Default::default()).into_data()
+}
+
+fn assert_close(what: &str, expected: &[f32], actual: &[f32]) {
+    let scale = expected.iter().fold(0.0f32, |m, e| m.max(e.abs()));
+    let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, f32::max);
+    assert!(difference <= 1e-5 * scale, "{what}: max |difference| {difference} at scale {scale}");
+}
+
 #[test]
 fn training_attention_matches_the_cpu() {
     let width = HEADS * HEAD_DIM;
-    let random = |dims: [usize; 2]| {
-        Tensor::<Cpu, 2>::random(dims, Distribution::Uniform(-1.0, 1.0), &Default::default()).into_data()
-    };
     for p in [0.0, 0.1] {
         let stream = DropoutMasks::new(3, 1, 0).layer(2).attention_weights();
         let dropout = (p > 0.0).then_some(Dropout { p, stream });
@@ -39,9 +52,19 @@ fn training_attention_matches_the_cpu() {
         let cpu = attention::<Cpu>(qkv.clone(), upstream.clone(), dropout);
         let wgpu = attention::<Wgpu>(qkv, upstream, dropout);
         for (what, (expected, actual)) in ["output", "q/k/v gradient"].iter().zip(cpu.iter().zip(&wgpu)) {
-            let scale = expected.iter().fold(0.0f32, |m, e| m.max(e.abs()));
-            let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, f32::max);
-            assert!(difference <= 1e-5 * scale, "{what}, dropout {p}: max |difference| {difference} at scale {scale}");
+            assert_close(&format!("{what}, dropout {p}"), expected, actual);
         }
     }
+}
+
+/// The heads' outputs side by side, as an evaluation's forward pass takes them.
+fn evaluation<B: Gpt2Backend>(qkv: TensorData) -> Vec<f32> {
+    let qkv = Tensor::<B, 2>::from_data(qkv, &Default::default());
+    B::self_attention(qkv, HEADS, documents_mask::<B>(), None, Precision::F32).into_data().to_vec().unwrap()
+}
+
+#[test]
+fn evaluation_attention_matches_the_cpu() {
+    let qkv = random([BATCH * TIME, 3 * HEADS * HEAD_DIM]);
+    assert_close("evaluation's output", &evaluation::<Cpu>(qkv.clone()), &evaluation::<Wgpu>(qkv));
 }

@@ -8,7 +8,7 @@
 //! - Training and evaluation give every buffer its own exact size. CubeCL's default pools cut
 //!   buffers out of pages of up to a quarter of the card, and for training's large, repeating
 //!   buffers left most of what they reserved unused: gpt2 at 4 × 1024 held 5.7 GiB at its peak
-//!   and reserved 16.5 GiB of an H200, against 7.2 GiB with exact sizes (measured on the
+//!   and reserved 15.5 GiB of an H200, against 6.4 GiB with exact sizes (measured on the
 //!   `cuda-compile` device, which runs CubeCL's memory management: BENCHMARKS.md). A step asks
 //!   for the same sizes every time, so after the first one each request finds a free buffer of
 //!   its size. Decoding's shapes grow with every token, which the pools suit better, so

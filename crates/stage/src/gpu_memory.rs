@@ -30,7 +30,7 @@ impl MemoryNeed {
     /// backward pass (16 f32 values a token, layer and unit of width, BENCHMARKS.md's "Memory
     /// kept for the backward pass", and the logits twice), and two fifths for what CubeCL
     /// reserves beyond what is in use: on the `cuda-compile` device, which runs CubeCL's memory
-    /// management, these peaks were within 3% of the measured ones, and the reserves 1.23-1.54×
+    /// management, these peaks were within 3% of the measured ones, and the reserves 1.03-1.37×
     /// the peaks (BENCHMARKS.md, "Memory a training run holds on the card").
     pub fn training(config: &Gpt2Config, micro_batch: usize, seq_len: usize) -> Self {
         let parameters = config.num_params() as u64 * F32;
@@ -150,7 +150,7 @@ mod tests {
         let medium = Gpt2Config::preset("gpt2-medium").unwrap();
         let need = MemoryNeed::training(&medium, 1, 1024);
         assert_eq!(need.certain, 354_823_168 * 20);
-        // CubeCL reserved 8.88 GiB (f32) and 9.89 GiB (bf16) for it on the cuda-compile device,
+        // CubeCL reserved 7.43 GiB (f32) and 8.41 GiB (bf16) for it on the cuda-compile device,
         // which an 11 GiB card has room for.
         assert!((9.9..10.5).contains(&(need.estimate as f64 / GIB as f64)), "{need:?}");
         // Twice the rows, twice the activations and logits.

@@ -1,7 +1,8 @@
 //! CUDA's and wgpu's [`Gpt2Backend`]: the operations `cube_kernels` does in one kernel each.
 
 use super::{
-    float, linear_residual_by_parts, normed_linear_by_parts, primitive, AllocatorMemory, Gpt2Backend, ResidualBranch,
+    float, linear_residual_by_parts, normed_linear_by_parts, primitive, self_attention_by_parts, AllocatorMemory,
+    Gpt2Backend, ResidualBranch,
 };
 use crate::{dropout::Dropout, kv_cache::decode_attention_by_parts, training_attention, PreNorm, Precision};
 use burn::{
@@ -140,6 +141,21 @@ macro_rules! cube_backend {
                 (float(d_product), float(d_bias))
             }
 
+            /// Without a gradient to take (evaluation), the flash kernel's forward pass: no
+            /// `time × time` scores, where burn's operations make and hold them.
+            fn self_attention(
+                qkv: Tensor<Self, 2>,
+                heads: usize,
+                mask: Tensor<Self, 3, Bool>,
+                dropout: Option<Dropout>,
+                precision: Precision,
+            ) -> Tensor<Self, 2> {
+                if !flash_attention_applies(&qkv, &mask, heads) {
+                    return self_attention_by_parts(qkv, heads, mask, dropout, precision);
+                }
+                Self::attention_keeping(qkv, heads, mask, dropout, precision).0
+            }
+
             fn attention_keeping(
                 qkv: Tensor<Self, 2>,
                 heads: usize,
@@ -264,6 +280,10 @@ macro_rules! cube_backend {
                     step,
                 );
                 (float(param), float(first), float(second))
+            }
+
+            fn sum_of_squares(x: Tensor<Self, 1>) -> Tensor<Self, 1> {
+                float(<Self as cube_kernels::SumOfSquares>::sum_of_squares(primitive(x)))
             }
 
             fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(Tensor<Self, 1>, usize)>) -> Tensor<Self, 1> {

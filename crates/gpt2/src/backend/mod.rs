@@ -188,9 +188,7 @@ pub trait Gpt2Backend: Backend {
         dropout: Option<Dropout>,
         precision: Precision,
     ) -> Tensor<Self, 2> {
-        let [rows, width] = qkv.dims();
-        let (q, k, v) = split_heads(qkv, heads, mask.dims());
-        Self::masked_attention(q, k, v, mask, dropout, precision).reshape([rows, width / 3])
+        self_attention_by_parts(qkv, heads, mask, dropout, precision)
     }
 
     /// Causal self-attention's core as training's custom backward pass takes it: from the q/k/v
@@ -320,6 +318,21 @@ pub trait Gpt2Backend: Backend {
             let sum = buffer.clone().slice(stretch.clone()) + piece;
             buffer.slice_assign(stretch, sum)
         })
+    }
+
+    /// `Σ xᵢ²` over the flat buffer `x`: `[1]`, the global-norm clip's sum for one parameter
+    /// group. Here down the columns of `[1024, len / 1024]` first where the length allows (the
+    /// train stage's buffers are padded to allow it): each partial sum adds a short run of
+    /// numbers rather than one run of all.
+    fn sum_of_squares(x: Tensor<Self, 1>) -> Tensor<Self, 1> {
+        const ROWS: usize = 1024;
+        let len = x.dims()[0];
+        let squares = x.square();
+        if len > 0 && len.is_multiple_of(ROWS) {
+            squares.reshape([ROWS, len / ROWS]).sum_dim(0).sum()
+        } else {
+            squares.sum()
+        }
     }
 
     /// `param`, `first` and `second` (PyTorch's `exp_avg` and `exp_avg_sq`), flat buffers of
@@ -494,6 +507,19 @@ fn normed_linear_by_parts<B: Gpt2Backend>(
         true => B::gelu_tanh(y),
         false => y,
     }
+}
+
+/// [`Gpt2Backend::self_attention`] as the heads' q, k and v and [`Gpt2Backend::masked_attention`].
+pub(crate) fn self_attention_by_parts<B: Gpt2Backend>(
+    qkv: Tensor<B, 2>,
+    heads: usize,
+    mask: Tensor<B, 3, Bool>,
+    dropout: Option<Dropout>,
+    precision: Precision,
+) -> Tensor<B, 2> {
+    let [rows, width] = qkv.dims();
+    let (q, k, v) = split_heads(qkv, heads, mask.dims());
+    B::masked_attention(q, k, v, mask, dropout, precision).reshape([rows, width / 3])
 }
 
 fn linear_residual_by_parts<B: Gpt2Backend>(

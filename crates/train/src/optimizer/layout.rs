@@ -30,9 +30,10 @@ pub const GROUPS: [Group; 2] = [Group::Decayed, Group::NotDecayed];
 /// Each parameter starts at a multiple of this many elements (256 bytes), so that on CubeCL a
 /// view of it is the buffer at an offset, not a copy.
 const ALIGN: usize = 64;
-/// Each buffer's length is a multiple of this: the norm sums `[NORM_ROWS, len / NORM_ROWS]`
-/// down its columns, one GPU thread a column, before one sum of those.
-pub const NORM_ROWS: usize = 1024;
+/// Each buffer's length is a multiple of this, for the norm's sums down the columns of
+/// `[NORM_ROWS, len / NORM_ROWS]` on the CPU (`Gpt2Backend::sum_of_squares`); checkpoints'
+/// optimizer records hold buffers of these lengths.
+const NORM_ROWS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {

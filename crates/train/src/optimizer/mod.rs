@@ -20,7 +20,7 @@ use anyhow::Result;
 use burn::{prelude::*, tensor::backend::AutodiffBackend};
 use gpt2::{Gpt2, Gpt2Backend};
 use kernels::AdamWStep;
-use layout::{Group, Layout, Values, GROUPS, NORM_ROWS};
+use layout::{Group, Layout, Values, GROUPS};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
@@ -159,13 +159,12 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
     }
 }
 
-/// The L2 norm of all gradients together. Each buffer is summed down the columns of
-/// `[NORM_ROWS, len / NORM_ROWS]` first: a reduction runs one GPU thread per output (without
-/// autotuning), so one sum over the whole buffer would be one thread reading all of it.
-fn global_norm<B: Backend>(grads: &[Tensor<B, 1>; 2]) -> Tensor<B, 1> {
+/// The L2 norm of all gradients together, each buffer's squares summed by the backend
+/// (on CubeCL, with no buffer of the squares).
+fn global_norm<B: Gpt2Backend>(grads: &[Tensor<B, 1>; 2]) -> Tensor<B, 1> {
     grads
         .iter()
-        .map(|grad| grad.clone().square().reshape([NORM_ROWS as i32, -1]).sum_dim(0).sum())
+        .map(|grad| B::sum_of_squares(grad.clone()))
         .reduce(|total, squares| total + squares)
         .expect("two groups")
         .sqrt()
