@@ -1,9 +1,10 @@
 """PyTorch baseline for training speed: the same training step the train stage runs
 (GPT2LMHeadModel from random weights, AdamW, global-norm clipping, token-mean loss), on rows
-of --seq tokens, --micro-batch rows per forward pass. Prints one JSON line per run:
-tokens/s, peak memory and model FLOPs utilisation (MFU).
+of --seq tokens, --micro-batch rows per forward pass, --grad-accum passes per optimizer step.
+Prints one JSON line per run: tokens/s, peak memory and model FLOPs utilisation (MFU).
 
     python3 scripts/bench/train_baseline.py --model gpt2 --seq 1024 --micro-batch 4 --dtype bf16
+    python3 scripts/bench/train_baseline.py --model gpt2-medium --seq 550 --grad-accum 16   # the original's step
     python3 scripts/bench/train_baseline.py --matmul-peak     # the card's measured bf16 rate
 
 MFU counts 6N + 12·L·T·d FLOPs per token (N: parameters without the position embedding; the
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--model", default="gpt2", choices=SIZES)
     parser.add_argument("--seq", type=int, default=1024)
     parser.add_argument("--micro-batch", type=int, default=1)
+    parser.add_argument("--grad-accum", type=int, default=1, help="forward and backward passes per optimizer step")
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps (after 2 warm-up steps)")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "f32"], help="bf16: autocast; f32: TF32 off")
     parser.add_argument("--peak-flops", type=float, help="the card's bf16 rate for MFU (default: measure it)")
@@ -61,10 +63,13 @@ def main() -> None:
     tokens = torch.randint(0, config.vocab_size, (args.micro_batch, args.seq), device="cuda")
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
-            logits = model(tokens).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, config.vocab_size), tokens[:, 1:].reshape(-1))
-        loss.backward()
+        # The train stage's loss: the mean over the step's tokens, so each pass's mean is
+        # weighted by its share (equal here: every pass has the same rows).
+        for _ in range(args.grad_accum):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+                logits = model(tokens).logits
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, config.vocab_size), tokens[:, 1:].reshape(-1))
+            (loss / args.grad_accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -78,11 +83,11 @@ def main() -> None:
         step()
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    tokens_per_s = args.steps * args.micro_batch * args.seq / seconds
+    tokens_per_s = args.steps * args.grad_accum * args.micro_batch * args.seq / seconds
     peak = args.peak_flops or matmul_peak()
     print(json.dumps({
         "trainer": f"pytorch {args.dtype}" + (" autocast" if args.dtype == "bf16" else ""),
-        "model": args.model, "seq": args.seq, "micro_batch": args.micro_batch,
+        "model": args.model, "seq": args.seq, "micro_batch": args.micro_batch, "grad_accum": args.grad_accum,
         "tokens_per_s": round(tokens_per_s, 1),
         "mfu": round(tokens_per_s * flops_per_token(model, args.seq) / peak, 4),
         "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),

@@ -2,11 +2,12 @@
 # One prepared GPU check, run on a machine with an NVIDIA GPU and Python's torch + transformers
 # (there is no Rust there). Stage everything here first with scripts/gpu/stage.sh, then run this
 # script there with target/gpu carried along:
-#   scripts/gpu/check.sh train [ARGS]   the train stage: CUDA vs CPU steps, tokens/s, MFU and
-#                                   peak memory at gpt2 / gpt2-medium shapes in f32 and bf16 next
-#                                   to PyTorch, and the longest gpt2-medium row that fits in 11 GB
-#                                   (ARGS go to scripts/gpu/train_check.py, e.g. --checks, --limit),
-#                                   and the activations PyTorch keeps for the backward pass
+#   scripts/gpu/check.sh train [ARGS]   the train stage: CUDA vs CPU steps; tokens/s, MFU, first
+#                                   step and peak memory at gpt2 4 x 1024 and the original's
+#                                   gpt2-medium 1 x 550 x 16 micro-batches, f32 and bf16, next to
+#                                   PyTorch f32 and bf16; gpt2-medium 1 x 1024's memory against 11
+#                                   GB (ARGS go to scripts/gpu/train_check.py, e.g. --checks,
+#                                   --limit), and the activations PyTorch keeps for the backward pass
 #   scripts/gpu/check.sh generate   CUDA vs CPU logits on the tiny fixture (forward pass and
 #                                   decoding steps; bf16 weights against f32); generation tokens/s
 #                                   and time to first token at gpt2 / gpt2-medium shapes in f32
@@ -30,7 +31,7 @@ case "${1:-train}" in
     train)
         shift
         python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$out" \
-            --precisions f32,bf16 --pytorch gpt2:1024:4,gpt2-medium:1024:1 "$@" || status=$?
+            --precisions f32,bf16 --pytorch gpt2:1024:4,gpt2-medium:550:1x16 "$@" || status=$?
         # PyTorch's activations on CUDA (its SDPA kernel differs from the CPU's), beside ours
         # counted on wgpu (BENCHMARKS.md).
         timeout 120 python3 scripts/bench/activation_memory.py --device cuda || status=$?
