@@ -6,8 +6,11 @@
 #                                   step and peak memory at gpt2 4 x 1024 and the original's
 #                                   gpt2-medium 1 x 550 x 16 micro-batches, f32 and bf16, next to
 #                                   PyTorch f32 and bf16; gpt2-medium 1 x 1024's memory against 11
-#                                   GB (ARGS go to scripts/gpu/train_check.py, e.g. --checks,
-#                                   --limit), and the activations PyTorch keeps for the backward pass
+#                                   GB; where gpt2's step goes, kernel by kernel (ARGS go to
+#                                   scripts/gpu/train_check.py, e.g. --checks, --limit). Within
+#                                   the device's 10 minutes a call; the activations PyTorch keeps
+#                                   for the backward pass are a call of their own:
+#                                   python3 scripts/bench/activation_memory.py --device cuda
 #   scripts/gpu/check.sh generate   CUDA vs CPU logits on the tiny fixture (forward pass and
 #                                   decoding steps; bf16 weights against f32); generation tokens/s
 #                                   and time to first token at gpt2 / gpt2-medium shapes in f32
@@ -32,9 +35,6 @@ case "${1:-train}" in
         shift
         python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$out" \
             --precisions f32,bf16 --pytorch gpt2:1024:4,gpt2-medium:550:1x16 "$@" || status=$?
-        # PyTorch's activations on CUDA (its SDPA kernel differs from the CPU's), beside ours
-        # counted on wgpu (BENCHMARKS.md).
-        timeout 120 python3 scripts/bench/activation_memory.py --device cuda || status=$?
         ;;
     generate)
         # Within the device's 10 minutes a call.

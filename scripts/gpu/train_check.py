@@ -14,6 +14,14 @@ Checks, chosen with --checks (comma-separated, in order):
                  f32 with TF32 off). The train stage gives every buffer its own exact size; with
                  `pools`, it takes CubeCL's default pools instead (cubecl.toml `persistent_memory
                  = "disabled"`: pages of up to a quarter of the card on CUDA), to compare.
+  profile:MODEL:SEQ:MB[xACCUM][:PRECISION]
+                 where a step's time goes, kernel by kernel: runs of 1 and 11 steps with CubeCL's
+                 profiling logger, which waits for the device before and after every kernel
+                 and logs the time between (a kernel's run plus its launch); their difference
+                 over 10 is a step (the start, the weights' initialisation and the final
+                 evaluation cancel out; so do kernels' first launches, which load or compile
+                 them, but not exactly: put it after a timed run at the same shape and
+                 precision, whose compiled kernels both runs then find in the kernel cache).
   doc-mask       validation loss of gpt2 (random weights) trained 200 steps on the jokes at 256
                  tokens with and without --doc-mask, each evaluated with and without it.
   fit            the longest gpt2-medium row that fits in 11 GB, from a quadratic fit through
@@ -54,6 +62,11 @@ file = "cubecl.log"
 [autotune.logger]
 level = "minimal"
 file = "cubecl.log"
+"""
+PROFILE_TOML = """
+[profiling.logger]
+level = "basic"
+file = "profile.log"
 """
 POOLS_TOML = """
 [memory]
@@ -110,12 +123,12 @@ def cubecl_lines(cwd: pathlib.Path) -> int:
     return sum(1 for _ in open(log, errors="replace")) if log.exists() else 0
 
 
-def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: float, env: dict, pools: bool = False) -> dict:
+def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: float, env: dict, pools: bool = False, profile: bool = False) -> dict:
     """Run the train stage (with --train-flags) until `steps` steps are in metrics.jsonl (then stop it), the run
     ends, or `limit` seconds pass. Returns its step lines, peak memory and timings."""
     cwd = run.parent / f"{run.name}.cwd"
     cwd.mkdir(parents=True, exist_ok=True)
-    toml = CUBECL_TOML.format(cache=run.parent / "kernel-cache") + (POOLS_TOML if pools else "")
+    toml = CUBECL_TOML.format(cache=run.parent / "kernel-cache") + (POOLS_TOML if pools else "") + (PROFILE_TOML if profile else "")
     (cwd / "cubecl.toml").write_text(toml)
     log_path = run.parent / f"{run.name}.log"
     log = open(log_path, "w")
@@ -150,6 +163,39 @@ def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: fl
     }
 
 
+def kernel_totals(log: pathlib.Path) -> dict[str, list[float]]:
+    """CubeCL's profiling log ("| 1.234ms    | name", one line a kernel) summed by kernel name:
+    milliseconds and launches."""
+    units = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
+    totals: dict[str, list[float]] = {}
+    for line in open(log, errors="replace") if log.exists() else []:
+        fields = [field.strip() for field in line.split("|")]
+        if len(fields) < 3 or not fields[1]:
+            continue
+        duration, name = fields[1], fields[2].split("<")[0].split("::")[-1]
+        number = duration.rstrip("nµusm")
+        try:
+            ms = float(number) * units[duration[len(number):]]
+        except (KeyError, ValueError):
+            continue
+        total = totals.setdefault(name, [0.0, 0])
+        total[0] += ms
+        total[1] += 1
+    return totals
+
+
+def kernel_times(short: pathlib.Path, long: pathlib.Path, steps: int, top: int = 15) -> dict:
+    """Milliseconds and launches a step by kernel, the largest first: the difference of a
+    run's profiling log and a run `steps` steps longer, over `steps`."""
+    a, b = kernel_totals(short), kernel_totals(long)
+    step = {name: ((b[name][0] - a.get(name, [0.0, 0])[0]) / steps, (b[name][1] - a.get(name, [0.0, 0])[1]) / steps) for name in b}
+    step_ms = sum(ms for ms, _ in step.values())
+    kernels = sorted(step.items(), key=lambda item: -item[1][0])[:top]
+    return {"ms_a_step": round(step_ms, 2), "launches_a_step": round(sum(count for _, count in step.values()), 1),
+            "kernels": [{"kernel": name, "ms_a_step": round(ms, 3), "launches_a_step": round(count, 1),
+                         "share": round(ms / step_ms, 3) if step_ms else None} for name, (ms, count) in kernels]}
+
+
 def precision_flag(precision: str) -> list[str]:
     return [] if precision == "f32" else ["--precision", precision]
 
@@ -169,9 +215,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cpu only to try this script without a GPU")
     # The issue's goals: speed at gpt2 4 x 1024 and the original's gpt2-medium 1 x 550 x 16,
     # gpt2-medium 1 x 1024 within 11 GB (CubeCL's reserved bytes, nvidia-smi's peak), the pools
-    # beside the exact-size buffers, and the first step again with a warm kernel cache.
+    # beside the exact-size buffers, the first step again with a warm kernel cache, and where
+    # gpt2's step goes, kernel by kernel, in f32 and bf16.
     parser.add_argument("--checks", default="agree,gpt2:1024:4,gpt2-medium:550:1x16,gpt2-medium:1024:1:f32,"
-                        "gpt2-medium:1024:1:f32:pools,gpt2:1024:4:f32")
+                        "gpt2-medium:1024:1:f32:pools,gpt2:1024:4:f32,profile:gpt2:1024:4:f32,profile:gpt2:1024:4:bf16")
     parser.add_argument("--precisions", default="f32", help="comma-separated train-stage --precision values to run")
     parser.add_argument("--pytorch", default="", help="MODEL:SEQ:MB shapes (comma-separated) to run the PyTorch baseline at, "
                         "each right after the train stage's first run at that shape")
@@ -235,6 +282,22 @@ def main() -> None:
             longest = next((t for t in range(4096, 0, -8) if a + b * t + c * t * t <= 11), 0)
             report({"check": "gpt2-medium longest row in 11 GB (one row per pass, f32 weights and Adam state)", "card": card,
                     "points_gib": points, "fit": [a, b, c], "longest_tokens": longest})
+        elif check.startswith("profile:"):
+            model, seq, passes, *rest = check.removeprefix("profile:").split(":")
+            micro, _, accum = passes.partition("x")
+            precision = rest[0] if rest else "f32"
+            name = f"profile-{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum or 1}-{precision}"
+            runs = {}
+            for steps in [1, 11]:
+                # Each run to its end (the steps asked for are more than it makes), so the log is whole.
+                runs[steps] = train(args.bin, ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", micro,
+                                               "--grad-accum", accum or "1", "--max-steps", str(steps), "--eval-every", "0", "--save-every", "0",
+                                               "--device", args.device, *precision_flag(precision)], args.out / f"{name}-{steps}", steps + 1,
+                                    2 * args.limit, env, profile=True)
+            report({"check": "profile", "run": name, "card": card, "model": model, "seq": seq, "passes": passes, "precision": precision,
+                    "steps": [len(run["lines"]) for run in runs.values()], "output_tail": runs[11]["output_tail"],
+                    "seconds_to_first_step": [run["seconds_to_first_step"] for run in runs.values()],
+                    **kernel_times(args.out / f"{name}-1.cwd" / "profile.log", args.out / f"{name}-11.cwd" / "profile.log", 10)})
         else:
             model, seq, passes, *rest = check.split(":")
             micro, _, accum = passes.partition("x")

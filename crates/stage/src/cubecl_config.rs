@@ -4,7 +4,10 @@
 //!   first time a process meets it: gpt2's first training step waited 11 s for 99 of them, and
 //!   1.6 s when they were already on disk (BENCHMARKS.md). CubeCL keeps them only when told to,
 //!   so a CUDA run puts them in the user's cache directory, where every later run and the
-//!   pipeline's stages find them, unless `[compilation] cache` says where.
+//!   pipeline's stages find them, unless `[compilation] cache` says where. Autotune's results
+//!   (a build with the `autotune` feature times candidate kernels for each new shape, >100 s
+//!   before gpt2's first step) go to the same directory unless `[autotune] cache` says where,
+//!   rather than CubeCL's default, a `target` directory above the working directory.
 //! - Training and evaluation give every buffer its own exact size. CubeCL's default pools cut
 //!   buffers out of pages of up to a quarter of the card, and for training's large, repeating
 //!   buffers left most of what they reserved unused: gpt2 at 4 × 1024 held 5.7 GiB at its peak
@@ -33,7 +36,7 @@ pub fn kernel_cache_dir(xdg_cache_home: Option<PathBuf>, home: Option<PathBuf>) 
 }
 
 /// Set CubeCL's configuration for this process, once: the user's, with the compiled-kernel
-/// cache in [`kernel_cache_dir`] unless it names one, and `buffers`.
+/// and autotune caches in [`kernel_cache_dir`] unless it names others, and `buffers`.
 #[cfg(feature = "cuda")]
 pub fn configure(buffers: Buffers) {
     use cubecl_runtime::config::{cache::CacheConfig, memory::PersistentMemory, CubeClRuntimeConfig, RuntimeConfig};
@@ -43,9 +46,15 @@ pub fn configure(buffers: Buffers) {
             return; // already read: too late to change, and CubeCL panics if asked to
         }
         let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-        if config.compilation.cache.is_none() {
-            let env = |name| std::env::var_os(name).map(PathBuf::from);
-            config.compilation.cache = kernel_cache_dir(env("XDG_CACHE_HOME"), env("HOME")).map(CacheConfig::File);
+        let env = |name| std::env::var_os(name).map(PathBuf::from);
+        if let Some(dir) = kernel_cache_dir(env("XDG_CACHE_HOME"), env("HOME")) {
+            if config.compilation.cache.is_none() {
+                config.compilation.cache = Some(CacheConfig::File(dir.clone()));
+            }
+            // `Target`, the default, cannot be told from a user's choice of it.
+            if matches!(config.autotune.cache, CacheConfig::Target) {
+                config.autotune.cache = CacheConfig::File(dir);
+            }
         }
         // `Enabled`, the default, lets a program ask for exact sizes where it chooses;
         // `Disabled` is the user's choice of the pools.
