@@ -39,8 +39,8 @@ case "${1:-train}" in
     generate)
         # Within the device's 10 minutes a call.
         timeout 240 "$bin/cuda_check" || status=$?
-        SAMPLE="$bin/sample" timeout 150 scripts/gpu/sample_stage.sh || status=$?
-        timeout 200 python3 scripts/bench/generate_baseline.py --device cuda --models gpt2,gpt2-medium \
+        SAMPLE="$bin/sample" timeout 160 scripts/gpu/sample_stage.sh || status=$?
+        timeout 190 python3 scripts/bench/generate_baseline.py --device cuda --models gpt2,gpt2-medium \
             --dtypes f32,bf16 --first-token || status=$?
         ;;
     *)

@@ -16,12 +16,9 @@ Checks, chosen with --checks (comma-separated, in order):
                  = "disabled"`: pages of up to a quarter of the card on CUDA), to compare.
   profile:MODEL:SEQ:MB[xACCUM][:PRECISION]
                  where a step's time goes, kernel by kernel: runs of 1 and 11 steps with CubeCL's
-                 profiling logger, which waits for the device before and after every kernel
-                 and logs the time between (a kernel's run plus its launch); their difference
-                 over 10 is a step (the start, the weights' initialisation and the final
-                 evaluation cancel out; so do kernels' first launches, which load or compile
-                 them, but not exactly: put it after a timed run at the same shape and
-                 precision, whose compiled kernels both runs then find in the kernel cache).
+                 profiling logger, their difference over 10 (scripts/lib/cubecl_profile.py).
+                 Put it after a timed run at the same shape and precision, whose compiled
+                 kernels both runs then find in the kernel cache.
   doc-mask       validation loss of gpt2 (random weights) trained 200 steps on the jokes at 256
                  tokens with and without --doc-mask, each evaluated with and without it.
   fit            the longest gpt2-medium row that fits in 11 GB, from a quadratic fit through
@@ -50,6 +47,8 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts/lib"))
+from cubecl_profile import kernel_times  # noqa: E402
 TINY = ROOT / "crates/gpt2/tests/fixtures/tiny"
 SIZES = {"gpt2": (768, 12, 12), "gpt2-medium": (1024, 24, 16)}
 TRAIN_FLAGS: list[str] = []
@@ -161,39 +160,6 @@ def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: fl
         "cubecl_tail": [line[:160] for line in cubecl_tail[-2:]],
         "output_tail": None if lines and not stopped or len(lines) >= steps else log_path.read_text(errors="replace")[-800:],
     }
-
-
-def kernel_totals(log: pathlib.Path) -> dict[str, list[float]]:
-    """CubeCL's profiling log ("| 1.234ms    | name", one line a kernel) summed by kernel name:
-    milliseconds and launches."""
-    units = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
-    totals: dict[str, list[float]] = {}
-    for line in open(log, errors="replace") if log.exists() else []:
-        fields = [field.strip() for field in line.split("|")]
-        if len(fields) < 3 or not fields[1]:
-            continue
-        duration, name = fields[1], fields[2].split("<")[0].split("::")[-1]
-        number = duration.rstrip("nµusm")
-        try:
-            ms = float(number) * units[duration[len(number):]]
-        except (KeyError, ValueError):
-            continue
-        total = totals.setdefault(name, [0.0, 0])
-        total[0] += ms
-        total[1] += 1
-    return totals
-
-
-def kernel_times(short: pathlib.Path, long: pathlib.Path, steps: int, top: int = 15) -> dict:
-    """Milliseconds and launches a step by kernel, the largest first: the difference of a
-    run's profiling log and a run `steps` steps longer, over `steps`."""
-    a, b = kernel_totals(short), kernel_totals(long)
-    step = {name: ((b[name][0] - a.get(name, [0.0, 0])[0]) / steps, (b[name][1] - a.get(name, [0.0, 0])[1]) / steps) for name in b}
-    step_ms = sum(ms for ms, _ in step.values())
-    kernels = sorted(step.items(), key=lambda item: -item[1][0])[:top]
-    return {"ms_a_step": round(step_ms, 2), "launches_a_step": round(sum(count for _, count in step.values()), 1),
-            "kernels": [{"kernel": name, "ms_a_step": round(ms, 3), "launches_a_step": round(count, 1),
-                         "share": round(ms / step_ms, 3) if step_ms else None} for name, (ms, count) in kernels]}
 
 
 def precision_flag(precision: str) -> list[str]:
