@@ -179,11 +179,12 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=pathlib.Path, help="holds tiny/ and jokes-SEQ/ for each SEQ checked")
     parser.add_argument("--out", required=True, type=pathlib.Path)
     parser.add_argument("--device", default="cuda", help="cpu only to try this script without a GPU")
-    # The issue's goals: speed at gpt2 4 x 1024 and the original's gpt2-medium 1 x 550 x 16,
+    # The issue's goals: speed at gpt2 4 x 1024 (first, so that its first step finds an empty
+    # kernel cache, as on a fresh machine) and the original's gpt2-medium 1 x 550 x 16,
     # gpt2-medium 1 x 1024 within 11 GB (CubeCL's reserved bytes, nvidia-smi's peak), the pools
     # beside the exact-size buffers, the first step again with a warm kernel cache, and where
     # gpt2's step goes, kernel by kernel, in f32 and bf16.
-    parser.add_argument("--checks", default="agree,gpt2:1024:4,gpt2-medium:550:1x16,gpt2-medium:1024:1:f32,"
+    parser.add_argument("--checks", default="gpt2:1024:4,agree,gpt2-medium:550:1x16,gpt2-medium:1024:1:f32,"
                         "gpt2-medium:1024:1:f32:pools,gpt2:1024:4:f32,profile:gpt2:1024:4:f32,profile:gpt2:1024:4:bf16")
     parser.add_argument("--precisions", default="f32", help="comma-separated train-stage --precision values to run")
     parser.add_argument("--pytorch", default="", help="MODEL:SEQ:MB shapes (comma-separated) to run the PyTorch baseline at, "
