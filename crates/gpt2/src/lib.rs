@@ -26,7 +26,7 @@ mod precision;
 mod training_attention;
 
 pub use attention::CausalSelfAttention;
-pub use backend::{AllocatorMemory, Cpu, Gpt2Backend, ResidualBranch};
+pub use backend::{AllocatorMemory, Cpu, Gpt2Backend, ResidualBranch, NORM_ROWS};
 #[cfg(feature = "cuda")]
 pub use backend::{Gpu, GpuEager};
 #[cfg(feature = "wgpu")]

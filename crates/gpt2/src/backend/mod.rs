@@ -73,6 +73,10 @@ pub(crate) fn bias_or_zeros<B: Backend>(layer: &Linear<B>) -> Tensor<B, 1> {
     }
 }
 
+/// [`Gpt2Backend::sum_of_squares`]' rows on the CPU: it sums the columns of `[NORM_ROWS, len /
+/// NORM_ROWS]` first when `len` is a multiple of this (the train stage pads its buffers to one).
+pub const NORM_ROWS: usize = 1024;
+
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
     /// `norm` over each row of `x` `[rows, d]`; `epsilon` is `norm`'s own (burn's `LayerNorm`
@@ -321,15 +325,14 @@ pub trait Gpt2Backend: Backend {
     }
 
     /// `Σ xᵢ²` over the flat buffer `x`: `[1]`, the global-norm clip's sum for one parameter
-    /// group. Here down the columns of `[1024, len / 1024]` first where the length allows (the
-    /// train stage's buffers are padded to allow it): each partial sum adds a short run of
-    /// numbers rather than one run of all.
+    /// group. Here down the columns of `[NORM_ROWS, len / NORM_ROWS]` first where the length
+    /// allows (the train stage pads its buffers to allow it): each partial sum adds a short run
+    /// of numbers rather than one run of all.
     fn sum_of_squares(x: Tensor<Self, 1>) -> Tensor<Self, 1> {
-        const ROWS: usize = 1024;
         let len = x.dims()[0];
         let squares = x.square();
-        if len > 0 && len.is_multiple_of(ROWS) {
-            squares.reshape([ROWS, len / ROWS]).sum_dim(0).sum()
+        if len > 0 && len.is_multiple_of(NORM_ROWS) {
+            squares.reshape([NORM_ROWS, len / NORM_ROWS]).sum_dim(0).sum()
         } else {
             squares.sum()
         }

@@ -10,7 +10,7 @@ use burn::{
     prelude::*,
     tensor::backend::AutodiffBackend,
 };
-use gpt2::Gpt2;
+use gpt2::{Gpt2, NORM_ROWS};
 use std::{
     collections::{HashMap, HashSet},
     ops::Range,
@@ -30,10 +30,6 @@ pub const GROUPS: [Group; 2] = [Group::Decayed, Group::NotDecayed];
 /// Each parameter starts at a multiple of this many elements (256 bytes), so that on CubeCL a
 /// view of it is the buffer at an offset, not a copy.
 const ALIGN: usize = 64;
-/// Each buffer's length is a multiple of this, for the norm's sums down the columns of
-/// `[NORM_ROWS, len / NORM_ROWS]` on the CPU (`Gpt2Backend::sum_of_squares`); checkpoints'
-/// optimizer records hold buffers of these lengths.
-const NORM_ROWS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
@@ -75,6 +71,8 @@ impl Layout {
         let mut layout = Self { groups: Default::default(), index: HashMap::new() };
         model.visit(&mut AddSlots { decayed: &decayed, layout: &mut layout });
         for group in &mut layout.groups {
+            // For the norm's sums down columns on the CPU; checkpoints' optimizer records
+            // hold buffers of these lengths.
             group.len = group.len.next_multiple_of(NORM_ROWS);
         }
         layout
