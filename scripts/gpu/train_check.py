@@ -162,6 +162,13 @@ def train(binary: str, args: list[str], run: pathlib.Path, steps: int, limit: fl
     }
 
 
+def shape(spec: str) -> tuple[str, int, int, int, list[str]]:
+    """MODEL:SEQ:MB[xACCUM][:...] as (model, seq, micro-batch, accumulation, the rest)."""
+    model, seq, passes, *rest = spec.split(":")
+    micro, _, accum = passes.partition("x")
+    return model, int(seq), int(micro), int(accum or 1), rest
+
+
 def precision_flag(precision: str) -> list[str]:
     return [] if precision == "f32" else ["--precision", precision]
 
@@ -203,7 +210,7 @@ def main() -> None:
     env = {"CUBECL_AUTOTUNE_LEVEL": args.autotune} if args.autotune else {}
     precisions = args.precisions.split(",")
     peak, fit = None, {}
-    pytorch_shapes = set(args.pytorch.split(","))
+    pytorch_shapes = {shape(spec)[:4] for spec in args.pytorch.split(",") if spec}
 
     for check in args.checks.split(","):
         if check == "agree":
@@ -250,25 +257,22 @@ def main() -> None:
             report({"check": "gpt2-medium longest row in 11 GB (one row per pass, f32 weights and Adam state)", "card": card,
                     "points_gib": points, "fit": [a, b, c], "longest_tokens": longest})
         elif check.startswith("profile:"):
-            model, seq, passes, *rest = check.removeprefix("profile:").split(":")
-            micro, _, accum = passes.partition("x")
+            model, seq, micro, accum, rest = shape(check.removeprefix("profile:"))
             precision = rest[0] if rest else "f32"
-            name = f"profile-{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum or 1}-{precision}"
+            name = f"profile-{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}"
             runs = {}
             for steps in [1, 11]:
                 # Each run to its end (the steps asked for are more than it makes), so the log is whole.
-                runs[steps] = train(args.bin, ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", micro,
-                                               "--grad-accum", accum or "1", "--max-steps", str(steps), "--eval-every", "0", "--save-every", "0",
+                runs[steps] = train(args.bin, ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro),
+                                               "--grad-accum", str(accum), "--max-steps", str(steps), "--eval-every", "0", "--save-every", "0",
                                                "--device", args.device, *precision_flag(precision)], args.out / f"{name}-{steps}", steps + 1,
                                     2 * args.limit, env, profile=True)
-            report({"check": "profile", "run": name, "card": card, "model": model, "seq": seq, "passes": passes, "precision": precision,
+            report({"check": "profile", "run": name, "card": card, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "precision": precision,
                     "steps": [len(run["lines"]) for run in runs.values()], "output_tail": runs[11]["output_tail"],
                     "seconds_to_first_step": [run["seconds_to_first_step"] for run in runs.values()],
                     **kernel_times(args.out / f"{name}-1.cwd" / "profile.log", args.out / f"{name}-11.cwd" / "profile.log", 10)})
         else:
-            model, seq, passes, *rest = check.split(":")
-            micro, _, accum = passes.partition("x")
-            seq, micro, accum = int(seq), int(micro), int(accum or 1)
+            model, seq, micro, accum, rest = shape(check)
             pools = "pools" in rest
             only = [field for field in rest if field != "pools"]
             if gpu and peak is None:
@@ -278,7 +282,7 @@ def main() -> None:
             for precision in only or precisions:
                 common = ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro), "--grad-accum", str(accum),
                           "--max-steps", "1000", "--eval-every", "0", "--save-every", "0", "--device", args.device, *precision_flag(precision)]
-                name = f"{model}-seq{seq}-mb{micro}x{accum}-{precision}" + ("-pools" if pools else "")
+                name = f"{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}" + ("-pools" if pools else "")
                 name += f"-{len(list(args.out.glob(name + '*.log'))) + 1}"
                 run = train(args.bin, common, args.out / name, 7, args.limit, env, pools)
                 record = {"trainer": f"train stage {precision}", "train_flags": TRAIN_FLAGS, "run": name, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "card": card,
@@ -292,9 +296,8 @@ def main() -> None:
                 report(record)
                 if (micro, accum, model, precision) == (1, 1, "gpt2-medium", "f32") and not pools and run["peak_mib"]:
                     fit[seq] = run["peak_mib"] / 1024
-            shape = f"{model}:{seq}:{passes}"
-            if gpu and shape in pytorch_shapes and not pools:
-                pytorch_shapes.remove(shape)  # once per shape
+            if gpu and (model, seq, micro, accum) in pytorch_shapes and not pools:
+                pytorch_shapes.remove((model, seq, micro, accum))  # once per shape
                 for dtype in ["bf16", "f32"]:
                     command = [sys.executable, str(ROOT / "scripts/bench/train_baseline.py"), "--model", model, "--seq", str(seq),
                                "--micro-batch", str(micro), "--grad-accum", str(accum), "--dtype", dtype, "--steps", "6"]
