@@ -1,14 +1,16 @@
 //! Many tensors added, each to its own stretch of one flat buffer, in a launch for every
 //! [`MAX_PIECES`] of them: the train stage sums each micro-batch's gradients (292 tensors at
 //! gpt2-medium's shape) into the optimizer's flat buffers, where burn takes a launch a tensor
-//! (and another to copy it into its stretch at the end of the step).
+//! (and another to copy it into its stretch at the end of the step). A piece of any rank is
+//! read in its elements' row-major order, so that none needs a reshape, an operation fusion
+//! would record on the host for each gradient of each micro-batch.
 
 use crate::{
     fusion_op::{register_kernel, Launch},
     in_place::writable_in_order,
 };
 use burn::tensor::ops::FloatTensor;
-use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{kernel::into_contiguous, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
 
@@ -63,8 +65,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AddToStret
             for (piece, start) in chunk {
                 let len = piece.meta.num_elements();
                 assert!(start + len <= length, "a piece of {len} at {start} runs past the buffer's {length}");
-                assert!(piece.is_contiguous(), "the pieces are whole tensors, not views");
-                tensors.push(piece.clone().into_tensor_arg());
+                // Laid out row by row, its elements in the order they are read; a transposed
+                // view is copied so first.
+                tensors.push(into_contiguous(piece.clone()).into_tensor_arg());
                 starts.push(*start);
                 longest = longest.max(len);
             }

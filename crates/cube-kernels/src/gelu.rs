@@ -1,10 +1,12 @@
 //! GPT-2's GELU, with tanh, `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`, for the kernels that
-//! apply it, and the backward pass of the MLP's first layer's end, `gelu(product + bias)`, in one
-//! launch: the product's gradient and the bias's, its sum over the rows. burn 0.21 takes an
-//! element-wise kernel for the first and a reduction for the second.
+//! apply it, and the MLP's first layer's end, `gelu(product + bias)`, in one launch each way:
+//! forward, where burn registers some ten operations with fusion for one element-wise kernel
+//! (the host's work, not the card's, is the cost); backward, the product's gradient and the
+//! bias's, its sum over the rows, where burn takes an element-wise kernel and a reduction.
 
 use crate::{
     fusion_op::{register_kernel, Launch},
+    grid::{unit_grid, unit_piece},
     reduce::{lanes_total, COLUMNS, LANES},
 };
 use burn::tensor::{ops::FloatTensor, Shape};
@@ -30,7 +32,10 @@ fn gelu_derivative<F: Float>(x: F) -> F {
     F::new(0.5) * (F::new(1.0) + t) + F::new(0.5) * x * (F::new(1.0) - t * t) * inner_derivative
 }
 
-pub trait BiasGeluBackward: burn::tensor::backend::Backend {
+pub trait BiasGelu: burn::tensor::backend::Backend {
+    /// `gelu(product + bias)` for `product` `[rows, d]` and `bias` `[d]`.
+    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// The gradients of `gelu(product + bias)`'s inputs from its output's, `d_hidden`, for
     /// `product` `[rows, d]` and `bias` `[d]`: the product's, `d_hidden · gelu'(product +
     /// bias)`, and the bias's, the sum of those over the rows.
@@ -39,6 +44,18 @@ pub trait BiasGeluBackward: burn::tensor::backend::Backend {
         bias: FloatTensor<Self>,
         d_hidden: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// A unit an element of `hidden`, `[rows, d]`.
+#[cube(launch)]
+fn bias_gelu_kernel<F: Float>(product: &Tensor<F>, bias: &Tensor<F>, hidden: &mut Tensor<F>) {
+    let index = unit_piece() as usize;
+    if index < hidden.len() {
+        let d = hidden.shape(1);
+        let (row, column) = (index / d, index % d);
+        let x = product[row * product.stride(0) + column * product.stride(1)] + bias[column * bias.stride(0)];
+        hidden[index] = gelu_tanh::<F>(x);
+    }
 }
 
 /// One cube a block of [`COLUMNS`] columns, its [`LANES`] lanes sharing out the rows: each unit
@@ -76,7 +93,22 @@ fn bias_gelu_backward_kernel<F: Float>(
     }
 }
 
-impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGeluBackward for CubeBackend<R, F, I, BT> {
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGelu for CubeBackend<R, F, I, BT> {
+    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let shape = product.meta.shape().clone();
+        let hidden = empty_device_dtype(product.client.clone(), product.device.clone(), shape, product.dtype);
+        let (cubes, units) = unit_grid(hidden.meta.num_elements());
+        bias_gelu_kernel::launch::<F, R>(
+            &product.client.clone(),
+            cubes,
+            units,
+            product.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            hidden.clone().into_tensor_arg(),
+        );
+        hidden
+    }
+
     fn bias_gelu_backward(
         product: FloatTensor<Self>,
         bias: FloatTensor<Self>,
@@ -102,7 +134,16 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGeluBa
     }
 }
 
-impl<B: FusionBackend + BiasGeluBackward> BiasGeluBackward for Fusion<B> {
+impl<B: FusionBackend + BiasGelu> BiasGelu for Fusion<B> {
+    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let outputs = [product.shape.clone()];
+        let launch: Launch<B, _> = |&(), mut inputs| vec![B::bias_gelu(inputs.float(), inputs.float())];
+        let [hidden] = register_kernel::<B, _>("bias_gelu", vec![product, bias], &outputs, (), launch)
+            .try_into()
+            .expect("one output");
+        hidden
+    }
+
     fn bias_gelu_backward(
         product: FloatTensor<Self>,
         bias: FloatTensor<Self>,

@@ -8,8 +8,9 @@
 //!   every output to a new buffer).
 //! - [`AddToStretches`]: many tensors each added to its stretch of one flat buffer, in a launch
 //!   for up to 32 of them (burn: a launch a tensor): gradients summed over micro-batches.
-//! - [`BiasGeluBackward`]: the gradients of the MLP's `gelu(product + bias)`, the product's and
-//!   the bias's (a sum over the rows), in one launch (burn: an element-wise kernel and a
+//! - [`BiasGelu`]: the MLP's `gelu(product + bias)` in one launch (burn: one fused kernel, but
+//!   some ten operations registered with fusion), and its gradients, the product's and the
+//!   bias's (a sum over the rows), in one launch (burn: an element-wise kernel and a
 //!   reduction).
 //! - [`CrossEntropyRows`]: the loss's cross-entropy over each row of logits, forward in one
 //!   launch and backward in one (burn: about ten, most of them over the whole logits).
@@ -35,7 +36,9 @@
 //! - [`SumOfSquares`]: the sum of a flat buffer's squares, for the global-norm clip, in a launch
 //!   or two with no buffer of the squares (burn: the squares written out, then two sums).
 //!
-//! [`DeviceMemory`] is no kernel: what CubeCL's allocator holds, for the train stage's report.
+//! [`DeviceMemory`] is no kernel: what CubeCL's allocator holds, for the train stage's report;
+//! nor is [`Views`]: many views of one flat buffer in one operation of fusion's stream (burn:
+//! a slice and a reshape each).
 //!
 //! Each operation is a trait implemented for burn's CubeCL backend (the kernel's launch) and
 //! for its fusion backend over it (a custom operation in fusion's stream: the kernel runs when
@@ -61,6 +64,7 @@ mod reduce;
 mod repetition_penalty;
 mod softmax_denominator;
 mod sum_of_squares;
+mod views;
 
 pub use adamw::AdamWUpdate;
 pub use add_to_stretches::AddToStretches;
@@ -70,10 +74,11 @@ pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
 pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
-pub use gelu::BiasGeluBackward;
+pub use gelu::BiasGelu;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;
 pub use most_likely::{MostLikely, MAX_MOST_LIKELY, MAX_MOST_LIKELY_VOCAB};
 pub use repetition_penalty::RepetitionPenalty;
 pub use softmax_denominator::SoftmaxDenominator;
 pub use sum_of_squares::SumOfSquares;
+pub use views::Views;

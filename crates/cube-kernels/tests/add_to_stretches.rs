@@ -66,3 +66,29 @@ fn adds_as_the_host_does_through_fusion() {
     check::<Wgpu>(false);
     check::<Wgpu>(true);
 }
+
+/// Pieces of rank 2 are added in row-major order, a transposed view's too (the LM head's
+/// gradient for the token embedding can arrive so).
+fn check_layouts<B: AddToStretches>() {
+    let device = Default::default();
+    let (rows, columns) = (3, 5);
+    let plain = Tensor::<B, 2>::from_data(TensorData::new(values(rows * columns, 1), [rows, columns]), &device);
+    let transposed =
+        Tensor::<B, 2>::from_data(TensorData::new(values(rows * columns, 2), [columns, rows]), &device).transpose();
+    let (plain_values, transposed_values) = (host(plain.clone().reshape([-1])), host(transposed.clone().reshape([-1])));
+    let start_values = values(40, 3);
+    let mut expected = start_values.clone();
+    for (j, (a, b)) in plain_values.iter().zip(&transposed_values).enumerate() {
+        expected[2 + j] += a;
+        expected[20 + j] += b;
+    }
+    let pieces = vec![(plain.into_primitive().tensor(), 2), (transposed.into_primitive().tensor(), 20)];
+    let summed = B::add_to_stretches(tensor::<B>(start_values).into_primitive().tensor(), pieces);
+    assert_eq!(host(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(summed))), expected);
+}
+
+#[test]
+fn adds_pieces_of_rank_two_in_row_major_order() {
+    check_layouts::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
+    check_layouts::<Wgpu>();
+}

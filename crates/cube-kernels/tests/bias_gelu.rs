@@ -1,6 +1,6 @@
-//! The backward pass of `gelu(product + bias)` against GELU's derivative taken numerically and
-//! column sums in f64 on the host, on burn's wgpu backend (with and without fusion; Mesa's
-//! software Vulkan driver on a machine without a GPU).
+//! `gelu(product + bias)` and its backward pass against GELU and its derivative taken
+//! numerically, with column sums, in f64 on the host, on burn's wgpu backend (with and without
+//! fusion; Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test bias_gelu`
 
 use burn::{
@@ -9,7 +9,7 @@ use burn::{
     prelude::*,
     tensor::Distribution,
 };
-use cube_kernels::BiasGeluBackward;
+use cube_kernels::BiasGelu;
 use support::{assert_close, host, host_primitive, primitive};
 
 mod support;
@@ -20,7 +20,7 @@ fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + inner.tanh())
 }
 
-fn check<B: BiasGeluBackward>(rows: usize, d: usize) {
+fn check<B: BiasGelu>(rows: usize, d: usize) {
     let what = format!("rows {rows}, d {d}");
     let device = Default::default();
     // Fixed draws: a failure reruns as it failed. Wide enough to reach GELU's flat tails.
@@ -29,6 +29,10 @@ fn check<B: BiasGeluBackward>(rows: usize, d: usize) {
     let bias = Tensor::<B, 1>::random([d], Distribution::Uniform(-1.0, 1.0), &device);
     let d_hidden = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
     let (x, b, g) = (host(product.clone()), host(bias.clone()), host(d_hidden.clone()));
+
+    let expected_hidden: Vec<f64> = (0..rows * d).map(|i| gelu(x[i] + b[i % d])).collect();
+    let hidden = B::bias_gelu(primitive(product.clone()), primitive(bias.clone()));
+    assert_close(&format!("{what}: hidden"), &expected_hidden, &host_primitive::<B, 2>(hidden), 1e-5);
 
     // The derivative by central differences, h² below f32's precision.
     let h = 1e-4;
@@ -50,9 +54,29 @@ fn check<B: BiasGeluBackward>(rows: usize, d: usize) {
 const SHAPES: [(usize, usize); 4] = [(1, 8), (7, 3072), (300, 6400), (4099, 33)];
 
 #[test]
-fn bias_gelu_backward_matches_the_numeric_derivative() {
+fn bias_gelu_and_its_backward_match_f64() {
     for (rows, d) in SHAPES {
         check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
         check::<Wgpu<f32, i32>>(rows, d);
     }
+}
+
+/// A product laid out column by column (a transposed view) is read through its strides.
+fn check_transposed<B: BiasGelu>() {
+    let (rows, d) = (5, 37);
+    let device = Default::default();
+    let columns =
+        Tensor::<B, 2>::from_floats(TensorData::new(support::normal(rows * d, 7), [d, rows]).convert::<f32>(), &device);
+    let bias = Tensor::<B, 1>::from_floats(TensorData::new(support::uniform(d, -1.0, 1.0, 8), [d]), &device);
+    let product = columns.transpose();
+    let (x, b) = (host(product.clone()), host(bias.clone()));
+    let expected: Vec<f64> = (0..rows * d).map(|i| gelu(x[i] + b[i % d])).collect();
+    let hidden = B::bias_gelu(primitive(product), primitive(bias));
+    assert_close("transposed product", &expected, &host_primitive::<B, 2>(hidden), 1e-5);
+}
+
+#[test]
+fn bias_gelu_reads_a_transposed_product() {
+    check_transposed::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
+    check_transposed::<Wgpu<f32, i32>>();
 }

@@ -14,11 +14,12 @@ use kernels::{AdamWStep, MaskStream};
 
 /// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
-/// branch's), training's attention (flash attention), the MLP's GELU and bias backward, the
-/// loss's cross-entropy, dropout's masks, the gradients' sums into flat buffers, decoding
-/// attention with its cache write, a few rows' linear layers with what surrounds them in a
-/// block (decoding: one row a sample), and for sampling the repetition penalty, the most likely
-/// tokens top-k and top-p draw among, and the softmax denominators top-p weighs them with.
+/// branch's), training's attention (flash attention), the MLP's bias and GELU each way, the
+/// loss's cross-entropy, dropout's masks, the gradients' sums into flat buffers (and the
+/// parameters' views of them, one operation), decoding attention with its cache write, a few
+/// rows' linear layers with what surrounds them in a block (decoding: one row a sample), and
+/// for sampling the repetition penalty, the most likely tokens top-k and top-p draw among, and
+/// the softmax denominators top-p weighs them with.
 macro_rules! cube_backend {
     ($backend:ty) => {
         impl Gpt2Backend for $backend {
@@ -128,12 +129,16 @@ macro_rules! cube_backend {
                 ))
             }
 
+            fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
+                float(<Self as cube_kernels::BiasGelu>::bias_gelu(primitive(product), primitive(bias)))
+            }
+
             fn bias_gelu_backward(
                 product: Tensor<Self, 2>,
                 bias: Tensor<Self, 1>,
                 d_hidden: Tensor<Self, 2>,
             ) -> (Tensor<Self, 2>, Tensor<Self, 1>) {
-                let (d_product, d_bias) = <Self as cube_kernels::BiasGeluBackward>::bias_gelu_backward(
+                let (d_product, d_bias) = <Self as cube_kernels::BiasGelu>::bias_gelu_backward(
                     primitive(product),
                     primitive(bias),
                     primitive(d_hidden),
@@ -286,9 +291,12 @@ macro_rules! cube_backend {
                 float(<Self as cube_kernels::SumOfSquares>::sum_of_squares(primitive(x)))
             }
 
-            fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(Tensor<Self, 1>, usize)>) -> Tensor<Self, 1> {
-                let pieces = pieces.into_iter().map(|(piece, start)| (primitive(piece), start)).collect();
+            fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(FloatTensor<Self>, usize)>) -> Tensor<Self, 1> {
                 float(<Self as cube_kernels::AddToStretches>::add_to_stretches(primitive(buffer), pieces))
+            }
+
+            fn views(buffer: Tensor<Self, 1>, stretches: Vec<(usize, Shape)>) -> Vec<FloatTensor<Self>> {
+                <Self as cube_kernels::Views>::views(primitive(buffer), stretches)
             }
 
             fn normed_linear(

@@ -21,7 +21,7 @@ use burn::{
     tensor::{
         activation::{gelu_approximate, softmax},
         ops::FloatTensor,
-        IndexingUpdateOp, TensorData, TensorPrimitive,
+        IndexingUpdateOp, TensorData, TensorMetadata, TensorPrimitive,
     },
 };
 use kernels::{AdamWStep, MaskStream};
@@ -312,16 +312,32 @@ pub trait Gpt2Backend: Backend {
         Tensor::from_data(TensorData::new(keeps, [len]), device)
     }
 
-    /// `buffer` `[len]` with each of `pieces` `([n], start)` added to its stretch
-    /// `start..start + n` (the stretches apart): how the train stage sums each micro-batch's
-    /// gradients into the optimizer's flat buffers.
-    fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(Tensor<Self, 1>, usize)>) -> Tensor<Self, 1> {
+    /// `buffer` `[len]` with each of `pieces` `(tensor, start)`, its `n` elements in row-major
+    /// order, added to its stretch `start..start + n` (the stretches apart): how the train stage
+    /// sums each micro-batch's gradients into the optimizer's flat buffers. The pieces keep
+    /// their shapes: flattening each would be an operation more for fusion to record on CUDA.
+    fn add_to_stretches(buffer: Tensor<Self, 1>, pieces: Vec<(FloatTensor<Self>, usize)>) -> Tensor<Self, 1> {
         pieces.into_iter().fold(buffer, |buffer, (piece, start)| {
-            let stretch = start..start + piece.dims()[0];
+            let len = piece.shape().num_elements();
+            let piece: Tensor<Self, 1> = float(Self::float_reshape(piece, Shape::new([len])));
+            let stretch = start..start + len;
             // Summed before the assignment, so that the buffer is held once and written in place.
             let sum = buffer.clone().slice(stretch.clone()) + piece;
             buffer.slice_assign(stretch, sum)
         })
+    }
+
+    /// `buffer` `[len]`'s stretches `start..start + n` as tensors of `shape` (`n` elements,
+    /// row-major), one a `(start, shape)`: the train stage's parameters as views of the
+    /// optimizer's flat buffers.
+    fn views(buffer: Tensor<Self, 1>, stretches: Vec<(usize, Shape)>) -> Vec<FloatTensor<Self>> {
+        stretches
+            .into_iter()
+            .map(|(start, shape)| {
+                let stretch = buffer.clone().slice(start..start + shape.num_elements());
+                Self::float_reshape(primitive(stretch), shape)
+            })
+            .collect()
     }
 
     /// `Σ xᵢ²` over the flat buffer `x`: `[1]`, the global-norm clip's sum for one parameter

@@ -8,9 +8,9 @@
 use burn::{
     module::{ModuleMapper, ModuleVisitor, Param, ParamId},
     prelude::*,
-    tensor::backend::AutodiffBackend,
+    tensor::{backend::AutodiffBackend, ops::FloatTensor, TensorPrimitive},
 };
-use gpt2::{Gpt2, NORM_ROWS};
+use gpt2::{Gpt2, Gpt2Backend, NORM_ROWS};
 use std::{
     collections::{HashMap, HashSet},
     ops::Range,
@@ -101,8 +101,17 @@ impl Layout {
     }
 
     /// `model` with each parameter a view of its stretch of `buffers` (ids kept).
-    pub fn scatter<B: AutodiffBackend>(&self, model: Gpt2<B>, buffers: &[Tensor<B::InnerBackend, 1>; 2]) -> Gpt2<B> {
-        model.map(&mut Scatter::<B> { layout: self, buffers })
+    pub fn scatter<B: AutodiffBackend>(&self, model: Gpt2<B>, buffers: &[Tensor<B::InnerBackend, 1>; 2]) -> Gpt2<B>
+    where
+        B::InnerBackend: Gpt2Backend,
+    {
+        let mut views = HashMap::new();
+        for (group, buffer) in self.groups.iter().zip(buffers) {
+            let stretches = group.slots.iter().map(|slot| (slot.start, Shape::from(slot.shape.clone()))).collect();
+            let tensors = B::InnerBackend::views(buffer.clone(), stretches);
+            views.extend(group.slots.iter().map(|slot| slot.id).zip(tensors));
+        }
+        model.map(&mut Scatter::<B> { views })
     }
 
     pub fn zeros<B: Backend>(&self, device: &B::Device) -> [Tensor<B, 1>; 2] {
@@ -170,17 +179,16 @@ impl<B: AutodiffBackend, S: Source<B>> ModuleVisitor<B> for Gather<'_, B, S> {
     }
 }
 
-struct Scatter<'a, B: AutodiffBackend> {
-    layout: &'a Layout,
-    buffers: &'a [Tensor<B::InnerBackend, 1>; 2],
+/// Each parameter replaced by its view, made beforehand for all of a buffer at once.
+struct Scatter<B: AutodiffBackend> {
+    views: HashMap<ParamId, FloatTensor<B::InnerBackend>>,
 }
 
-impl<B: AutodiffBackend> ModuleMapper<B> for Scatter<'_, B> {
+impl<B: AutodiffBackend> ModuleMapper<B> for Scatter<B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let (group, slot) = self.layout.slot(id).expect("the layout was made from this model");
-        let shape: [usize; D] = slot.shape.clone().try_into().expect("a parameter keeps its rank");
-        let view = self.buffers[group as usize].clone().slice(slot.range()).reshape(shape);
+        let view = self.views.remove(&id).expect("the layout was made from this model");
+        let view = Tensor::<B::InnerBackend, D>::from_primitive(TensorPrimitive::Float(view));
         let value = Tensor::from_inner(view).set_require_grad(tensor.is_require_grad());
         Param::from_mapped_value(id, value, mapper)
     }

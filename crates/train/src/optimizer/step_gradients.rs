@@ -8,7 +8,7 @@ use burn::{
     module::{ModuleVisitor, Param},
     optim::GradientsParams,
     prelude::*,
-    tensor::backend::AutodiffBackend,
+    tensor::{backend::AutodiffBackend, ops::FloatTensor},
 };
 use gpt2::{Gpt2, Gpt2Backend};
 use std::sync::Arc;
@@ -47,11 +47,12 @@ where
     }
 }
 
-/// Each group's gradients, flat, with where they start in its buffer.
+/// Each group's gradients, in their own shapes (added in row-major order, as the layout lays
+/// them out), with where they start in its buffer.
 struct Pieces<'a, B: AutodiffBackend> {
     layout: &'a Layout,
     grads: &'a mut GradientsParams,
-    pieces: [Vec<(Tensor<B::InnerBackend, 1>, usize)>; 2],
+    pieces: [Vec<(FloatTensor<B::InnerBackend>, usize)>; 2],
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Pieces<'_, B> {
@@ -59,7 +60,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Pieces<'_, B> {
         let (group, slot) = self.layout.slot(param.id).expect("the layout was made from this model");
         // A parameter without a gradient adds nothing (every GPT-2 parameter has one).
         if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            self.pieces[group as usize].push((grad.reshape([-1]), slot.start));
+            self.pieces[group as usize].push((grad.into_primitive().tensor(), slot.start));
         }
     }
 }
