@@ -25,6 +25,11 @@ read -r segment_offset segment_address < <(readelf -lW "$binary" |
 offsets=$(nm "$binary" | awk '/burn_fusion6stream5multi20MultiStream.*8register17h/ { print $1 }' |
     while read -r address; do printf '0x%x\n' $(( 0x$address - segment_address + segment_offset )); done)
 [ -n "$offsets" ] || { echo "no MultiStream::register in $binary" >&2; exit 1; }
+# The probes go when the script ends, however it ends; any left by a run that was killed go
+# first (a probe's name cannot be added twice).
+remove_probes() { perf probe -q -d "probe_train:host_op_*" 2> /dev/null || true; }
+trap 'remove_probes; rm -rf "$work"' EXIT
+remove_probes
 events=()
 n=0
 for offset in $offsets; do
@@ -32,7 +37,6 @@ for offset in $offsets; do
     perf probe -q -x "$binary" -a "host_op_$n=$offset"
     events+=(-e "probe_train:host_op_$n")
 done
-trap 'perf probe -q -d "probe_train:host_op_*"; rm -rf "$work"' EXIT
 
 # registered STEPS GRAD_ACCUM: the operations a run registers.
 registered() {
