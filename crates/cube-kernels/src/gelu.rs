@@ -7,12 +7,12 @@
 use crate::{
     fusion_op::{register_kernel, Launch},
     grid::{unit_grid, unit_piece},
-    reduce::{lanes_total, COLUMNS, LANES},
+    reduce::{column_blocks, lanes_total, COLUMNS, LANES},
 };
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
-use cubecl::{prelude::*, CubeCount, CubeDim};
+use cubecl::prelude::*;
 use kernels::{GELU_CUBIC, GELU_SQRT_2_OVER_PI};
 
 /// GELU of `x`.
@@ -118,10 +118,11 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGelu f
         let empty =
             |shape: Shape| empty_device_dtype(d_hidden.client.clone(), d_hidden.device.clone(), shape, d_hidden.dtype);
         let (d_product, d_bias) = (empty(Shape::new([rows, d])), empty(Shape::new([d])));
+        let (cubes, units) = column_blocks(d);
         bias_gelu_backward_kernel::launch::<F, R>(
             &d_hidden.client.clone(),
-            CubeCount::Static(d.div_ceil(COLUMNS as usize) as u32, 1, 1),
-            CubeDim::new_2d(COLUMNS, LANES),
+            cubes,
+            units,
             product.into_tensor_arg(),
             bias.into_tensor_arg(),
             d_hidden.into_tensor_arg(),

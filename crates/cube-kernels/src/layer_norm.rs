@@ -13,7 +13,7 @@
 use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
     fusion_op::{register_kernel, Launch},
-    reduce::{cube_a_row, cube_row, cube_sum, lanes_total, COLUMNS, LANES},
+    reduce::{column_blocks, cube_a_row, cube_row, cube_sum, lanes_total, COLUMNS, LANES},
 };
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{
@@ -21,7 +21,7 @@ use burn_cubecl::{
     IntElement,
 };
 use burn_fusion::{Fusion, FusionBackend};
-use cubecl::{prelude::*, CubeCount, CubeDim};
+use cubecl::{prelude::*, CubeDim};
 
 /// Units of a cube, one cube a row: GPT-2's rows are 768 to 1,600 wide. A power of two (the
 /// sums halve it).
@@ -361,10 +361,11 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
             true => (empty(&[rows, d]), empty(&[d])),
             false => (empty(&[1]), empty(&[1])),
         };
+        let (cubes, units) = column_blocks(d);
         layer_norm_parameter_gradients_kernel::launch::<F, R>(
             &d_y.client.clone(),
-            CubeCount::Static(d.div_ceil(COLUMNS as usize) as u32, 1, 1),
-            CubeDim::new_2d(COLUMNS, LANES),
+            cubes,
+            units,
             d_y.into_tensor_arg(),
             normalized.into_tensor_arg(),
             d_x.into_tensor_arg(),

@@ -12,6 +12,8 @@
 //!   some ten operations registered with fusion), and its gradients, the product's and the
 //!   bias's (a sum over the rows), in one launch (burn: an element-wise kernel and a
 //!   reduction).
+//! - [`ColumnSums`]: the sums down a matrix's columns (a bias's gradient), in one launch of
+//!   many cubes (burn's: one thread a column down every row).
 //! - [`CrossEntropyRows`]: the loss's cross-entropy over each row of logits, forward in one
 //!   launch and backward in one (burn: about ten, most of them over the whole logits).
 //! - [`DecodeAttention`]: one new position a row written into a KV cache and attended over it,
@@ -46,6 +48,7 @@
 
 mod adamw;
 mod add_to_stretches;
+mod column_sums;
 mod cross_entropy;
 mod decode_attention;
 mod draw;
@@ -68,6 +71,7 @@ mod views;
 
 pub use adamw::AdamWUpdate;
 pub use add_to_stretches::AddToStretches;
+pub use column_sums::ColumnSums;
 pub use cross_entropy::CrossEntropyRows;
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
 pub use draw::DropoutDraw;

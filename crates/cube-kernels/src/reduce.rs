@@ -1,7 +1,7 @@
 //! Sums across the units of a cube: along a row (a cube a row), or down columns (a cube a block
 //! of columns, its lanes sharing out the rows).
 
-use cubecl::{prelude::*, CubeCount};
+use cubecl::{prelude::*, CubeCount, CubeDim};
 
 /// Most cubes along one dimension of a launch that every backend takes (wgpu's limit).
 const MAX_CUBES_X: usize = 65_535;
@@ -20,11 +20,19 @@ pub(crate) fn cube_row() -> usize {
     (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize
 }
 
-/// Columns of a cube that sums down columns, and its lanes of rows: 32 neighbouring columns are
-/// read together, 8 lanes share out the rows. burn's column sums run one thread a column over
-/// every row, a few warps for the whole GPU.
-pub(crate) const COLUMNS: u32 = 32;
-pub(crate) const LANES: u32 = 8;
+/// Columns of a cube that sums down columns, and its lanes of rows. A warp reads 8 neighbouring
+/// columns (a 32-byte sector) of 4 rows, and 32 lanes share out the rows: gpt2's 768 columns
+/// are 96 cubes, each lane summing 128 rows of a 4 × 1024 batch. burn's column sums (without
+/// autotune) run one thread a column down every row: 768 threads on the whole GPU, each
+/// waiting on 4,096 loads one after another.
+pub(crate) const COLUMNS: u32 = 8;
+pub(crate) const LANES: u32 = 32;
+
+/// The grid of a kernel that sums down `d` columns: a cube a block of [`COLUMNS`] columns,
+/// [`COLUMNS`] × [`LANES`] units.
+pub(crate) fn column_blocks(d: usize) -> (CubeCount, CubeDim) {
+    (CubeCount::Static(d.div_ceil(COLUMNS as usize) as u32, 1, 1), CubeDim::new_2d(COLUMNS, LANES))
+}
 
 /// The sum of every unit's `value`, for every unit of the cube: a tree of halvings in shared
 /// memory (`partial`, a slot for each unit at least).

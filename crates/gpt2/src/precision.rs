@@ -53,7 +53,7 @@ impl Precision {
         }
         let y = self.matmul(x, layer.weight.val());
         match &layer.bias {
-            Some(bias) => y + bias.val().unsqueeze(),
+            Some(bias) => B::bias_add(y, bias.val()),
             None => y,
         }
     }

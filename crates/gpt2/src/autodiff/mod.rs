@@ -1,10 +1,11 @@
 //! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm
-//! (with the residual branch before it), attention, the MLP's GELU (with the bias before it)
-//! and the loss's cross-entropy written out rather than differentiated operation by operation,
-//! for fewer GPU kernels a layer (see `scripts/bench/launches.sh` and the example
-//! `launch_parts`).
+//! (with the residual branch before it), attention, the MLP's GELU (with the bias before it),
+//! the q/k/v projection's bias and the loss's cross-entropy written out rather than
+//! differentiated operation by operation, for fewer GPU kernels a layer (see
+//! `scripts/bench/launches.sh` and the example `launch_parts`).
 
 mod attention;
+mod bias_add;
 mod bias_gelu;
 mod cross_entropy;
 mod layer_norm;
@@ -18,7 +19,7 @@ use burn::{
         autodiff::{checkpoint::strategy::CheckpointStrategy, grads::Gradients, NodeId},
         Autodiff,
     },
-    nn::LayerNorm,
+    nn::{LayerNorm, Linear},
     prelude::*,
 };
 use kernels::MaskStream;
@@ -38,6 +39,19 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         continues: bool,
     ) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
         layer_norm::residual_layer_norm(residual, branch, norm, continues)
+    }
+
+    /// burn's product, and the bias added by [`bias_add`](Gpt2Backend::bias_add)'s node.
+    fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        let product = x.matmul(layer.weight.val());
+        match &layer.bias {
+            Some(bias) => Self::bias_add(product, bias.val()),
+            None => product,
+        }
+    }
+
+    fn bias_add(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
+        bias_add::bias_add(product, bias)
     }
 
     fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {

@@ -15,11 +15,12 @@ use kernels::{AdamWStep, MaskStream};
 /// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
 /// branch's), training's attention (flash attention), the MLP's bias and GELU each way, the
-/// loss's cross-entropy, dropout's masks, the gradients' sums into flat buffers (and the
-/// parameters' views of them, one operation), decoding attention with its cache write, a few
-/// rows' linear layers with what surrounds them in a block (decoding: one row a sample), and
-/// for sampling the repetition penalty, the most likely tokens top-k and top-p draw among, and
-/// the softmax denominators top-p weighs them with.
+/// sums down a matrix's columns (the q/k/v projection's bias gradient), the loss's
+/// cross-entropy, dropout's masks, the gradients' sums into flat buffers (and the parameters'
+/// views of them, one operation), decoding attention with its cache write, a few rows' linear
+/// layers with what surrounds them in a block (decoding: one row a sample), and for sampling
+/// the repetition penalty, the most likely tokens top-k and top-p draw among, and the softmax
+/// denominators top-p weighs them with.
 macro_rules! cube_backend {
     ($backend:ty) => {
         impl Gpt2Backend for $backend {
@@ -127,6 +128,10 @@ macro_rules! cube_backend {
                     targets.into_primitive(),
                     primitive(d_losses),
                 ))
+            }
+
+            fn column_sums(x: Tensor<Self, 2>) -> Tensor<Self, 1> {
+                float(<Self as cube_kernels::ColumnSums>::column_sums(primitive(x)))
             }
 
             fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {

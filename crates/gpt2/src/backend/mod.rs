@@ -430,6 +430,18 @@ pub trait Gpt2Backend: Backend {
         gelu_approximate(x)
     }
 
+    /// `product + bias` for `product` `[rows, d]` and `bias` `[d]`: the end of a linear layer
+    /// whose bias no kernel takes in (the q/k/v projection's, in training).
+    fn bias_add(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
+        product + bias.unsqueeze()
+    }
+
+    /// `Σ_rows x` for `x` `[rows, d]`: `[d]`, a bias's gradient from that of its layer's output.
+    fn column_sums(x: Tensor<Self, 2>) -> Tensor<Self, 1> {
+        let d = x.dims()[1];
+        x.sum_dim(0).reshape([d])
+    }
+
     /// GPT-2's GELU of `product + bias`, for `product` `[rows, d]` and `bias` `[d]`: the end of
     /// the MLP's first layer, as training runs it.
     fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
@@ -447,7 +459,6 @@ pub trait Gpt2Backend: Backend {
         bias: Tensor<Self, 1>,
         d_hidden: Tensor<Self, 2>,
     ) -> (Tensor<Self, 2>, Tensor<Self, 1>) {
-        let d = bias.dims()[0];
         let x = product + bias.unsqueeze();
         let squared = x.clone() * x.clone();
         let (cubic, sqrt_2_over_pi) = (kernels::GELU_CUBIC, kernels::GELU_SQRT_2_OVER_PI);
@@ -455,7 +466,7 @@ pub trait Gpt2Backend: Backend {
         let inner_derivative = (squared * (3.0 * cubic) + 1.0) * sqrt_2_over_pi;
         let derivative = (t.clone() + 1.0) * 0.5 + x * 0.5 * (-(t.clone() * t) + 1.0) * inner_derivative;
         let d_product = d_hidden * derivative;
-        (d_product.clone(), d_product.sum_dim(0).reshape([d]))
+        (d_product.clone(), Self::column_sums(d_product))
     }
 
     /// The first `count` positions (dimension 2) of a KV cache buffer

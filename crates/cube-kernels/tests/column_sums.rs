@@ -1,0 +1,42 @@
+//! Sums down a matrix's columns on the device against f64 sums on the host, on burn's wgpu
+//! backend with and without fusion (Mesa's software Vulkan driver on a machine without a GPU).
+//! `cargo test -p cube-kernels --features wgpu --test column_sums`
+
+mod support;
+
+use burn::{
+    backend::wgpu::{CubeBackend, WgpuRuntime},
+    backend::Wgpu,
+    prelude::*,
+};
+use cube_kernels::ColumnSums;
+use support::{assert_close, host, host_primitive, normal, primitive};
+
+fn check<B: ColumnSums>(x: Tensor<B, 2>, what: &str) {
+    let [rows, d] = x.dims();
+    let values = host(x.clone());
+    let mut expected = vec![0.0f64; d];
+    values.iter().enumerate().for_each(|(i, value)| expected[i % d] += value);
+    let actual = host_primitive::<B, 1>(B::column_sums(primitive(x)));
+    assert_close(&format!("{what}: {rows} rows, {d} columns"), &expected, &actual, 1e-5);
+}
+
+fn matrix<B: ColumnSums>(rows: usize, d: usize) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(normal(rows * d, (rows * d) as u64), [rows, d]), &Default::default())
+}
+
+fn check_shapes<B: ColumnSums>() {
+    // A row; fewer rows than a cube's lanes and fewer columns than its block; gpt2's q/k/v
+    // width; a last block of columns cut short; many rows to a lane.
+    for (rows, d) in [(1, 8), (7, 5), (65, 2304), (300, 100), (70_001, 3)] {
+        check(matrix::<B>(rows, d), "row-major");
+    }
+    // A transposed matrix, read through its strides.
+    check(matrix::<B>(33, 130).transpose(), "transposed");
+}
+
+#[test]
+fn column_sums_match_f64_with_and_without_fusion() {
+    check_shapes::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
+    check_shapes::<Wgpu>();
+}
