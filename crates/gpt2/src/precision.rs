@@ -1,4 +1,4 @@
-use crate::Gpt2Backend;
+use crate::{backend::with_bias, Gpt2Backend};
 use burn::{nn::Linear, prelude::*, tensor::FloatDType};
 use std::{fmt, str::FromStr};
 
@@ -51,11 +51,7 @@ impl Precision {
         if self == Precision::F32 {
             return B::linear_forward(layer, x);
         }
-        let y = self.matmul(x, layer.weight.val());
-        match &layer.bias {
-            Some(bias) => B::bias_add(y, bias.val()),
-            None => y,
-        }
+        with_bias(layer, self.matmul(x, layer.weight.val()))
     }
 
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]`, in this precision.

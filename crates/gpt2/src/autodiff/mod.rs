@@ -19,7 +19,7 @@ use burn::{
         autodiff::{checkpoint::strategy::CheckpointStrategy, grads::Gradients, NodeId},
         Autodiff,
     },
-    nn::{LayerNorm, Linear},
+    nn::LayerNorm,
     prelude::*,
 };
 use kernels::MaskStream;
@@ -39,15 +39,6 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         continues: bool,
     ) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
         layer_norm::residual_layer_norm(residual, branch, norm, continues)
-    }
-
-    /// burn's product, and the bias added by [`bias_add`](Gpt2Backend::bias_add)'s node.
-    fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
-        let product = x.matmul(layer.weight.val());
-        match &layer.bias {
-            Some(bias) => Self::bias_add(product, bias.val()),
-            None => product,
-        }
     }
 
     fn bias_add(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {

@@ -65,6 +65,16 @@ impl<B: Gpt2Backend> ResidualBranch<B> {
     }
 }
 
+/// `product`, `layer`'s product, plus its bias where it has one, added by
+/// [`Gpt2Backend::bias_add`] (under autodiff, a node whose backward pass takes the bias's
+/// gradient from the backend's column sums).
+pub(crate) fn with_bias<B: Gpt2Backend>(layer: &Linear<B>, product: Tensor<B, 2>) -> Tensor<B, 2> {
+    match &layer.bias {
+        Some(bias) => B::bias_add(product, bias.val()),
+        None => product,
+    }
+}
+
 /// `layer`'s bias, or zeros for a layer without one.
 pub(crate) fn bias_or_zeros<B: Backend>(layer: &Linear<B>) -> Tensor<B, 1> {
     match &layer.bias {
@@ -264,7 +274,7 @@ pub trait Gpt2Backend: Backend {
     /// `x · W + b` for `x` `[rows, d_in]`, `W` held as `[d_in, d_out]` (burn's and GPT-2's
     /// layout).
     fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
-        layer.forward(x)
+        with_bias(layer, x.matmul(layer.weight.val()))
     }
 
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]` (the LM head, tied to the token embedding).
