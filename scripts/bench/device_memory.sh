@@ -6,7 +6,8 @@
 # the most CubeCL's pools reserved. Each shape with the train stage's exact-size buffers and with
 # CubeCL's default pools (a cubecl.toml with `[memory] persistent_memory = "disabled"`), on an
 # H200 (140.4 GiB) and, for gpt2-medium, an 11 GiB card. Two optimizer steps (the second holds
-# AdamW's moments), random weights over the Short Jokes rows of ../shared/datasets.
+# AdamW's moments), random weights over the taivop jokes (stupidstuff.json) of
+# ../shared/datasets.
 #   scripts/bench/device_memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -5,8 +5,9 @@
 # (crates/cuda-compile), which compiles each distinct kernel for an H100/H200 as burn's CUDA
 # backend does, one after another, and runs none. The issue's shapes: gpt2 at 4 × 1024 and
 # gpt2-medium at 1 × 550 with 16 micro-batches (the original's), f32 and bf16, random weights
-# over the Short Jokes data of ../shared/datasets. On a GPU machine the same kernels are
-# compiled before the first step; what this host takes is the part a faster host shortens.
+# over the taivop jokes (stupidstuff.json) of ../shared/datasets. On a GPU machine the same
+# kernels are compiled before the first step; what this host takes is the part a faster host
+# shortens.
 #   scripts/bench/first_step_kernels.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."

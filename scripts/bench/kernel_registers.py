@@ -1,13 +1,14 @@
 """Registers, spills and occupancy of each CUDA kernel, read from the PTX that
 `--device cuda-compile` wrote (CUDA_COMPILE_DUMP) and assembled for an H100/H200 by ptxas.
 
-    python3 scripts/bench/kernel_registers.py DUMP_DIR CUDA_BIN_DIR
+    python3 scripts/bench/kernel_registers.py DUMP_DIR CUDA_BIN_DIR [KERNEL]
 
 One line a kernel type, for its worst variant (the most bytes spilled, then the most
 registers): registers a unit, bytes spilled to local memory (stores / loads), local-memory
 instructions (`LDL`/`STL` in the SASS), units a cube, shared memory a cube, and the warps an
 SM can keep resident (of 64), with what limits them. Spills put a kernel's loop on local memory; few resident warps leave
-little to hide latency with.
+little to hide latency with. With KERNEL (a kernel type, `MatmulEntry`), one line each of its
+variants instead, the worst first.
 """
 
 import collections
@@ -66,22 +67,32 @@ def severity(kernel: dict) -> tuple[int, int]:
     return kernel["spill_stores"], kernel["registers"]
 
 
+def row(name: str, count: int, kernel: dict) -> str:
+    warps, limit = resident_warps(kernel)
+    return (
+        f"| {name} | {count} | {kernel['registers']} | {kernel['spill_stores']} / "
+        f"{kernel['spill_loads']} | {kernel['local_instructions']} | {kernel['units']} "
+        f"| {kernel['shared']:,} | {warps}, {limit} |"
+    )
+
+
 def main() -> None:
     dump, bin_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    only = sys.argv[3] if len(sys.argv) > 3 else None
     by_type = collections.defaultdict(list)
     for ptx in sorted(dump.glob("*.ptx")):
-        by_type[ptx.name.rsplit("-", 1)[0].split(".")[-1]].append(assemble(ptx, bin_dir))
+        name = ptx.name.rsplit("-", 1)[0].split(".")[-1]
+        if only in (None, name):
+            by_type[name].append(assemble(ptx, bin_dir))
     print("| kernel | variants | registers | spilled (B, stores / loads) | LDL + STL | units | shared (B) | warps resident, limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
+    if only:
+        for kernel in sorted(by_type[only], key=severity, reverse=True):
+            print(row(only, 1, kernel))
+        return
     worst = {name: max(variants, key=severity) for name, variants in by_type.items()}
     for name in sorted(worst, key=lambda name: severity(worst[name]), reverse=True):
-        kernel = worst[name]
-        warps, limit = resident_warps(kernel)
-        print(
-            f"| {name} | {len(by_type[name])} | {kernel['registers']} | {kernel['spill_stores']} / "
-            f"{kernel['spill_loads']} | {kernel['local_instructions']} | {kernel['units']} "
-            f"| {kernel['shared']:,} | {warps}, {limit} |"
-        )
+        print(row(name, len(by_type[name]), worst[name]))
 
 
 main()

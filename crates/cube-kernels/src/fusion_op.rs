@@ -5,7 +5,7 @@
 use burn::tensor::{
     backend::Backend,
     ops::{FloatTensor, IntTensor},
-    Shape,
+    DType, Shape,
 };
 use burn_fusion::{
     stream::{Operation, OperationStreams},
@@ -74,6 +74,18 @@ pub(crate) fn register_kernel<B: FusionBackend, A: Debug + Send + Sync + 'static
     register_kernel_with_ints(name, inputs, Vec::new(), outputs, args, launch)
 }
 
+/// [`register_kernel`] with outputs of the type `dtype`.
+pub(crate) fn register_kernel_typed<B: FusionBackend, A: Debug + Send + Sync + 'static>(
+    name: &'static str,
+    inputs: Vec<FloatTensor<Fusion<B>>>,
+    outputs: &[Shape],
+    dtype: DType,
+    args: A,
+    launch: Launch<B, A>,
+) -> Vec<FloatTensor<Fusion<B>>> {
+    register(name, inputs, Vec::new(), outputs, dtype, args, launch)
+}
+
 /// [`register_kernel`] with integer tensors `ints` among the inputs, after the floats.
 pub(crate) fn register_kernel_with_ints<B: FusionBackend, A: Debug + Send + Sync + 'static>(
     name: &'static str,
@@ -83,8 +95,20 @@ pub(crate) fn register_kernel_with_ints<B: FusionBackend, A: Debug + Send + Sync
     args: A,
     launch: Launch<B, A>,
 ) -> Vec<FloatTensor<Fusion<B>>> {
-    let first = floats.first().expect("a kernel with a float input");
-    let (client, dtype) = (first.client.clone(), first.dtype);
+    let dtype = floats.first().expect("a kernel with a float input").dtype;
+    register(name, floats, ints, outputs, dtype, args, launch)
+}
+
+fn register<B: FusionBackend, A: Debug + Send + Sync + 'static>(
+    name: &'static str,
+    floats: Vec<FloatTensor<Fusion<B>>>,
+    ints: Vec<IntTensor<Fusion<B>>>,
+    outputs: &[Shape],
+    dtype: DType,
+    args: A,
+    launch: Launch<B, A>,
+) -> Vec<FloatTensor<Fusion<B>>> {
+    let client = floats.first().expect("a kernel with a float input").client.clone();
     let outputs: Vec<TensorIr> =
         outputs.iter().map(|shape| TensorIr::uninit(client.create_empty_handle(), shape.clone(), dtype)).collect();
     let float_count = floats.len();

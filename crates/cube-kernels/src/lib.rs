@@ -29,6 +29,9 @@
 //!   input's gradient, and γ's and β's, in one launch each (burn: two reductions and a few
 //!   element-wise kernels each), with the residual branch before it taken in: its add and
 //!   dropout forward, the stream's gradient and the branch's backward.
+//! - [`MixedMatmul`]: a product of bf16 operands in f32, with a tensor-core routine whose
+//!   accumulators fit in registers (burn's spill on CUDA), in one launch (burn: the product
+//!   in bf16, then a cast).
 //! - [`MostLikely`]: the `k` most likely tokens of each row of logits, for top-k sampling on
 //!   the host, in one launch (burn: a sort of every row, on the host).
 //! - [`RepetitionPenalty`]: transformers' repetition penalty on the logits of each row's seen
@@ -61,6 +64,7 @@ mod grid;
 mod in_place;
 mod layer_norm;
 mod memory;
+mod mixed_matmul;
 mod most_likely;
 mod philox;
 mod reduce;
@@ -81,6 +85,7 @@ pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM}
 pub use gelu::BiasGelu;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;
+pub use mixed_matmul::MixedMatmul;
 pub use most_likely::{MostLikely, MAX_MOST_LIKELY, MAX_MOST_LIKELY_VOCAB};
 pub use repetition_penalty::RepetitionPenalty;
 pub use softmax_denominator::SoftmaxDenominator;

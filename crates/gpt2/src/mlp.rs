@@ -36,7 +36,7 @@ impl<B: Gpt2Backend> Mlp<B> {
     /// The branch as training runs it, from `ln_2`'s output `normed`: its end before the
     /// residual add, with the layer's dropout `masks`.
     pub fn training_branch(&self, normed: Tensor<B, 2>, masks: LayerMasks) -> ResidualBranch<B> {
-        let product = self.precision.matmul(normed, self.c_fc.weight.val());
+        let product = self.precision.product(normed, self.c_fc.weight.val());
         let hidden = B::bias_gelu(product, bias_or_zeros(&self.c_fc));
         let dropout = Dropout::at(self.resid_pdrop, Some(masks.mlp_output()));
         ResidualBranch::end(&self.c_proj, hidden, dropout, self.precision)

@@ -9,8 +9,9 @@ use std::{fmt, str::FromStr};
 ///   projections' products (q/k/v, output, MLP) and the LM head's are rounded to bf16 and the
 ///   product comes back as f32 (tensor cores accumulate in f32). Weights, gradients and
 ///   optimizer state stay f32; embeddings, LayerNorm, GELU and the loss run in f32. burn has no
-///   autocast, so the model casts at each product; the gradients flow back through the casts
-///   to the f32 weights. Attention's core (scores, softmax, product with the values) runs in
+///   autocast, so each product is the backend's [`Gpt2Backend::mixed_matmul`], which casts its
+///   operands (on CUDA a tensor-core product of `cube_kernels` that writes f32); its backward
+///   pass is two more of them, whose gradients reach the f32 weights in f32. Attention's core (scores, softmax, product with the values) runs in
 ///   f32 in `cube_kernels`' flash kernels: rounding its few products would save little, and
 ///   burn's operations would bring back the `time × time` scores and their launches (where
 ///   those kernels do not apply, burn's operations round its products' operands too). For
@@ -35,13 +36,21 @@ impl Precision {
         }
     }
 
-    /// `lhs · rhs` with the operands in this precision and the result in f32.
+    /// `lhs · rhs` for 2-D operands, in this precision and with the result in f32: burn's
+    /// product, or the backend's [`Gpt2Backend::mixed_matmul`].
+    pub fn product<B: Gpt2Backend>(self, lhs: Tensor<B, 2>, rhs: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self {
+            Precision::F32 => lhs.matmul(rhs),
+            Precision::Bf16 => B::mixed_matmul(lhs, rhs, self.operands()),
+        }
+    }
+
+    /// `lhs · rhs` with the operands in this precision and the result in f32, for batches of
+    /// matrices (attention's, where its kernels do not apply): burn's casts and product.
     pub fn matmul<B: Backend, const D: usize>(self, lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Precision::F32 => lhs.matmul(rhs),
-            // A cast to the type a tensor already has is none: matrices stored in bf16 are read as
-            // they are.
-            Precision::Bf16 => lhs.cast(self.operands()).matmul(rhs.cast(self.operands())).cast(FloatDType::F32),
+            Precision::Bf16 => rounded_matmul(lhs, rhs, self.operands()),
         }
     }
 
@@ -51,16 +60,27 @@ impl Precision {
         if self == Precision::F32 {
             return B::linear_forward(layer, x);
         }
-        with_bias(layer, self.matmul(x, layer.weight.val()))
+        with_bias(layer, self.product(x, layer.weight.val()))
     }
 
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]`, in this precision.
     pub fn matmul_transposed<B: Gpt2Backend>(self, x: Tensor<B, 2>, weight: Tensor<B, 2>) -> Tensor<B, 2> {
         match self {
             Precision::F32 => B::matmul_transposed(x, weight),
-            Precision::Bf16 => self.matmul(x, weight.transpose()),
+            Precision::Bf16 => B::mixed_matmul(x, weight.transpose(), self.operands()),
         }
     }
+}
+
+/// `lhs · rhs` with both operands cast to `operands` and the product cast back to f32: burn's
+/// operations for a mixed-precision product. A cast to the type a tensor already has is none:
+/// matrices stored in bf16 (for sampling) are read as they are.
+pub(crate) fn rounded_matmul<B: Backend, const D: usize>(
+    lhs: Tensor<B, D>,
+    rhs: Tensor<B, D>,
+    operands: FloatDType,
+) -> Tensor<B, D> {
+    lhs.cast(operands).matmul(rhs.cast(operands)).cast(FloatDType::F32)
 }
 
 impl FromStr for Precision {

@@ -1,6 +1,6 @@
 //! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm
 //! (with the residual branch before it), attention, the MLP's GELU (with the bias before it),
-//! the q/k/v projection's bias and the loss's cross-entropy written out rather than
+//! the q/k/v projection's bias, bf16 products and the loss's cross-entropy written out rather than
 //! differentiated operation by operation, for fewer GPU kernels a layer (see
 //! `scripts/bench/launches.sh` and the example `launch_parts`).
 
@@ -9,6 +9,7 @@ mod bias_add;
 mod bias_gelu;
 mod cross_entropy;
 mod layer_norm;
+mod mixed_matmul;
 
 use crate::{
     backend::{float, primitive},
@@ -21,6 +22,7 @@ use burn::{
     },
     nn::LayerNorm,
     prelude::*,
+    tensor::FloatDType,
 };
 use kernels::MaskStream;
 
@@ -47,6 +49,10 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
 
     fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
         bias_gelu::bias_gelu(product, bias)
+    }
+
+    fn mixed_matmul(lhs: Tensor<Self, 2>, rhs: Tensor<Self, 2>, operands: FloatDType) -> Tensor<Self, 2> {
+        mixed_matmul::mixed_matmul(lhs, rhs, operands)
     }
 
     fn self_attention(

@@ -8,14 +8,15 @@ use crate::{dropout::Dropout, kv_cache::decode_attention_by_parts, training_atte
 use burn::{
     nn::{LayerNorm, Linear},
     prelude::*,
-    tensor::ops::FloatTensor,
+    tensor::{ops::FloatTensor, FloatDType},
 };
 use kernels::{AdamWStep, MaskStream};
 
 /// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
 /// branch's), training's attention (flash attention), the MLP's bias and GELU each way, the
-/// sums down a matrix's columns (the q/k/v projection's bias gradient), the loss's
+/// sums down a matrix's columns (the q/k/v projection's bias gradient), bf16 products with
+/// accumulators that fit in registers, the loss's
 /// cross-entropy, dropout's masks, the gradients' sums into flat buffers (and the parameters'
 /// views of them, one operation), decoding attention with its cache write, a few rows' linear
 /// layers with what surrounds them in a block (decoding: one row a sample), and for sampling
@@ -127,6 +128,13 @@ macro_rules! cube_backend {
                     primitive(log_normalisers),
                     targets.into_primitive(),
                     primitive(d_losses),
+                ))
+            }
+
+            fn mixed_matmul(lhs: Tensor<Self, 2>, rhs: Tensor<Self, 2>, operands: FloatDType) -> Tensor<Self, 2> {
+                float(<Self as cube_kernels::MixedMatmul>::mixed_matmul(
+                    primitive(lhs.cast(operands)),
+                    primitive(rhs.cast(operands)),
                 ))
             }
 

@@ -12,6 +12,7 @@ use crate::{
     attention::split_heads,
     dropout::{dropped, Dropout},
     kv_cache::decode_attention_by_parts,
+    precision::rounded_matmul,
     training_attention, PreNorm, Precision,
 };
 use burn::{
@@ -21,7 +22,7 @@ use burn::{
     tensor::{
         activation::{gelu_approximate, softmax},
         ops::FloatTensor,
-        IndexingUpdateOp, TensorData, TensorMetadata, TensorPrimitive,
+        FloatDType, IndexingUpdateOp, TensorData, TensorMetadata, TensorPrimitive,
     },
 };
 use kernels::{AdamWStep, MaskStream};
@@ -56,7 +57,7 @@ pub struct ResidualBranch<B: Backend> {
 impl<B: Gpt2Backend> ResidualBranch<B> {
     /// The end of a branch whose last layer is `layer` on `x`, with `dropout`.
     pub fn end(layer: &Linear<B>, x: Tensor<B, 2>, dropout: Option<Dropout>, precision: Precision) -> Self {
-        Self { product: precision.matmul(x, layer.weight.val()), bias: bias_or_zeros(layer), dropout }
+        Self { product: precision.product(x, layer.weight.val()), bias: bias_or_zeros(layer), dropout }
     }
 
     /// The stream after the branch: `residual + dropout(product + bias)`.
@@ -275,6 +276,13 @@ pub trait Gpt2Backend: Backend {
     /// layout).
     fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
         with_bias(layer, x.matmul(layer.weight.val()))
+    }
+
+    /// `lhs · rhs` for `lhs` `[m, k]` and `rhs` `[k, n]` with both operands rounded to
+    /// `operands` and the product returned in f32, as tensor cores accumulate it: bf16
+    /// autocast's products ([`Precision::Bf16`]).
+    fn mixed_matmul(lhs: Tensor<Self, 2>, rhs: Tensor<Self, 2>, operands: FloatDType) -> Tensor<Self, 2> {
+        rounded_matmul(lhs, rhs, operands)
     }
 
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]` (the LM head, tied to the token embedding).
