@@ -29,6 +29,9 @@ pub struct Report {
     /// The time spent writing and compiling them: what a fresh machine spends on the same
     /// kernels before its first step, less the faster or slower host.
     pub seconds: f64,
+    /// Every launch, of a kernel compiled then or before: what the CUDA path launches (its
+    /// fusion, not wgpu's), a step's being the difference between runs of different lengths.
+    pub launches: u64,
 }
 
 /// A kernel CubeCL could not write for CUDA, or NVRTC could not compile.
@@ -39,7 +42,8 @@ pub struct Failure {
     pub error: String,
 }
 
-static REPORT: Mutex<Report> = Mutex::new(Report { compiled: Vec::new(), failures: Vec::new(), seconds: 0.0 });
+static REPORT: Mutex<Report> =
+    Mutex::new(Report { compiled: Vec::new(), failures: Vec::new(), seconds: 0.0, launches: 0 });
 
 /// What the device has compiled so far, once the kernels launched before are through.
 pub fn report() -> Report {
@@ -47,6 +51,10 @@ pub fn report() -> Report {
         panic!("the cuda-compile device's queue: {error}");
     }
     REPORT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
+pub(crate) fn count_launch() {
+    REPORT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).launches += 1;
 }
 
 pub(crate) fn record(kernel: String, outcome: Result<(), String>, seconds: f64) {

@@ -145,6 +145,7 @@ impl ComputeServer for CompileServer {
         mode: ExecutionMode,
         _stream_id: StreamId,
     ) {
+        nvrtc::count_launch();
         if self.compiled.insert(kernel.id()) {
             let start = Instant::now();
             let name = short_name(kernel.name());

@@ -271,10 +271,11 @@ fn compiled<T>(output: T) -> T {
         *kernels.entry(kernel).or_default() += 1;
     }
     eprintln!(
-        "cuda-compile: {} kernels compiled for CUDA (sm_90a, NVRTC) in {:.1} s, {} failed",
+        "cuda-compile: {} kernels compiled for CUDA (sm_90a, NVRTC) in {:.1} s, {} failed; {} launches",
         report.compiled.len(),
         report.seconds,
-        report.failures.len()
+        report.failures.len(),
+        report.launches
     );
     for (kernel, variants) in kernels {
         eprintln!("  compiled: {kernel} ({variants})");

@@ -46,7 +46,8 @@ impl<B: Gpt2Backend> Backward<B, 2> for MixedMatmulBackward {
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_lhs, node_rhs] = ops.parents;
-        let d_product: Tensor<B, 2> = float(grads.consume::<B>(&ops.node));
+        // Rounded once for both products (each would round it again otherwise: a launch more).
+        let d_product = float::<B, 2>(grads.consume::<B>(&ops.node)).cast(self.operands);
         let (lhs, rhs): (Tensor<B, 2>, Tensor<B, 2>) = (float(ops.state.0), float(ops.state.1));
         if let Some(node) = node_lhs {
             register(grads, Some(node.id), B::mixed_matmul(d_product.clone(), rhs.transpose(), self.operands));

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Kernel launches per training step on the CUDA path itself, without a GPU: the train stage
+# built with the development feature `cuda-compile` runs on `--device cuda-compile`
+# (crates/cuda-compile), burn's CUDA backend and fusion over a device that counts every launch
+# and runs none. Where scripts/bench/launches.sh counts wgpu's launches (whose fusion differs:
+# its products take no element-wise kernel after them), this is CUDA's, at the original's
+# shape: gpt2-medium (random weights), rows of 550 tokens of the taivop jokes, one a
+# micro-batch, dropout 0.1, f32 and bf16. Runs of 1 and 3 steps, and 3 steps of 4
+# micro-batches, differ only in their steps: their differences give the launches of an
+# optimizer step and of each extra micro-batch.
+#   scripts/bench/cuda_launches.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/lib/cuda_compile_rows.sh
+
+# launches STEPS GRAD_ACCUM PRECISION: the launches of a run.
+launches() {
+    rm -rf "$work/run"
+    "$target/release/train" --data "$work/data-550" --init random:gpt2-medium --out "$work/run" \
+        --device cuda-compile --micro-batch 1 --grad-accum "$2" --max-steps "$1" --precision "$3" \
+        --eval-every 0 --save-every 1000 --seed 0 2>&1 > /dev/null | sed -n 's/^cuda-compile: .*; \([0-9]*\) launches$/\1/p'
+}
+echo "kernel launches, train --device cuda-compile (burn CUDA + fusion, autotune off): gpt2-medium, rows 1 x 550"
+for precision in f32 bf16; do
+    one=$(launches 1 1 "$precision") three=$(launches 3 1 "$precision") accum=$(launches 3 4 "$precision")
+    echo "  $precision: per optimizer step with one micro-batch $(( (three - one) / 2 )), per extra micro-batch" \
+        "$(( (accum - three) / 9 )), per step of 16 micro-batches $(( (three - one) / 2 + 15 * (accum - three) / 9 ))"
+done
