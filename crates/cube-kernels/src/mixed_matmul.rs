@@ -6,11 +6,13 @@
 //! stage elements only), although its accumulators are f32 all the same: 16 planes of 32 units
 //! on CUDA, so at most 128 registers a unit for 16 accumulator tiles a plane, and ptxas spills
 //! them (`scripts/bench/kernel_registers.sh`: each tile loaded from local memory and stored back
-//! around its tensor-core instruction, in the main loop). Here the product takes the routine and
-//! blueprint burn's fusion autotune tries for bf16: cubek's ordered double buffering, 8 rows of
-//! tiles a cube, 2 a plane, so 4 planes of up to 255 registers. The product is written in f32
-//! straight from the accumulators (burn writes bf16 and casts it back). Where that routine
-//! cannot run (no tensor cores: wgpu on the CPU), burn's default does.
+//! around its tensor-core instruction, in the main loop). Here the product takes the routine
+//! burn's fusion autotune tries for bf16, cubek's ordered double buffering with 8 rows of tiles
+//! a cube, but one row a plane (burn's autotune: two, which spills too): 8 planes of 32 units,
+//! each with a row of 8 accumulator tiles and up to 255 registers, the shape of burn's f32
+//! products (`scripts/bench/bf16_products.sh`). The product is written in f32 straight from the
+//! accumulators (burn writes bf16 and casts it back). Where that routine cannot run (no tensor
+//! cores: wgpu on the CPU), burn's default does.
 
 use crate::fusion_op::{register_kernel_typed, Launch};
 use burn::tensor::{ops::FloatTensor, DType, Shape};
@@ -32,8 +34,8 @@ pub trait MixedMatmul: burn::tensor::backend::Backend {
     fn mixed_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// cubek's ordered double-buffered tensor-core product, as burn's fusion autotune configures it
-/// for bf16 operands.
+/// cubek's ordered double-buffered tensor-core product, with burn's fusion autotune's row count
+/// for bf16 operands and one row of tiles a plane.
 fn ordered_double_buffering() -> Strategy {
     Strategy::OrderedDoubleCmma(BlueprintStrategy::Inferred(OrderedSelectionArgs {
         tile_matmul: TileMatmulKind::Cmma,

@@ -11,11 +11,11 @@ use std::{fmt, str::FromStr};
 ///   optimizer state stay f32; embeddings, LayerNorm, GELU and the loss run in f32. burn has no
 ///   autocast, so each product is the backend's [`Gpt2Backend::mixed_matmul`], which casts its
 ///   operands (on CUDA a tensor-core product of `cube_kernels` that writes f32); its backward
-///   pass is two more of them, whose gradients reach the f32 weights in f32. Attention's core (scores, softmax, product with the values) runs in
-///   f32 in `cube_kernels`' flash kernels: rounding its few products would save little, and
-///   burn's operations would bring back the `time × time` scores and their launches (where
-///   those kernels do not apply, burn's operations round its products' operands too). For
-///   sampling, [`Gpt2::for_sampling`] stores the matrices in bf16 as well.
+///   pass is two more of them, whose gradients reach the f32 weights in f32. Attention's core
+///   (scores, softmax, product with the values) runs in f32 in `cube_kernels`' flash kernels:
+///   rounding its few products would save little, and burn's operations would bring back the
+///   `time × time` scores and their launches (where those kernels do not apply, burn's
+///   operations round its products' operands too). For sampling, [`Gpt2::for_sampling`] stores the matrices in bf16 as well.
 ///   bf16 needs a backend with bf16 tensors (CUDA); the CPU backend has none.
 ///
 /// [`Gpt2::for_sampling`]: crate::Gpt2::for_sampling
@@ -67,7 +67,7 @@ impl Precision {
     pub fn matmul_transposed<B: Gpt2Backend>(self, x: Tensor<B, 2>, weight: Tensor<B, 2>) -> Tensor<B, 2> {
         match self {
             Precision::F32 => B::matmul_transposed(x, weight),
-            Precision::Bf16 => B::mixed_matmul(x, weight.transpose(), self.operands()),
+            Precision::Bf16 => self.product(x, weight.transpose()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm
 //! (with the residual branch before it), attention, the MLP's GELU (with the bias before it),
-//! the q/k/v projection's bias, bf16 products and the loss's cross-entropy written out rather than
-//! differentiated operation by operation, for fewer GPU kernels a layer (see
+//! the q/k/v projection's bias, bf16 products and the loss's cross-entropy written out rather
+//! than differentiated operation by operation, for fewer GPU kernels a layer (see
 //! `scripts/bench/launches.sh` and the example `launch_parts`).
 
 mod attention;

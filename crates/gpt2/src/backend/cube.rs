@@ -16,12 +16,12 @@ use kernels::{AdamWStep, MaskStream};
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
 /// branch's), training's attention (flash attention), the MLP's bias and GELU each way, the
 /// sums down a matrix's columns (the q/k/v projection's bias gradient), bf16 products with
-/// accumulators that fit in registers, the loss's
-/// cross-entropy, dropout's masks, the gradients' sums into flat buffers (and the parameters'
-/// views of them, one operation), decoding attention with its cache write, a few rows' linear
-/// layers with what surrounds them in a block (decoding: one row a sample), and for sampling
-/// the repetition penalty, the most likely tokens top-k and top-p draw among, and the softmax
-/// denominators top-p weighs them with.
+/// accumulators that fit in registers, the loss's cross-entropy, dropout's masks, the
+/// gradients' sums into flat buffers (and the parameters' views of them, one operation),
+/// decoding attention with its cache write, a few rows' linear layers with what surrounds them
+/// in a block (decoding: one row a sample), and for sampling the repetition penalty, the most
+/// likely tokens top-k and top-p draw among, and the softmax denominators top-p weighs them
+/// with.
 macro_rules! cube_backend {
     ($backend:ty) => {
         impl Gpt2Backend for $backend {
