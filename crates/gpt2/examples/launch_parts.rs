@@ -13,7 +13,10 @@ use burn::{
     prelude::*,
     tensor::Distribution,
 };
-use gpt2::{causal_mask, next_token_loss, Dropout, DropoutMasks, Gpt2Backend, Gpt2Config, NextTokens, Precision, Wgpu};
+use gpt2::{
+    causal_mask, next_token_loss, Dropout, DropoutMasks, Gpt2Backend, Gpt2Config, NextTokens, Precision,
+    RoundedWeights, Wgpu,
+};
 use std::path::Path;
 
 type B = Autodiff<Wgpu>;
@@ -44,6 +47,8 @@ fn main() -> std::io::Result<()> {
     let dropout = Dropout { p: 0.1, stream: masks.attention_weights() };
     let mask = causal_mask::<B>(TIME, TIME, &device).unsqueeze::<3>().expand([BATCH, TIME, TIME]);
     let rows = BATCH * TIME;
+    // Each product rounds its own weight (the parts run in f32 anyway).
+    let none = RoundedWeights::default();
 
     let parts: Vec<Part> = vec![
         ("inputs alone (taken off the others)", Box::new(|| input([rows, WIDTH], &device))),
@@ -51,7 +56,7 @@ fn main() -> std::io::Result<()> {
             "layer norm",
             Box::new(|| B::layer_norm_rows(&block.ln_1, config.layer_norm_epsilon, input([rows, WIDTH], &device))),
         ),
-        ("linear d -> 3d", Box::new(|| Precision::F32.linear(&block.attn.c_attn, input([rows, WIDTH], &device)))),
+        ("linear d -> 3d", Box::new(|| Precision::F32.linear(&block.attn.c_attn, input([rows, WIDTH], &device), None))),
         (
             "attention core (from q/k/v rows)",
             Box::new(|| {
@@ -64,14 +69,14 @@ fn main() -> std::io::Result<()> {
         (
             "attention branch, its add and ln_2",
             Box::new(|| {
-                let branch = block.attn.training_branch(input([rows, WIDTH], &device), mask.clone(), masks);
+                let branch = block.attn.training_branch(input([rows, WIDTH], &device), mask.clone(), masks, &none);
                 B::residual_layer_norm(input([rows, WIDTH], &device), branch, block.pre_norms().1, false).1
             }),
         ),
         (
             "mlp branch, its add and the next ln",
             Box::new(|| {
-                let branch = block.mlp.training_branch(input([rows, WIDTH], &device), masks);
+                let branch = block.mlp.training_branch(input([rows, WIDTH], &device), masks, &none);
                 B::residual_layer_norm(input([rows, WIDTH], &device), branch, block.pre_norms().0, false).1
             }),
         ),
@@ -79,7 +84,7 @@ fn main() -> std::io::Result<()> {
             "block",
             Box::new(|| {
                 let (x, normed) = (input([rows, WIDTH], &device), input([rows, WIDTH], &device));
-                block.forward_training(x, normed, block.pre_norms().0, mask.clone(), masks, false).1
+                block.forward_training(x, normed, block.pre_norms().0, mask.clone(), masks, &none, false).1
             }),
         ),
         (
@@ -113,7 +118,7 @@ fn input<const D: usize>(shape: [usize; D], device: &WgpuDevice) -> Tensor<B, D>
 
 fn lm_head_loss(model: &gpt2::Gpt2<B>, epsilon: f64, x: Tensor<B, 2>, device: &WgpuDevice) -> Tensor<B, 2> {
     let x = B::layer_norm_rows(&model.ln_f, epsilon, x);
-    let logits = Precision::F32.matmul_transposed(x, model.wte.weight.val()).reshape([BATCH, TIME, VOCAB]);
+    let logits = Precision::F32.matmul_transposed(x, model.wte.weight.val(), None).reshape([BATCH, TIME, VOCAB]);
     let tokens: Vec<i64> = (0..BATCH * TIME).map(|i| (i * 7_919 % VOCAB) as i64).collect();
     next_token_loss(logits, NextTokens::new(&tokens, &[1.0; BATCH * TIME], TIME, device)).unsqueeze()
 }

@@ -1,6 +1,6 @@
 use crate::{
     dropout::{Dropout, LayerMasks},
-    Gpt2Backend, Gpt2Config, LayerCache, PreNorm, Precision, ResidualBranch,
+    Gpt2Backend, Gpt2Config, LayerCache, PreNorm, Precision, ResidualBranch, RoundedWeights,
 };
 use burn::{nn::Linear, prelude::*};
 
@@ -66,18 +66,19 @@ impl<B: Gpt2Backend> CausalSelfAttention<B> {
 
 impl<B: Gpt2Backend> CausalSelfAttention<B> {
     /// The branch as training runs it, from `ln_1`'s output `normed`: its end before the
-    /// residual add, with the layer's dropout `masks`.
+    /// residual add, with the layer's dropout `masks` and the step's `rounded` weights.
     pub fn training_branch(
         &self,
         normed: Tensor<B, 2>,
         mask: Tensor<B, 3, Bool>,
         masks: LayerMasks,
+        rounded: &RoundedWeights<B>,
     ) -> ResidualBranch<B> {
-        let qkv = self.precision.linear(&self.c_attn, normed);
+        let qkv = self.precision.linear(&self.c_attn, normed, rounded.get(&self.c_attn.weight));
         let weights_dropout = Dropout::at(self.attn_pdrop, Some(masks.attention_weights()));
         let y = B::self_attention(qkv, self.n_head, mask, weights_dropout, self.precision);
         let output_dropout = Dropout::at(self.resid_pdrop, Some(masks.attention_output()));
-        ResidualBranch::end(&self.c_proj, y, output_dropout, self.precision)
+        ResidualBranch::end(&self.c_proj, y, output_dropout, self.precision, rounded.get(&self.c_proj.weight))
     }
 }
 

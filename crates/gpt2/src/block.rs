@@ -1,4 +1,6 @@
-use crate::{attention::CausalSelfAttention, dropout::LayerMasks, mlp::Mlp, Gpt2Backend, Gpt2Config, LayerCache};
+use crate::{
+    attention::CausalSelfAttention, dropout::LayerMasks, mlp::Mlp, Gpt2Backend, Gpt2Config, LayerCache, RoundedWeights,
+};
 use burn::{
     module::{Module, Param},
     nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig},
@@ -54,6 +56,7 @@ impl<B: Gpt2Backend> Block<B> {
     /// to the stream after both branches and `next`'s output over it (the next block's `ln_1`,
     /// or `ln_f`). Each branch's end, its dropout and residual add go into the LayerNorm after
     /// it ([`Gpt2Backend::residual_layer_norm`]). `continues`: another block follows.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_training(
         &self,
         x: Tensor<B, 2>,
@@ -61,11 +64,13 @@ impl<B: Gpt2Backend> Block<B> {
         next: PreNorm<'_, B>,
         mask: Tensor<B, 3, Bool>,
         masks: LayerMasks,
+        rounded: &RoundedWeights<B>,
         continues: bool,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let (_, ln_2) = self.pre_norms();
-        let (x, normed) = B::residual_layer_norm(x, self.attn.training_branch(normed, mask, masks), ln_2, true);
-        B::residual_layer_norm(x, self.mlp.training_branch(normed, masks), next, continues)
+        let attention = self.attn.training_branch(normed, mask, masks, rounded);
+        let (x, normed) = B::residual_layer_norm(x, attention, ln_2, true);
+        B::residual_layer_norm(x, self.mlp.training_branch(normed, masks, rounded), next, continues)
     }
 
     /// `ln_1` and `ln_2`, each with its ε.

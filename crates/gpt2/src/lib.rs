@@ -6,7 +6,8 @@
 //! - [`DropoutMasks`]: training's dropout, drawn from counters: the same on any device.
 //! - [`KvCache`]: incremental decoding with the same logits as a full forward pass.
 //! - [`next_token_loss`]: masked next-token cross-entropy, token mean, against [`NextTokens`].
-//! - [`Precision`]: f32, or bf16 matrix products with f32 weights (mixed precision).
+//! - [`Precision`]: f32, or bf16 matrix products with f32 weights (mixed precision);
+//!   [`RoundedWeights`]: a step's weights rounded for them once.
 //! - [`Gpt2Backend`]: the backends it runs on ([`Cpu`], CUDA, autodiff over either).
 //! - [`hf`]: load and save the Hugging Face layout (`config.json`, `model.safetensors`).
 
@@ -23,6 +24,7 @@ mod loss;
 mod mlp;
 mod model;
 mod precision;
+mod rounded_weights;
 mod training_attention;
 
 pub use attention::CausalSelfAttention;
@@ -40,3 +42,4 @@ pub use loss::{next_token_loss, NextTokens};
 pub use mlp::Mlp;
 pub use model::{causal_mask, Gpt2};
 pub use precision::Precision;
+pub use rounded_weights::RoundedWeights;

@@ -1,7 +1,7 @@
 use crate::{
     backend::bias_or_zeros,
     dropout::{Dropout, LayerMasks},
-    Gpt2Backend, Gpt2Config, PreNorm, Precision, ResidualBranch,
+    Gpt2Backend, Gpt2Config, PreNorm, Precision, ResidualBranch, RoundedWeights,
 };
 use burn::{nn::Linear, prelude::*};
 
@@ -34,11 +34,17 @@ impl<B: Gpt2Backend> Mlp<B> {
     }
 
     /// The branch as training runs it, from `ln_2`'s output `normed`: its end before the
-    /// residual add, with the layer's dropout `masks`.
-    pub fn training_branch(&self, normed: Tensor<B, 2>, masks: LayerMasks) -> ResidualBranch<B> {
-        let product = self.precision.product(normed, self.c_fc.weight.val());
+    /// residual add, with the layer's dropout `masks` and the step's `rounded` weights.
+    pub fn training_branch(
+        &self,
+        normed: Tensor<B, 2>,
+        masks: LayerMasks,
+        rounded: &RoundedWeights<B>,
+    ) -> ResidualBranch<B> {
+        let weight = &self.c_fc.weight;
+        let product = self.precision.product(normed, weight.val(), rounded.get(weight));
         let hidden = B::bias_gelu(product, bias_or_zeros(&self.c_fc));
         let dropout = Dropout::at(self.resid_pdrop, Some(masks.mlp_output()));
-        ResidualBranch::end(&self.c_proj, hidden, dropout, self.precision)
+        ResidualBranch::end(&self.c_proj, hidden, dropout, self.precision, rounded.get(&self.c_proj.weight))
     }
 }

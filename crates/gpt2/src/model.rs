@@ -1,7 +1,7 @@
 use crate::{
     block::Block,
     dropout::{dropped, Dropout, DropoutMasks},
-    Documents, Gpt2Backend, KvCache, PreNorm, Precision,
+    Documents, Gpt2Backend, KvCache, PreNorm, Precision, RoundedWeights,
 };
 use burn::{
     module::Param,
@@ -36,8 +36,9 @@ impl<B: Gpt2Backend> Gpt2<B> {
     }
 
     /// Logits as training takes them: of rows that each hold one document (`documents`
-    /// `None`) or several, with dropout's masks drawn from `masks`. [`forward`] and
-    /// [`forward_documents`] drop nothing, on any backend.
+    /// `None`) or several, with dropout's masks drawn from `masks`, the products reading the
+    /// step's `rounded` weights where it has them. [`forward`] and [`forward_documents`] drop
+    /// nothing, on any backend.
     ///
     /// [`forward`]: Gpt2::forward
     /// [`forward_documents`]: Gpt2::forward_documents
@@ -46,6 +47,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
         tokens: Tensor<B, 2, Int>,
         documents: Option<&Documents<B>>,
         masks: DropoutMasks,
+        rounded: &RoundedWeights<B>,
     ) -> Tensor<B, 3> {
         let [batch, time] = tokens.dims();
         let (positions, mask) = positions_and_mask(&tokens, documents);
@@ -57,10 +59,10 @@ impl<B: Gpt2Backend> Gpt2<B> {
         let (_, normed) = self.h.iter().enumerate().fold((x, normed), |(x, normed), (layer, block)| {
             let next = self.h.get(layer + 1).map_or(self.final_norm(), |block| block.pre_norms().0);
             let continues = layer + 1 < self.h.len();
-            block.forward_training(x, normed, next, mask.clone(), masks.layer(layer), continues)
+            block.forward_training(x, normed, next, mask.clone(), masks.layer(layer), rounded, continues)
         });
-        let vocab = self.wte.weight.dims()[0];
-        self.precision.matmul_transposed(normed, self.wte.weight.val()).reshape([batch, time, vocab])
+        let (wte, vocab) = (&self.wte.weight, self.wte.weight.dims()[0]);
+        self.precision.matmul_transposed(normed, wte.val(), rounded.get(wte)).reshape([batch, time, vocab])
     }
 
     /// Logits `[batch, vocab]` of the token after `tokens`, which follow the positions already
@@ -135,7 +137,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
     /// results for a transposed right-hand side broadcast over a batch.
     fn lm_head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = B::layer_norm_rows(&self.ln_f, self.layer_norm_epsilon, x);
-        self.precision.matmul_transposed(x, self.wte.weight.val())
+        self.precision.matmul_transposed(x, self.wte.weight.val(), None)
     }
 
     /// `ln_f` with its ε.

@@ -11,14 +11,17 @@ use std::{fmt, str::FromStr};
 ///   optimizer state stay f32; embeddings, LayerNorm, GELU and the loss run in f32. burn has no
 ///   autocast, so each product is the backend's [`Gpt2Backend::mixed_matmul`], which casts its
 ///   operands (on CUDA a tensor-core product of `cube_kernels` that writes f32); its backward
-///   pass is two more of them, whose gradients reach the f32 weights in f32. Attention's core
-///   (scores, softmax, product with the values) runs in f32 in `cube_kernels`' flash kernels:
-///   rounding its few products would save little, and burn's operations would bring back the
-///   `time × time` scores and their launches (where those kernels do not apply, burn's
-///   operations round its products' operands too). For sampling, [`Gpt2::for_sampling`] stores the matrices in bf16 as well.
-///   bf16 needs a backend with bf16 tensors (CUDA); the CPU backend has none.
+///   pass is two more of them, whose gradients reach the f32 weights in f32. In training the
+///   weights are rounded once a step, not by every micro-batch's products ([`RoundedWeights`]).
+///   Attention's core (scores, softmax, product with the values) runs in f32 in
+///   `cube_kernels`' flash kernels: rounding its few products would save little, and burn's
+///   operations would bring back the `time × time` scores and their launches (where those
+///   kernels do not apply, burn's operations round its products' operands too). For sampling,
+///   [`Gpt2::for_sampling`] stores the matrices in bf16 as well. bf16 needs a backend with bf16
+///   tensors (CUDA); the CPU backend has none.
 ///
 /// [`Gpt2::for_sampling`]: crate::Gpt2::for_sampling
+/// [`RoundedWeights`]: crate::RoundedWeights
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -36,12 +39,20 @@ impl Precision {
         }
     }
 
-    /// `lhs · rhs` for 2-D operands, in this precision and with the result in f32: burn's
-    /// product, or the backend's [`Gpt2Backend::mixed_matmul`].
-    pub fn product<B: Gpt2Backend>(self, lhs: Tensor<B, 2>, rhs: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// `x · W` for `x` `[rows, k]` and a weight matrix `W` `[k, n]`, in this precision and with
+    /// the result in f32: burn's product, or the backend's [`Gpt2Backend::mixed_matmul`].
+    /// `rounded`: `W` already rounded to the operands' type (a step's [`RoundedWeights`]).
+    ///
+    /// [`RoundedWeights`]: crate::RoundedWeights
+    pub fn product<B: Gpt2Backend>(
+        self,
+        x: Tensor<B, 2>,
+        weight: Tensor<B, 2>,
+        rounded: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
         match self {
-            Precision::F32 => lhs.matmul(rhs),
-            Precision::Bf16 => B::mixed_matmul(lhs, rhs, self.operands()),
+            Precision::F32 => x.matmul(weight),
+            Precision::Bf16 => B::mixed_matmul(x, weight, rounded, self.operands()),
         }
     }
 
@@ -55,19 +66,31 @@ impl Precision {
     }
 
     /// `x · W + b` for `x` `[rows, d_in]` (burn's and GPT-2's `[d_in, d_out]` weight layout)
-    /// with the product in this precision and the bias added in f32.
-    pub fn linear<B: Gpt2Backend>(self, layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// with the product in this precision and the bias added in f32; `rounded` as for
+    /// [`product`](Precision::product).
+    pub fn linear<B: Gpt2Backend>(
+        self,
+        layer: &Linear<B>,
+        x: Tensor<B, 2>,
+        rounded: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
         if self == Precision::F32 {
             return B::linear_forward(layer, x);
         }
-        with_bias(layer, self.product(x, layer.weight.val()))
+        with_bias(layer, self.product(x, layer.weight.val(), rounded))
     }
 
-    /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]`, in this precision.
-    pub fn matmul_transposed<B: Gpt2Backend>(self, x: Tensor<B, 2>, weight: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]`, in this precision; `rounded` as for
+    /// [`product`](Precision::product), untransposed.
+    pub fn matmul_transposed<B: Gpt2Backend>(
+        self,
+        x: Tensor<B, 2>,
+        weight: Tensor<B, 2>,
+        rounded: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
         match self {
             Precision::F32 => B::matmul_transposed(x, weight),
-            Precision::Bf16 => self.product(x, weight.transpose()),
+            Precision::Bf16 => self.product(x, weight.transpose(), rounded.map(Tensor::transpose)),
         }
     }
 }

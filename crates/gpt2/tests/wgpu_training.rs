@@ -12,7 +12,7 @@ use burn::{
     optim::GradientsParams,
     prelude::*,
 };
-use gpt2::{hf, next_token_loss, Cpu, Documents, DropoutMasks, Gpt2, Gpt2Backend, NextTokens, Wgpu};
+use gpt2::{hf, next_token_loss, Cpu, Documents, DropoutMasks, Gpt2, Gpt2Backend, NextTokens, RoundedWeights, Wgpu};
 use std::path::Path;
 
 const TIME: usize = 24;
@@ -27,7 +27,8 @@ fn loss_and_gradients<B: Gpt2Backend>(ids: &[i64], p: f64) -> Vec<Vec<f32>> {
     // The second row ends in three tokens of padding.
     let real: Vec<f32> = (0..2 * TIME).map(|i| if i >= 2 * TIME - 3 { 0.0 } else { 1.0 }).collect();
     let documents = Documents::new(&[vec![0], vec![0, 9]], TIME, &device);
-    let logits = model.forward_training(tokens, Some(&documents), DropoutMasks::new(5, 2, 1));
+    let logits =
+        model.forward_training(tokens, Some(&documents), DropoutMasks::new(5, 2, 1), &RoundedWeights::default());
     let loss = next_token_loss(logits, NextTokens::new(ids, &real, TIME, &device));
     let mut gradients = GradientsParams::from_grads(loss.backward(), &model);
     let mut collect = Collect { gradients: &mut gradients, values: vec![loss.inner().into_data().to_vec().unwrap()] };

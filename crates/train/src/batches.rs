@@ -4,7 +4,7 @@
 //! so a resumed run needs only the step to pick up exactly where it stopped.
 
 use burn::{prelude::*, tensor::TensorData};
-use gpt2::{Documents, DropoutMasks, Gpt2, Gpt2Backend, NextTokens};
+use gpt2::{Documents, DropoutMasks, Gpt2, Gpt2Backend, NextTokens, RoundedWeights};
 use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
     ChaCha8Rng,
@@ -159,9 +159,10 @@ impl<B: Gpt2Backend> MicroBatch<B> {
         }
     }
 
-    /// The model's logits for these rows in training, with dropout's `masks`.
-    pub fn training_logits(&self, model: &Gpt2<B>, masks: DropoutMasks) -> Tensor<B, 3> {
-        model.forward_training(self.tokens.clone(), self.documents.as_ref(), masks)
+    /// The model's logits for these rows in training, with dropout's `masks` and the step's
+    /// `rounded` weights.
+    pub fn training_logits(&self, model: &Gpt2<B>, masks: DropoutMasks, rounded: &RoundedWeights<B>) -> Tensor<B, 3> {
+        model.forward_training(self.tokens.clone(), self.documents.as_ref(), masks, rounded)
     }
 }
 

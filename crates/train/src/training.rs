@@ -430,7 +430,8 @@ impl StepLoop<'_> {
                 let share = batch.targets as f64 / step_targets as f64;
                 // Dropout's masks are named by the step and the micro-batch's place in it: the
                 // same on any worker, and in a resumed run as in an uninterrupted one.
-                let logits = batch.training_logits(&model, DropoutMasks::new(args.seed, step, index));
+                let masks = DropoutMasks::new(args.seed, step, index);
+                let logits = batch.training_logits(&model, masks, optimizer.rounded_weights(model.precision()));
                 let weighted = next_token_loss(logits, batch.next) * share;
                 let value = weighted.clone().inner();
                 step_loss = Some(match step_loss.take() {

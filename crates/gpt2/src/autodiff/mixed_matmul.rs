@@ -18,15 +18,21 @@ use burn::{
 };
 
 /// `lhs · rhs` for `lhs` `[m, k]` and `rhs` `[k, n]`, both rounded to `operands`, in f32.
+/// `rounded_rhs`: `rhs` already rounded (a constant), multiplied and kept in its place; `rhs`
+/// still takes the gradient.
 pub(super) fn mixed_matmul<B: Gpt2Backend, C: CheckpointStrategy>(
     lhs: Tensor<Autodiff<B, C>, 2>,
     rhs: Tensor<Autodiff<B, C>, 2>,
+    rounded_rhs: Option<Tensor<Autodiff<B, C>, 2>>,
     operands: FloatDType,
 ) -> Tensor<Autodiff<B, C>, 2> {
     let (lhs, rhs) = (lhs.into_primitive().tensor(), rhs.into_primitive().tensor());
     let rounded_lhs: Tensor<B, 2> = float::<B, 2>(lhs.primitive).cast(operands);
-    let rounded_rhs: Tensor<B, 2> = float::<B, 2>(rhs.primitive).cast(operands);
-    let product = B::mixed_matmul(rounded_lhs.clone(), rounded_rhs.clone(), operands);
+    let rounded_rhs: Tensor<B, 2> = match rounded_rhs {
+        Some(rounded) => rounded.inner().cast(operands),
+        None => float::<B, 2>(rhs.primitive).cast(operands),
+    };
+    let product = B::mixed_matmul(rounded_lhs.clone(), rounded_rhs.clone(), None, operands);
     let backward = MixedMatmulBackward { operands };
     let output = match backward.prepare::<C>([lhs.node, rhs.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish((primitive(rounded_lhs), primitive(rounded_rhs)), primitive(product)),
@@ -50,10 +56,10 @@ impl<B: Gpt2Backend> Backward<B, 2> for MixedMatmulBackward {
         let d_product = float::<B, 2>(grads.consume::<B>(&ops.node)).cast(self.operands);
         let (lhs, rhs): (Tensor<B, 2>, Tensor<B, 2>) = (float(ops.state.0), float(ops.state.1));
         if let Some(node) = node_lhs {
-            register(grads, Some(node.id), B::mixed_matmul(d_product.clone(), rhs.transpose(), self.operands));
+            register(grads, Some(node.id), B::mixed_matmul(d_product.clone(), rhs.transpose(), None, self.operands));
         }
         if let Some(node) = node_rhs {
-            register(grads, Some(node.id), B::mixed_matmul(lhs.transpose(), d_product, self.operands));
+            register(grads, Some(node.id), B::mixed_matmul(lhs.transpose(), d_product, None, self.operands));
         }
     }
 }
@@ -71,7 +77,7 @@ mod tests {
         let (lhs, rhs) = (leaf([6, 40]), leaf([40, 24]));
         let upstream = leaf([6, 24]).detach();
 
-        let ours = Trained::mixed_matmul(lhs.clone(), rhs.clone(), FloatDType::F32);
+        let ours = Trained::mixed_matmul(lhs.clone(), rhs.clone(), None, FloatDType::F32);
         let burns = lhs.clone().matmul(rhs.clone());
         assert_close("output", ours.clone().inner(), burns.clone().inner());
 
@@ -79,5 +85,25 @@ mod tests {
         let burns = (burns * upstream).sum().backward();
         assert_close("lhs", lhs.grad(&ours).unwrap(), lhs.grad(&burns).unwrap());
         assert_close("rhs", rhs.grad(&ours).unwrap(), rhs.grad(&burns).unwrap());
+    }
+
+    /// With `rhs` already rounded (here a different matrix, so that the test sees which one is
+    /// read): the product and `lhs`'s gradient are those of the rounded copy, and `rhs` still
+    /// takes its gradient, `lhsᵀ · upstream`; the copy, a constant, takes none.
+    #[test]
+    fn reads_a_rounded_copy_and_gives_the_gradient_to_the_weight() {
+        let (lhs, rhs) = (leaf([6, 40]), leaf([40, 24]));
+        let rounded = leaf([40, 24]).detach();
+        let upstream = leaf([6, 24]).detach();
+
+        let ours = Trained::mixed_matmul(lhs.clone(), rhs.clone(), Some(rounded.clone()), FloatDType::F32);
+        let expected = lhs.clone().matmul(rounded.clone());
+        assert_close("output", ours.clone().inner(), expected.clone().inner());
+
+        let ours = (ours * upstream.clone()).sum().backward();
+        let expected_grads = (expected * upstream.clone()).sum().backward();
+        assert_close("lhs", lhs.grad(&ours).unwrap(), lhs.grad(&expected_grads).unwrap());
+        assert_close("rhs", rhs.grad(&ours).unwrap(), lhs.inner().transpose().matmul(upstream.inner()));
+        assert!(rounded.grad(&ours).is_none());
     }
 }

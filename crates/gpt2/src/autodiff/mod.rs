@@ -51,8 +51,13 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         bias_gelu::bias_gelu(product, bias)
     }
 
-    fn mixed_matmul(lhs: Tensor<Self, 2>, rhs: Tensor<Self, 2>, operands: FloatDType) -> Tensor<Self, 2> {
-        mixed_matmul::mixed_matmul(lhs, rhs, operands)
+    fn mixed_matmul(
+        lhs: Tensor<Self, 2>,
+        rhs: Tensor<Self, 2>,
+        rounded_rhs: Option<Tensor<Self, 2>>,
+        operands: FloatDType,
+    ) -> Tensor<Self, 2> {
+        mixed_matmul::mixed_matmul(lhs, rhs, rounded_rhs, operands)
     }
 
     fn self_attention(

@@ -131,10 +131,15 @@ macro_rules! cube_backend {
                 ))
             }
 
-            fn mixed_matmul(lhs: Tensor<Self, 2>, rhs: Tensor<Self, 2>, operands: FloatDType) -> Tensor<Self, 2> {
+            fn mixed_matmul(
+                lhs: Tensor<Self, 2>,
+                rhs: Tensor<Self, 2>,
+                rounded_rhs: Option<Tensor<Self, 2>>,
+                operands: FloatDType,
+            ) -> Tensor<Self, 2> {
                 float(<Self as cube_kernels::MixedMatmul>::mixed_matmul(
                     primitive(lhs.cast(operands)),
-                    primitive(rhs.cast(operands)),
+                    primitive(rounded_rhs.unwrap_or(rhs).cast(operands)),
                 ))
             }
 

@@ -55,9 +55,16 @@ pub struct ResidualBranch<B: Backend> {
 }
 
 impl<B: Gpt2Backend> ResidualBranch<B> {
-    /// The end of a branch whose last layer is `layer` on `x`, with `dropout`.
-    pub fn end(layer: &Linear<B>, x: Tensor<B, 2>, dropout: Option<Dropout>, precision: Precision) -> Self {
-        Self { product: precision.product(x, layer.weight.val()), bias: bias_or_zeros(layer), dropout }
+    /// The end of a branch whose last layer is `layer` on `x`, with `dropout`; `rounded`:
+    /// `layer`'s weight rounded for `precision`, where the step rounded it.
+    pub fn end(
+        layer: &Linear<B>,
+        x: Tensor<B, 2>,
+        dropout: Option<Dropout>,
+        precision: Precision,
+        rounded: Option<Tensor<B, 2>>,
+    ) -> Self {
+        Self { product: precision.product(x, layer.weight.val(), rounded), bias: bias_or_zeros(layer), dropout }
     }
 
     /// The stream after the branch: `residual + dropout(product + bias)`.
@@ -280,9 +287,16 @@ pub trait Gpt2Backend: Backend {
 
     /// `lhs · rhs` for `lhs` `[m, k]` and `rhs` `[k, n]` with both operands rounded to
     /// `operands` and the product returned in f32, as tensor cores accumulate it: bf16
-    /// autocast's products ([`Precision::Bf16`]).
-    fn mixed_matmul(lhs: Tensor<Self, 2>, rhs: Tensor<Self, 2>, operands: FloatDType) -> Tensor<Self, 2> {
-        rounded_matmul(lhs, rhs, operands)
+    /// autocast's products ([`Precision::Bf16`]). `rounded_rhs`: `rhs` already rounded (a
+    /// step's [`RoundedWeights`](crate::RoundedWeights)), read in its place; under autodiff
+    /// `rhs` still takes the gradient.
+    fn mixed_matmul(
+        lhs: Tensor<Self, 2>,
+        rhs: Tensor<Self, 2>,
+        rounded_rhs: Option<Tensor<Self, 2>>,
+        operands: FloatDType,
+    ) -> Tensor<Self, 2> {
+        rounded_matmul(lhs, rounded_rhs.unwrap_or(rhs), operands)
     }
 
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]` (the LM head, tied to the token embedding).
@@ -550,7 +564,7 @@ fn normed_linear_by_parts<B: Gpt2Backend>(
     gelu: bool,
     precision: Precision,
 ) -> Tensor<B, 2> {
-    let y = precision.linear(layer, B::layer_norm_rows(norm.layer, norm.epsilon, x));
+    let y = precision.linear(layer, B::layer_norm_rows(norm.layer, norm.epsilon, x), None);
     match gelu {
         true => B::gelu_tanh(y),
         false => y,
@@ -576,7 +590,7 @@ fn linear_residual_by_parts<B: Gpt2Backend>(
     residual: Tensor<B, 2>,
     precision: Precision,
 ) -> Tensor<B, 2> {
-    residual + precision.linear(layer, x)
+    residual + precision.linear(layer, x, None)
 }
 
 fn first_positions_by_slice<B: Backend>(buffer: Tensor<B, 4>, count: usize) -> Tensor<B, 4> {

@@ -8,9 +8,9 @@
 use burn::{
     module::{ModuleMapper, ModuleVisitor, Param, ParamId},
     prelude::*,
-    tensor::{backend::AutodiffBackend, ops::FloatTensor, TensorPrimitive},
+    tensor::{backend::AutodiffBackend, ops::FloatTensor, FloatDType, TensorPrimitive},
 };
-use gpt2::{Gpt2, Gpt2Backend, NORM_ROWS};
+use gpt2::{Gpt2, Gpt2Backend, RoundedWeights, NORM_ROWS};
 use std::{
     collections::{HashMap, HashSet},
     ops::Range,
@@ -54,6 +54,13 @@ pub struct GroupLayout {
     pub slots: Vec<Slot>,
     /// The buffer's length, padding included (padding holds zeros, which AdamW keeps at zero).
     pub len: usize,
+}
+
+impl GroupLayout {
+    /// Each parameter's start and shape, in buffer order: the views of the buffer.
+    fn stretches(&self) -> Vec<(usize, Shape)> {
+        self.slots.iter().map(|slot| (slot.start, Shape::from(slot.shape.clone()))).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,11 +114,29 @@ impl Layout {
     {
         let mut views = HashMap::new();
         for (group, buffer) in self.groups.iter().zip(buffers) {
-            let stretches = group.slots.iter().map(|slot| (slot.start, Shape::from(slot.shape.clone()))).collect();
-            let tensors = B::InnerBackend::views(buffer.clone(), stretches);
+            let tensors = B::InnerBackend::views(buffer.clone(), group.stretches());
             views.extend(group.slots.iter().map(|slot| slot.id).zip(tensors));
         }
         model.map(&mut Scatter::<B> { views })
+    }
+
+    /// The weight matrices (the decayed group: every weight a product reads) rounded to
+    /// `operands`, from that group's buffer `decayed`: one cast of the buffer, and each matrix
+    /// a view of the copy.
+    pub fn rounded_weights<B: AutodiffBackend>(
+        &self,
+        decayed: &Tensor<B::InnerBackend, 1>,
+        operands: FloatDType,
+    ) -> RoundedWeights<B>
+    where
+        B::InnerBackend: Gpt2Backend,
+    {
+        let group = &self.groups[Group::Decayed as usize];
+        let views = B::InnerBackend::views(decayed.clone().cast(operands), group.stretches());
+        RoundedWeights::new(group.slots.iter().zip(views).map(|(slot, view)| {
+            let view = Tensor::<B::InnerBackend, 2>::from_primitive(TensorPrimitive::Float(view));
+            (slot.id, Tensor::from_inner(view))
+        }))
     }
 
     pub fn zeros<B: Backend>(&self, device: &B::Device) -> [Tensor<B, 1>; 2] {

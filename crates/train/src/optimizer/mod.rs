@@ -17,8 +17,11 @@ pub use step_gradients::StepGradients;
 
 use crate::workers::Peer;
 use anyhow::Result;
-use burn::{prelude::*, tensor::backend::AutodiffBackend};
-use gpt2::{Gpt2, Gpt2Backend};
+use burn::{
+    prelude::*,
+    tensor::{backend::AutodiffBackend, FloatDType},
+};
+use gpt2::{Gpt2, Gpt2Backend, Precision, RoundedWeights};
 use kernels::AdamWStep;
 use layout::{Group, Layout, Values, GROUPS};
 use std::sync::Arc;
@@ -40,6 +43,9 @@ pub struct GroupedAdamW<B: AutodiffBackend> {
     moments: Option<[Moments<B::InnerBackend>; 2]>,
     /// The buffers the model's parameters are views of, once adopted.
     params: Option<[Tensor<B::InnerBackend, 1>; 2]>,
+    /// The weight matrices of `params` rounded to this type, once asked for since they last
+    /// changed.
+    rounded: Option<(FloatDType, RoundedWeights<B>)>,
 }
 
 /// AdamW's running averages of one group, flat.
@@ -53,7 +59,7 @@ struct Moments<B: Backend> {
 
 impl<B: AutodiffBackend> GroupedAdamW<B> {
     pub fn new(settings: AdamWSettings) -> Self {
-        Self { settings, steps: 0, layout: None, moments: None, params: None }
+        Self { settings, steps: 0, layout: None, moments: None, params: None, rounded: None }
     }
 
     /// `model`, fresh or loaded, with its parameters as views of this optimizer's flat
@@ -80,7 +86,37 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         let params = layout.gather(&model, &mut Values, &device);
         let model = layout.scatter(model, &params);
         self.params = Some(params);
+        self.rounded = None;
         model
+    }
+
+    /// The weight matrices rounded for products in `precision` (the model's), from the
+    /// weights as this optimizer last adopted or updated them: made when first asked for
+    /// after each update, then read by each of the step's micro-batches
+    /// ([`Gpt2::forward_training`](gpt2::Gpt2::forward_training)) where each would otherwise
+    /// round every weight again. Empty in f32, and before [`adopt`](Self::adopt).
+    pub fn rounded_weights(&mut self, precision: Precision) -> &RoundedWeights<B>
+    where
+        B::InnerBackend: Gpt2Backend,
+    {
+        self.rounded_to(precision.operands())
+    }
+
+    /// [`rounded_weights`](Self::rounded_weights) for operands of the type `operands`.
+    fn rounded_to(&mut self, operands: FloatDType) -> &RoundedWeights<B>
+    where
+        B::InnerBackend: Gpt2Backend,
+    {
+        if self.rounded.as_ref().is_none_or(|(made_for, _)| *made_for != operands) {
+            let rounded = match (&self.layout, &self.params) {
+                (Some(layout), Some(params)) if operands != FloatDType::F32 => {
+                    layout.rounded_weights(&params[Group::Decayed as usize], operands)
+                }
+                _ => RoundedWeights::default(),
+            };
+            self.rounded = Some((operands, rounded));
+        }
+        &self.rounded.as_ref().expect("made above").1
     }
 
     /// Zeros to sum a step's gradients of `model` into, laid out as this optimizer's buffers.
@@ -114,6 +150,8 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         B::InnerBackend: Gpt2Backend,
     {
         let model = if self.params.is_none() { self.adopt(model) } else { model };
+        // Stale from here on: let go of it before the update's buffers are allocated.
+        self.rounded = None;
         let device = model.wte.weight.device();
         let layout = self.layout.as_ref().expect("made when adopted");
         let params = self.params.take().expect("adopted");
@@ -336,6 +374,29 @@ mod tests {
             assert_close(&ours, &theirs);
         }
         assert_ne!(values(&ours), values(&model()), "it trained");
+    }
+
+    /// The rounded weights are the weight matrices as last updated, in the operands' type
+    /// (f64 here: the CPU has no bf16), one for each matrix a product reads and none for the
+    /// others; none at all in f32.
+    #[test]
+    fn rounded_weights_follow_each_update() {
+        let mut optimizer = GroupedAdamW::new(SETTINGS);
+        let mut model = optimizer.adopt(model());
+        assert!(optimizer.rounded_weights(Precision::F32).is_empty());
+        for index in 0..2 {
+            let rounded = optimizer.rounded_to(FloatDType::F64).clone();
+            let matrices = std::iter::once(&model.wte.weight).chain(model.h.iter().flat_map(|block| {
+                [&block.attn.c_attn, &block.attn.c_proj, &block.mlp.c_fc, &block.mlp.c_proj].map(|layer| &layer.weight)
+            }));
+            for weight in matrices {
+                let copy = rounded.get(weight).expect("each matrix rounded").into_data();
+                assert_eq!(copy.dtype, burn::tensor::DType::F64);
+                assert_eq!(copy.convert::<f32>(), weight.val().into_data(), "step {index}");
+            }
+            assert!(rounded.get(&model.wpe.weight).is_none(), "the position embedding is no product's");
+            (model, _) = step(&mut optimizer, model, &[index], 0.0);
+        }
     }
 
     #[test]
