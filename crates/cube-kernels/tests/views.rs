@@ -40,6 +40,34 @@ fn views_hold_their_stretches_on_cubecl() {
     check::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
 }
 
+/// A stretch that starts on the device's alignment is the buffer at an offset wherever it ends
+/// (burn's `slice` copied those ending off the alignment: gpt2-xl's embedding and biases), and
+/// one that starts off it is a copy of its own.
+#[test]
+fn stretches_starting_on_the_alignment_are_views_wherever_they_end() {
+    type B = CubeBackend<WgpuRuntime, f32, i32, u32>;
+    let buffer = Tensor::<B, 1>::from_data(TensorData::new(vec![1.0f32; 4096], [4096]), &Default::default());
+    let buffer = buffer.into_primitive().tensor();
+    let alignment = buffer.client.properties().memory.alignment as usize / size_of::<f32>();
+    let stretches = vec![
+        (0, Shape::new([alignment + 1])),
+        (2 * alignment, Shape::new([3, alignment + 1])),
+        (8 * alignment, Shape::new([5])),
+        (9 * alignment + 1, Shape::new([2])),
+    ];
+    let views = B::views(buffer.clone(), stretches.clone());
+    for (view, (start, shape)) in views.iter().zip(&stretches) {
+        let end = start + shape.num_elements();
+        if start.is_multiple_of(alignment) {
+            assert!(!(4096 - end).is_multiple_of(alignment), "a stretch {start}..{end} ending on the alignment");
+            assert!(!view.handle.memory.can_mut(), "the stretch {start}..{end} shares the buffer's memory");
+            assert_eq!(view.handle.offset_start, Some((start * size_of::<f32>()) as u64), "the stretch {start}..{end}");
+        } else {
+            assert!(view.handle.memory.can_mut(), "the stretch {start}..{end} is a copy");
+        }
+    }
+}
+
 #[test]
 fn views_hold_their_stretches_through_fusion() {
     check::<Wgpu>();

@@ -27,9 +27,14 @@ pub enum Group {
 
 pub const GROUPS: [Group; 2] = [Group::Decayed, Group::NotDecayed];
 
-/// Each parameter starts at a multiple of this many elements (256 bytes), so that on CubeCL a
-/// view of it is the buffer at an offset, not a copy.
-const ALIGN: usize = 64;
+/// Each parameter starts at a multiple of this many elements (1 KiB of f32, and 512 bytes of
+/// its bf16 copy: CUDA's alignment in cubecl-cuda), so that on CubeCL a view of it is the
+/// buffer at an offset, not a copy.
+const ALIGN: usize = 256;
+
+/// The alignment of optimizer states saved before 2026-12-04 (256 bytes of f32), off which
+/// every matrix after gpt2-xl's token embedding started.
+const FORMER_ALIGN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
@@ -74,9 +79,18 @@ impl Layout {
     /// The layout of `model`'s parameters. Parameter ids change when a checkpoint is loaded, so
     /// the decayed ones are found afresh from the model's structure.
     pub fn of<B: Backend>(model: &Gpt2<B>) -> Self {
+        Self::aligned(model, ALIGN)
+    }
+
+    /// The layout of optimizer states saved before 2026-12-04.
+    pub fn former<B: Backend>(model: &Gpt2<B>) -> Self {
+        Self::aligned(model, FORMER_ALIGN)
+    }
+
+    fn aligned<B: Backend>(model: &Gpt2<B>, align: usize) -> Self {
         let decayed = weight_matrices(model);
         let mut layout = Self { groups: Default::default(), index: HashMap::new() };
-        model.visit(&mut AddSlots { decayed: &decayed, layout: &mut layout });
+        model.visit(&mut AddSlots { decayed: &decayed, align, layout: &mut layout });
         for group in &mut layout.groups {
             // For the norm's sums down columns on the CPU; checkpoints' optimizer records
             // hold buffers of these lengths.
@@ -105,6 +119,17 @@ impl Layout {
         let mut gather = Gather { layout: self, buffers: self.zeros(device).map(Some), source };
         model.visit(&mut gather);
         gather.buffers.map(|buffer| buffer.expect("put back after each parameter"))
+    }
+
+    /// `buffers`, laid out as `from` (the same parameters), laid out as this layout.
+    pub fn relaid<B: AutodiffBackend>(
+        &self,
+        model: &Gpt2<B>,
+        from: &Layout,
+        buffers: [Tensor<B::InnerBackend, 1>; 2],
+        device: &B::Device,
+    ) -> [Tensor<B::InnerBackend, 1>; 2] {
+        self.gather(model, &mut Stretches { layout: from, buffers }, device)
     }
 
     /// `model` with each parameter a view of its stretch of `buffers` (ids kept).
@@ -158,6 +183,7 @@ fn weight_matrices<B: Backend>(model: &Gpt2<B>) -> HashSet<ParamId> {
 
 struct AddSlots<'a> {
     decayed: &'a HashSet<ParamId>,
+    align: usize,
     layout: &'a mut Layout,
 }
 
@@ -166,7 +192,7 @@ impl<B: Backend> ModuleVisitor<B> for AddSlots<'_> {
         let group = if self.decayed.contains(&param.id) { Group::Decayed } else { Group::NotDecayed };
         let slots = &mut self.layout.groups[group as usize];
         let slot = Slot { id: param.id, shape: param.shape().dims::<D>().to_vec(), start: slots.len };
-        slots.len = (slot.start + slot.len()).next_multiple_of(ALIGN);
+        slots.len = (slot.start + slot.len()).next_multiple_of(self.align);
         self.layout.index.insert(param.id, (group, slots.slots.len()));
         slots.slots.push(slot);
     }
@@ -183,6 +209,20 @@ pub struct Values;
 impl<B: AutodiffBackend> Source<B> for Values {
     fn get<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) -> Option<Tensor<B::InnerBackend, D>> {
         Some(param.val().inner())
+    }
+}
+
+/// Each parameter's stretch of buffers laid out as `layout`.
+struct Stretches<'a, B: AutodiffBackend> {
+    layout: &'a Layout,
+    buffers: [Tensor<B::InnerBackend, 1>; 2],
+}
+
+impl<B: AutodiffBackend> Source<B> for Stretches<'_, B> {
+    fn get<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) -> Option<Tensor<B::InnerBackend, D>> {
+        let (group, slot) = self.layout.slot(param.id)?;
+        let stretch = self.buffers[group as usize].clone().slice(slot.range());
+        Some(stretch.reshape(Shape::from(slot.shape.clone())))
     }
 }
 

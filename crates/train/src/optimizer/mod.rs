@@ -242,11 +242,11 @@ mod tests {
     use gpt2::{next_token_loss, Gpt2Config, NextTokens};
     use std::collections::HashSet;
 
-    type B = Autodiff<NdArray>;
-    const SETTINGS: AdamWSettings = AdamWSettings { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+    pub(super) type B = Autodiff<NdArray>;
+    pub(super) const SETTINGS: AdamWSettings = AdamWSettings { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
     const LR: f64 = 1e-2;
 
-    fn model() -> Gpt2<B> {
+    pub(super) fn model() -> Gpt2<B> {
         let config = Gpt2Config::new(40, 16, 8, 2, 2).with_embd_pdrop(0.0).with_attn_pdrop(0.0).with_resid_pdrop(0.0);
         let model = config.init(&Default::default());
         // burn draws a parameter's values when first read: before that, each clone would
@@ -267,7 +267,7 @@ mod tests {
 
     /// `optimizer`'s update of `model` with the gradients of `micro_batches` (the steps `grads`
     /// takes) summed, clipped to `max_norm`.
-    fn step(
+    pub(super) fn step(
         optimizer: &mut GroupedAdamW<B>,
         model: Gpt2<B>,
         micro_batches: &[i64],
@@ -337,7 +337,7 @@ mod tests {
         collect.0
     }
 
-    fn values(model: &Gpt2<B>) -> Vec<f32> {
+    pub(super) fn values(model: &Gpt2<B>) -> Vec<f32> {
         params(model).into_iter().flat_map(|(_, values)| values).collect()
     }
 

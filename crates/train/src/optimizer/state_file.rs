@@ -2,9 +2,11 @@
 //! of the parameters in buffer order (those of the model saved beside it), in burn's record
 //! format at full precision. Checkpoints saved before the buffers were flat hold burn's own
 //! AdamW records, one file a group; they are read into the flat buffers, so those runs resume.
+//! States saved before the parameters started at CUDA's alignment (2026-12-04) are moved into
+//! the current layout ([`Layout::former`]).
 
 use super::{
-    layout::{Layout, Source, GROUPS},
+    layout::{Group, Layout, Source, GROUPS},
     GroupedAdamW, Moments,
 };
 use anyhow::{bail, Context, Result};
@@ -69,26 +71,62 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
         if record.groups.is_empty() {
             return Ok(self);
         }
-        let layout = Layout::of(model);
-        let mut moments = Vec::new();
-        for (group, saved) in GROUPS.into_iter().zip(record.groups) {
-            let ids: Vec<u64> = layout.ids(group).iter().map(ParamId::val).collect();
-            let len = layout.groups[group as usize].len;
-            if saved.params != ids || saved.first_moment.dims() != [len] || saved.second_moment.dims() != [len] {
-                bail!(
-                    "{}: the optimizer state is not that of the model saved beside it (its {group:?} parameters differ)",
-                    file.display()
-                );
-            }
-            moments.push(Moments { first: saved.first_moment, second: saved.second_moment });
-        }
-        let Ok(moments) = moments.try_into() else {
+        let Ok(groups) = <[GroupRecord<B::InnerBackend>; 2]>::try_from(record.groups) else {
             bail!("{}: the optimizer state has the wrong number of parameter groups", file.display())
+        };
+        let layout = Layout::of(model);
+        let moments = match layout_differs(&groups, &layout) {
+            None => groups.map(GroupRecord::into_moments),
+            Some(group) => {
+                let former = Layout::former(model);
+                if layout_differs(&groups, &former).is_some() {
+                    bail!(
+                        "{}: the optimizer state is not that of the model saved beside it (its {group:?} parameters differ)",
+                        file.display()
+                    );
+                }
+                // Saved before the parameters' starts moved to CUDA's alignment.
+                relaid(groups.map(GroupRecord::into_moments), &former, &layout, model, device)
+            }
         };
         self.moments = Some(moments);
         self.layout = Some(Arc::new(layout));
         Ok(self)
     }
+}
+
+impl<B: Backend> GroupRecord<B> {
+    fn into_moments(self) -> Moments<B> {
+        Moments { first: self.first_moment, second: self.second_moment }
+    }
+}
+
+/// Each group's moments, laid out as `from`, laid out as `to`: each parameter's moments moved
+/// to where it starts there.
+fn relaid<B: AutodiffBackend>(
+    moments: [Moments<B::InnerBackend>; 2],
+    from: &Layout,
+    to: &Layout,
+    model: &Gpt2<B>,
+    device: &B::Device,
+) -> [Moments<B::InnerBackend>; 2] {
+    let [decayed, not_decayed] = moments;
+    let [decayed_first, not_decayed_first] = to.relaid(model, from, [decayed.first, not_decayed.first], device);
+    let [decayed_second, not_decayed_second] = to.relaid(model, from, [decayed.second, not_decayed.second], device);
+    [
+        Moments { first: decayed_first, second: decayed_second },
+        Moments { first: not_decayed_first, second: not_decayed_second },
+    ]
+}
+
+/// The first group whose saved parameters or moments' lengths are not `layout`'s.
+fn layout_differs<B: Backend>(groups: &[GroupRecord<B>; 2], layout: &Layout) -> Option<Group> {
+    GROUPS.into_iter().zip(groups).find_map(|(group, saved)| {
+        let ids: Vec<u64> = layout.ids(group).iter().map(ParamId::val).collect();
+        let len = layout.groups[group as usize].len;
+        let same = saved.params == ids && saved.first_moment.dims() == [len] && saved.second_moment.dims() == [len];
+        (!same).then_some(group)
+    })
 }
 
 /// Checkpoints of versions that used burn's AdamW, one optimizer a group.
@@ -153,5 +191,34 @@ mod old {
             self.steps = Some(momentum.time);
             Some(if self.second { momentum.moment_2 } else { momentum.moment_1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{model, step, values, B, SETTINGS};
+    use super::*;
+
+    #[test]
+    fn a_state_saved_in_the_former_layout_resumes_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut optimizer = GroupedAdamW::new(SETTINGS);
+        let (trained, _) = step(&mut optimizer, model(), &[0], 1.0);
+        let device = Default::default();
+        let (layout, former) = (Layout::of(&trained), Layout::former(&trained));
+        assert_ne!(layout.groups.each_ref().map(|group| group.len), former.groups.each_ref().map(|group| group.len));
+        let moments = relaid(optimizer.moments.clone().unwrap(), &layout, &former, &trained, &device);
+        let saved_before = GroupedAdamW::<B> {
+            steps: optimizer.steps,
+            layout: Some(Arc::new(former)),
+            moments: Some(moments),
+            ..GroupedAdamW::new(SETTINGS)
+        };
+        saved_before.save(dir.path()).unwrap();
+
+        let mut resumed = GroupedAdamW::new(SETTINGS).load(dir.path(), &trained, &device).unwrap();
+        let (ours, _) = step(&mut resumed, trained.clone(), &[1], 1.0);
+        let (theirs, _) = step(&mut optimizer, trained.clone(), &[1], 1.0);
+        assert_eq!(values(&ours), values(&theirs), "resumed bit for bit");
     }
 }
