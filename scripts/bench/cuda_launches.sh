@@ -7,22 +7,29 @@
 # shape: gpt2-medium (random weights), rows of 550 tokens of the taivop jokes, one a
 # micro-batch, dropout 0.1, f32 and bf16. Runs of 1 and 3 steps, and 3 steps of 4
 # micro-batches, differ only in their steps: their differences give the launches of an
-# optimizer step and of each extra micro-batch.
-#   scripts/bench/cuda_launches.sh
+# optimizer step and of each extra micro-batch. MODEL, if given, is another `--init random:`
+# model (a preset or a config.json: scripts/bench/models/); the 3-step runs' memory at its peak
+# is printed too.
+#   scripts/bench/cuda_launches.sh [MODEL]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/cuda_compile_rows.sh
+model=${1:-gpt2-medium}
 
-# launches STEPS GRAD_ACCUM PRECISION: the launches of a run.
+# launches STEPS GRAD_ACCUM PRECISION: the launches of a run (its report kept in $work/report).
 launches() {
     rm -rf "$work/run"
-    "$target/release/train" --data "$work/data-550" --init random:gpt2-medium --out "$work/run" \
+    "$target/release/train" --data "$work/data-550" --init "random:$model" --out "$work/run" \
         --device cuda-compile --micro-batch 1 --grad-accum "$2" --max-steps "$1" --precision "$3" \
-        --eval-every 0 --save-every 1000 --seed 0 2>&1 > /dev/null | sed -n 's/^cuda-compile: .*; \([0-9]*\) launches$/\1/p'
+        --eval-every 0 --save-every 1000 --seed 0 2> "$work/report" > /dev/null
+    sed -n 's/^cuda-compile: .*; \([0-9]*\) launches$/\1/p' "$work/report"
 }
-echo "kernel launches, train --device cuda-compile (burn CUDA + fusion, autotune off): gpt2-medium, rows 1 x 550"
+echo "kernel launches, train --device cuda-compile (burn CUDA + fusion, autotune off): $model, rows 1 x 550"
 for precision in f32 bf16; do
-    one=$(launches 1 1 "$precision") three=$(launches 3 1 "$precision") accum=$(launches 3 4 "$precision")
+    one=$(launches 1 1 "$precision") three=$(launches 3 1 "$precision")
+    memory=$(sed -n 's/^cuda-compile: memory at its peak: \(.*\), on a card.*/\1/p' "$work/report")
+    accum=$(launches 3 4 "$precision")
     echo "  $precision: per optimizer step with one micro-batch $(( (three - one) / 2 )), per extra micro-batch" \
         "$(( (accum - three) / 9 )), per step of 16 micro-batches $(( (three - one) / 2 + 15 * (accum - three) / 9 ))"
+    echo "  $precision: memory at its peak in 3 steps of one micro-batch: $memory"
 done

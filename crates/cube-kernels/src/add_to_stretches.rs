@@ -10,7 +10,9 @@ use crate::{
     in_place::writable_in_order,
 };
 use burn::tensor::ops::FloatTensor;
-use burn_cubecl::{kernel::into_contiguous, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    kernel::into_contiguous, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
 
@@ -32,9 +34,18 @@ pub trait AddToStretches: burn::tensor::backend::Backend {
 }
 
 /// Cube `(x, y)` takes piece `y`, its units every `CUBE_COUNT_X × CUBE_DIM_X`-th element from
-/// their own.
+/// their own. Piece `i` is `lengths[i]` elements in rows of `columns[i]`, each row
+/// `row_strides[i]` elements after the one before (more than `columns[i]` where CubeCL padded
+/// the rows to its pitch).
 #[cube(launch)]
-fn add_to_stretches_kernel<F: Float>(buffer: &mut Tensor<F>, pieces: Sequence<Tensor<F>>, starts: Sequence<usize>) {
+fn add_to_stretches_kernel<F: Float>(
+    buffer: &mut Tensor<F>,
+    pieces: Sequence<Tensor<F>>,
+    starts: Sequence<usize>,
+    lengths: Sequence<usize>,
+    columns: Sequence<usize>,
+    row_strides: Sequence<usize>,
+) {
     let width = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
     let count = pieces.len().comptime();
     #[unroll]
@@ -42,13 +53,27 @@ fn add_to_stretches_kernel<F: Float>(buffer: &mut Tensor<F>, pieces: Sequence<Te
         if CUBE_POS_Y as usize == i {
             let piece = &pieces[i];
             let start = starts[i];
+            let (length, columns, row_stride) = (lengths[i], columns[i], row_strides[i]);
             let mut j = ABSOLUTE_POS_X as usize;
-            while j < piece.len() {
-                buffer[start + j] = buffer[start + j] + piece[j];
+            while j < length {
+                let row = j / columns;
+                buffer[start + j] = buffer[start + j] + piece[row * row_stride + j - row * columns];
                 j += width;
             }
         }
     }
+}
+
+/// The columns and the distance between rows of `piece` where its elements lie in row-major
+/// order with rows at a pitch (a matrix product's output on CUDA whose rows are not a multiple
+/// of 512 bytes: gpt2-xl's weight gradients); none where they do not (a transposed view).
+fn rows_at_a_pitch<R: CubeRuntime>(piece: &CubeTensor<R>) -> Option<(usize, usize)> {
+    let (shape, strides) = (piece.meta.shape(), piece.meta.strides());
+    let rank = shape.num_dims();
+    let columns = shape[rank - 1];
+    let row_stride = if rank > 1 { strides[rank - 2] } else { columns };
+    let compact_above = (0..rank.saturating_sub(2)).all(|i| strides[i] == strides[i + 1] * shape[i + 1]);
+    (strides[rank - 1] == 1 && row_stride >= columns && compact_above).then_some((columns, row_stride))
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AddToStretches for CubeBackend<R, F, I, BT> {
@@ -60,15 +85,25 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AddToStret
         let bindings = buffer.client.properties().hardware.max_bindings as usize;
         for chunk in pieces.chunks(bindings.saturating_sub(3).clamp(1, MAX_PIECES)) {
             let mut tensors = SequenceArg::<R, Tensor<F>>::new();
-            let mut starts = SequenceArg::<R, usize>::new();
+            let [mut starts, mut lengths, mut columns, mut row_strides] = std::array::from_fn(|_| SequenceArg::new());
             let mut longest = 0;
             for (piece, start) in chunk {
                 let len = piece.meta.num_elements();
                 assert!(start + len <= length, "a piece of {len} at {start} runs past the buffer's {length}");
-                // Laid out row by row, its elements in the order they are read; a transposed
-                // view is copied so first.
-                tensors.push(into_contiguous(piece.clone()).into_tensor_arg());
+                // Read in row-major order where it lies so; a transposed view is copied so first.
+                let (piece, (piece_columns, row_stride)) = match rows_at_a_pitch(piece) {
+                    Some(rows) => (piece.clone(), rows),
+                    None => {
+                        let piece = into_contiguous(piece.clone());
+                        let columns = piece.meta.shape()[piece.meta.num_dims() - 1];
+                        (piece, (columns, columns))
+                    }
+                };
+                tensors.push(piece.into_tensor_arg());
                 starts.push(*start);
+                lengths.push(len);
+                columns.push(piece_columns.max(1));
+                row_strides.push(row_stride);
                 longest = longest.max(len);
             }
             let cubes_x = longest.div_ceil(UNITS as usize).clamp(1, MAX_CUBES_X);
@@ -79,6 +114,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AddToStret
                 buffer.clone().into_tensor_arg(),
                 tensors,
                 starts,
+                lengths,
+                columns,
+                row_strides,
             );
         }
         buffer

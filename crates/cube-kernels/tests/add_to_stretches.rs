@@ -68,21 +68,25 @@ fn adds_as_the_host_does_through_fusion() {
 }
 
 /// Pieces of rank 2 are added in row-major order, a transposed view's too (the LM head's
-/// gradient for the token embedding can arrive so).
+/// gradient for the token embedding can arrive so), and one whose rows lie further apart than
+/// their length (as CubeCL pads a product's rows to its pitch on CUDA: here a view of the left
+/// half of a wider matrix).
 fn check_layouts<B: AddToStretches>() {
     let device = Default::default();
     let (rows, columns) = (3, 5);
     let plain = Tensor::<B, 2>::from_data(TensorData::new(values(rows * columns, 1), [rows, columns]), &device);
     let transposed =
         Tensor::<B, 2>::from_data(TensorData::new(values(rows * columns, 2), [columns, rows]), &device).transpose();
-    let (plain_values, transposed_values) = (host(plain.clone().reshape([-1])), host(transposed.clone().reshape([-1])));
-    let start_values = values(40, 3);
+    let padded = Tensor::<B, 2>::from_data(TensorData::new(values(3 * 16, 4), [3, 16]), &device).slice([0..3, 0..8]);
+    let pieces = [(plain, 2), (transposed, 20), (padded, 40)];
+    let start_values = values(70, 3);
     let mut expected = start_values.clone();
-    for (j, (a, b)) in plain_values.iter().zip(&transposed_values).enumerate() {
-        expected[2 + j] += a;
-        expected[20 + j] += b;
+    for (piece, start) in &pieces {
+        for (j, value) in host(piece.clone().reshape([-1])).into_iter().enumerate() {
+            expected[start + j] += value;
+        }
     }
-    let pieces = vec![(plain.into_primitive().tensor(), 2), (transposed.into_primitive().tensor(), 20)];
+    let pieces = pieces.into_iter().map(|(piece, start)| (piece.into_primitive().tensor(), start)).collect();
     let summed = B::add_to_stretches(tensor::<B>(start_values).into_primitive().tensor(), pieces);
     assert_eq!(host(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(summed))), expected);
 }
