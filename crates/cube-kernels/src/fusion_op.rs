@@ -74,16 +74,15 @@ pub(crate) fn register_kernel<B: FusionBackend, A: Debug + Send + Sync + 'static
     register_kernel_with_ints(name, inputs, Vec::new(), outputs, args, launch)
 }
 
-/// [`register_kernel`] with outputs of the type `dtype`.
+/// [`register_kernel`] with outputs of the shapes and types `outputs`.
 pub(crate) fn register_kernel_typed<B: FusionBackend, A: Debug + Send + Sync + 'static>(
     name: &'static str,
     inputs: Vec<FloatTensor<Fusion<B>>>,
-    outputs: &[Shape],
-    dtype: DType,
+    outputs: &[(Shape, DType)],
     args: A,
     launch: Launch<B, A>,
 ) -> Vec<FloatTensor<Fusion<B>>> {
-    register(name, inputs, Vec::new(), outputs, dtype, args, launch)
+    register(name, inputs, Vec::new(), outputs, args, launch)
 }
 
 /// [`register_kernel`] with integer tensors `ints` among the inputs, after the floats.
@@ -96,21 +95,23 @@ pub(crate) fn register_kernel_with_ints<B: FusionBackend, A: Debug + Send + Sync
     launch: Launch<B, A>,
 ) -> Vec<FloatTensor<Fusion<B>>> {
     let dtype = floats.first().expect("a kernel with a float input").dtype;
-    register(name, floats, ints, outputs, dtype, args, launch)
+    let outputs: Vec<_> = outputs.iter().map(|shape| (shape.clone(), dtype)).collect();
+    register(name, floats, ints, &outputs, args, launch)
 }
 
 fn register<B: FusionBackend, A: Debug + Send + Sync + 'static>(
     name: &'static str,
     floats: Vec<FloatTensor<Fusion<B>>>,
     ints: Vec<IntTensor<Fusion<B>>>,
-    outputs: &[Shape],
-    dtype: DType,
+    outputs: &[(Shape, DType)],
     args: A,
     launch: Launch<B, A>,
 ) -> Vec<FloatTensor<Fusion<B>>> {
     let client = floats.first().expect("a kernel with a float input").client.clone();
-    let outputs: Vec<TensorIr> =
-        outputs.iter().map(|shape| TensorIr::uninit(client.create_empty_handle(), shape.clone(), dtype)).collect();
+    let outputs: Vec<TensorIr> = outputs
+        .iter()
+        .map(|(shape, dtype)| TensorIr::uninit(client.create_empty_handle(), shape.clone(), *dtype))
+        .collect();
     let float_count = floats.len();
     let inputs: Vec<_> = floats.into_iter().chain(ints).collect();
     let streams = OperationStreams::with_inputs(&inputs);

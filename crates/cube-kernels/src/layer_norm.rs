@@ -9,13 +9,17 @@
 //! well, and the parameter kernel also gives the branch's gradients (the product's, and the
 //! bias's, a sum over the rows like γ's and β's). burn takes a mask, an element-wise kernel, an
 //! add of the two gradients, another element-wise kernel and a reduction for those.
+//!
+//! The output is written in the type of the product that reads it, bf16 under `--precision
+//! bf16`, where burn would write it in f32 and round it in a kernel of its own before each
+//! q/k/v, MLP and LM-head product.
 
 use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
-    fusion_op::{register_kernel, Launch},
+    fusion_op::{register_kernel, register_kernel_typed, Launch},
     reduce::{column_blocks, cube_a_row, cube_row, cube_sum, lanes_total, COLUMNS, LANES},
 };
-use burn::tensor::{ops::FloatTensor, Shape};
+use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
     ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
     IntElement,
@@ -39,6 +43,7 @@ pub struct Branch<T> {
 /// [`LayerNormRows::layer_norm_rows`]'s results.
 #[derive(Clone, Debug)]
 pub struct Normed<T> {
+    /// In the type asked for.
     pub output: T,
     /// The rows normalised, before γ and β.
     pub normalized: T,
@@ -60,13 +65,15 @@ pub struct ParameterGradients<T> {
 pub trait LayerNormRows: burn::tensor::backend::Backend {
     /// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]` (the mean and
     /// variance of the row; γ and β `[d]`), with what its backward pass needs. With a `branch`,
-    /// `x` is the residual stream it is added to first, and the sum is returned too.
+    /// `x` is the residual stream it is added to first, and the sum is returned too. The
+    /// output is written in the type `output` (x's, bf16 or f16), the rest in x's.
     fn layer_norm_rows(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
         branch: Option<Branch<FloatTensor<Self>>>,
+        output: DType,
     ) -> Normed<FloatTensor<Self>>;
 
     /// The gradient of LayerNorm's input `x` from that of its output, `d_y` `[rows, d]`, and
@@ -99,15 +106,15 @@ pub trait LayerNormRows: burn::tensor::backend::Backend {
 /// One cube a row: its units sum the row's values, then the squares of their distances to the
 /// mean (two passes, as burn computes the variance), then write the row out. With a `branch`,
 /// the row's values are `x + dropout(product + bias)`, written to `stream` in the first pass
-/// and read back from it (each unit reads only what it wrote).
+/// and read back from it (each unit reads only what it wrote). The output is rounded to `O`.
 #[cube(launch)]
-fn layer_norm_kernel<F: Float>(
+fn layer_norm_kernel<F: Float, O: Float>(
     x: &Tensor<F>,
     product: &Tensor<F>,
     bias: &Tensor<F>,
     gamma: &Tensor<F>,
     beta: &Tensor<F>,
-    output: &mut Tensor<F>,
+    output: &mut Tensor<O>,
     normalized: &mut Tensor<F>,
     inverse_deviation: &mut Tensor<F>,
     stream: &mut Tensor<F>,
@@ -156,7 +163,7 @@ fn layer_norm_kernel<F: Float>(
         let n = (row_value::<F>(x, stream, start, row * d, i, branch) - mean) * inverse;
         normalized[row * normalized.stride(0) + i * normalized.stride(1)] = n;
         output[row * output.stride(0) + i * output.stride(1)] =
-            n * gamma[i * gamma.stride(0)] + beta[i * beta.stride(0)];
+            O::cast_from(n * gamma[i * gamma.stride(0)] + beta[i * beta.stride(0)]);
         i += units;
     }
     if unit == 0 {
@@ -290,15 +297,23 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
         beta: FloatTensor<Self>,
         epsilon: f64,
         branch: Option<Branch<FloatTensor<Self>>>,
+        output: DType,
     ) -> Normed<FloatTensor<Self>> {
         let [rows, d] = x.meta.shape().dims::<2>();
         let empty = empty_like(&x);
-        let (output, normalized, inverse_deviation) = (empty(&[rows, d]), empty(&[rows, d]), empty(&[rows, 1]));
+        let launch = match output {
+            DType::BF16 => layer_norm_kernel::launch::<F, half::bf16, R>,
+            DType::F16 => layer_norm_kernel::launch::<F, half::f16, R>,
+            dtype if dtype == x.dtype => layer_norm_kernel::launch::<F, F, R>,
+            dtype => panic!("LayerNorm: a {dtype:?} output of {:?} rows", x.dtype),
+        };
+        let output = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([rows, d]), output);
+        let (normalized, inverse_deviation) = (empty(&[rows, d]), empty(&[rows, 1]));
         let stream = branch.is_some().then(|| empty(&[rows, d]));
         let with_branch = branch.is_some();
         let Branch { product, bias, dropout } =
             branch.unwrap_or_else(|| Branch { product: empty(&[1]), bias: empty(&[1]), dropout: None });
-        layer_norm_kernel::launch::<F, R>(
+        launch(
             &x.client.clone(),
             cube_a_row(rows),
             CubeDim::new_1d(UNITS),
@@ -398,25 +413,29 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
         beta: FloatTensor<Self>,
         epsilon: f64,
         branch: Option<Branch<FloatTensor<Self>>>,
+        output: DType,
     ) -> Normed<FloatTensor<Self>> {
-        let [rows, d] = x.shape.dims::<2>();
+        let ([rows, d], dtype) = (x.shape.dims::<2>(), x.dtype);
         // With a branch, its dropout; the inputs are x, γ, β, then the branch's product and bias.
         let dropout = branch.as_ref().map(|branch| branch.dropout);
         let mut inputs = vec![x, gamma, beta];
         inputs.extend(branch.into_iter().flat_map(|branch| [branch.product, branch.bias]));
-        let mut outputs = vec![Shape::new([rows, d]), Shape::new([rows, d]), Shape::new([rows, 1])];
-        outputs.extend(dropout.map(|_| Shape::new([rows, d])));
-        let launch: Launch<B, _> = |&(epsilon, dropout): &(f64, Option<Option<DropoutDraw>>), mut inputs| {
+        let mut outputs =
+            vec![(Shape::new([rows, d]), output), (Shape::new([rows, d]), dtype), (Shape::new([rows, 1]), dtype)];
+        outputs.extend(dropout.map(|_| (Shape::new([rows, d]), dtype)));
+        type Args = (f64, Option<Option<DropoutDraw>>, DType);
+        let launch: Launch<B, _> = |&(epsilon, dropout, output): &Args, mut inputs| {
             let (x, gamma, beta) = (inputs.float(), inputs.float(), inputs.float());
             let branch = dropout.map(|dropout| Branch { product: inputs.float(), bias: inputs.float(), dropout });
-            let normed = B::layer_norm_rows(x, gamma, beta, epsilon, branch);
+            let normed = B::layer_norm_rows(x, gamma, beta, epsilon, branch, output);
             [Some(normed.output), Some(normed.normalized), Some(normed.inverse_deviation), normed.stream]
                 .into_iter()
                 .flatten()
                 .collect()
         };
         let mut results =
-            register_kernel::<B, _>("layer_norm_rows", inputs, &outputs, (epsilon, dropout), launch).into_iter();
+            register_kernel_typed::<B, _>("layer_norm_rows", inputs, &outputs, (epsilon, dropout, output), launch)
+                .into_iter();
         let mut result = || results.next().expect("the outputs registered");
         let (output, normalized, inverse_deviation) = (result(), result(), result());
         Normed { output, normalized, inverse_deviation, stream: dropout.map(|_| result()) }

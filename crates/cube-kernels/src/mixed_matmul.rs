@@ -82,8 +82,7 @@ impl<B: FusionBackend + MixedMatmul> MixedMatmul for Fusion<B> {
         let [product] = register_kernel_typed::<B, _>(
             "mixed_matmul",
             vec![lhs, rhs],
-            &[Shape::new([m, n])],
-            DType::F32,
+            &[(Shape::new([m, n]), DType::F32)],
             (),
             launch,
         )

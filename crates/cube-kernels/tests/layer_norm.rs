@@ -7,7 +7,7 @@ use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
     backend::Wgpu,
     prelude::*,
-    tensor::{ops::FloatTensor, TensorPrimitive},
+    tensor::{ops::FloatTensor, DType, FloatDType, TensorPrimitive},
 };
 use cube_kernels::{Branch, DropoutDraw, LayerNormRows};
 use kernels::MaskStream;
@@ -103,7 +103,8 @@ fn check_forward<B: LayerNormRows>(rows: usize, d: usize, p: Option<f64>) {
     let (normalized, inverse_deviation) = normalize(stream.clone());
     let output = normalized.clone() * gamma.clone().unsqueeze() + beta.clone().unsqueeze();
     let with_branch = branch.is_some();
-    let actual = B::layer_norm_rows(primitive(x), primitive(gamma), primitive(beta), EPSILON, branch);
+    let dtype = x.dtype();
+    let actual = B::layer_norm_rows(primitive(x), primitive(gamma), primitive(beta), EPSILON, branch, dtype);
     let magnified = magnification(stream.clone());
     assert_close(&format!("{what}: output"), output, actual.output, Some(magnified.clone()));
     assert_close(&format!("{what}: normalized"), normalized, actual.normalized, Some(magnified));
@@ -112,6 +113,30 @@ fn check_forward<B: LayerNormRows>(rows: usize, d: usize, p: Option<f64>) {
     if let Some(actual) = actual.stream {
         assert_close(&format!("{what}: stream"), stream, actual, None);
     }
+}
+
+/// The output in f16, as a product of 16-bit operands reads it: the f32 output rounded, element
+/// for element, with everything else as in f32 (bf16's path; wgpu has no bf16).
+fn check_rounded_output<B: LayerNormRows>(rows: usize, d: usize, p: Option<f64>) {
+    let what = format!("rows {rows}, d {d}, branch {p:?}");
+    let (x, gamma, beta) = inputs::<B>(rows, d);
+    let run = |output| {
+        let branch = p.map(|p| Branch {
+            product: primitive(random::<B, 2>([rows, d], 5)),
+            bias: primitive(random::<B, 1>([d], 6)),
+            dropout: dropout::<B>(p, rows, d).0,
+        });
+        let (x, gamma, beta) = (primitive(x.clone()), primitive(gamma.clone()), primitive(beta.clone()));
+        let normed = B::layer_norm_rows(x, gamma, beta, EPSILON, branch, output);
+        let tensor = |primitive| Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(primitive));
+        (tensor(normed.output), tensor(normed.normalized), normed.stream.map(tensor))
+    };
+    let (full, rounded) = (run(DType::F32), run(DType::F16));
+    assert_eq!(rounded.0.dtype(), DType::F16, "{what}: the output's type");
+    let host = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    assert_eq!(host(rounded.0), host(full.0.cast(FloatDType::F16)), "{what}: the output, rounded");
+    assert_eq!(host(rounded.1), host(full.1), "{what}: the normalised rows, in f32");
+    assert_eq!(rounded.2.map(host), full.2.map(host), "{what}: the stream, in f32");
 }
 
 /// Without and with the stream's gradient from later layers.
@@ -189,6 +214,16 @@ fn layer_norm_matches_burns_operations() {
         for p in BRANCHES {
             check_forward::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
             check_forward::<Wgpu<f32, i32>>(rows, d, p);
+        }
+    }
+}
+
+#[test]
+fn layer_norm_writes_its_output_in_the_type_asked_for() {
+    for (rows, d) in SHAPES {
+        for p in BRANCHES {
+            check_rounded_output::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
+            check_rounded_output::<Wgpu<f32, i32>>(rows, d, p);
         }
     }
 }

@@ -52,10 +52,7 @@ fn main() -> std::io::Result<()> {
 
     let parts: Vec<Part> = vec![
         ("inputs alone (taken off the others)", Box::new(|| input([rows, WIDTH], &device))),
-        (
-            "layer norm",
-            Box::new(|| B::layer_norm_rows(&block.ln_1, config.layer_norm_epsilon, input([rows, WIDTH], &device))),
-        ),
+        ("layer norm", Box::new(|| B::layer_norm_rows(block.pre_norms().0, input([rows, WIDTH], &device)))),
         ("linear d -> 3d", Box::new(|| Precision::F32.linear(&block.attn.c_attn, input([rows, WIDTH], &device), None))),
         (
             "attention core (from q/k/v rows)",
@@ -87,10 +84,7 @@ fn main() -> std::io::Result<()> {
                 block.forward_training(x, normed, block.pre_norms().0, mask.clone(), masks, &none, false).1
             }),
         ),
-        (
-            "lm head + loss",
-            Box::new(|| lm_head_loss(&model, config.layer_norm_epsilon, input([rows, WIDTH], &device), &device)),
-        ),
+        ("lm head + loss", Box::new(|| lm_head_loss(&model, input([rows, WIDTH], &device), &device))),
     ];
 
     // The first runs compile kernels; the second round is the one measured.
@@ -116,8 +110,8 @@ fn input<const D: usize>(shape: [usize; D], device: &WgpuDevice) -> Tensor<B, D>
     Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)).val()
 }
 
-fn lm_head_loss(model: &gpt2::Gpt2<B>, epsilon: f64, x: Tensor<B, 2>, device: &WgpuDevice) -> Tensor<B, 2> {
-    let x = B::layer_norm_rows(&model.ln_f, epsilon, x);
+fn lm_head_loss(model: &gpt2::Gpt2<B>, x: Tensor<B, 2>, device: &WgpuDevice) -> Tensor<B, 2> {
+    let x = B::layer_norm_rows(model.final_norm(), x);
     let logits = Precision::F32.matmul_transposed(x, model.wte.weight.val(), None).reshape([BATCH, TIME, VOCAB]);
     let tokens: Vec<i64> = (0..BATCH * TIME).map(|i| (i * 7_919 % VOCAB) as i64).collect();
     next_token_loss(logits, NextTokens::new(&tokens, &[1.0; BATCH * TIME], TIME, device)).unsqueeze()

@@ -5,6 +5,7 @@ use burn::{
     module::{Module, Param},
     nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig},
     prelude::*,
+    tensor::FloatDType,
 };
 
 /// One transformer block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
@@ -32,6 +33,9 @@ pub struct Block<B: Backend> {
 pub struct PreNorm<'a, B: Backend> {
     pub layer: &'a LayerNorm<B>,
     pub epsilon: f64,
+    /// The type its output is written in: the operands' type of the product that reads it
+    /// ([`Precision::operands`](crate::Precision::operands)), so that the product need not round it in a kernel of its own.
+    pub output: FloatDType,
 }
 
 impl<B: Gpt2Backend> Block<B> {
@@ -76,7 +80,10 @@ impl<B: Gpt2Backend> Block<B> {
     /// `ln_1` and `ln_2`, each with its ε.
     pub fn pre_norms(&self) -> (PreNorm<'_, B>, PreNorm<'_, B>) {
         let epsilon = self.layer_norm_epsilon;
-        (PreNorm { layer: &self.ln_1, epsilon }, PreNorm { layer: &self.ln_2, epsilon })
+        (
+            PreNorm { layer: &self.ln_1, epsilon, output: self.attn.precision.operands() },
+            PreNorm { layer: &self.ln_2, epsilon, output: self.mlp.precision.operands() },
+        )
     }
 }
 

@@ -55,7 +55,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
         // Each LayerNorm after the first takes in the branch before it: the stream and that
         // LayerNorm's output go from block to block.
         let first = self.h.first().map_or(self.final_norm(), |block| block.pre_norms().0);
-        let normed = B::layer_norm_rows(first.layer, first.epsilon, x.clone());
+        let normed = B::layer_norm_rows(first, x.clone());
         let (_, normed) = self.h.iter().enumerate().fold((x, normed), |(x, normed), (layer, block)| {
             let next = self.h.get(layer + 1).map_or(self.final_norm(), |block| block.pre_norms().0);
             let continues = layer + 1 < self.h.len();
@@ -136,13 +136,13 @@ impl<B: Gpt2Backend> Gpt2<B> {
     /// the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA matmul gives wrong
     /// results for a transposed right-hand side broadcast over a batch.
     fn lm_head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = B::layer_norm_rows(&self.ln_f, self.layer_norm_epsilon, x);
+        let x = B::layer_norm_rows(self.final_norm(), x);
         self.precision.matmul_transposed(x, self.wte.weight.val(), None)
     }
 
-    /// `ln_f` with its ε.
-    fn final_norm(&self) -> PreNorm<'_, B> {
-        PreNorm { layer: &self.ln_f, epsilon: self.layer_norm_epsilon }
+    /// `ln_f` with its ε, before the LM head.
+    pub fn final_norm(&self) -> PreNorm<'_, B> {
+        PreNorm { layer: &self.ln_f, epsilon: self.layer_norm_epsilon, output: self.precision.operands() }
     }
 }
 

@@ -25,23 +25,26 @@ use burn::{
         Autodiff,
     },
     prelude::*,
-    tensor::ops::FloatTensor,
+    tensor::{ops::FloatTensor, FloatDType},
 };
 
 /// Rows of the residual stream, or of a LayerNorm's output, `[batch × time, d]`.
 type Rows<B, C> = Tensor<Autodiff<B, C>, 2>;
 
-/// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]`.
+/// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]`, in the type `output`
+/// (its gradient comes back in f32).
 pub(super) fn layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
     x: Tensor<Autodiff<B, C>, 2>,
     gamma: Tensor<Autodiff<B, C>, 1>,
     beta: Tensor<Autodiff<B, C>, 1>,
     epsilon: f64,
+    output: FloatDType,
 ) -> Tensor<Autodiff<B, C>, 2> {
     let (x, gamma, beta) =
         (x.into_primitive().tensor(), gamma.into_primitive().tensor(), beta.into_primitive().tensor());
+    let (gamma_value, beta_value) = (float(gamma.primitive.clone()), float(beta.primitive));
     let (y, normalized, inverse_deviation) =
-        B::layer_norm_keeping(float(x.primitive), float(gamma.primitive.clone()), float(beta.primitive), epsilon);
+        B::layer_norm_keeping(float(x.primitive), gamma_value, beta_value, epsilon, output);
     let output = match LayerNormBackward.prepare::<C>([x.node, gamma.node, beta.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             prep.finish((primitive(normalized), primitive(inverse_deviation), gamma.primitive), primitive(y))
@@ -52,7 +55,7 @@ pub(super) fn layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
 }
 
 /// `stream = residual + dropout(product + bias)` and `norm(stream)`: `(stream, norm's
-/// output)`. `continues`: the stream goes on to the next branch's end (all but the last).
+/// output)`, the output in `norm.output`'s type. `continues`: the stream goes on to the next branch's end (all but the last).
 ///
 /// Two operations of the graph: the stream, whose backward pass hands its gradient to the
 /// residual unchanged, and the LayerNorm, whose backward pass gives every other gradient. The
@@ -69,7 +72,7 @@ pub(super) fn residual_layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
 ) -> (Rows<B, C>, Rows<B, C>) {
     let Some(beta) = &norm.layer.beta else {
         let stream = branch.added_to(residual);
-        return (stream.clone(), norm.layer.forward(stream));
+        return (stream.clone(), norm.layer.forward(stream).cast(norm.output));
     };
     let ResidualBranch { product, bias, dropout } = branch;
     let (residual, product, bias) =
@@ -81,6 +84,7 @@ pub(super) fn residual_layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
         float(gamma.primitive.clone()),
         float(beta.primitive),
         norm.epsilon,
+        norm.output,
     );
     let stream =
         StreamBackward.prepare::<C>([residual.node, product.node.clone()]).compute_bound().stateless(primitive(stream));
@@ -181,6 +185,7 @@ mod tests {
         module::Param,
         nn::{LayerNorm, LayerNormConfig},
         prelude::*,
+        tensor::{DType, FloatDType},
     };
 
     /// A LayerNorm of `d` with γ and β away from 1 and 0.
@@ -211,7 +216,7 @@ mod tests {
                 let step = |residual: Tensor<Trained, 2>, product, i: usize, continues| {
                     let branch = ResidualBranch { product, bias: biases[i].clone(), dropout: dropouts[i] };
                     if ours {
-                        let norm = PreNorm { layer: &norms[i], epsilon };
+                        let norm = PreNorm { layer: &norms[i], epsilon, output: FloatDType::F32 };
                         Trained::residual_layer_norm(residual, branch, norm, continues)
                     } else {
                         let stream = branch.added_to(residual);
@@ -251,7 +256,8 @@ mod tests {
         let x = (leaf([6, 48]) * leaf([6, 1]).detach() * 4.0 + leaf([6, 1]).detach() * 3.0).detach().require_grad();
         let upstream = leaf([6, 48]).detach();
 
-        let ours = <Trained as Gpt2Backend>::layer_norm_rows(&norm, epsilon, x.clone());
+        let pre_norm = PreNorm { layer: &norm, epsilon, output: FloatDType::F32 };
+        let ours = <Trained as Gpt2Backend>::layer_norm_rows(pre_norm, x.clone());
         let burns = norm.forward(x.clone());
         assert_close("output", ours.clone().inner(), burns.clone().inner());
 
@@ -260,6 +266,49 @@ mod tests {
         assert_close("x", x.grad(&ours).unwrap(), x.grad(&burns).unwrap());
         for (what, param) in [("gamma", &norm.gamma), ("beta", norm.beta.as_ref().unwrap())] {
             assert_close(what, param.val().grad(&ours).unwrap(), param.val().grad(&burns).unwrap());
+        }
+    }
+
+    /// Written in the type of the product that reads it (f64 standing in for bf16: the CPU has
+    /// none), alone and after a branch: the f32 output in that type, and the same gradients
+    /// through the product as when the product rounds an f32 output itself.
+    #[test]
+    fn writes_its_output_in_the_type_of_the_product_after_it() {
+        let (rows, d, epsilon) = (6, 48, 1e-5);
+        let norm = norm(d, epsilon);
+        let (x, product, bias) = (leaf([rows, d]), leaf([rows, d]), leaf([d]));
+        let weight = leaf([d, 24]);
+        let upstream = leaf([rows, 24]).detach();
+        for with_branch in [false, true] {
+            let run = |output| {
+                let norm = PreNorm { layer: &norm, epsilon, output };
+                let y = if with_branch {
+                    let branch = ResidualBranch { product: product.clone(), bias: bias.clone(), dropout: None };
+                    Trained::residual_layer_norm(x.clone(), branch, norm, false).1
+                } else {
+                    Trained::layer_norm_rows(norm, x.clone())
+                };
+                let z = Trained::mixed_matmul(y.clone(), weight.clone(), None, FloatDType::F64);
+                (y, (z * upstream.clone()).sum().backward())
+            };
+            let ((full, full_grads), (rounded, rounded_grads)) = (run(FloatDType::F32), run(FloatDType::F64));
+            let what = |name| format!("branch {with_branch}: {name}");
+            assert_eq!(rounded.dtype(), DType::F64, "{}", what("the output's type"));
+            let host = |y: Tensor<Trained, 2>| y.inner().into_data().convert::<f64>().to_vec::<f64>().unwrap();
+            assert_eq!(host(rounded), host(full.cast(FloatDType::F64)), "{}", what("output"));
+            let mut matrices = vec![("x", x.clone()), ("weight", weight.clone())];
+            let mut vectors = vec![("gamma", norm.gamma.val()), ("beta", norm.beta.as_ref().unwrap().val())];
+            if with_branch {
+                matrices.push(("product", product.clone()));
+                vectors.push(("bias", bias.clone()));
+            }
+            for (name, param) in matrices {
+                assert_close(&what(name), param.grad(&rounded_grads).unwrap(), param.grad(&full_grads).unwrap());
+            }
+            for (name, param) in vectors {
+                let (ours, theirs) = (param.grad(&rounded_grads).unwrap(), param.grad(&full_grads).unwrap());
+                assert_close(&what(name), ours.unsqueeze::<2>(), theirs.unsqueeze());
+            }
         }
     }
 }

@@ -20,17 +20,16 @@ use burn::{
         autodiff::{checkpoint::strategy::CheckpointStrategy, grads::Gradients, NodeId},
         Autodiff,
     },
-    nn::LayerNorm,
     prelude::*,
     tensor::FloatDType,
 };
 use kernels::MaskStream;
 
 impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
-    fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
-        match &norm.beta {
-            Some(beta) => layer_norm::layer_norm(x, norm.gamma.val(), beta.val(), epsilon),
-            None => norm.forward(x),
+    fn layer_norm_rows(norm: PreNorm<'_, Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        match &norm.layer.beta {
+            Some(beta) => layer_norm::layer_norm(x, norm.layer.gamma.val(), beta.val(), norm.epsilon, norm.output),
+            None => norm.layer.forward(x).cast(norm.output),
         }
     }
 

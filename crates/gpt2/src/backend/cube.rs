@@ -6,7 +6,7 @@ use super::{
 };
 use crate::{dropout::Dropout, kv_cache::decode_attention_by_parts, training_attention, PreNorm, Precision};
 use burn::{
-    nn::{LayerNorm, Linear},
+    nn::Linear,
     prelude::*,
     tensor::{ops::FloatTensor, FloatDType},
 };
@@ -30,10 +30,12 @@ macro_rules! cube_backend {
                 Some(AllocatorMemory { in_use: usage.bytes_in_use, reserved: usage.bytes_reserved })
             }
 
-            fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
-                match &norm.beta {
-                    Some(beta) => Self::layer_norm_keeping(x, norm.gamma.val(), beta.val(), epsilon).0,
-                    None => norm.forward(x),
+            fn layer_norm_rows(norm: PreNorm<'_, Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+                match &norm.layer.beta {
+                    Some(beta) => {
+                        Self::layer_norm_keeping(x, norm.layer.gamma.val(), beta.val(), norm.epsilon, norm.output).0
+                    }
+                    None => norm.layer.forward(x).cast(norm.output),
                 }
             }
 
@@ -42,6 +44,7 @@ macro_rules! cube_backend {
                 gamma: Tensor<Self, 1>,
                 beta: Tensor<Self, 1>,
                 epsilon: f64,
+                output: FloatDType,
             ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
                 let normed = <Self as cube_kernels::LayerNormRows>::layer_norm_rows(
                     primitive(x),
@@ -49,6 +52,7 @@ macro_rules! cube_backend {
                     primitive(beta),
                     epsilon,
                     None,
+                    output.into(),
                 );
                 (float(normed.output), float(normed.normalized), float(normed.inverse_deviation))
             }
@@ -59,6 +63,7 @@ macro_rules! cube_backend {
                 gamma: Tensor<Self, 1>,
                 beta: Tensor<Self, 1>,
                 epsilon: f64,
+                output: FloatDType,
             ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
                 let branch = cube_kernels::Branch {
                     product: primitive(branch.product),
@@ -71,6 +76,7 @@ macro_rules! cube_backend {
                     primitive(beta),
                     epsilon,
                     Some(branch),
+                    output.into(),
                 );
                 let stream = normed.stream.expect("a branch's sum");
                 (float(stream), float(normed.output), float(normed.normalized), float(normed.inverse_deviation))

@@ -17,7 +17,7 @@ use crate::{
 };
 use burn::{
     backend::NdArray,
-    nn::{LayerNorm, Linear},
+    nn::Linear,
     prelude::*,
     tensor::{
         activation::{gelu_approximate, softmax},
@@ -97,27 +97,27 @@ pub const NORM_ROWS: usize = 1024;
 
 /// A burn backend the model can run on.
 pub trait Gpt2Backend: Backend {
-    /// `norm` over each row of `x` `[rows, d]`; `epsilon` is `norm`'s own (burn's `LayerNorm`
-    /// keeps it to itself).
-    fn layer_norm_rows(norm: &LayerNorm<Self>, epsilon: f64, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
-        let _ = epsilon;
-        norm.forward(x)
+    /// `norm` over each row of `x` `[rows, d]`, written in `norm.output`'s type.
+    fn layer_norm_rows(norm: PreNorm<'_, Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        norm.layer.forward(x).cast(norm.output)
     }
 
     /// `(x − mean) / √(variance + ε) · γ + β` over each row of `x` `[rows, d]` (γ, β `[d]`), and
     /// what its backward pass needs: `(output, the normalised rows, each row's
-    /// 1 / √(variance + ε) [rows, 1])`.
+    /// 1 / √(variance + ε) [rows, 1])`, the output in the type `output`.
     fn layer_norm_keeping(
         x: Tensor<Self, 2>,
         gamma: Tensor<Self, 1>,
         beta: Tensor<Self, 1>,
         epsilon: f64,
+        output: FloatDType,
     ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
         let centered = x.clone() - x.mean_dim(1);
         let variance = (centered.clone() * centered.clone()).mean_dim(1);
         let inverse_deviation = (variance + epsilon).sqrt().recip();
         let normalized = centered * inverse_deviation.clone();
-        (normalized.clone() * gamma.unsqueeze() + beta.unsqueeze(), normalized, inverse_deviation)
+        let y = normalized.clone() * gamma.unsqueeze() + beta.unsqueeze();
+        (y.cast(output), normalized, inverse_deviation)
     }
 
     /// [`layer_norm_keeping`] of `residual + dropout(product + bias)`: a residual branch's end
@@ -131,10 +131,11 @@ pub trait Gpt2Backend: Backend {
         gamma: Tensor<Self, 1>,
         beta: Tensor<Self, 1>,
         epsilon: f64,
+        output: FloatDType,
     ) -> (Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>, Tensor<Self, 2>) {
         let stream = branch.added_to(residual);
-        let (output, normalized, inverse_deviation) = Self::layer_norm_keeping(stream.clone(), gamma, beta, epsilon);
-        (stream, output, normalized, inverse_deviation)
+        let (y, normalized, inverse_deviation) = Self::layer_norm_keeping(stream.clone(), gamma, beta, epsilon, output);
+        (stream, y, normalized, inverse_deviation)
     }
 
     /// The gradient of [`layer_norm_keeping`]'s input from that of its output `d_y` `[rows, d]`,
@@ -195,7 +196,7 @@ pub trait Gpt2Backend: Backend {
     ) -> (Tensor<Self, 2>, Tensor<Self, 2>) {
         let _ = continues;
         let stream = branch.added_to(residual);
-        (stream.clone(), Self::layer_norm_rows(norm.layer, norm.epsilon, stream))
+        (stream.clone(), Self::layer_norm_rows(norm, stream))
     }
 
     /// Self-attention over whole rows, without a cache, as training runs it: from the q/k/v
@@ -564,7 +565,7 @@ fn normed_linear_by_parts<B: Gpt2Backend>(
     gelu: bool,
     precision: Precision,
 ) -> Tensor<B, 2> {
-    let y = precision.linear(layer, B::layer_norm_rows(norm.layer, norm.epsilon, x), None);
+    let y = precision.linear(layer, B::layer_norm_rows(norm, x), None);
     match gelu {
         true => B::gelu_tanh(y),
         false => y,
