@@ -12,7 +12,8 @@
 //!
 //! The output is written in the type of the product that reads it, bf16 under `--precision
 //! bf16`, where burn would write it in f32 and round it in a kernel of its own before each
-//! q/k/v, MLP and LM-head product.
+//! q/k/v, MLP and LM-head product; so is the gradient of a branch's product, which that
+//! product's backward pass reads.
 
 use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
@@ -92,14 +93,16 @@ pub trait LayerNormRows: burn::tensor::backend::Backend {
     /// The gradients of γ and β from that of the output, `d_y` `[rows, d]`, and the normalised
     /// rows: `Σ_rows d_y · normalized` and `Σ_rows d_y`, each `[d]`. With a branch before the
     /// LayerNorm, `d_x`, the gradient of its input (all of it: see
-    /// [`layer_norm_rows_backward`]) and the branch's dropout: the product's gradient
-    /// `d_x · dropout's mask and scale` and the bias's, the sum of those over the rows.
+    /// [`layer_norm_rows_backward`]), the branch's dropout and a type: the product's gradient
+    /// `d_x · dropout's mask and scale`, written in that type (`d_x`'s, or bf16 or f16 for a
+    /// product of 16-bit operands, which would round it), and the bias's, the sum of those
+    /// over the rows before rounding.
     ///
     /// [`layer_norm_rows_backward`]: LayerNormRows::layer_norm_rows_backward
     fn layer_norm_rows_parameter_gradients(
         d_y: FloatTensor<Self>,
         normalized: FloatTensor<Self>,
-        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>)>,
+        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>, DType)>,
     ) -> ParameterGradients<FloatTensor<Self>>;
 }
 
@@ -239,15 +242,15 @@ fn layer_norm_backward_kernel<F: Float>(
 /// One cube a block of [`COLUMNS`] columns: lane `y` sums rows `y`, `y + LANES`, … of each
 /// column, then lane 0 adds the lanes' sums: one launch for all the gradients. With a
 /// `branch`, each element of `d_x` times dropout's factor is the product's gradient, written
-/// out and summed down its column for the bias's.
+/// out (rounded to `P`) and summed down its column for the bias's.
 #[cube(launch)]
-fn layer_norm_parameter_gradients_kernel<F: Float>(
+fn layer_norm_parameter_gradients_kernel<F: Float, P: Float>(
     d_y: &Tensor<F>,
     normalized: &Tensor<F>,
     d_x: &Tensor<F>,
     d_gamma: &mut Tensor<F>,
     d_beta: &mut Tensor<F>,
-    d_product: &mut Tensor<F>,
+    d_product: &mut Tensor<P>,
     d_bias: &mut Tensor<F>,
     mask: &MaskArgs,
     #[comptime] columns: usize,
@@ -272,7 +275,7 @@ fn layer_norm_parameter_gradients_kernel<F: Float>(
             if branch {
                 let scale = draw.keep_scale::<F>(row * d + column, dropout);
                 let gradient = d_x[row * d_x.stride(0) + column * d_x.stride(1)] * scale;
-                d_product[row * d + column] = gradient;
+                d_product[row * d + column] = P::cast_from(gradient);
                 bias_sum += gradient;
             }
             row += lanes;
@@ -365,19 +368,24 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
     fn layer_norm_rows_parameter_gradients(
         d_y: FloatTensor<Self>,
         normalized: FloatTensor<Self>,
-        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>)>,
+        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>, DType)>,
     ) -> ParameterGradients<FloatTensor<Self>> {
         let [rows, d] = d_y.meta.shape().dims::<2>();
         let empty = empty_like(&d_y);
         let (d_gamma, d_beta) = (empty(&[d]), empty(&[d]));
         let with_branch = branch.is_some();
-        let (d_x, dropout) = branch.unwrap_or_else(|| (empty(&[1]), None));
-        let (d_product, d_bias) = match with_branch {
-            true => (empty(&[rows, d]), empty(&[d])),
-            false => (empty(&[1]), empty(&[1])),
+        let (d_x, dropout, product) = branch.unwrap_or_else(|| (empty(&[1]), None, d_y.dtype));
+        let launch = match product {
+            DType::BF16 => layer_norm_parameter_gradients_kernel::launch::<F, half::bf16, R>,
+            DType::F16 => layer_norm_parameter_gradients_kernel::launch::<F, half::f16, R>,
+            dtype if dtype == d_y.dtype => layer_norm_parameter_gradients_kernel::launch::<F, F, R>,
+            dtype => panic!("LayerNorm's gradients: a {dtype:?} product gradient beside {:?} ones", d_y.dtype),
         };
+        let product_shape = Shape::from(if with_branch { vec![rows, d] } else { vec![1] });
+        let d_product = empty_device_dtype(d_y.client.clone(), d_y.device.clone(), product_shape, product);
+        let d_bias = empty(&[if with_branch { d } else { 1 }]);
         let (cubes, units) = column_blocks(d);
-        layer_norm_parameter_gradients_kernel::launch::<F, R>(
+        launch(
             &d_y.client.clone(),
             cubes,
             units,
@@ -465,30 +473,31 @@ impl<B: FusionBackend + LayerNormRows> LayerNormRows for Fusion<B> {
     fn layer_norm_rows_parameter_gradients(
         d_y: FloatTensor<Self>,
         normalized: FloatTensor<Self>,
-        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>)>,
+        branch: Option<(FloatTensor<Self>, Option<DropoutDraw>, DType)>,
     ) -> ParameterGradients<FloatTensor<Self>> {
-        let [rows, d] = d_y.shape.dims::<2>();
-        // With a branch, its dropout; the inputs are d_y, the normalised rows, then d_x.
-        let dropout = branch.as_ref().map(|&(_, dropout)| dropout);
+        let ([rows, d], dtype) = (d_y.shape.dims::<2>(), d_y.dtype);
+        // With a branch, its dropout and product's type; the inputs are d_y, the normalised
+        // rows, then d_x.
+        let branch_args = branch.as_ref().map(|&(_, dropout, product)| (dropout, product));
         let mut inputs = vec![d_y, normalized];
-        inputs.extend(branch.map(|(d_x, _)| d_x));
-        let mut outputs = vec![Shape::new([d]), Shape::new([d])];
-        if dropout.is_some() {
-            outputs.extend([Shape::new([rows, d]), Shape::new([d])]);
+        inputs.extend(branch.map(|(d_x, _, _)| d_x));
+        let mut outputs = vec![(Shape::new([d]), dtype), (Shape::new([d]), dtype)];
+        if let Some((_, product)) = branch_args {
+            outputs.extend([(Shape::new([rows, d]), product), (Shape::new([d]), dtype)]);
         }
-        let launch: Launch<B, _> = |&dropout: &Option<Option<DropoutDraw>>, mut inputs| {
+        let launch: Launch<B, _> = |&branch: &Option<(Option<DropoutDraw>, DType)>, mut inputs| {
             let (d_y, normalized) = (inputs.float(), inputs.float());
-            let branch = dropout.map(|dropout| (inputs.float(), dropout));
+            let branch = branch.map(|(dropout, product)| (inputs.float(), dropout, product));
             let gradients = B::layer_norm_rows_parameter_gradients(d_y, normalized, branch);
             let branch = gradients.branch.into_iter().flat_map(|(product, bias)| [product, bias]);
             [gradients.gamma, gradients.beta].into_iter().chain(branch).collect()
         };
         let mut results =
-            register_kernel::<B, _>("layer_norm_rows_parameter_gradients", inputs, &outputs, dropout, launch)
+            register_kernel_typed::<B, _>("layer_norm_rows_parameter_gradients", inputs, &outputs, branch_args, launch)
                 .into_iter();
         let mut result = || results.next().expect("the outputs registered");
         let (gamma, beta) = (result(), result());
-        let branch = dropout.map(|_| (result(), result()));
+        let branch = branch_args.map(|_| (result(), result()));
         ParameterGradients { gamma, beta, branch }
     }
 }

@@ -139,6 +139,31 @@ fn check_rounded_output<B: LayerNormRows>(rows: usize, d: usize, p: Option<f64>)
     assert_eq!(rounded.2.map(host), full.2.map(host), "{what}: the stream, in f32");
 }
 
+/// The branch's product's gradient in f16, as a product of 16-bit operands reads it: the f32
+/// gradient rounded, element for element, with the sums (the bias's among them) as in f32.
+fn check_rounded_product_gradient<B: LayerNormRows>(rows: usize, d: usize, p: f64) {
+    let what = format!("rows {rows}, d {d}, dropout {p}");
+    let (x, _, _) = inputs::<B>(rows, d);
+    let (normalized, _) = normalize(x);
+    let (d_y, d_x) = (random::<B, 2>([rows, d], 9), random::<B, 2>([rows, d], 10));
+    let dropout = dropout::<B>(p, rows, d).0;
+    let vector = |primitive| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(primitive));
+    let host = |tensor: Tensor<B, 1>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let run = |product| {
+        let branch = Some((primitive(d_x.clone()), dropout, product));
+        let gradients =
+            B::layer_norm_rows_parameter_gradients(primitive(d_y.clone()), primitive(normalized.clone()), branch);
+        let (d_product, d_bias) = gradients.branch.expect("the branch's gradients");
+        let d_product = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(d_product));
+        (d_product, [gradients.gamma, gradients.beta, d_bias].map(|sums| host(vector(sums))))
+    };
+    let (full, rounded) = (run(DType::F32), run(DType::F16));
+    assert_eq!(rounded.0.dtype(), DType::F16, "{what}: the product's gradient's type");
+    let host = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    assert_eq!(host(rounded.0), host(full.0.cast(FloatDType::F16)), "{what}: the product's gradient, rounded");
+    assert_eq!(rounded.1, full.1, "{what}: γ's, β's and the bias's gradients, in f32");
+}
+
 /// Without and with the stream's gradient from later layers.
 fn check_backward<B: LayerNormRows>(rows: usize, d: usize, with_stream: bool) {
     let (x, gamma, _) = inputs::<B>(rows, d);
@@ -180,10 +205,11 @@ fn check_parameter_gradients<B: LayerNormRows>(rows: usize, d: usize, p: Option<
         expected[1][i % d] += f64::from(g[i]);
         expected[2][i % d] += f64::from(branch[i]);
     }
+    let dtype = d_x.dtype();
     let gradients = B::layer_norm_rows_parameter_gradients(
         primitive(d_y),
         primitive(normalized),
-        p.map(|_| (primitive(d_x), dropout)),
+        p.map(|_| (primitive(d_x), dropout, dtype)),
     );
     let mut sums = vec![("d_gamma", &expected[0], gradients.gamma), ("d_beta", &expected[1], gradients.beta)];
     assert_eq!(gradients.branch.is_some(), p.is_some(), "{what}: the branch's gradients come with a branch");
@@ -224,6 +250,16 @@ fn layer_norm_writes_its_output_in_the_type_asked_for() {
         for p in BRANCHES {
             check_rounded_output::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
             check_rounded_output::<Wgpu<f32, i32>>(rows, d, p);
+        }
+    }
+}
+
+#[test]
+fn layer_norm_writes_its_branch_products_gradient_in_the_type_asked_for() {
+    for (rows, d) in SHAPES {
+        for p in [0.0, 0.3] {
+            check_rounded_product_gradient::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
+            check_rounded_product_gradient::<Wgpu<f32, i32>>(rows, d, p);
         }
     }
 }

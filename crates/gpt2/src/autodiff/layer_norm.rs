@@ -74,13 +74,13 @@ pub(super) fn residual_layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
         let stream = branch.added_to(residual);
         return (stream.clone(), norm.layer.forward(stream).cast(norm.output));
     };
-    let ResidualBranch { product, bias, dropout } = branch;
+    let ResidualBranch { product, bias, dropout, operands } = branch;
     let (residual, product, bias) =
         (residual.into_primitive().tensor(), product.into_primitive().tensor(), bias.into_primitive().tensor());
     let (gamma, beta) = (norm.layer.gamma.val().into_primitive().tensor(), beta.val().into_primitive().tensor());
     let (stream, y, normalized, inverse_deviation) = B::residual_layer_norm_keeping(
         float(residual.primitive),
-        ResidualBranch { product: float(product.primitive), bias: float(bias.primitive), dropout },
+        ResidualBranch { product: float(product.primitive), bias: float(bias.primitive), dropout, operands },
         float(gamma.primitive.clone()),
         float(beta.primitive),
         norm.epsilon,
@@ -91,7 +91,8 @@ pub(super) fn residual_layer_norm<B: Gpt2Backend, C: CheckpointStrategy>(
     let parents = [stream.node.clone(), product.node, bias.node, gamma.node, beta.node];
     let output = match ResidualLayerNormBackward.prepare::<C>(parents).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let state = (primitive(normalized), primitive(inverse_deviation), gamma.primitive, dropout, continues);
+            let state =
+                (primitive(normalized), primitive(inverse_deviation), gamma.primitive, dropout, operands, continues);
             prep.finish(state, primitive(y))
         }
         OpsKind::UnTracked(prep) => prep.finish(primitive(y)),
@@ -148,17 +149,18 @@ impl<B: Gpt2Backend> Backward<B, 2> for StreamBackward {
 struct ResidualLayerNormBackward;
 
 impl<B: Gpt2Backend> Backward<B, 5> for ResidualLayerNormBackward {
-    /// The normalised rows, their inverse deviations, γ, the branch's dropout, and whether the
-    /// stream continues past this LayerNorm.
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, Option<Dropout>, bool);
+    /// The normalised rows, their inverse deviations, γ, the branch's dropout and its
+    /// product's operands' type, and whether the stream continues past this LayerNorm.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, Option<Dropout>, FloatDType, bool);
 
     /// As [`LayerNormBackward`], with the stream's gradient `d_x` the LayerNorm's input gradient
     /// plus what the next branch's end gave the stream; then the product's gradient is `d_x`
-    /// through dropout and the bias's its sum over the rows.
+    /// through dropout (in its operands' type, as its own backward pass reads it) and the
+    /// bias's its sum over the rows.
     fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_stream, node_product, node_bias, node_gamma, node_beta] = ops.parents;
         let d_y: Tensor<B, 2> = float(grads.consume::<B>(&ops.node));
-        let (normalized, inverse_deviation, gamma, dropout, continues) = ops.state;
+        let (normalized, inverse_deviation, gamma, dropout, operands, continues) = ops.state;
         let (normalized, inverse_deviation, gamma) =
             (float::<B, 2>(normalized), float::<B, 2>(inverse_deviation), float::<B, 1>(gamma));
         let d_later = match (&node_stream, continues) {
@@ -167,7 +169,7 @@ impl<B: Gpt2Backend> Backward<B, 5> for ResidualLayerNormBackward {
         };
         let d_x = B::layer_norm_backward(d_y.clone(), normalized.clone(), inverse_deviation, gamma, d_later);
         let (d_gamma, d_beta, branch) =
-            B::layer_norm_parameter_gradients(d_y, normalized, Some((d_x.clone(), dropout)));
+            B::layer_norm_parameter_gradients(d_y, normalized, Some((d_x.clone(), dropout, operands)));
         let (d_product, d_bias) = branch.expect("the branch's gradients");
         register(grads, node_gamma.map(|node| node.id), d_gamma);
         register(grads, node_beta.map(|node| node.id), d_beta);
@@ -214,7 +216,12 @@ mod tests {
             // `ours` runs the written-out operation, `burns` the one it replaces.
             let run = |ours: bool| {
                 let step = |residual: Tensor<Trained, 2>, product, i: usize, continues| {
-                    let branch = ResidualBranch { product, bias: biases[i].clone(), dropout: dropouts[i] };
+                    let branch = ResidualBranch {
+                        product,
+                        bias: biases[i].clone(),
+                        dropout: dropouts[i],
+                        operands: FloatDType::F32,
+                    };
                     if ours {
                         let norm = PreNorm { layer: &norms[i], epsilon, output: FloatDType::F32 };
                         Trained::residual_layer_norm(residual, branch, norm, continues)
@@ -269,24 +276,27 @@ mod tests {
         }
     }
 
-    /// Written in the type of the product that reads it (f64 standing in for bf16: the CPU has
-    /// none), alone and after a branch: the f32 output in that type, and the same gradients
-    /// through the product as when the product rounds an f32 output itself.
+    /// Written in the type of the products' operands (f64 standing in for bf16: the CPU has
+    /// none), alone and after a branch whose end is such a product: the output is the f32 one
+    /// in that type, and the gradients through the products are the same as when each product
+    /// rounds its f32 operand (the output, the branch's gradient) itself.
     #[test]
-    fn writes_its_output_in_the_type_of_the_product_after_it() {
+    fn writes_in_the_type_of_the_products_around_it() {
         let (rows, d, epsilon) = (6, 48, 1e-5);
         let norm = norm(d, epsilon);
-        let (x, product, bias) = (leaf([rows, d]), leaf([rows, d]), leaf([d]));
-        let weight = leaf([d, 24]);
+        let (x, hidden, end, bias) = (leaf([rows, 32]), leaf([rows, 32]), leaf([32, d]), leaf([d]));
+        let (residual, weight) = (leaf([rows, d]), leaf([d, 24]));
         let upstream = leaf([rows, 24]).detach();
         for with_branch in [false, true] {
-            let run = |output| {
-                let norm = PreNorm { layer: &norm, epsilon, output };
+            // `written`: the type the LayerNorm writes its output and the branch's gradient in.
+            let run = |written| {
+                let norm = PreNorm { layer: &norm, epsilon, output: written };
                 let y = if with_branch {
-                    let branch = ResidualBranch { product: product.clone(), bias: bias.clone(), dropout: None };
-                    Trained::residual_layer_norm(x.clone(), branch, norm, false).1
+                    let product = Trained::mixed_matmul(hidden.clone(), end.clone(), None, FloatDType::F64);
+                    let branch = ResidualBranch { product, bias: bias.clone(), dropout: None, operands: written };
+                    Trained::residual_layer_norm(residual.clone(), branch, norm, false).1
                 } else {
-                    Trained::layer_norm_rows(norm, x.clone())
+                    Trained::layer_norm_rows(norm, x.clone().matmul(end.clone()))
                 };
                 let z = Trained::mixed_matmul(y.clone(), weight.clone(), None, FloatDType::F64);
                 (y, (z * upstream.clone()).sum().backward())
@@ -296,11 +306,13 @@ mod tests {
             assert_eq!(rounded.dtype(), DType::F64, "{}", what("the output's type"));
             let host = |y: Tensor<Trained, 2>| y.inner().into_data().convert::<f64>().to_vec::<f64>().unwrap();
             assert_eq!(host(rounded), host(full.cast(FloatDType::F64)), "{}", what("output"));
-            let mut matrices = vec![("x", x.clone()), ("weight", weight.clone())];
+            let mut matrices = vec![("end", end.clone()), ("weight", weight.clone())];
             let mut vectors = vec![("gamma", norm.gamma.val()), ("beta", norm.beta.as_ref().unwrap().val())];
             if with_branch {
-                matrices.push(("product", product.clone()));
+                matrices.extend([("residual", residual.clone()), ("hidden", hidden.clone())]);
                 vectors.push(("bias", bias.clone()));
+            } else {
+                matrices.push(("x", x.clone()));
             }
             for (name, param) in matrices {
                 assert_close(&what(name), param.grad(&rounded_grads).unwrap(), param.grad(&full_grads).unwrap());
@@ -310,5 +322,20 @@ mod tests {
                 assert_close(&what(name), ours.unsqueeze::<2>(), theirs.unsqueeze());
             }
         }
+    }
+
+    /// A branch's product gets its gradient in its operands' type (f64 standing in for bf16),
+    /// which its own backward pass reads.
+    #[test]
+    fn gives_a_branch_product_its_gradient_in_its_operands_type() {
+        let (rows, d, epsilon) = (6, 48, 1e-5);
+        let norm = norm(d, epsilon);
+        let (residual, product) = (leaf([rows, d]), leaf([rows, d]));
+        let operands = FloatDType::F64;
+        let branch = ResidualBranch { product: product.clone(), bias: leaf([d]), dropout: None, operands };
+        let pre_norm = PreNorm { layer: &norm, epsilon, output: FloatDType::F32 };
+        let (_, y) = Trained::residual_layer_norm(residual, branch, pre_norm, false);
+        let grads = (y * leaf([rows, d]).detach()).sum().backward();
+        assert_eq!(product.grad(&grads).unwrap().dtype(), DType::F64);
     }
 }

@@ -101,12 +101,12 @@ macro_rules! cube_backend {
             fn layer_norm_parameter_gradients(
                 d_y: Tensor<Self, 2>,
                 normalized: Tensor<Self, 2>,
-                branch: Option<(Tensor<Self, 2>, Option<Dropout>)>,
+                branch: Option<(Tensor<Self, 2>, Option<Dropout>, FloatDType)>,
             ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Option<(Tensor<Self, 2>, Tensor<Self, 1>)>) {
                 let gradients = <Self as cube_kernels::LayerNormRows>::layer_norm_rows_parameter_gradients(
                     primitive(d_y),
                     primitive(normalized),
-                    branch.map(|(d_x, dropout)| (primitive(d_x), dropout.map(dropout_draw))),
+                    branch.map(|(d_x, dropout, operands)| (primitive(d_x), dropout.map(dropout_draw), operands.into())),
                 );
                 let branch = gradients.branch.map(|(d_product, d_bias)| (float(d_product), float(d_bias)));
                 (float(gradients.gamma), float(gradients.beta), branch)

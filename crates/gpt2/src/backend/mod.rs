@@ -52,6 +52,9 @@ pub struct ResidualBranch<B: Backend> {
     pub product: Tensor<B, 2>,
     pub bias: Tensor<B, 1>,
     pub dropout: Option<Dropout>,
+    /// The type of the product's operands: its backward pass reads the product's gradient in
+    /// it, so training writes that gradient so.
+    pub operands: FloatDType,
 }
 
 impl<B: Gpt2Backend> ResidualBranch<B> {
@@ -64,7 +67,8 @@ impl<B: Gpt2Backend> ResidualBranch<B> {
         precision: Precision,
         rounded: Option<Tensor<B, 2>>,
     ) -> Self {
-        Self { product: precision.product(x, layer.weight.val(), rounded), bias: bias_or_zeros(layer), dropout }
+        let product = precision.product(x, layer.weight.val(), rounded);
+        Self { product, bias: bias_or_zeros(layer), dropout, operands: precision.operands() }
     }
 
     /// The stream after the branch: `residual + dropout(product + bias)`.
@@ -164,9 +168,9 @@ pub trait Gpt2Backend: Backend {
     /// The gradients of [`layer_norm_keeping`]'s γ and β from that of its output `d_y`
     /// `[rows, d]` and the normalised rows it kept: `(Σ_rows d_y · normalized, Σ_rows d_y)`.
     /// With the residual branch before it ([`residual_layer_norm_keeping`]), `branch` is the
-    /// gradient of the LayerNorm's input `d_x` (all of it) and the branch's dropout, and the
-    /// branch's gradients come third: the product's, `d_x` through dropout, and the bias's,
-    /// its sum over the rows.
+    /// gradient of the LayerNorm's input `d_x` (all of it), the branch's dropout and its
+    /// product's operands' type, and the branch's gradients come third: the product's, `d_x`
+    /// through dropout, in that type, and the bias's, its sum over the rows.
     ///
     /// [`layer_norm_keeping`]: Gpt2Backend::layer_norm_keeping
     /// [`residual_layer_norm_keeping`]: Gpt2Backend::residual_layer_norm_keeping
@@ -174,12 +178,12 @@ pub trait Gpt2Backend: Backend {
     fn layer_norm_parameter_gradients(
         d_y: Tensor<Self, 2>,
         normalized: Tensor<Self, 2>,
-        branch: Option<(Tensor<Self, 2>, Option<Dropout>)>,
+        branch: Option<(Tensor<Self, 2>, Option<Dropout>, FloatDType)>,
     ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Option<(Tensor<Self, 2>, Tensor<Self, 1>)>) {
         let d = d_y.dims()[1];
-        let branch = branch.map(|(d_x, dropout)| {
+        let branch = branch.map(|(d_x, dropout, operands)| {
             let d_product = dropped(d_x, dropout);
-            (d_product.clone(), d_product.sum_dim(0).reshape([d]))
+            (d_product.clone().cast(operands), d_product.sum_dim(0).reshape([d]))
         });
         ((d_y.clone() * normalized).sum_dim(0).reshape([d]), d_y.sum_dim(0).reshape([d]), branch)
     }
