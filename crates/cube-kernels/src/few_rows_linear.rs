@@ -8,11 +8,12 @@
 //! matrix product rounds its operands, and the sums kept in the rows'.
 
 use crate::{
+    element::launch_for_element,
     fusion_op::{register_kernel, Launch},
     gelu::gelu_tanh,
     reduce::cube_sum,
 };
-use burn::tensor::{ops::FloatTensor, DType, Shape};
+use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
@@ -226,12 +227,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
             After::Gelu => (true, false, bias.clone()),
             After::Add(residual) => (false, true, residual),
         };
-        let launch = match weight.dtype {
-            DType::BF16 => few_rows_linear_kernel::launch::<F, half::bf16, R>,
-            DType::F16 => few_rows_linear_kernel::launch::<F, half::f16, R>,
-            dtype if dtype == x.dtype => few_rows_linear_kernel::launch::<F, F, R>,
-            dtype => panic!("few-rows product: {dtype:?} weights beside {:?} rows", x.dtype),
-        };
+        let launch =
+            launch_for_element!(few_rows_linear_kernel::<F, R>, weight.dtype, x.dtype, "few-rows product: the weights");
         launch(
             &client,
             CubeCount::Static(d_out.div_ceil(COLUMNS as usize) as u32, rows.div_ceil(BLOCK_ROWS) as u32, 1),

@@ -17,6 +17,7 @@
 
 use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
+    element::launch_for_element,
     fusion_op::{register_kernel, register_kernel_typed, Launch},
     reduce::{column_blocks, cube_a_row, cube_row, cube_sum, lanes_total, COLUMNS, LANES},
 };
@@ -304,12 +305,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
     ) -> Normed<FloatTensor<Self>> {
         let [rows, d] = x.meta.shape().dims::<2>();
         let empty = empty_like(&x);
-        let launch = match output {
-            DType::BF16 => layer_norm_kernel::launch::<F, half::bf16, R>,
-            DType::F16 => layer_norm_kernel::launch::<F, half::f16, R>,
-            dtype if dtype == x.dtype => layer_norm_kernel::launch::<F, F, R>,
-            dtype => panic!("LayerNorm: a {dtype:?} output of {:?} rows", x.dtype),
-        };
+        let launch = launch_for_element!(layer_norm_kernel::<F, R>, output, x.dtype, "LayerNorm: the output");
         let output = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([rows, d]), output);
         let (normalized, inverse_deviation) = (empty(&[rows, d]), empty(&[rows, 1]));
         let stream = branch.is_some().then(|| empty(&[rows, d]));
@@ -375,12 +371,12 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
         let (d_gamma, d_beta) = (empty(&[d]), empty(&[d]));
         let with_branch = branch.is_some();
         let (d_x, dropout, product) = branch.unwrap_or_else(|| (empty(&[1]), None, d_y.dtype));
-        let launch = match product {
-            DType::BF16 => layer_norm_parameter_gradients_kernel::launch::<F, half::bf16, R>,
-            DType::F16 => layer_norm_parameter_gradients_kernel::launch::<F, half::f16, R>,
-            dtype if dtype == d_y.dtype => layer_norm_parameter_gradients_kernel::launch::<F, F, R>,
-            dtype => panic!("LayerNorm's gradients: a {dtype:?} product gradient beside {:?} ones", d_y.dtype),
-        };
+        let launch = launch_for_element!(
+            layer_norm_parameter_gradients_kernel::<F, R>,
+            product,
+            d_y.dtype,
+            "LayerNorm's gradients: the branch product's"
+        );
         let product_shape = Shape::from(if with_branch { vec![rows, d] } else { vec![1] });
         let d_product = empty_device_dtype(d_y.client.clone(), d_y.device.clone(), product_shape, product);
         let d_bias = empty(&[if with_branch { d } else { 1 }]);

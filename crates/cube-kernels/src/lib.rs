@@ -56,6 +56,7 @@ mod cross_entropy;
 mod decode_attention;
 mod draw;
 mod dropout;
+mod element;
 mod few_rows_linear;
 mod flash_attention;
 mod fusion_op;
