@@ -1,15 +1,18 @@
 //! The loss's cross-entropy over rows of logits, `[rows, vocab]` (50,257 columns for GPT-2),
 //! forward in one launch and backward in one: burn 0.21 takes a maximum, a subtraction, an
 //! exponential, a sum, a logarithm and an add forward, each reading or writing a tensor the
-//! size of the logits, a gather, and an exponential, a product and a scatter backward.
+//! size of the logits, a gather, and an exponential, a product and a scatter backward. The
+//! logits' gradient is written in the type the LM head's product reads it in (bf16 under
+//! `--precision bf16`): no cast of its own, and half the bytes of the largest gradient.
 
 use crate::{
+    element::launch_for_element,
     fusion_op::{register_kernel_with_ints, Inputs, Launch},
     reduce::{cube_a_row, cube_max, cube_row, cube_sum},
 };
 use burn::tensor::{
     ops::{FloatTensor, IntTensor},
-    Shape,
+    DType, Shape,
 };
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
@@ -31,7 +34,8 @@ pub trait CrossEntropyRows: burn::tensor::backend::Backend {
 
     /// The logits' gradient from the gradient of each row's cross-entropy, `d_losses` `[rows]`:
     /// `(softmax(logits) − one-hot(target)) · d_loss` on each row, with the log-normalisers
-    /// [`cross_entropy_rows`] returned.
+    /// [`cross_entropy_rows`] returned, written in the type `d_logits` (the logits', bf16 or
+    /// f16).
     ///
     /// [`cross_entropy_rows`]: CrossEntropyRows::cross_entropy_rows
     fn cross_entropy_rows_backward(
@@ -39,6 +43,7 @@ pub trait CrossEntropyRows: burn::tensor::backend::Backend {
         log_normalisers: FloatTensor<Self>,
         targets: IntTensor<Self>,
         d_losses: FloatTensor<Self>,
+        d_logits: DType,
     ) -> FloatTensor<Self>;
 }
 
@@ -88,14 +93,14 @@ fn cross_entropy_kernel<F: Float, I: Int>(
 }
 
 /// One cube a row, its units along it: `(exp(logit − log-normaliser) − [column = target]) ·
-/// d_loss`.
+/// d_loss`, rounded to `P`.
 #[cube(launch)]
-fn cross_entropy_backward_kernel<F: Float, I: Int>(
+fn cross_entropy_backward_kernel<F: Float, I: Int, P: Float>(
     logits: &Tensor<F>,
     log_normalisers: &Tensor<F>,
     targets: &Tensor<I>,
     d_losses: &Tensor<F>,
-    d_logits: &mut Tensor<F>,
+    d_logits: &mut Tensor<P>,
     #[comptime] units: usize,
 ) {
     let row = cube_row();
@@ -112,7 +117,7 @@ fn cross_entropy_backward_kernel<F: Float, I: Int>(
         if I::cast_from(i) == target {
             gradient -= F::new(1.0);
         }
-        d_logits[row * vocab + i] = gradient * d_loss;
+        d_logits[row * vocab + i] = P::cast_from(gradient * d_loss);
         i += units;
     }
 }
@@ -144,11 +149,18 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> CrossEntro
         log_normalisers: FloatTensor<Self>,
         targets: IntTensor<Self>,
         d_losses: FloatTensor<Self>,
+        d_logits: DType,
     ) -> FloatTensor<Self> {
+        let launch = launch_for_element!(
+            cross_entropy_backward_kernel::<F, I, R>,
+            d_logits,
+            logits.dtype,
+            "cross-entropy: the logits' gradient"
+        );
         let shape = logits.meta.shape().clone();
         let rows = shape.dims::<2>()[0];
-        let d_logits = empty_device_dtype(logits.client.clone(), logits.device.clone(), shape, logits.dtype);
-        cross_entropy_backward_kernel::launch::<F, I, R>(
+        let d_logits = empty_device_dtype(logits.client.clone(), logits.device.clone(), shape, d_logits);
+        launch(
             &logits.client.clone(),
             cube_a_row(rows),
             CubeDim::new_1d(UNITS),
@@ -173,7 +185,7 @@ impl<B: FusionBackend + CrossEntropyRows> CrossEntropyRows for Fusion<B> {
             let (losses, log_normalisers) = B::cross_entropy_rows(inputs.float(), inputs.int());
             vec![losses, log_normalisers]
         };
-        let outputs = [Shape::new([rows]), Shape::new([rows])];
+        let outputs = [(Shape::new([rows]), logits.dtype), (Shape::new([rows]), logits.dtype)];
         let [losses, log_normalisers] =
             register_kernel_with_ints::<B, _>("cross_entropy_rows", vec![logits], vec![targets], &outputs, (), launch)
                 .try_into()
@@ -186,19 +198,20 @@ impl<B: FusionBackend + CrossEntropyRows> CrossEntropyRows for Fusion<B> {
         log_normalisers: FloatTensor<Self>,
         targets: IntTensor<Self>,
         d_losses: FloatTensor<Self>,
+        d_logits: DType,
     ) -> FloatTensor<Self> {
-        let shape = logits.shape.clone();
-        let launch: Launch<B, _> = |&(), mut inputs: Inputs<B>| {
+        let outputs = [(logits.shape.clone(), d_logits)];
+        let launch: Launch<B, _> = |&d_logits, mut inputs: Inputs<B>| {
             let (logits, log_normalisers, d_losses) = (inputs.float(), inputs.float(), inputs.float());
-            vec![B::cross_entropy_rows_backward(logits, log_normalisers, inputs.int(), d_losses)]
+            vec![B::cross_entropy_rows_backward(logits, log_normalisers, inputs.int(), d_losses, d_logits)]
         };
         let floats = vec![logits, log_normalisers, d_losses];
         let [d_logits] = register_kernel_with_ints::<B, _>(
             "cross_entropy_rows_backward",
             floats,
             vec![targets],
-            &[shape],
-            (),
+            &outputs,
+            d_logits,
             launch,
         )
         .try_into()

@@ -71,7 +71,9 @@ pub(crate) fn register_kernel<B: FusionBackend, A: Debug + Send + Sync + 'static
     args: A,
     launch: Launch<B, A>,
 ) -> Vec<FloatTensor<Fusion<B>>> {
-    register_kernel_with_ints(name, inputs, Vec::new(), outputs, args, launch)
+    let dtype = inputs.first().expect("a kernel with a float input").dtype;
+    let outputs: Vec<_> = outputs.iter().map(|shape| (shape.clone(), dtype)).collect();
+    register(name, inputs, Vec::new(), &outputs, args, launch)
 }
 
 /// [`register_kernel`] with outputs of the shapes and types `outputs`.
@@ -85,18 +87,16 @@ pub(crate) fn register_kernel_typed<B: FusionBackend, A: Debug + Send + Sync + '
     register(name, inputs, Vec::new(), outputs, args, launch)
 }
 
-/// [`register_kernel`] with integer tensors `ints` among the inputs, after the floats.
+/// [`register_kernel_typed`] with integer tensors `ints` among the inputs, after the floats.
 pub(crate) fn register_kernel_with_ints<B: FusionBackend, A: Debug + Send + Sync + 'static>(
     name: &'static str,
     floats: Vec<FloatTensor<Fusion<B>>>,
     ints: Vec<IntTensor<Fusion<B>>>,
-    outputs: &[Shape],
+    outputs: &[(Shape, DType)],
     args: A,
     launch: Launch<B, A>,
 ) -> Vec<FloatTensor<Fusion<B>>> {
-    let dtype = floats.first().expect("a kernel with a float input").dtype;
-    let outputs: Vec<_> = outputs.iter().map(|shape| (shape.clone(), dtype)).collect();
-    register(name, floats, ints, &outputs, args, launch)
+    register(name, floats, ints, outputs, args, launch)
 }
 
 fn register<B: FusionBackend, A: Debug + Send + Sync + 'static>(

@@ -3,13 +3,17 @@
 //! forward, where burn registers some ten operations with fusion for one element-wise kernel
 //! (the host's work, not the card's, is the cost); backward, the product's gradient and the
 //! bias's, its sum over the rows, where burn takes an element-wise kernel and a reduction.
+//! Each way, the tensor a product reads next (the output forward, the product's gradient
+//! backward) is written in that product's operand type, bf16 under `--precision bf16`: no cast
+//! of its own after the kernel.
 
 use crate::{
-    fusion_op::{register_kernel, Launch},
+    element::launch_for_element,
+    fusion_op::{register_kernel_typed, Launch},
     grid::{unit_grid, unit_piece},
     reduce::{column_blocks, lanes_total, COLUMNS, LANES},
 };
-use burn::tensor::{ops::FloatTensor, Shape};
+use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::prelude::*;
@@ -33,40 +37,43 @@ fn gelu_derivative<F: Float>(x: F) -> F {
 }
 
 pub trait BiasGelu: burn::tensor::backend::Backend {
-    /// `gelu(product + bias)` for `product` `[rows, d]` and `bias` `[d]`.
-    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `gelu(product + bias)` for `product` `[rows, d]` and `bias` `[d]`, written in the type
+    /// `output` (the product's, bf16 or f16).
+    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>, output: DType) -> FloatTensor<Self>;
 
     /// The gradients of `gelu(product + bias)`'s inputs from its output's, `d_hidden`, for
     /// `product` `[rows, d]` and `bias` `[d]`: the product's, `d_hidden · gelu'(product +
-    /// bias)`, and the bias's, the sum of those over the rows.
+    /// bias)`, written in the type `d_product` (the product's, bf16 or f16), and the bias's,
+    /// the sum of those over the rows before rounding, in the product's type.
     fn bias_gelu_backward(
         product: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         d_hidden: FloatTensor<Self>,
+        d_product: DType,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// A unit an element of `hidden`, `[rows, d]`.
+/// A unit an element of `hidden`, `[rows, d]`, rounded to `O`.
 #[cube(launch)]
-fn bias_gelu_kernel<F: Float>(product: &Tensor<F>, bias: &Tensor<F>, hidden: &mut Tensor<F>) {
+fn bias_gelu_kernel<F: Float, O: Float>(product: &Tensor<F>, bias: &Tensor<F>, hidden: &mut Tensor<O>) {
     let index = unit_piece() as usize;
     if index < hidden.len() {
         let d = hidden.shape(1);
         let (row, column) = (index / d, index % d);
         let x = product[row * product.stride(0) + column * product.stride(1)] + bias[column * bias.stride(0)];
-        hidden[index] = gelu_tanh::<F>(x);
+        hidden[index] = O::cast_from(gelu_tanh::<F>(x));
     }
 }
 
 /// One cube a block of [`COLUMNS`] columns, its [`LANES`] lanes sharing out the rows: each unit
-/// writes the product's gradient for its rows of its column and sums them, then the lanes' sums
-/// are added for the bias's.
+/// writes the product's gradient for its rows of its column (rounded to `P`) and sums them,
+/// then the lanes' sums are added for the bias's.
 #[cube(launch)]
-fn bias_gelu_backward_kernel<F: Float>(
+fn bias_gelu_backward_kernel<F: Float, P: Float>(
     product: &Tensor<F>,
     bias: &Tensor<F>,
     d_hidden: &Tensor<F>,
-    d_product: &mut Tensor<F>,
+    d_product: &mut Tensor<P>,
     d_bias: &mut Tensor<F>,
     #[comptime] columns: usize,
     #[comptime] lanes: usize,
@@ -82,7 +89,7 @@ fn bias_gelu_backward_kernel<F: Float>(
         while row < rows {
             let x = product[row * product.stride(0) + column * product.stride(1)] + b;
             let gradient = d_hidden[row * d_hidden.stride(0) + column * d_hidden.stride(1)] * gelu_derivative::<F>(x);
-            d_product[row * d + column] = gradient;
+            d_product[row * d + column] = P::cast_from(gradient);
             sum += gradient;
             row += lanes;
         }
@@ -94,11 +101,12 @@ fn bias_gelu_backward_kernel<F: Float>(
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGelu for CubeBackend<R, F, I, BT> {
-    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>, output: DType) -> FloatTensor<Self> {
+        let launch = launch_for_element!(bias_gelu_kernel::<F, R>, output, product.dtype, "GELU: the output");
         let shape = product.meta.shape().clone();
-        let hidden = empty_device_dtype(product.client.clone(), product.device.clone(), shape, product.dtype);
+        let hidden = empty_device_dtype(product.client.clone(), product.device.clone(), shape, output);
         let (cubes, units) = unit_grid(hidden.meta.num_elements());
-        bias_gelu_kernel::launch::<F, R>(
+        launch(
             &product.client.clone(),
             cubes,
             units,
@@ -113,13 +121,20 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGelu f
         product: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         d_hidden: FloatTensor<Self>,
+        d_product: DType,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let launch = launch_for_element!(
+            bias_gelu_backward_kernel::<F, R>,
+            d_product,
+            product.dtype,
+            "GELU: the product's gradient"
+        );
         let [rows, d] = d_hidden.meta.shape().dims::<2>();
         let empty =
-            |shape: Shape| empty_device_dtype(d_hidden.client.clone(), d_hidden.device.clone(), shape, d_hidden.dtype);
-        let (d_product, d_bias) = (empty(Shape::new([rows, d])), empty(Shape::new([d])));
+            |shape: Shape, dtype| empty_device_dtype(d_hidden.client.clone(), d_hidden.device.clone(), shape, dtype);
+        let (d_product, d_bias) = (empty(Shape::new([rows, d]), d_product), empty(Shape::new([d]), product.dtype));
         let (cubes, units) = column_blocks(d);
-        bias_gelu_backward_kernel::launch::<F, R>(
+        launch(
             &d_hidden.client.clone(),
             cubes,
             units,
@@ -136,10 +151,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGelu f
 }
 
 impl<B: FusionBackend + BiasGelu> BiasGelu for Fusion<B> {
-    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        let outputs = [product.shape.clone()];
-        let launch: Launch<B, _> = |&(), mut inputs| vec![B::bias_gelu(inputs.float(), inputs.float())];
-        let [hidden] = register_kernel::<B, _>("bias_gelu", vec![product, bias], &outputs, (), launch)
+    fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>, output: DType) -> FloatTensor<Self> {
+        let outputs = [(product.shape.clone(), output)];
+        let launch: Launch<B, _> = |&output, mut inputs| vec![B::bias_gelu(inputs.float(), inputs.float(), output)];
+        let [hidden] = register_kernel_typed::<B, _>("bias_gelu", vec![product, bias], &outputs, output, launch)
             .try_into()
             .expect("one output");
         hidden
@@ -149,16 +164,18 @@ impl<B: FusionBackend + BiasGelu> BiasGelu for Fusion<B> {
         product: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         d_hidden: FloatTensor<Self>,
+        d_product: DType,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [_, d] = d_hidden.shape.dims::<2>();
-        let outputs = [d_hidden.shape.clone(), Shape::new([d])];
-        let launch: Launch<B, _> = |&(), mut inputs| {
+        let outputs = [(d_hidden.shape.clone(), d_product), (Shape::new([d]), product.dtype)];
+        let launch: Launch<B, _> = |&d_product, mut inputs| {
             let (product, bias, d_hidden) = (inputs.float(), inputs.float(), inputs.float());
-            let (d_product, d_bias) = B::bias_gelu_backward(product, bias, d_hidden);
+            let (d_product, d_bias) = B::bias_gelu_backward(product, bias, d_hidden, d_product);
             vec![d_product, d_bias]
         };
+        let inputs = vec![product, bias, d_hidden];
         let [d_product, d_bias] =
-            register_kernel::<B, _>("bias_gelu_backward", vec![product, bias, d_hidden], &outputs, (), launch)
+            register_kernel_typed::<B, _>("bias_gelu_backward", inputs, &outputs, d_product, launch)
                 .try_into()
                 .expect("two outputs");
         (d_product, d_bias)

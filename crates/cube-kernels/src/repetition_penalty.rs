@@ -68,14 +68,14 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Repetition
 
 impl<B: FusionBackend + RepetitionPenalty> RepetitionPenalty for Fusion<B> {
     fn penalise_seen(logits: FloatTensor<Self>, seen: IntTensor<Self>, penalty: f32) -> FloatTensor<Self> {
-        let shape = logits.shape.clone();
+        let outputs = [(logits.shape.clone(), logits.dtype)];
         let launch: Launch<B, _> =
             |&penalty, mut inputs: Inputs<B>| vec![B::penalise_seen(inputs.float(), inputs.int(), penalty)];
         let [penalised] = register_kernel_with_ints::<B, _>(
             "repetition_penalty",
             vec![logits],
             vec![seen],
-            &[shape],
+            &outputs,
             penalty,
             launch,
         )

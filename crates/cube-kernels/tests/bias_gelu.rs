@@ -7,7 +7,7 @@ use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
     backend::Wgpu,
     prelude::*,
-    tensor::Distribution,
+    tensor::{DType, Distribution, FloatDType, TensorPrimitive},
 };
 use cube_kernels::BiasGelu;
 use support::{assert_close, host, host_primitive, primitive};
@@ -31,7 +31,7 @@ fn check<B: BiasGelu>(rows: usize, d: usize) {
     let (x, b, g) = (host(product.clone()), host(bias.clone()), host(d_hidden.clone()));
 
     let expected_hidden: Vec<f64> = (0..rows * d).map(|i| gelu(x[i] + b[i % d])).collect();
-    let hidden = B::bias_gelu(primitive(product.clone()), primitive(bias.clone()));
+    let hidden = B::bias_gelu(primitive(product.clone()), primitive(bias.clone()), DType::F32);
     assert_close(&format!("{what}: hidden"), &expected_hidden, &host_primitive::<B, 2>(hidden), 1e-5);
 
     // The derivative by central differences, h² below f32's precision.
@@ -45,7 +45,8 @@ fn check<B: BiasGelu>(rows: usize, d: usize) {
     let mut expected_bias = vec![0.0f64; d];
     expected_product.iter().enumerate().for_each(|(i, gradient)| expected_bias[i % d] += gradient);
 
-    let (d_product, d_bias) = B::bias_gelu_backward(primitive(product), primitive(bias), primitive(d_hidden));
+    let (d_product, d_bias) =
+        B::bias_gelu_backward(primitive(product), primitive(bias), primitive(d_hidden), DType::F32);
     assert_close(&format!("{what}: d_product"), &expected_product, &host_primitive::<B, 2>(d_product), 1e-5);
     assert_close(&format!("{what}: d_bias"), &expected_bias, &host_primitive::<B, 1>(d_bias), 1e-5);
 }
@@ -61,6 +62,43 @@ fn bias_gelu_and_its_backward_match_f64() {
     }
 }
 
+/// The output and the product's gradient in f16, as a product of 16-bit operands reads them:
+/// the f32 ones rounded, element for element, with the bias's gradient as in f32 (bf16's path;
+/// wgpu has no bf16).
+fn check_rounded<B: BiasGelu>(rows: usize, d: usize) {
+    let what = format!("rows {rows}, d {d}");
+    let device = Default::default();
+    B::seed(&device, (rows * d) as u64);
+    let product = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 3.0), &device);
+    let bias = Tensor::<B, 1>::random([d], Distribution::Uniform(-1.0, 1.0), &device);
+    let d_hidden = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
+    let matrix = |primitive| Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(primitive));
+    let run = |written| {
+        let hidden = B::bias_gelu(primitive(product.clone()), primitive(bias.clone()), written);
+        let (d_product, d_bias) = B::bias_gelu_backward(
+            primitive(product.clone()),
+            primitive(bias.clone()),
+            primitive(d_hidden.clone()),
+            written,
+        );
+        (matrix(hidden), matrix(d_product), host_primitive::<B, 1>(d_bias))
+    };
+    let (full, rounded) = (run(DType::F32), run(DType::F16));
+    assert_eq!((rounded.0.dtype(), rounded.1.dtype()), (DType::F16, DType::F16), "{what}: the types");
+    let values = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    assert_eq!(values(rounded.0), values(full.0.cast(FloatDType::F16)), "{what}: the output, rounded");
+    assert_eq!(values(rounded.1), values(full.1.cast(FloatDType::F16)), "{what}: the product's gradient, rounded");
+    assert_eq!(rounded.2, full.2, "{what}: the bias's gradient, in f32");
+}
+
+#[test]
+fn bias_gelu_writes_in_the_type_asked_for() {
+    for (rows, d) in SHAPES {
+        check_rounded::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
+        check_rounded::<Wgpu<f32, i32>>(rows, d);
+    }
+}
+
 /// A product laid out column by column (a transposed view) is read through its strides.
 fn check_transposed<B: BiasGelu>() {
     let (rows, d) = (5, 37);
@@ -71,7 +109,7 @@ fn check_transposed<B: BiasGelu>() {
     let product = columns.transpose();
     let (x, b) = (host(product.clone()), host(bias.clone()));
     let expected: Vec<f64> = (0..rows * d).map(|i| gelu(x[i] + b[i % d])).collect();
-    let hidden = B::bias_gelu(primitive(product), primitive(bias));
+    let hidden = B::bias_gelu(primitive(product), primitive(bias), DType::F32);
     assert_close("transposed product", &expected, &host_primitive::<B, 2>(hidden), 1e-5);
 }
 

@@ -1,12 +1,13 @@
-//! The cross-entropy kernels against the same sums in f64 on the host, on burn's wgpu backend
-//! (with and without fusion; Mesa's software Vulkan driver on a machine without a GPU).
+//! The cross-entropy kernels against the same sums in f64 on the host (the gradient in f16
+//! against the f32 one rounded), on burn's wgpu backend (with and without fusion; Mesa's
+//! software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test cross_entropy`
 
 use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
     backend::Wgpu,
     prelude::*,
-    tensor::Distribution,
+    tensor::{DType, Distribution, FloatDType, TensorPrimitive},
 };
 use cube_kernels::CrossEntropyRows;
 use support::{assert_close, host, host_primitive, primitive};
@@ -46,9 +47,22 @@ fn check<B: CrossEntropyRows>(rows: usize, vocab: usize) {
         &host_primitive::<B, 1>(log_normalisers.clone()),
         1e-6,
     );
-    let d_logits = B::cross_entropy_rows_backward(primitive(logits), log_normalisers, targets, primitive(d_losses));
+    let backward = |d_logits| {
+        let (logits, log_normalisers, targets) = (primitive(logits.clone()), log_normalisers.clone(), targets.clone());
+        let d_logits =
+            B::cross_entropy_rows_backward(logits, log_normalisers, targets, primitive(d_losses.clone()), d_logits);
+        Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(d_logits))
+    };
+    let d_logits = backward(DType::F32);
     // exp(logit − log-normaliser) carries the log-normaliser's f32 rounding (an ulp of ~50).
-    assert_close(&format!("{what}: d_logits"), &expected.2, &host_primitive::<B, 2>(d_logits), 1e-5);
+    assert_close(&format!("{what}: d_logits"), &expected.2, &host(d_logits.clone()), 1e-5);
+
+    // In f16, as a product of 16-bit operands reads it (bf16's path; wgpu has no bf16): the f32
+    // gradient rounded, element for element.
+    let rounded = backward(DType::F16);
+    assert_eq!(rounded.dtype(), DType::F16, "{what}: the rounded gradient's type");
+    let values = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    assert_eq!(values(rounded), values(d_logits.cast(FloatDType::F16)), "{what}: d_logits, rounded");
 }
 
 /// A row narrower than a cube, GPT-2's vocabulary, and more rows than one launch dimension

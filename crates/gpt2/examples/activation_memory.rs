@@ -56,7 +56,7 @@ fn kept_bytes(model: gpt2::Gpt2<B>, rows: usize, device: &WgpuDevice) -> u64 {
     drop(model.forward_training(input.clone(), None, DropoutMasks::new(0, 0, 0), &RoundedWeights::default()));
     let before = in_use();
     let logits = model.forward_training(input, None, DropoutMasks::new(0, 0, 0), &RoundedWeights::default());
-    let loss = next_token_loss(logits, next);
+    let loss = next_token_loss(logits, next, model.precision());
     let kept = in_use() - before;
     // The backward pass runs, so that the forward pass is the one training takes.
     drop(loss.backward());

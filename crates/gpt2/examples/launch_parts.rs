@@ -114,7 +114,8 @@ fn lm_head_loss(model: &gpt2::Gpt2<B>, x: Tensor<B, 2>, device: &WgpuDevice) -> 
     let x = B::layer_norm_rows(model.final_norm(), x);
     let logits = Precision::F32.matmul_transposed(x, model.wte.weight.val(), None).reshape([BATCH, TIME, VOCAB]);
     let tokens: Vec<i64> = (0..BATCH * TIME).map(|i| (i * 7_919 % VOCAB) as i64).collect();
-    next_token_loss(logits, NextTokens::new(&tokens, &[1.0; BATCH * TIME], TIME, device)).unsqueeze()
+    let next = NextTokens::new(&tokens, &[1.0; BATCH * TIME], TIME, device);
+    next_token_loss(logits, next, Precision::F32).unsqueeze()
 }
 
 /// Launches of one forward and backward pass of `part`, the inputs' making included.

@@ -1,4 +1,4 @@
-use crate::Gpt2Backend;
+use crate::{Gpt2Backend, Precision};
 use burn::{prelude::*, tensor::TensorData};
 
 /// What each position's logits are scored against in [`next_token_loss`], `[batch × time]`: the
@@ -31,10 +31,15 @@ impl<B: Backend> NextTokens<B> {
 
 /// Mean next-token cross-entropy of `logits` `[batch, time, vocab]`: position `t` predicts token
 /// `t + 1`, counted only where that token is real. This is `transformers`' loss with `labels =
-/// tokens` and -100 on padding.
-pub fn next_token_loss<B: Gpt2Backend>(logits: Tensor<B, 3>, next: NextTokens<B>) -> Tensor<B, 1> {
+/// tokens` and -100 on padding. `precision`: the model's, whose LM head's backward pass reads
+/// the logits' gradient in its operands' type, which the loss's writes it in.
+pub fn next_token_loss<B: Gpt2Backend>(
+    logits: Tensor<B, 3>,
+    next: NextTokens<B>,
+    precision: Precision,
+) -> Tensor<B, 1> {
     let [batch, time, vocab] = logits.dims();
-    B::cross_entropy(logits.reshape([batch * time, vocab]), next.targets, next.weights)
+    B::cross_entropy(logits.reshape([batch * time, vocab]), next.targets, next.weights, precision.operands())
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ impl<B: Gpt2Backend> Mlp<B> {
     ) -> ResidualBranch<B> {
         let weight = &self.c_fc.weight;
         let product = self.precision.product(normed, weight.val(), rounded.get(weight));
-        let hidden = B::bias_gelu(product, bias_or_zeros(&self.c_fc));
+        let hidden = B::bias_gelu(product, bias_or_zeros(&self.c_fc), self.precision.operands());
         let dropout = Dropout::at(self.resid_pdrop, Some(masks.mlp_output()));
         ResidualBranch::end(&self.c_proj, hidden, dropout, self.precision, rounded.get(&self.c_proj.weight))
     }

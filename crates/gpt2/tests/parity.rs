@@ -68,7 +68,7 @@ fn masked_loss_matches_transformers() {
     let from = expected.json["loss_mask_row1_from"].as_u64().unwrap() as usize;
     let mask: Vec<f32> = (0..32).map(|i| if i >= 16 + from { 0.0 } else { 1.0 }).collect();
     let next = NextTokens::new(&expected.input_ids, &mask, 16, &Default::default());
-    let loss = next_token_loss(logits, next).into_scalar();
+    let loss = next_token_loss(logits, next, model.precision()).into_scalar();
     let reference = expected.json["loss"].as_f64().unwrap() as f32;
     assert!((loss - reference).abs() <= 1e-5 * reference.abs(), "loss {loss} vs transformers {reference}");
 }

@@ -29,7 +29,7 @@ fn loss_and_gradients<B: Gpt2Backend>(ids: &[i64], p: f64) -> Vec<Vec<f32>> {
     let documents = Documents::new(&[vec![0], vec![0, 9]], TIME, &device);
     let logits =
         model.forward_training(tokens, Some(&documents), DropoutMasks::new(5, 2, 1), &RoundedWeights::default());
-    let loss = next_token_loss(logits, NextTokens::new(ids, &real, TIME, &device));
+    let loss = next_token_loss(logits, NextTokens::new(ids, &real, TIME, &device), model.precision());
     let mut gradients = GradientsParams::from_grads(loss.backward(), &model);
     let mut collect = Collect { gradients: &mut gradients, values: vec![loss.inner().into_data().to_vec().unwrap()] };
     model.visit(&mut collect);

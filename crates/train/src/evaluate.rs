@@ -41,7 +41,7 @@ pub fn evaluate<B: Gpt2Backend>(
             continue;
         }
         let logits = batch.logits(model);
-        let mean = next_token_loss(logits, batch.next).into_scalar().elem::<f64>();
+        let mean = next_token_loss(logits, batch.next, model.precision()).into_scalar().elem::<f64>();
         nll += mean * batch.targets as f64;
         tokens += batch.targets as u64;
     }

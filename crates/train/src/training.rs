@@ -432,7 +432,7 @@ impl StepLoop<'_> {
                 // same on any worker, and in a resumed run as in an uninterrupted one.
                 let masks = DropoutMasks::new(args.seed, step, index);
                 let logits = batch.training_logits(&model, masks, optimizer.rounded_weights(model.precision()));
-                let weighted = next_token_loss(logits, batch.next) * share;
+                let weighted = next_token_loss(logits, batch.next, model.precision()) * share;
                 let value = weighted.clone().inner();
                 step_loss = Some(match step_loss.take() {
                     Some(total) => total + value,

@@ -18,15 +18,19 @@ use burn::{
         Autodiff,
     },
     prelude::*,
-    tensor::ops::{FloatTensor, IntTensor},
+    tensor::{
+        ops::{FloatTensor, IntTensor},
+        FloatDType,
+    },
 };
 
 /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`, for `logits` `[rows, vocab]`,
-/// `targets` and `weights` `[rows]`.
+/// `targets` and `weights` `[rows]`; the logits' gradient is written in the type `gradient`.
 pub(super) fn cross_entropy<B: Gpt2Backend, C: CheckpointStrategy>(
     logits: Tensor<Autodiff<B, C>, 2>,
     targets: Tensor<Autodiff<B, C>, 1, Int>,
     weights: Tensor<Autodiff<B, C>, 1>,
+    gradient: FloatDType,
 ) -> Tensor<Autodiff<B, C>, 1> {
     let logits = logits.into_primitive().tensor();
     let targets = Tensor::<B, 1, Int>::from_primitive(targets.into_primitive());
@@ -37,7 +41,8 @@ pub(super) fn cross_entropy<B: Gpt2Backend, C: CheckpointStrategy>(
     let (losses, log_normalisers) = B::cross_entropy_rows(rows_logits.clone(), targets.clone());
     let loss = (losses * shares.clone()).sum();
 
-    let output = match CrossEntropyBackward.prepare::<C>([logits.node]).compute_bound().stateful() {
+    let backward = CrossEntropyBackward { gradient };
+    let output = match backward.prepare::<C>([logits.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(
             (primitive(rows_logits), primitive(log_normalisers), targets.into_primitive(), primitive(shares)),
             primitive(loss),
@@ -48,7 +53,10 @@ pub(super) fn cross_entropy<B: Gpt2Backend, C: CheckpointStrategy>(
 }
 
 #[derive(Debug)]
-struct CrossEntropyBackward;
+struct CrossEntropyBackward {
+    /// The type the logits' gradient is written in.
+    gradient: FloatDType,
+}
 
 impl<B: Gpt2Backend> Backward<B, 1> for CrossEntropyBackward {
     /// The logits, each row's log-normaliser, the targets, each row's share of the mean
@@ -66,6 +74,7 @@ impl<B: Gpt2Backend> Backward<B, 1> for CrossEntropyBackward {
             float(log_normalisers),
             Tensor::from_primitive(targets),
             d_losses,
+            self.gradient,
         );
         grads.register::<B>(node.id, primitive(d_logits));
     }
@@ -77,7 +86,7 @@ mod tests {
     use crate::Gpt2Backend;
     use burn::{
         prelude::*,
-        tensor::{activation::log_softmax, Distribution},
+        tensor::{activation::log_softmax, DType, Distribution, FloatDType},
     };
 
     /// The same loss and logits' gradient as `log_softmax` and `gather` differentiated one by
@@ -90,12 +99,31 @@ mod tests {
         let targets = Tensor::<Trained, 1, Int>::random([rows], Distribution::Uniform(0.0, vocab as f64), &device);
         let weights = Tensor::<Trained, 1>::from_floats([1., 1., 0., 2., 1., 0., 1., 1., 3., 1., 1., 0.], &device);
 
-        let ours = <Trained as Gpt2Backend>::cross_entropy(logits.clone(), targets.clone(), weights.clone());
+        let ours = Trained::cross_entropy(logits.clone(), targets.clone(), weights.clone(), FloatDType::F32);
         let log_probs = log_softmax(logits.clone(), 1).gather(1, targets.reshape([rows, 1])).reshape([rows]);
         let burns = -(log_probs * weights.clone()).sum() / weights.sum();
         assert_close("loss", ours.clone().inner(), burns.clone().inner());
 
         let (ours, burns) = ((ours * 0.7).backward(), (burns * 0.7).backward());
         assert_close("logits' gradient", logits.grad(&ours).unwrap(), logits.grad(&burns).unwrap());
+    }
+
+    /// The logits' gradient written in the type asked for (f64 standing in for bf16: the CPU
+    /// has none), as the LM head's product reads it: the f32 gradient in that type.
+    #[test]
+    fn writes_the_logits_gradient_in_the_type_asked_for() {
+        let (rows, vocab) = (6, 30);
+        let device = Default::default();
+        let logits = leaf([rows, vocab]);
+        let targets = Tensor::<Trained, 1, Int>::from_ints([3, 0, 29, 7, 7, 12], &device);
+        let weights = Tensor::<Trained, 1>::from_floats([1., 1., 0., 2., 1., 1.], &device);
+        let gradient = |dtype| {
+            let loss = Trained::cross_entropy(logits.clone(), targets.clone(), weights.clone(), dtype);
+            logits.grad(&loss.backward()).unwrap()
+        };
+        let (full, rounded) = (gradient(FloatDType::F32), gradient(FloatDType::F64));
+        assert_eq!(rounded.dtype(), DType::F64, "the gradient's type");
+        let host = |tensor: Tensor<_, 2>| tensor.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+        assert_eq!(host(rounded), host(full.cast(FloatDType::F64)));
     }
 }

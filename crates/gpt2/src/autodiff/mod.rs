@@ -46,8 +46,8 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         bias_add::bias_add(product, bias)
     }
 
-    fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
-        bias_gelu::bias_gelu(product, bias)
+    fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, operands: FloatDType) -> Tensor<Self, 2> {
+        bias_gelu::bias_gelu(product, bias, operands)
     }
 
     fn mixed_matmul(
@@ -78,8 +78,9 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         logits: Tensor<Self, 2>,
         targets: Tensor<Self, 1, Int>,
         weights: Tensor<Self, 1>,
+        gradient: FloatDType,
     ) -> Tensor<Self, 1> {
-        cross_entropy::cross_entropy(logits, targets, weights)
+        cross_entropy::cross_entropy(logits, targets, weights, gradient)
     }
 
     fn allocator_memory(device: &Self::Device) -> Option<AllocatorMemory> {

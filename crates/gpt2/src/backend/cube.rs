@@ -128,12 +128,14 @@ macro_rules! cube_backend {
                 log_normalisers: Tensor<Self, 1>,
                 targets: Tensor<Self, 1, Int>,
                 d_losses: Tensor<Self, 1>,
+                d_logits: FloatDType,
             ) -> Tensor<Self, 2> {
                 float(<Self as cube_kernels::CrossEntropyRows>::cross_entropy_rows_backward(
                     primitive(logits),
                     primitive(log_normalisers),
                     targets.into_primitive(),
                     primitive(d_losses),
+                    d_logits.into(),
                 ))
             }
 
@@ -153,19 +155,21 @@ macro_rules! cube_backend {
                 float(<Self as cube_kernels::ColumnSums>::column_sums(primitive(x)))
             }
 
-            fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
-                float(<Self as cube_kernels::BiasGelu>::bias_gelu(primitive(product), primitive(bias)))
+            fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, operands: FloatDType) -> Tensor<Self, 2> {
+                float(<Self as cube_kernels::BiasGelu>::bias_gelu(primitive(product), primitive(bias), operands.into()))
             }
 
             fn bias_gelu_backward(
                 product: Tensor<Self, 2>,
                 bias: Tensor<Self, 1>,
                 d_hidden: Tensor<Self, 2>,
+                d_product: FloatDType,
             ) -> (Tensor<Self, 2>, Tensor<Self, 1>) {
                 let (d_product, d_bias) = <Self as cube_kernels::BiasGelu>::bias_gelu_backward(
                     primitive(product),
                     primitive(bias),
                     primitive(d_hidden),
+                    d_product.into(),
                 );
                 (float(d_product), float(d_bias))
             }

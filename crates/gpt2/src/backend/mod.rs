@@ -417,10 +417,13 @@ pub trait Gpt2Backend: Backend {
 
     /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`: the weighted mean of each
     /// row's cross-entropy, for `logits` `[rows, vocab]`, `targets` and `weights` `[rows]`.
+    /// Under autodiff the logits' gradient is written in the type `gradient`: that of the LM
+    /// head's operands, as its backward pass reads it.
     fn cross_entropy(
         logits: Tensor<Self, 2>,
         targets: Tensor<Self, 1, Int>,
         weights: Tensor<Self, 1>,
+        _gradient: FloatDType,
     ) -> Tensor<Self, 1> {
         let (losses, _) = Self::cross_entropy_rows(logits, targets);
         (losses * weights.clone()).sum() / weights.sum()
@@ -442,7 +445,7 @@ pub trait Gpt2Backend: Backend {
 
     /// The gradient of `logits` from that of each row's [`cross_entropy_rows`], `d_losses`
     /// `[rows]`: `(softmax(logits) − one-hot(target)) · d_loss` on each row, with the
-    /// log-normalisers it returned.
+    /// log-normalisers it returned, written in the type `d_logits`.
     ///
     /// [`cross_entropy_rows`]: Gpt2Backend::cross_entropy_rows
     fn cross_entropy_rows_backward(
@@ -450,16 +453,18 @@ pub trait Gpt2Backend: Backend {
         log_normalisers: Tensor<Self, 1>,
         targets: Tensor<Self, 1, Int>,
         d_losses: Tensor<Self, 1>,
+        d_logits: FloatDType,
     ) -> Tensor<Self, 2> {
         let rows = targets.dims()[0];
         let scale = d_losses.reshape([rows, 1]);
         // The one-hot part is one number a row, scattered in: no `rows × vocab` comparison.
-        ((logits - log_normalisers.reshape([rows, 1])).exp() * scale.clone()).scatter(
+        let gradient = ((logits - log_normalisers.reshape([rows, 1])).exp() * scale.clone()).scatter(
             1,
             targets.reshape([rows, 1]),
             -scale,
             IndexingUpdateOp::Add,
-        )
+        );
+        gradient.cast(d_logits)
     }
 
     /// GPT-2's GELU, with tanh: `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
@@ -480,21 +485,25 @@ pub trait Gpt2Backend: Backend {
     }
 
     /// GPT-2's GELU of `product + bias`, for `product` `[rows, d]` and `bias` `[d]`: the end of
-    /// the MLP's first layer, as training runs it.
-    fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
-        Self::gelu_tanh(product + bias.unsqueeze())
+    /// the MLP's first layer, as training runs it, written in `operands`, the type of the
+    /// products around it: that of the one that reads it and, under autodiff, of `product`'s,
+    /// whose gradient is written in it too.
+    fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, operands: FloatDType) -> Tensor<Self, 2> {
+        Self::gelu_tanh(product + bias.unsqueeze()).cast(operands)
     }
 
     /// The gradients of [`bias_gelu`]'s product and bias from that of its output, `d_hidden`:
     /// the product's `d_hidden · gelu'(product + bias)`, with `t = tanh(√(2/π) · (x + 0.044715
-    /// x³))` and `gelu'(x) = (1 + t)/2 + x/2 · (1 − t²) · √(2/π) · (1 + 3 · 0.044715 x²)`, and
-    /// the bias's, the sum of those over the rows.
+    /// x³))` and `gelu'(x) = (1 + t)/2 + x/2 · (1 − t²) · √(2/π) · (1 + 3 · 0.044715 x²)`,
+    /// written in the type `d_product` (that of the product's operands, as its backward pass
+    /// reads it), and the bias's, the sum of those over the rows.
     ///
     /// [`bias_gelu`]: Gpt2Backend::bias_gelu
     fn bias_gelu_backward(
         product: Tensor<Self, 2>,
         bias: Tensor<Self, 1>,
         d_hidden: Tensor<Self, 2>,
+        d_product: FloatDType,
     ) -> (Tensor<Self, 2>, Tensor<Self, 1>) {
         let x = product + bias.unsqueeze();
         let squared = x.clone() * x.clone();
@@ -502,8 +511,8 @@ pub trait Gpt2Backend: Backend {
         let t = ((x.clone() * squared.clone() * cubic + x.clone()) * sqrt_2_over_pi).tanh();
         let inner_derivative = (squared * (3.0 * cubic) + 1.0) * sqrt_2_over_pi;
         let derivative = (t.clone() + 1.0) * 0.5 + x * 0.5 * (-(t.clone() * t) + 1.0) * inner_derivative;
-        let d_product = d_hidden * derivative;
-        (d_product.clone(), Self::column_sums(d_product))
+        let gradient = d_hidden * derivative;
+        (gradient.clone().cast(d_product), Self::column_sums(gradient))
     }
 
     /// The first `count` positions (dimension 2) of a KV cache buffer

@@ -261,7 +261,7 @@ mod tests {
         let tokens: Vec<i64> = (0..24).map(|i| i * (step + 3) % 40).collect();
         let next = NextTokens::new(&tokens, &[1.0; 24], 12, &device);
         let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [2, 12]), &device);
-        let loss = next_token_loss(model.forward(tokens), next);
+        let loss = next_token_loss(model.forward(tokens), next, model.precision());
         GradientsParams::from_grads(loss.backward(), model)
     }
 
