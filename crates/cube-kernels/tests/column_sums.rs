@@ -1,5 +1,6 @@
-//! Sums down a matrix's columns on the device against f64 sums on the host, on burn's wgpu
-//! backend with and without fusion (Mesa's software Vulkan driver on a machine without a GPU).
+//! Sums down a matrix's columns on the device against f64 sums on the host, and the copy of the
+//! matrix written with them in f16 against the matrix rounded, on burn's wgpu backend with and
+//! without fusion (Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test column_sums`
 
 mod support;
@@ -8,6 +9,7 @@ use burn::{
     backend::wgpu::{CubeBackend, WgpuRuntime},
     backend::Wgpu,
     prelude::*,
+    tensor::{DType, FloatDType, TensorPrimitive},
 };
 use cube_kernels::ColumnSums;
 use support::{assert_close, host, host_primitive, normal, primitive};
@@ -17,8 +19,19 @@ fn check<B: ColumnSums>(x: Tensor<B, 2>, what: &str) {
     let values = host(x.clone());
     let mut expected = vec![0.0f64; d];
     values.iter().enumerate().for_each(|(i, value)| expected[i % d] += value);
-    let actual = host_primitive::<B, 1>(B::column_sums(primitive(x)));
-    assert_close(&format!("{what}: {rows} rows, {d} columns"), &expected, &actual, 1e-5);
+    let what = format!("{what}: {rows} rows, {d} columns");
+    let (sums, same) = B::column_sums(primitive(x.clone()), DType::F32);
+    let sums = host_primitive::<B, 1>(sums);
+    assert_close(&what, &expected, &sums, 1e-5);
+    assert_eq!(host_primitive::<B, 2>(same), values, "{what}: the matrix itself");
+
+    // In f16, as a product of 16-bit operands reads it (bf16's path; wgpu has no bf16).
+    let (rounded_sums, rounded) = B::column_sums(primitive(x.clone()), DType::F16);
+    assert_eq!(host_primitive::<B, 1>(rounded_sums), sums, "{what}: the sums beside a copy");
+    let rounded = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(rounded));
+    assert_eq!(rounded.dtype(), DType::F16, "{what}: the copy's type");
+    let f32s = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    assert_eq!(f32s(rounded), f32s(x.cast(FloatDType::F16)), "{what}: the copy, rounded");
 }
 
 fn matrix<B: ColumnSums>(rows: usize, d: usize) -> Tensor<B, 2> {

@@ -79,7 +79,7 @@ impl Precision {
         if self == Precision::F32 {
             return B::linear_forward(layer, x);
         }
-        with_bias(layer, self.product(x, layer.weight.val(), rounded))
+        with_bias(layer, self.product(x, layer.weight.val(), rounded), self.operands())
     }
 
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]`, in this precision; `rounded` as for

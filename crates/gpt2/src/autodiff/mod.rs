@@ -42,8 +42,8 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         layer_norm::residual_layer_norm(residual, branch, norm, continues)
     }
 
-    fn bias_add(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
-        bias_add::bias_add(product, bias)
+    fn bias_add(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, operands: FloatDType) -> Tensor<Self, 2> {
+        bias_add::bias_add(product, bias, operands)
     }
 
     fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, operands: FloatDType) -> Tensor<Self, 2> {

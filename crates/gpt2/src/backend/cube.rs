@@ -151,8 +151,9 @@ macro_rules! cube_backend {
                 ))
             }
 
-            fn column_sums(x: Tensor<Self, 2>) -> Tensor<Self, 1> {
-                float(<Self as cube_kernels::ColumnSums>::column_sums(primitive(x)))
+            fn column_sums(x: Tensor<Self, 2>, rounded: FloatDType) -> (Tensor<Self, 1>, Tensor<Self, 2>) {
+                let (sums, rounded) = <Self as cube_kernels::ColumnSums>::column_sums(primitive(x), rounded.into());
+                (float(sums), float(rounded))
             }
 
             fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, operands: FloatDType) -> Tensor<Self, 2> {

@@ -77,12 +77,16 @@ impl<B: Gpt2Backend> ResidualBranch<B> {
     }
 }
 
-/// `product`, `layer`'s product, plus its bias where it has one, added by
+/// `product`, `layer`'s product of `operands`, plus its bias where it has one, added by
 /// [`Gpt2Backend::bias_add`] (under autodiff, a node whose backward pass takes the bias's
 /// gradient from the backend's column sums).
-pub(crate) fn with_bias<B: Gpt2Backend>(layer: &Linear<B>, product: Tensor<B, 2>) -> Tensor<B, 2> {
+pub(crate) fn with_bias<B: Gpt2Backend>(
+    layer: &Linear<B>,
+    product: Tensor<B, 2>,
+    operands: FloatDType,
+) -> Tensor<B, 2> {
     match &layer.bias {
-        Some(bias) => B::bias_add(product, bias.val()),
+        Some(bias) => B::bias_add(product, bias.val(), operands),
         None => product,
     }
 }
@@ -287,7 +291,7 @@ pub trait Gpt2Backend: Backend {
     /// `x · W + b` for `x` `[rows, d_in]`, `W` held as `[d_in, d_out]` (burn's and GPT-2's
     /// layout).
     fn linear_forward(layer: &Linear<Self>, x: Tensor<Self, 2>) -> Tensor<Self, 2> {
-        with_bias(layer, x.matmul(layer.weight.val()))
+        with_bias(layer, x.matmul(layer.weight.val()), Precision::F32.operands())
     }
 
     /// `lhs · rhs` for `lhs` `[m, k]` and `rhs` `[k, n]` with both operands rounded to
@@ -473,15 +477,19 @@ pub trait Gpt2Backend: Backend {
     }
 
     /// `product + bias` for `product` `[rows, d]` and `bias` `[d]`: the end of a linear layer
-    /// whose bias no kernel takes in (the q/k/v projection's, in training).
-    fn bias_add(product: Tensor<Self, 2>, bias: Tensor<Self, 1>) -> Tensor<Self, 2> {
+    /// whose bias no kernel takes in (the q/k/v projection's, in training). Under autodiff the
+    /// product gets its gradient in `operands`, the type of its operands, as its backward pass
+    /// reads it.
+    fn bias_add(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, _operands: FloatDType) -> Tensor<Self, 2> {
         product + bias.unsqueeze()
     }
 
-    /// `Σ_rows x` for `x` `[rows, d]`: `[d]`, a bias's gradient from that of its layer's output.
-    fn column_sums(x: Tensor<Self, 2>) -> Tensor<Self, 1> {
+    /// `Σ_rows x` for `x` `[rows, d]`: `[d]`, a bias's gradient from that of its layer's output;
+    /// and `x` in the type `rounded`, its product's operands' (`x` itself where it has it),
+    /// as that product's backward pass reads it.
+    fn column_sums(x: Tensor<Self, 2>, rounded: FloatDType) -> (Tensor<Self, 1>, Tensor<Self, 2>) {
         let d = x.dims()[1];
-        x.sum_dim(0).reshape([d])
+        (x.clone().sum_dim(0).reshape([d]), x.cast(rounded))
     }
 
     /// GPT-2's GELU of `product + bias`, for `product` `[rows, d]` and `bias` `[d]`: the end of
@@ -511,8 +519,8 @@ pub trait Gpt2Backend: Backend {
         let t = ((x.clone() * squared.clone() * cubic + x.clone()) * sqrt_2_over_pi).tanh();
         let inner_derivative = (squared * (3.0 * cubic) + 1.0) * sqrt_2_over_pi;
         let derivative = (t.clone() + 1.0) * 0.5 + x * 0.5 * (-(t.clone() * t) + 1.0) * inner_derivative;
-        let gradient = d_hidden * derivative;
-        (gradient.clone().cast(d_product), Self::column_sums(gradient))
+        let (d_bias, d_product) = Self::column_sums(d_hidden * derivative, d_product);
+        (d_product, d_bias)
     }
 
     /// The first `count` positions (dimension 2) of a KV cache buffer
