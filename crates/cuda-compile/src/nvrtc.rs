@@ -6,7 +6,7 @@ use crate::{hopper::GPU_ARCHITECTURE, CudaCompileDevice, CudaCompileRuntime};
 use cubecl::Runtime;
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions};
 use std::{
-    collections::hash_map::DefaultHasher,
+    collections::{hash_map::DefaultHasher, BTreeMap},
     fs,
     hash::{Hash, Hasher},
     path::PathBuf,
@@ -32,6 +32,8 @@ pub struct Report {
     /// Every launch, of a kernel compiled then or before: what the CUDA path launches (its
     /// fusion, not wgpu's), a step's being the difference between runs of different lengths.
     pub launches: u64,
+    /// The launches by kernel, named as in `compiled`: where they go.
+    pub launches_by_kernel: BTreeMap<String, u64>,
 }
 
 /// A kernel CubeCL could not write for CUDA, or NVRTC could not compile.
@@ -42,8 +44,13 @@ pub struct Failure {
     pub error: String,
 }
 
-static REPORT: Mutex<Report> =
-    Mutex::new(Report { compiled: Vec::new(), failures: Vec::new(), seconds: 0.0, launches: 0 });
+static REPORT: Mutex<Report> = Mutex::new(Report {
+    compiled: Vec::new(),
+    failures: Vec::new(),
+    seconds: 0.0,
+    launches: 0,
+    launches_by_kernel: BTreeMap::new(),
+});
 
 /// What the device has compiled so far, once the kernels launched before are through.
 pub fn report() -> Report {
@@ -53,8 +60,15 @@ pub fn report() -> Report {
     REPORT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
 }
 
-pub(crate) fn count_launch() {
-    REPORT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).launches += 1;
+pub(crate) fn count_launch(kernel: &str) {
+    let mut report = REPORT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    report.launches += 1;
+    match report.launches_by_kernel.get_mut(kernel) {
+        Some(launches) => *launches += 1,
+        None => {
+            report.launches_by_kernel.insert(kernel.to_string(), 1);
+        }
+    }
 }
 
 pub(crate) fn record(kernel: String, outcome: Result<(), String>, seconds: f64) {

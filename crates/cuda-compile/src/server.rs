@@ -145,10 +145,10 @@ impl ComputeServer for CompileServer {
         mode: ExecutionMode,
         _stream_id: StreamId,
     ) {
-        nvrtc::count_launch();
+        let name = short_name(kernel.name());
+        nvrtc::count_launch(&name);
         if self.compiled.insert(kernel.id()) {
             let start = Instant::now();
-            let name = short_name(kernel.name());
             let outcome = self.compile(kernel.as_ref(), mode, &name);
             nvrtc::record(name, outcome, start.elapsed().as_secs_f64());
         }

@@ -280,6 +280,9 @@ fn compiled<T>(output: T) -> T {
     for (kernel, variants) in kernels {
         eprintln!("  compiled: {kernel} ({variants})");
     }
+    for (kernel, launches) in &report.launches_by_kernel {
+        eprintln!("  launched: {kernel} {launches}");
+    }
     for failure in &report.failures {
         eprintln!("  failed: {}", failure.kernel);
     }
