@@ -13,9 +13,14 @@
 //! from Philox counters, the words `kernels::dropout_keeps` draws for the whole
 //! `[batch, heads, time, time]` mask, so the CPU's operations stay the reference. The kernels
 //! read q, k and v where the q/k/v projection wrote them and write the output and the
-//! projection's gradient in those layouts: no copies into heads and back.
+//! projection's gradient in those layouts: no copies into heads and back. The output is written
+//! in the type of the product after it (bf16 under `--precision bf16`), and the backward pass
+//! reads it so: no cast between them, and no f32 copy kept for the backward pass.
 
-use crate::draw::{mask_args, Draw, DropoutDraw, MaskArgs};
+use crate::{
+    draw::{mask_args, Draw, DropoutDraw, MaskArgs},
+    element::launch_for_element,
+};
 use burn::tensor::{
     ops::{BoolTensor, FloatTensor},
     BoolStore, DType, Shape, TensorMetadata,
@@ -60,17 +65,19 @@ pub trait FlashAttention: burn::tensor::backend::Backend {
     /// at most [`MAX_FLASH_HEAD_DIM`]), `hidden` `[batch, time, time]` is `true` where a query
     /// must not see a key (keys after the query are never seen, whatever it holds). Returns
     /// `(output [batch × time, heads × head_dim], logsumexp [batch, heads, time])`: the heads'
-    /// outputs side by side, as the projection after attention takes them.
+    /// outputs side by side, as the projection after attention takes them, in the type
+    /// `output` (that of the projection's operands: qkv's, bf16 or f16).
     fn flash_attention(
         qkv: FloatTensor<Self>,
         heads: usize,
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
+        output: DType,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradient of the q/k/v rows from that of the output, `d_output` `[batch × time, heads
-    /// × head_dim]`, and what [`flash_attention`] took and returned: `[batch × time, 3 × heads ×
-    /// head_dim]`, in the projection's layout.
+    /// × head_dim]`, and what [`flash_attention`] took and returned (the output in the type it
+    /// was written in): `[batch × time, 3 × heads × head_dim]`, in the projection's layout.
     ///
     /// [`flash_attention`]: FlashAttention::flash_attention
     fn flash_attention_backward(
@@ -92,10 +99,10 @@ const LOWEST_SCORE: f32 = -1.0e30;
 /// weighted sum of values, rescaled when the maximum grows (online softmax).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn flash_attention_forward_kernel<F: Float, M: Int>(
+fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
     qkv: &Tensor<F>,
     hidden: &Tensor<M>,
-    output: &mut Tensor<F>,
+    output: &mut Tensor<O>,
     logsumexp: &mut Tensor<F>,
     heads: u32,
     scale: f32,
@@ -157,7 +164,7 @@ fn flash_attention_forward_kernel<F: Float, M: Int>(
         let start = at.start(output, query, at.q());
         #[unroll]
         for d in 0..head_dim {
-            output[start + d * output.stride(1)] = weighted[d] / sum;
+            output[start + d * output.stride(1)] = O::cast_from(weighted[d] / sum);
         }
         logsumexp[at.pair * time + query] = max + F::ln(sum);
     }
@@ -167,12 +174,12 @@ fn flash_attention_forward_kernel<F: Float, M: Int>(
 /// [`dim_of`]): with `p` the weight of a key, `z` dropout's scale for it (`1/(1 − p_drop)` or
 /// 0) and `D = Σ d_output · output` over the query's row, the score's gradient is
 /// `p · (z · d_output · v − D)` and `d_q = Σ_keys that · k · scale`. Writes `D` for the keys'
-/// kernel.
+/// kernel. The output is read in its type, `O`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
+fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
     qkv: &Tensor<F>,
-    output: &Tensor<F>,
+    output: &Tensor<O>,
     logsumexp: &Tensor<F>,
     d_output: &Tensor<F>,
     hidden: &Tensor<M>,
@@ -199,9 +206,9 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int>(
     let mut gradient = Array::<F>::new(half_dim);
     let mut output_half = Array::<F>::new(half_dim);
     let one = F::new(1.0);
-    read_half::<F>(qkv, at.start(qkv, query, at.q()), active, &share, scale, &mut q_half, head_dim);
-    read_half::<F>(d_output, at.start(d_output, query, at.q()), active, &share, one, &mut d_output_half, head_dim);
-    read_half::<F>(output, at.start(output, query, at.q()), active, &share, one, &mut output_half, head_dim);
+    read_half::<F, F>(qkv, at.start(qkv, query, at.q()), active, &share, scale, &mut q_half, head_dim);
+    read_half::<F, F>(d_output, at.start(d_output, query, at.q()), active, &share, one, &mut d_output_half, head_dim);
+    read_half::<F, O>(output, at.start(output, query, at.q()), active, &share, one, &mut output_half, head_dim);
     #[unroll]
     for l in 0..half_dim {
         gradient[l] = F::new(0.0);
@@ -273,8 +280,8 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
     let mut v_half = Array::<F>::new(half_dim);
     let mut d_k_half = Array::<F>::new(half_dim);
     let mut d_v_half = Array::<F>::new(half_dim);
-    read_half::<F>(qkv, at.start(qkv, key, at.k()), active, &share, scale, &mut k_half, head_dim);
-    read_half::<F>(qkv, at.start(qkv, key, at.v()), active, &share, F::new(1.0), &mut v_half, head_dim);
+    read_half::<F, F>(qkv, at.start(qkv, key, at.k()), active, &share, scale, &mut k_half, head_dim);
+    read_half::<F, F>(qkv, at.start(qkv, key, at.v()), active, &share, F::new(1.0), &mut v_half, head_dim);
     #[unroll]
     for l in 0..half_dim {
         d_k_half[l] = F::new(0.0);
@@ -556,11 +563,11 @@ impl Share {
     }
 }
 
-/// This unit's half of `head_dim` elements of `from` from index `start` on (along its
-/// columns), times `scale`, into `into`; zeros for a unit past the last row and for padding.
+/// This unit's half of `head_dim` elements of `from` (of type `T`) from index `start` on (along
+/// its columns), times `scale`, into `into`; zeros for a unit past the last row and for padding.
 #[cube]
-fn read_half<F: Float>(
-    from: &Tensor<F>,
+fn read_half<F: Float, T: Float>(
+    from: &Tensor<T>,
     start: usize,
     active: bool,
     share: &Share,
@@ -574,7 +581,7 @@ fn read_half<F: Float>(
         let dim = dim_of(l, share.half);
         let mut value = F::new(0.0);
         if active && dim < head_dim {
-            value = from[start + dim * from.stride(1)] * scale;
+            value = F::cast_from(from[start + dim * from.stride(1)]) * scale;
         }
         into[l] = value;
     }
@@ -674,13 +681,20 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         heads: usize,
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
+        output: DType,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [batch, time, head_dim] = dims(&qkv, heads, &hidden);
         let (client, device) = (qkv.client.clone(), qkv.device.clone());
+        let own = qkv.dtype;
         let output =
-            empty_device_dtype(client.clone(), device.clone(), Shape::new([batch * time, heads * head_dim]), qkv.dtype);
+            empty_device_dtype(client.clone(), device.clone(), Shape::new([batch * time, heads * head_dim]), output);
         let logsumexp = empty_device_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
-        with_mask_element!(hidden, M => flash_attention_forward_kernel::launch::<F, M, R>(
+        with_mask_element!(hidden, M => launch_for_element!(
+            flash_attention_forward_kernel::<F, M, R>,
+            output.dtype,
+            own,
+            "flash attention: the output"
+        )(
             &client,
             cubes(batch, heads, time, TILE),
             CubeDim::new_1d(TILE as u32),
@@ -712,7 +726,13 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         let delta = empty_device_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
         let scale = 1.0 / (head_dim as f32).sqrt();
         with_mask_element!(hidden, M => {
-            flash_attention_query_gradient_kernel::launch::<F, M, R>(
+            let output_type = output.dtype;
+            launch_for_element!(
+                flash_attention_query_gradient_kernel::<F, M, R>,
+                output_type,
+                qkv.dtype,
+                "flash attention's backward pass: the output"
+            )(
                 &client,
                 cubes(batch, heads, time, SHARED_ROWS),
                 CubeDim::new_1d(TILE as u32),
@@ -756,6 +776,7 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
         heads: usize,
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
+        output: DType,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         #[derive(Clone, Debug)]
         struct ForwardOp<B> {
@@ -773,6 +794,7 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
                     self.heads,
                     handles.get_bool_tensor::<B>(hidden),
                     self.dropout,
+                    output.dtype,
                 );
                 handles.register_float_tensor::<B>(&output.id, attended);
                 handles.register_float_tensor::<B>(&logsumexp.id, row_logsumexp);
@@ -784,7 +806,7 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
         let [batch, time, _] = hidden.shape.dims::<3>();
         let streams = OperationStreams::with_inputs([&qkv, &hidden]);
         let outputs = [
-            TensorIr::uninit(client.create_empty_handle(), Shape::new([rows, columns / 3]), qkv.dtype),
+            TensorIr::uninit(client.create_empty_handle(), Shape::new([rows, columns / 3]), output),
             TensorIr::uninit(client.create_empty_handle(), Shape::new([batch, heads, time]), qkv.dtype),
         ];
         let desc = CustomOpIr::new("flash_attention", &[qkv.into_ir(), hidden.into_ir()], &outputs);

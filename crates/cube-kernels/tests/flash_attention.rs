@@ -1,6 +1,7 @@
 //! The flash attention kernels against burn's operations differentiated one by one on the CPU,
 //! on burn's wgpu backend (with and without fusion; Mesa's software Vulkan driver on a machine
-//! without a GPU): causal, with documents packed in a row, with and without dropout.
+//! without a GPU): causal, with documents packed in a row, with and without dropout; and the
+//! output written in f16 (bf16's path; wgpu has no bf16) against the f32 one rounded.
 //! `cargo test -p cube-kernels --features wgpu --test flash_attention`
 
 use burn::{
@@ -9,7 +10,7 @@ use burn::{
         Autodiff, NdArray, Wgpu,
     },
     prelude::*,
-    tensor::{activation::softmax, ops::FloatTensor, Distribution, TensorData, TensorPrimitive},
+    tensor::{activation::softmax, ops::FloatTensor, DType, Distribution, FloatDType, TensorData, TensorPrimitive},
 };
 use cube_kernels::{DropoutDraw, FlashAttention};
 use kernels::MaskStream;
@@ -77,10 +78,15 @@ fn on<B: Backend>(data: TensorData) -> FloatTensor<B> {
 }
 
 fn values<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Vec<f32> {
-    Tensor::<B, D>::from_primitive(TensorPrimitive::Float(tensor)).into_data().to_vec::<f32>().unwrap()
+    Tensor::<B, D>::from_primitive(TensorPrimitive::Float(tensor)).into_data().convert::<f32>().to_vec::<f32>().unwrap()
 }
 
 fn assert_close(what: &str, expected: &[f32], actual: &[f32]) {
+    assert_within(what, expected, actual, 2e-5);
+}
+
+/// Within `tolerance` of `expected`, relative to its largest element (1 at least).
+fn assert_within(what: &str, expected: &[f32], actual: &[f32], tolerance: f32) {
     assert_eq!(expected.len(), actual.len(), "{what}");
     let scale = expected.iter().fold(1.0f32, |m, e| m.max(e.abs()));
     let (at, difference) = expected
@@ -90,7 +96,7 @@ fn assert_close(what: &str, expected: &[f32], actual: &[f32]) {
         .enumerate()
         .fold((0, 0.0f32), |(i, m), (j, d)| if d > m || d.is_nan() { (j, d) } else { (i, m) });
     assert!(
-        difference <= 2e-5 * scale,
+        difference <= tolerance * scale,
         "{what}: max |difference| {difference} at element {at} ({} against {}), scale {scale}",
         actual[at],
         expected[at]
@@ -114,10 +120,25 @@ fn check<B: FlashAttention>(case: &Case) {
     };
     let what = |part: &str| format!("{part}, {:?}, documents {:?}, dropout {}", case.dims, case.starts, case.p);
 
-    let (ours, logsumexp) = B::flash_attention(qkv.clone(), heads, hidden(), dropout);
+    let (ours, logsumexp) = B::flash_attention(qkv.clone(), heads, hidden(), dropout, DType::F32);
     assert_close(&what("output"), &output, &values::<B, 2>(ours.clone()));
-    let gradient = B::flash_attention_backward(qkv, ours, logsumexp, d_output, heads, hidden(), dropout);
-    assert_close(&what("q/k/v gradient"), &d_qkv, &values::<B, 2>(gradient));
+    let backward = |output| {
+        let (qkv, logsumexp, d_output) = (qkv.clone(), logsumexp.clone(), d_output.clone());
+        values::<B, 2>(B::flash_attention_backward(qkv, output, logsumexp, d_output, heads, hidden(), dropout))
+    };
+    assert_close(&what("q/k/v gradient"), &d_qkv, &backward(ours.clone()));
+
+    // Written in f16, as a product of 16-bit operands reads it: the f32 output rounded, element
+    // for element, and the same log-sum-exps. The backward pass reads it so: its `Σ d_output ·
+    // output` carries the rounding (2⁻¹¹ of each element), up to 4 parts in 10⁴ of the
+    // gradient's scale in these cases (bf16's 2⁻⁸ makes that ~3 in 10³, the order of the
+    // rounding the gradient then takes for the projection's bf16 backward products).
+    let (rounded, rounded_logsumexp) = B::flash_attention(qkv.clone(), heads, hidden(), dropout, DType::F16);
+    let full = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(ours));
+    let full_rounded = full.cast(FloatDType::F16).into_primitive().tensor();
+    assert_eq!(values::<B, 2>(rounded.clone()), values::<B, 2>(full_rounded), "{}", what("output in f16"));
+    assert_eq!(values::<B, 3>(rounded_logsumexp), values::<B, 3>(logsumexp.clone()), "{}", what("log-sum-exps"));
+    assert_within(&what("q/k/v gradient from the f16 output"), &d_qkv, &backward(rounded), 1e-3);
 }
 
 fn cases() -> Vec<Case> {

@@ -7,7 +7,7 @@
 //! dropout's mask again from its stream, so nothing `time × time` outlives the forward pass.
 
 use crate::{backend::attention_scores, dropout::dropped, Dropout, Gpt2Backend, Precision};
-use burn::prelude::*;
+use burn::{prelude::*, tensor::FloatDType};
 
 /// See [`Gpt2Backend::attention_keeping`].
 pub(crate) fn attention_keeping<B: Gpt2Backend>(
@@ -23,7 +23,7 @@ pub(crate) fn attention_keeping<B: Gpt2Backend>(
     let logsumexp = max.clone() + (scores.clone() - max).exp().sum_dim(3).log();
     let weights = (scores - logsumexp.clone()).exp();
     let output = side_by_side(precision.matmul(dropped(weights, dropout), v));
-    (output, logsumexp.squeeze_dim(3))
+    (output.cast(precision.operands()), logsumexp.squeeze_dim(3))
 }
 
 /// See [`Gpt2Backend::attention_backward`].
@@ -40,6 +40,7 @@ pub(crate) fn attention_backward<B: Gpt2Backend>(
 ) -> Tensor<B, 2> {
     let [q, k, v] = heads_apart(qkv, heads, mask.dims());
     let [batch, _, time, head_dim] = q.dims();
+    let output = output.cast(FloatDType::from(d_output.dtype()));
     let (output, d_output) = (by_heads(output, q.dims()), by_heads(d_output, q.dims()));
     let weights = (attention_scores(q.clone(), k.clone(), mask, precision) - logsumexp.unsqueeze_dim(3)).exp();
     // The same mask the forward pass drew (the same Philox words), not a kept copy of it.

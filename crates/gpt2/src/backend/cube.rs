@@ -205,6 +205,7 @@ macro_rules! cube_backend {
                     heads,
                     mask.into_primitive(),
                     dropout.map(dropout_draw),
+                    precision.operands().into(),
                 );
                 (float(y), float(logsumexp))
             }

@@ -228,7 +228,8 @@ pub trait Gpt2Backend: Backend {
     /// query's log-sum-exp of its scaled scores `[batch, heads, time]`, from which
     /// [`attention_backward`] computes the weights again. `mask` `[batch, time, time]` is `true`
     /// where a query must not see a key (keys after the query among them); `dropout` on the
-    /// weights.
+    /// weights. The outputs come in `precision`'s operand type, as the projection after them
+    /// reads them, and the backward pass reads them so.
     ///
     /// [`attention_backward`]: Gpt2Backend::attention_backward
     fn attention_keeping(
