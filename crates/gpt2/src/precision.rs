@@ -8,9 +8,10 @@ use std::{fmt, str::FromStr};
 /// - `Bf16`: mixed precision, as PyTorch's bf16 autocast does it. The operands of the
 ///   projections' products (q/k/v, output, MLP) and the LM head's are rounded to bf16 and the
 ///   product comes back as f32 (tensor cores accumulate in f32). Weights, gradients and
-///   optimizer state stay f32; embeddings, LayerNorm, GELU and the loss run in f32 (what
-///   they hand a product, LayerNorm's and GELU's outputs, GELU's and the loss's gradients, they
-///   write rounded, as the product reads it). burn has no autocast, so each product is the
+///   optimizer state stay f32; embeddings, LayerNorm, GELU, attention's core and the loss run
+///   in f32 (what they hand a product, LayerNorm's, GELU's and attention's outputs, GELU's and
+///   the loss's gradients and q/k/v's, they write rounded, as the product reads it; attention's
+///   backward pass reads its output so). burn has no autocast, so each product is the
 ///   backend's [`Gpt2Backend::mixed_matmul`], which casts its operands (on CUDA a
 ///   tensor-core product of `cube_kernels` that writes f32); its backward
 ///   pass is two more of them, whose gradients reach the f32 weights in f32. In training the
