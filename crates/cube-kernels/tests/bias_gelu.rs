@@ -20,14 +20,20 @@ fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + inner.tanh())
 }
 
-fn check<B: BiasGelu>(rows: usize, d: usize) {
-    let what = format!("rows {rows}, d {d}");
+/// The product, the bias and the output's gradient for `rows` × `d`: fixed draws (a failure
+/// reruns as it failed), wide enough to reach GELU's flat tails.
+fn inputs<B: BiasGelu>(rows: usize, d: usize) -> (Tensor<B, 2>, Tensor<B, 1>, Tensor<B, 2>) {
     let device = Default::default();
-    // Fixed draws: a failure reruns as it failed. Wide enough to reach GELU's flat tails.
     B::seed(&device, (rows * d) as u64);
     let product = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 3.0), &device);
     let bias = Tensor::<B, 1>::random([d], Distribution::Uniform(-1.0, 1.0), &device);
     let d_hidden = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
+    (product, bias, d_hidden)
+}
+
+fn check<B: BiasGelu>(rows: usize, d: usize) {
+    let what = format!("rows {rows}, d {d}");
+    let (product, bias, d_hidden) = inputs::<B>(rows, d);
     let (x, b, g) = (host(product.clone()), host(bias.clone()), host(d_hidden.clone()));
 
     let expected_hidden: Vec<f64> = (0..rows * d).map(|i| gelu(x[i] + b[i % d])).collect();
@@ -67,11 +73,7 @@ fn bias_gelu_and_its_backward_match_f64() {
 /// wgpu has no bf16).
 fn check_rounded<B: BiasGelu>(rows: usize, d: usize) {
     let what = format!("rows {rows}, d {d}");
-    let device = Default::default();
-    B::seed(&device, (rows * d) as u64);
-    let product = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 3.0), &device);
-    let bias = Tensor::<B, 1>::random([d], Distribution::Uniform(-1.0, 1.0), &device);
-    let d_hidden = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
+    let (product, bias, d_hidden) = inputs::<B>(rows, d);
     let matrix = |primitive| Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(primitive));
     let run = |written| {
         let hidden = B::bias_gelu(primitive(product.clone()), primitive(bias.clone()), written);
