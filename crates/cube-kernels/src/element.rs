@@ -4,6 +4,7 @@
 /// `$kernel`'s launch function with its second element type that of `$dtype`: bf16, f16, or
 /// `$F` where `$dtype` is `$own` (the type of `$F`'s tensors). Panics, naming `$what`, for any
 /// other type.
+///
 /// A kernel with an integer type too, `$kernel::<$F, $I, $R>`, takes the element type after it.
 macro_rules! launch_for_element {
     ($kernel:ident::<$F:ty, $I:ty, $R:ty>, $dtype:expr, $own:expr, $what:expr) => {

@@ -186,8 +186,8 @@ pub trait Gpt2Backend: Backend {
     ) -> (Tensor<Self, 1>, Tensor<Self, 1>, Option<(Tensor<Self, 2>, Tensor<Self, 1>)>) {
         let d = d_y.dims()[1];
         let branch = branch.map(|(d_x, dropout, operands)| {
-            let d_product = dropped(d_x, dropout);
-            (d_product.clone().cast(operands), d_product.sum_dim(0).reshape([d]))
+            let (d_bias, d_product) = Self::column_sums(dropped(d_x, dropout), operands);
+            (d_product, d_bias)
         });
         ((d_y.clone() * normalized).sum_dim(0).reshape([d]), d_y.sum_dim(0).reshape([d]), branch)
     }
