@@ -17,6 +17,8 @@
 #                                   and bf16, through the model and through the sample stage
 #                                   itself (scripts/gpu/sample_stage.sh), next to transformers'
 #                                   generate
+#   scripts/gpu/check.sh kernels    cube-kernels' tests on CUDA, those staged (bf16 where wgpu's
+#                                   runs take f16)
 # Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,6 +38,13 @@ case "${1:-train}" in
         python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$out" \
             --precisions f32,bf16 --pytorch gpt2:1024:4,gpt2-medium:550:1x16 "$@" || status=$?
         ;;
+    kernels)
+        for test in "$bin"/kernels-*; do
+            echo "== ${test#"$bin"/kernels-}"
+            # A failed assert_eq! prints both sides whole: lines cut short.
+            timeout 120 "$test" --nocapture --test-threads=1 2>&1 | cut -c1-400 || status=$?
+        done
+        ;;
     generate)
         # Within the device's 10 minutes a call.
         timeout 240 "$bin/cuda_check" || status=$?
@@ -44,7 +53,7 @@ case "${1:-train}" in
             --dtypes f32,bf16 --first-token || status=$?
         ;;
     *)
-        echo "usage: scripts/gpu/check.sh [train|generate]"; exit 2
+        echo "usage: scripts/gpu/check.sh [train|kernels|generate]"; exit 2
         ;;
 esac
 exit $status

@@ -4,6 +4,9 @@
 # check.sh unpacks them), and small prepared datasets.
 #   scripts/gpu/stage.sh train      target/gpu/train.xz and target/gpu/data/{tiny,jokes-256,jokes-512,jokes-550,jokes-1024}
 #   scripts/gpu/stage.sh generate   target/gpu/cuda_check.xz and target/gpu/sample.xz
+#   scripts/gpu/stage.sh kernels    target/gpu/kernels-NAME.xz: cube-kernels' tests on CUDA (those
+#                                   of the bf16 path; TESTS="NAME ..." for others; each ~5 MB)
+#   scripts/gpu/stage.sh train kernels generate   several, for one call that runs their checks
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=${CARGO_TARGET_DIR:-target}
@@ -13,7 +16,8 @@ pack() {
     strip -o "target/gpu/$1" "$2"
     xz -T0 -6 "target/gpu/$1"
 }
-case "${1:-train}" in
+for stage in "${@:-train}"; do
+case "$stage" in
     train)
         cargo build --release -p train --features cuda
         pack train "$target/release/train"
@@ -36,11 +40,29 @@ for _ in range(400):
         done
         rm "$data/tiny.txt"
         ;;
+    kernels)
+        tests=(${TESTS:-mixed_matmul layer_norm bias_gelu column_sums flash_attention cross_entropy})
+        cargo test --release -p cube-kernels --features cuda --no-run "${tests[@]/#/--test=}" \
+            --message-format=json > target/gpu/kernels.json
+        for name in "${tests[@]}"; do
+            pack "kernels-$name" "$(python3 -c "
+import json, sys
+for line in open('target/gpu/kernels.json'):
+    record = json.loads(line)
+    if record.get('target', {}).get('name') == sys.argv[1] and record.get('executable'):
+        print(record['executable'])" "$name")"
+        done
+        rm target/gpu/kernels.json
+        ;;
     generate)
         cargo build --release -p gpt2 --features cuda --example cuda_check
         cargo build --release -p sample --features cuda
         pack cuda_check "$target/release/examples/cuda_check"
         pack sample "$target/release/sample"
         ;;
+    *)
+        echo "usage: scripts/gpu/stage.sh [train] [generate]"; exit 2
+        ;;
 esac
+done
 du -sh target/gpu

@@ -1,14 +1,13 @@
 //! Tensors added to their stretches of a flat buffer on the device against the same sums on
 //! the host, on burn's wgpu backend with and without fusion (Mesa's software Vulkan driver on a
 //! machine without a GPU). `cargo test -p cube-kernels --features wgpu --test add_to_stretches`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
-use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
-    prelude::*,
-    tensor::TensorPrimitive,
-};
+use burn::{prelude::*, tensor::TensorPrimitive};
 use cube_kernels::AddToStretches;
+mod support;
+
+use support::{Eager, Fused};
 
 /// Values that differ from element to element and piece to piece, exact in f32.
 fn values(len: usize, seed: usize) -> Vec<f32> {
@@ -57,14 +56,14 @@ fn check<B: AddToStretches>(held_elsewhere: bool) {
 
 #[test]
 fn adds_as_the_host_does_on_cubecl() {
-    check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(false);
-    check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(true);
+    check::<Eager>(false);
+    check::<Eager>(true);
 }
 
 #[test]
 fn adds_as_the_host_does_through_fusion() {
-    check::<Wgpu>(false);
-    check::<Wgpu>(true);
+    check::<Fused>(false);
+    check::<Fused>(true);
 }
 
 /// Pieces of rank 2 are added in row-major order, a transposed view's too (the LM head's
@@ -93,6 +92,6 @@ fn check_layouts<B: AddToStretches>() {
 
 #[test]
 fn adds_pieces_of_rank_two_in_row_major_order() {
-    check_layouts::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
-    check_layouts::<Wgpu>();
+    check_layouts::<Eager>();
+    check_layouts::<Fused>();
 }

@@ -2,15 +2,14 @@
 //! numerically, with column sums, in f64 on the host, on burn's wgpu backend (with and without
 //! fusion; Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test bias_gelu`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
     prelude::*,
-    tensor::{DType, Distribution, FloatDType, TensorPrimitive},
+    tensor::{DType, Distribution, TensorPrimitive},
 };
 use cube_kernels::BiasGelu;
-use support::{assert_close, host, host_primitive, primitive};
+use support::{assert_close, host, host_primitive, primitive, Eager, Fused, HALF, HALF_FLOAT};
 
 mod support;
 
@@ -63,8 +62,8 @@ const SHAPES: [(usize, usize); 4] = [(1, 8), (7, 3072), (300, 6400), (4099, 33)]
 #[test]
 fn bias_gelu_and_its_backward_match_f64() {
     for (rows, d) in SHAPES {
-        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
-        check::<Wgpu<f32, i32>>(rows, d);
+        check::<Eager>(rows, d);
+        check::<Fused>(rows, d);
     }
 }
 
@@ -85,19 +84,19 @@ fn check_rounded<B: BiasGelu>(rows: usize, d: usize) {
         );
         (matrix(hidden), matrix(d_product), host_primitive::<B, 1>(d_bias))
     };
-    let (full, rounded) = (run(DType::F32), run(DType::F16));
-    assert_eq!((rounded.0.dtype(), rounded.1.dtype()), (DType::F16, DType::F16), "{what}: the types");
+    let (full, rounded) = (run(DType::F32), run(HALF));
+    assert_eq!((rounded.0.dtype(), rounded.1.dtype()), (HALF, HALF), "{what}: the types");
     let values = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-    assert_eq!(values(rounded.0), values(full.0.cast(FloatDType::F16)), "{what}: the output, rounded");
-    assert_eq!(values(rounded.1), values(full.1.cast(FloatDType::F16)), "{what}: the product's gradient, rounded");
+    assert_eq!(values(rounded.0), values(full.0.cast(HALF_FLOAT)), "{what}: the output, rounded");
+    assert_eq!(values(rounded.1), values(full.1.cast(HALF_FLOAT)), "{what}: the product's gradient, rounded");
     assert_eq!(rounded.2, full.2, "{what}: the bias's gradient, in f32");
 }
 
 #[test]
 fn bias_gelu_writes_in_the_type_asked_for() {
     for (rows, d) in SHAPES {
-        check_rounded::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d);
-        check_rounded::<Wgpu<f32, i32>>(rows, d);
+        check_rounded::<Eager>(rows, d);
+        check_rounded::<Fused>(rows, d);
     }
 }
 
@@ -117,6 +116,6 @@ fn check_transposed<B: BiasGelu>() {
 
 #[test]
 fn bias_gelu_reads_a_transposed_product() {
-    check_transposed::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
-    check_transposed::<Wgpu<f32, i32>>();
+    check_transposed::<Eager>();
+    check_transposed::<Fused>();
 }

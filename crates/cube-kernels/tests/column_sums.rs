@@ -2,17 +2,16 @@
 //! matrix written with them in f16 against the matrix rounded, on burn's wgpu backend with and
 //! without fusion (Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test column_sums`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 mod support;
 
 use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
     prelude::*,
-    tensor::{DType, FloatDType, TensorPrimitive},
+    tensor::{DType, TensorPrimitive},
 };
 use cube_kernels::ColumnSums;
-use support::{assert_close, host, host_primitive, normal, primitive};
+use support::{assert_close, host, host_primitive, normal, primitive, Eager, Fused, HALF, HALF_FLOAT};
 
 fn check<B: ColumnSums>(x: Tensor<B, 2>, what: &str) {
     let [rows, d] = x.dims();
@@ -26,12 +25,12 @@ fn check<B: ColumnSums>(x: Tensor<B, 2>, what: &str) {
     assert_eq!(host_primitive::<B, 2>(same), values, "{what}: the matrix itself");
 
     // In f16, as a product of 16-bit operands reads it (bf16's path; wgpu has no bf16).
-    let (rounded_sums, rounded) = B::column_sums(primitive(x.clone()), DType::F16);
+    let (rounded_sums, rounded) = B::column_sums(primitive(x.clone()), HALF);
     assert_eq!(host_primitive::<B, 1>(rounded_sums), sums, "{what}: the sums beside a copy");
     let rounded = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(rounded));
-    assert_eq!(rounded.dtype(), DType::F16, "{what}: the copy's type");
+    assert_eq!(rounded.dtype(), HALF, "{what}: the copy's type");
     let f32s = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-    assert_eq!(f32s(rounded), f32s(x.cast(FloatDType::F16)), "{what}: the copy, rounded");
+    assert_eq!(f32s(rounded), f32s(x.cast(HALF_FLOAT)), "{what}: the copy, rounded");
 }
 
 fn matrix<B: ColumnSums>(rows: usize, d: usize) -> Tensor<B, 2> {
@@ -50,6 +49,6 @@ fn check_shapes<B: ColumnSums>() {
 
 #[test]
 fn column_sums_match_f64_with_and_without_fusion() {
-    check_shapes::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
-    check_shapes::<Wgpu>();
+    check_shapes::<Eager>();
+    check_shapes::<Fused>();
 }

@@ -1,14 +1,16 @@
 //! The decoding attention kernel against burn's operations, on burn's wgpu backend (with and
 //! without fusion): on a machine without a GPU, Mesa's software Vulkan driver runs it on the
 //! CPU (`apt-get install mesa-vulkan-drivers`). `cargo test -p cube-kernels --features wgpu`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
     prelude::*,
     tensor::{activation::softmax, ops::FloatTensor, Distribution, TensorPrimitive},
 };
 use cube_kernels::DecodeAttention;
+mod support;
+
+use support::{Eager, Fused};
 
 const HEAD_DIM: usize = 64;
 
@@ -78,7 +80,7 @@ fn check<B: DecodeAttention>(batch: usize, heads: usize, position: usize, shared
 fn decode_attention_matches_burns_operations() {
     for (batch, heads, position, shared) in [(1, 1, 0, false), (1, 12, 6, true), (3, 12, 99, false), (2, 4, 1024, true)]
     {
-        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(batch, heads, position, shared);
-        check::<Wgpu<f32, i32>>(batch, heads, position, shared);
+        check::<Eager>(batch, heads, position, shared);
+        check::<Fused>(batch, heads, position, shared);
     }
 }

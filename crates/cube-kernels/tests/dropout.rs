@@ -1,15 +1,14 @@
 //! The device's dropout masks against the CPU's (`kernels::dropout_keeps`), word for word, on
 //! burn's wgpu backend with and without fusion (Mesa's software Vulkan driver on a machine
 //! without a GPU). `cargo test -p cube-kernels --features wgpu --test dropout`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
-use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
-    prelude::*,
-    tensor::TensorPrimitive,
-};
+use burn::{prelude::*, tensor::TensorPrimitive};
 use cube_kernels::DropoutKeeps;
+mod support;
+
 use kernels::MaskStream;
+use support::{Eager, Fused};
 
 fn check<B: DropoutKeeps>(stream: MaskStream, p: f64, len: usize) {
     let kept = (1.0 / (1.0 - p)) as f32;
@@ -39,10 +38,10 @@ fn check_all<B: DropoutKeeps>() {
 
 #[test]
 fn matches_the_cpu_on_cubecl() {
-    check_all::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
+    check_all::<Eager>();
 }
 
 #[test]
 fn matches_the_cpu_through_fusion() {
-    check_all::<Wgpu>();
+    check_all::<Fused>();
 }

@@ -1,14 +1,16 @@
 //! The few-rows linear kernel against burn's operations, on burn's wgpu backend (with and
 //! without fusion; Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
     prelude::*,
-    tensor::{activation::gelu_approximate, DType, Distribution, FloatDType, TensorPrimitive},
+    tensor::{activation::gelu_approximate, Distribution, FloatDType, TensorPrimitive},
 };
 use cube_kernels::{After, Before, FewRowsLinear};
+mod support;
+
+use support::{Eager, Fused, HALF, HALF_FLOAT};
 
 const EPSILON: f64 = 1e-5;
 
@@ -87,8 +89,8 @@ fn few_rows_linear_matches_burns_operations() {
         (20, 300, 72, Around::Add),
         (64, 72, 216, Around::LayerNorm),
     ] {
-        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d_in, d_out, around, FloatDType::F32);
-        check::<Wgpu<f32, i32>>(rows, d_in, d_out, around, FloatDType::F32);
+        check::<Eager>(rows, d_in, d_out, around, FloatDType::F32);
+        check::<Fused>(rows, d_in, d_out, around, FloatDType::F32);
     }
 }
 
@@ -96,10 +98,10 @@ fn few_rows_linear_matches_burns_operations() {
 /// no bf16, so f16 stands in for it here: the kernel takes either the same way (CUDA runs bf16).
 #[test]
 fn few_rows_linear_reads_narrow_weights() {
-    type Unfused = CubeBackend<WgpuRuntime, f32, i32, u32>;
-    assert!(Unfused::supports_dtype(&Default::default(), DType::F16), "this wgpu device has no f16");
+    type Unfused = Eager;
+    assert!(Unfused::supports_dtype(&Default::default(), HALF), "this wgpu device has no f16");
     for (rows, d_in, d_out, around) in [(1, 72, 216, Around::LayerNormThenGelu), (13, 300, 100, Around::Add)] {
-        check::<Unfused>(rows, d_in, d_out, around, FloatDType::F16);
-        check::<Wgpu<f32, i32>>(rows, d_in, d_out, around, FloatDType::F16);
+        check::<Unfused>(rows, d_in, d_out, around, HALF_FLOAT);
+        check::<Fused>(rows, d_in, d_out, around, HALF_FLOAT);
     }
 }

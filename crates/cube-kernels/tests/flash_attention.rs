@@ -3,17 +3,18 @@
 //! without a GPU): causal, with documents packed in a row, with and without dropout; and the
 //! output written in f16 (bf16's path; wgpu has no bf16) against the f32 one rounded.
 //! `cargo test -p cube-kernels --features wgpu --test flash_attention`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use burn::{
-    backend::{
-        wgpu::{CubeBackend, WgpuRuntime},
-        Autodiff, NdArray, Wgpu,
-    },
+    backend::{Autodiff, NdArray},
     prelude::*,
-    tensor::{activation::softmax, ops::FloatTensor, DType, Distribution, FloatDType, TensorData, TensorPrimitive},
+    tensor::{activation::softmax, ops::FloatTensor, DType, Distribution, TensorData, TensorPrimitive},
 };
 use cube_kernels::{DropoutDraw, FlashAttention};
+mod support;
+
 use kernels::MaskStream;
+use support::{Eager, Fused, HALF, HALF_FLOAT};
 
 type Cpu = NdArray<f32>;
 
@@ -133,9 +134,9 @@ fn check<B: FlashAttention>(case: &Case) {
     // output` carries the rounding (2⁻¹¹ of each element), up to 4 parts in 10⁴ of the
     // gradient's scale in these cases (bf16's 2⁻⁸ makes that ~3 in 10³, the order of the
     // rounding the gradient then takes for the projection's bf16 backward products).
-    let (rounded, rounded_logsumexp) = B::flash_attention(qkv.clone(), heads, hidden(), dropout, DType::F16);
+    let (rounded, rounded_logsumexp) = B::flash_attention(qkv.clone(), heads, hidden(), dropout, HALF);
     let full = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(ours));
-    let full_rounded = full.cast(FloatDType::F16).into_primitive().tensor();
+    let full_rounded = full.cast(HALF_FLOAT).into_primitive().tensor();
     assert_eq!(values::<B, 2>(rounded.clone()), values::<B, 2>(full_rounded), "{}", what("output in f16"));
     assert_eq!(values::<B, 3>(rounded_logsumexp), values::<B, 3>(logsumexp.clone()), "{}", what("log-sum-exps"));
     assert_within(&what("q/k/v gradient from the f16 output"), &d_qkv, &backward(rounded), 1e-3);
@@ -159,7 +160,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn flash_attention_matches_burns_operations() {
     for case in cases() {
-        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(&case);
-        check::<Wgpu<f32, i32>>(&case);
+        check::<Eager>(&case);
+        check::<Fused>(&case);
     }
 }

@@ -2,16 +2,15 @@
 //! them (dropout's mask from `kernels::dropout_keeps`), on burn's wgpu backend (with and without
 //! fusion; Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test layer_norm`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
     prelude::*,
-    tensor::{ops::FloatTensor, DType, FloatDType, TensorPrimitive},
+    tensor::{ops::FloatTensor, DType, TensorPrimitive},
 };
 use cube_kernels::{Branch, DropoutDraw, LayerNormRows};
 use kernels::MaskStream;
-use support::{normal, primitive, uniform};
+use support::{normal, primitive, uniform, Eager, Fused, HALF, HALF_FLOAT};
 
 mod support;
 
@@ -131,10 +130,10 @@ fn check_rounded_output<B: LayerNormRows>(rows: usize, d: usize, p: Option<f64>)
         let tensor = |primitive| Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(primitive));
         (tensor(normed.output), tensor(normed.normalized), normed.stream.map(tensor))
     };
-    let (full, rounded) = (run(DType::F32), run(DType::F16));
-    assert_eq!(rounded.0.dtype(), DType::F16, "{what}: the output's type");
+    let (full, rounded) = (run(DType::F32), run(HALF));
+    assert_eq!(rounded.0.dtype(), HALF, "{what}: the output's type");
     let host = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-    assert_eq!(host(rounded.0), host(full.0.cast(FloatDType::F16)), "{what}: the output, rounded");
+    assert_eq!(host(rounded.0), host(full.0.cast(HALF_FLOAT)), "{what}: the output, rounded");
     assert_eq!(host(rounded.1), host(full.1), "{what}: the normalised rows, in f32");
     assert_eq!(rounded.2.map(host), full.2.map(host), "{what}: the stream, in f32");
 }
@@ -157,10 +156,10 @@ fn check_rounded_product_gradient<B: LayerNormRows>(rows: usize, d: usize, p: f6
         let d_product = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(d_product));
         (d_product, [gradients.gamma, gradients.beta, d_bias].map(|sums| host(vector(sums))))
     };
-    let (full, rounded) = (run(DType::F32), run(DType::F16));
-    assert_eq!(rounded.0.dtype(), DType::F16, "{what}: the product's gradient's type");
+    let (full, rounded) = (run(DType::F32), run(HALF));
+    assert_eq!(rounded.0.dtype(), HALF, "{what}: the product's gradient's type");
     let host = |tensor: Tensor<B, 2>| tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-    assert_eq!(host(rounded.0), host(full.0.cast(FloatDType::F16)), "{what}: the product's gradient, rounded");
+    assert_eq!(host(rounded.0), host(full.0.cast(HALF_FLOAT)), "{what}: the product's gradient, rounded");
     assert_eq!(rounded.1, full.1, "{what}: γ's, β's and the bias's gradients, in f32");
 }
 
@@ -238,8 +237,8 @@ const BRANCHES: [Option<f64>; 3] = [None, Some(0.0), Some(0.3)];
 fn layer_norm_matches_burns_operations() {
     for (rows, d) in SHAPES {
         for p in BRANCHES {
-            check_forward::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
-            check_forward::<Wgpu<f32, i32>>(rows, d, p);
+            check_forward::<Eager>(rows, d, p);
+            check_forward::<Fused>(rows, d, p);
         }
     }
 }
@@ -248,8 +247,8 @@ fn layer_norm_matches_burns_operations() {
 fn layer_norm_writes_its_output_in_the_type_asked_for() {
     for (rows, d) in SHAPES {
         for p in BRANCHES {
-            check_rounded_output::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
-            check_rounded_output::<Wgpu<f32, i32>>(rows, d, p);
+            check_rounded_output::<Eager>(rows, d, p);
+            check_rounded_output::<Fused>(rows, d, p);
         }
     }
 }
@@ -258,8 +257,8 @@ fn layer_norm_writes_its_output_in_the_type_asked_for() {
 fn layer_norm_writes_its_branch_products_gradient_in_the_type_asked_for() {
     for (rows, d) in SHAPES {
         for p in [0.0, 0.3] {
-            check_rounded_product_gradient::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
-            check_rounded_product_gradient::<Wgpu<f32, i32>>(rows, d, p);
+            check_rounded_product_gradient::<Eager>(rows, d, p);
+            check_rounded_product_gradient::<Fused>(rows, d, p);
         }
     }
 }
@@ -268,8 +267,8 @@ fn layer_norm_writes_its_branch_products_gradient_in_the_type_asked_for() {
 fn layer_norm_backward_matches_burns_operations() {
     for (rows, d) in SHAPES {
         for with_stream in [false, true] {
-            check_backward::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, with_stream);
-            check_backward::<Wgpu<f32, i32>>(rows, d, with_stream);
+            check_backward::<Eager>(rows, d, with_stream);
+            check_backward::<Fused>(rows, d, with_stream);
         }
     }
 }
@@ -278,8 +277,8 @@ fn layer_norm_backward_matches_burns_operations() {
 fn layer_norm_parameter_gradients_match_burns_operations() {
     for (rows, d) in SHAPES {
         for p in BRANCHES {
-            check_parameter_gradients::<CubeBackend<WgpuRuntime, f32, i32, u32>>(rows, d, p);
-            check_parameter_gradients::<Wgpu<f32, i32>>(rows, d, p);
+            check_parameter_gradients::<Eager>(rows, d, p);
+            check_parameter_gradients::<Fused>(rows, d, p);
         }
     }
 }

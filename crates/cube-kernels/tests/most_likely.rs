@@ -1,14 +1,11 @@
 //! The most-likely-tokens kernel against sorting each row on the host, on burn's wgpu backend
 //! (with and without fusion; Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test most_likely`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
-use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
-    prelude::*,
-};
+use burn::prelude::*;
 use cube_kernels::{MostLikely, MAX_MOST_LIKELY};
-use support::{normal, primitive};
+use support::{normal, primitive, Eager, Fused};
 
 mod support;
 
@@ -68,10 +65,10 @@ fn check_backend<B: MostLikely>() {
 
 #[test]
 fn most_likely_matches_sorting_on_cube_backend() {
-    check_backend::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
+    check_backend::<Eager>();
 }
 
 #[test]
 fn most_likely_matches_sorting_with_fusion() {
-    check_backend::<Wgpu>();
+    check_backend::<Fused>();
 }

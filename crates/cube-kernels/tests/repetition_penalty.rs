@@ -1,15 +1,11 @@
 //! The repetition-penalty kernel against the penalty applied on the host, on burn's wgpu backend
 //! (with and without fusion; Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test repetition_penalty`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
-use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
-    prelude::*,
-    tensor::TensorPrimitive,
-};
+use burn::{prelude::*, tensor::TensorPrimitive};
 use cube_kernels::RepetitionPenalty;
-use support::{normal, primitive};
+use support::{normal, primitive, Eager, Fused};
 
 mod support;
 
@@ -54,10 +50,10 @@ fn check_backend<B: RepetitionPenalty>() {
 
 #[test]
 fn repetition_penalty_matches_the_host_on_cube_backend() {
-    check_backend::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
+    check_backend::<Eager>();
 }
 
 #[test]
 fn repetition_penalty_matches_the_host_with_fusion() {
-    check_backend::<Wgpu>();
+    check_backend::<Fused>();
 }

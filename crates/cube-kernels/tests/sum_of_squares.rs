@@ -1,16 +1,13 @@
 //! The sum of a buffer's squares on the device against f64 sums on the host, on burn's wgpu
 //! backend with and without fusion (Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test sum_of_squares`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 mod support;
 
-use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
-    prelude::*,
-};
+use burn::prelude::*;
 use cube_kernels::{DeviceMemory, SumOfSquares};
-use support::{assert_close, host_primitive, normal, primitive};
+use support::{assert_close, host_primitive, normal, primitive, Eager, Fused};
 
 fn check<B: SumOfSquares>(len: usize) {
     let values = normal(len, len as u64);
@@ -40,12 +37,12 @@ fn takes_no_buffer_of_the_squares<B: SumOfSquares + DeviceMemory>() {
 /// One test, so that no other test's buffers come and go while the allocator's count is read.
 #[test]
 fn sums_squares_as_f64_does_with_and_without_fusion() {
-    takes_no_buffer_of_the_squares::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
-    takes_no_buffer_of_the_squares::<Wgpu>();
+    takes_no_buffer_of_the_squares::<Eager>();
+    takes_no_buffer_of_the_squares::<Fused>();
     // One element, part of a block, one block, a block and one, and several blocks whose sums
     // take a second pass.
     for len in [1, 1000, 16_384, 16_385, 1_000_003] {
-        check::<CubeBackend<WgpuRuntime, f32, i32, u32>>(len);
-        check::<Wgpu>(len);
+        check::<Eager>(len);
+        check::<Fused>(len);
     }
 }

@@ -1,14 +1,16 @@
 //! Views of a flat buffer's stretches against the buffer's values, on burn's wgpu backend with
 //! and without fusion (Mesa's software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test views`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use burn::{
-    backend::wgpu::{CubeBackend, WgpuRuntime},
-    backend::Wgpu,
     prelude::*,
     tensor::{ops::FloatTensor, TensorPrimitive},
 };
 use cube_kernels::Views;
+mod support;
+
+use support::{Eager, Fused};
 
 fn values<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> (Vec<usize>, Vec<f32>) {
     let tensor = Tensor::<B, D>::from_primitive(TensorPrimitive::Float(tensor));
@@ -37,7 +39,7 @@ fn check<B: Views>() {
 
 #[test]
 fn views_hold_their_stretches_on_cubecl() {
-    check::<CubeBackend<WgpuRuntime, f32, i32, u32>>();
+    check::<Eager>();
 }
 
 /// A stretch that starts on the device's alignment is the buffer at an offset wherever it ends
@@ -45,7 +47,7 @@ fn views_hold_their_stretches_on_cubecl() {
 /// one that starts off it is a copy of its own.
 #[test]
 fn stretches_starting_on_the_alignment_are_views_wherever_they_end() {
-    type B = CubeBackend<WgpuRuntime, f32, i32, u32>;
+    type B = Eager;
     let buffer = Tensor::<B, 1>::from_data(TensorData::new(vec![1.0f32; 4096], [4096]), &Default::default());
     let buffer = buffer.into_primitive().tensor();
     let alignment = buffer.client.properties().memory.alignment as usize / size_of::<f32>();
@@ -70,5 +72,5 @@ fn stretches_starting_on_the_alignment_are_views_wherever_they_end() {
 
 #[test]
 fn views_hold_their_stretches_through_fusion() {
-    check::<Wgpu>();
+    check::<Fused>();
 }

@@ -6,8 +6,32 @@
 
 use burn::{
     prelude::*,
-    tensor::{ops::FloatTensor, TensorPrimitive},
+    tensor::{ops::FloatTensor, DType, FloatDType, TensorPrimitive},
 };
+
+// The backends the kernels are tested on, without burn's fusion (`Eager`) and with it (`Fused`):
+// burn's wgpu backend (Mesa's software Vulkan driver on a machine without a GPU), or with the
+// `cuda` feature burn's CUDA backend, on a GPU.
+#[cfg(not(feature = "cuda"))]
+pub type Eager = burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+#[cfg(not(feature = "cuda"))]
+pub type Fused = burn::backend::Wgpu<f32, i32>;
+#[cfg(feature = "cuda")]
+pub type Eager = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
+#[cfg(feature = "cuda")]
+pub type Fused = burn::backend::Cuda<f32, i32>;
+
+/// The 16-bit type that `--precision bf16` writes what a product reads in: bf16 on CUDA; wgpu
+/// has f16 and no bf16, whose narrower range these tests' values never leave.
+#[cfg(not(feature = "cuda"))]
+pub const HALF: DType = DType::F16;
+#[cfg(feature = "cuda")]
+pub const HALF: DType = DType::BF16;
+/// [`HALF`] as a float tensor's type.
+#[cfg(not(feature = "cuda"))]
+pub const HALF_FLOAT: FloatDType = FloatDType::F16;
+#[cfg(feature = "cuda")]
+pub const HALF_FLOAT: FloatDType = FloatDType::BF16;
 
 /// The backend's own tensor behind a float tensor.
 pub fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
