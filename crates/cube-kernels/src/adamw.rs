@@ -12,7 +12,9 @@ use crate::{
     in_place::{is_writable_in_order, writable_in_order},
 };
 use burn::tensor::ops::FloatTensor;
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::prelude::*;
 use kernels::AdamWStep;
@@ -96,8 +98,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> AdamWUpdat
         let (first, second) = (writable_in_order(first), writable_in_order(second));
         let clipped = clip.is_some();
         // Unclipped, the kernel reads no factor; a buffer it also writes cannot stand in for it.
-        let clip = clip
-            .unwrap_or_else(|| empty_device_dtype(grad.client.clone(), grad.device.clone(), [1].into(), grad.dtype));
+        let clip = clip.unwrap_or_else(|| {
+            empty_device_contiguous_dtype(grad.client.clone(), grad.device.clone(), [1].into(), grad.dtype)
+        });
         let (cubes, units) = unit_grid(len);
         adamw_kernel::launch::<F, R>(
             &param.client,

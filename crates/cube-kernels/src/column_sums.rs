@@ -11,7 +11,9 @@ use crate::{
     reduce::{column_blocks, lanes_total, COLUMNS, LANES},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape, TensorMetadata};
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::prelude::*;
 
@@ -59,7 +61,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> ColumnSums
         let rounding = rounded != x.dtype;
         let shape = x.meta.shape().clone();
         let d = shape.dims::<2>()[1];
-        let empty = |shape: Shape, dtype| empty_device_dtype(x.client.clone(), x.device.clone(), shape, dtype);
+        let empty =
+            |shape: Shape, dtype| empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), shape, dtype);
         let sums = empty(Shape::new([d]), x.dtype);
         // A tensor the kernel does not touch where it writes no copy.
         let copy = empty(if rounding { shape } else { Shape::new([1]) }, rounded);

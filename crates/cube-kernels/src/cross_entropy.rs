@@ -14,7 +14,9 @@ use burn::tensor::{
     ops::{FloatTensor, IntTensor},
     DType, Shape,
 };
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeDim};
 
@@ -128,8 +130,14 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> CrossEntro
         targets: IntTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let rows = logits.meta.shape().dims::<2>()[0];
-        let empty =
-            || empty_device_dtype(logits.client.clone(), logits.device.clone(), Shape::new([rows]), logits.dtype);
+        let empty = || {
+            empty_device_contiguous_dtype(
+                logits.client.clone(),
+                logits.device.clone(),
+                Shape::new([rows]),
+                logits.dtype,
+            )
+        };
         let (losses, log_normalisers) = (empty(), empty());
         cross_entropy_kernel::launch::<F, I, R>(
             &logits.client.clone(),
@@ -159,7 +167,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> CrossEntro
         );
         let shape = logits.meta.shape().clone();
         let rows = shape.dims::<2>()[0];
-        let d_logits = empty_device_dtype(logits.client.clone(), logits.device.clone(), shape, d_logits);
+        let d_logits = empty_device_contiguous_dtype(logits.client.clone(), logits.device.clone(), shape, d_logits);
         launch(
             &logits.client.clone(),
             cube_a_row(rows),

@@ -7,8 +7,8 @@
 use crate::fusion_op::{register_kernel, Launch};
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{
-    ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
-    IntElement,
+    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
+    FloatElement, IntElement,
 };
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
@@ -130,8 +130,12 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DecodeAtte
         assert!(position < capacity, "position {position} is past the cache's {capacity}");
         assert!(position < MAX_DECODE_KEYS, "decoding attention takes at most {MAX_DECODE_KEYS} keys");
         let client = qkv.client.clone();
-        let output =
-            empty_device_dtype(client.clone(), qkv.device.clone(), Shape::new([batch, heads * head_dim]), qkv.dtype);
+        let output = empty_device_contiguous_dtype(
+            client.clone(),
+            qkv.device.clone(),
+            Shape::new([batch, heads * head_dim]),
+            qkv.dtype,
+        );
         // As burn's slice_assign: a buffer another tensor still holds is copied first.
         let writable = |buffer: CubeTensor<R>| match buffer.can_mut() && buffer.is_nonoverlapping() {
             true => buffer,

@@ -14,7 +14,9 @@ use crate::{
     reduce::cube_sum,
 };
 use burn::tensor::{ops::FloatTensor, Shape};
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
 
@@ -217,7 +219,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
         let d_out = weight.meta.shape().dims::<2>()[1];
         assert!((1..=MAX_FEW_ROWS).contains(&rows), "the few-rows product takes 1 to {MAX_FEW_ROWS} rows, not {rows}");
         let client = x.client.clone();
-        let output = empty_device_dtype(client.clone(), x.device.clone(), Shape::new([rows, d_out]), x.dtype);
+        let output =
+            empty_device_contiguous_dtype(client.clone(), x.device.clone(), Shape::new([rows, d_out]), x.dtype);
         let (layer_norm, gamma, beta, epsilon) = match before {
             Before::Nothing => (false, bias.clone(), bias.clone(), 0.0),
             Before::LayerNorm { gamma, beta, epsilon } => (true, gamma, beta, epsilon),

@@ -26,8 +26,8 @@ use burn::tensor::{
     BoolStore, DType, Shape, TensorMetadata,
 };
 use burn_cubecl::{
-    ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
-    IntElement,
+    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
+    FloatElement, IntElement,
 };
 use burn_fusion::{
     stream::{Operation, OperationStreams},
@@ -686,9 +686,14 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         let [batch, time, head_dim] = dims(&qkv, heads, &hidden);
         let (client, device) = (qkv.client.clone(), qkv.device.clone());
         let own = qkv.dtype;
-        let output =
-            empty_device_dtype(client.clone(), device.clone(), Shape::new([batch * time, heads * head_dim]), output);
-        let logsumexp = empty_device_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
+        let output = empty_device_contiguous_dtype(
+            client.clone(),
+            device.clone(),
+            Shape::new([batch * time, heads * head_dim]),
+            output,
+        );
+        let logsumexp =
+            empty_device_contiguous_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
         with_mask_element!(hidden, M => launch_for_element!(
             flash_attention_forward_kernel::<F, M, R>,
             output.dtype,
@@ -722,8 +727,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
     ) -> FloatTensor<Self> {
         let [batch, time, head_dim] = dims(&qkv, heads, &hidden);
         let (client, device) = (qkv.client.clone(), qkv.device.clone());
-        let d_qkv = empty_device_dtype(client.clone(), device.clone(), qkv.shape(), qkv.dtype);
-        let delta = empty_device_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
+        let d_qkv = empty_device_contiguous_dtype(client.clone(), device.clone(), qkv.shape(), qkv.dtype);
+        let delta = empty_device_contiguous_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
         let scale = 1.0 / (head_dim as f32).sqrt();
         with_mask_element!(hidden, M => {
             let output_type = output.dtype;

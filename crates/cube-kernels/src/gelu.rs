@@ -14,7 +14,9 @@ use crate::{
     reduce::{column_blocks, lanes_total, COLUMNS, LANES},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::prelude::*;
 use kernels::{GELU_CUBIC, GELU_SQRT_2_OVER_PI};
@@ -104,7 +106,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGelu f
     fn bias_gelu(product: FloatTensor<Self>, bias: FloatTensor<Self>, output: DType) -> FloatTensor<Self> {
         let launch = launch_for_element!(bias_gelu_kernel::<F, R>, output, product.dtype, "GELU: the output");
         let shape = product.meta.shape().clone();
-        let hidden = empty_device_dtype(product.client.clone(), product.device.clone(), shape, output);
+        let hidden = empty_device_contiguous_dtype(product.client.clone(), product.device.clone(), shape, output);
         let (cubes, units) = unit_grid(hidden.meta.num_elements());
         launch(
             &product.client.clone(),
@@ -130,8 +132,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BiasGelu f
             "GELU: the product's gradient"
         );
         let [rows, d] = d_hidden.meta.shape().dims::<2>();
-        let empty =
-            |shape: Shape, dtype| empty_device_dtype(d_hidden.client.clone(), d_hidden.device.clone(), shape, dtype);
+        let empty = |shape: Shape, dtype| {
+            empty_device_contiguous_dtype(d_hidden.client.clone(), d_hidden.device.clone(), shape, dtype)
+        };
         let (d_product, d_bias) = (empty(Shape::new([rows, d]), d_product), empty(Shape::new([d]), product.dtype));
         let (cubes, units) = column_blocks(d);
         launch(

@@ -23,8 +23,8 @@ use crate::{
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
-    ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
-    IntElement,
+    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
+    FloatElement, IntElement,
 };
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeDim};
@@ -306,7 +306,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
         let [rows, d] = x.meta.shape().dims::<2>();
         let empty = empty_like(&x);
         let launch = launch_for_element!(layer_norm_kernel::<F, R>, output, x.dtype, "LayerNorm: the output");
-        let output = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([rows, d]), output);
+        let output = empty_device_contiguous_dtype(x.client.clone(), x.device.clone(), Shape::new([rows, d]), output);
         let (normalized, inverse_deviation) = (empty(&[rows, d]), empty(&[rows, 1]));
         let stream = branch.is_some().then(|| empty(&[rows, d]));
         let with_branch = branch.is_some();
@@ -378,7 +378,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
             "LayerNorm's gradients: the branch product's"
         );
         let product_shape = Shape::from(if with_branch { vec![rows, d] } else { vec![1] });
-        let d_product = empty_device_dtype(d_y.client.clone(), d_y.device.clone(), product_shape, product);
+        let d_product = empty_device_contiguous_dtype(d_y.client.clone(), d_y.device.clone(), product_shape, product);
         let d_bias = empty(&[if with_branch { d } else { 1 }]);
         let (cubes, units) = column_blocks(d);
         launch(
@@ -406,7 +406,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> LayerNormR
 /// it does not touch).
 fn empty_like<R: CubeRuntime>(like: &CubeTensor<R>) -> impl Fn(&[usize]) -> CubeTensor<R> {
     let (client, device, dtype) = (like.client.clone(), like.device.clone(), like.dtype);
-    move |shape| empty_device_dtype(client.clone(), device.clone(), Shape::from(shape.to_vec()), dtype)
+    move |shape| empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::from(shape.to_vec()), dtype)
 }
 
 /// Each operation's kernel runs when fusion's stream reaches it, after the operations it reads.

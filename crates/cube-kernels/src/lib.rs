@@ -2,6 +2,9 @@
 //! own (on CUDA, ~100 µs of host time a launch through burn's fusion stream): written once
 //! for CubeCL, they run on every CubeCL backend (CUDA; wgpu, which Mesa's software Vulkan
 //! driver runs on the CPU, for tests). The model crate calls them through its backend trait.
+//! What they write they allocate with its rows end to end (`empty_device_contiguous_dtype`;
+//! clippy.toml forbids burn's `empty_device_dtype`, whose rows CubeCL pads on CUDA) and index
+//! so; what they read, they read through its strides.
 //!
 //! - [`AdamWUpdate`]: AdamW's update of a flat buffer of parameters, the clip's factor taken
 //!   in and the moments rewritten in place, in one launch (burn: a fused kernel that writes

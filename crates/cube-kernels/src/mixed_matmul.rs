@@ -5,12 +5,16 @@
 //! bf16 and casts it back. cubek's ordered double-buffered routine, which ptxas compiles
 //! without spilling the accumulators, made the tiny fixture's bf16 training and decoding wrong
 //! on an H200 (2026-12-04: losses of 11.5 where the CPU's are 9.1, logits off by their own
-//! size), although it was right on every matrix `tests/mixed_matmul.rs` hands it there; this
-//! routine made both right (losses within 2e-3, logits within 1%) and gpt2's bf16 step faster.
+//! size), although it was right on every matrix `tests/mixed_matmul.rs` uploads there: most
+//! likely it misreads operands whose rows CubeCL pads on CUDA (a row of 96 f32s takes 128
+//! slots), which uploaded matrices never are. This routine made both right (losses within
+//! 2e-3, logits within 1%) and gpt2's bf16 step faster.
 
 use crate::fusion_op::{register_kernel_typed, Launch};
 use burn::tensor::{ops::FloatTensor, DType, Shape};
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubek::{
     matmul::{
@@ -31,7 +35,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MixedMatmu
         assert_eq!(lhs.dtype, rhs.dtype, "mixed product: {:?} beside {:?}", lhs.dtype, rhs.dtype);
         let [m, _] = lhs.meta.shape().dims::<2>();
         let [_, n] = rhs.meta.shape().dims::<2>();
-        let product = empty_device_dtype(lhs.client.clone(), lhs.device.clone(), Shape::new([m, n]), DType::F32);
+        let product =
+            empty_device_contiguous_dtype(lhs.client.clone(), lhs.device.clone(), Shape::new([m, n]), DType::F32);
         let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
             lhs: lhs.dtype.into(),
             rhs: rhs.dtype.into(),

@@ -7,7 +7,9 @@ use crate::{
     reduce::{cube_a_row, cube_row},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeDim};
 
@@ -132,8 +134,12 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MostLikely
         assert_eq!(logits.dtype, DType::F32, "the most likely tokens of f32 logits");
         assert!((1..=MAX_MOST_LIKELY.min(vocab)).contains(&k), "{k} most likely of {vocab}");
         assert!(vocab < MAX_MOST_LIKELY_VOCAB, "ids of {vocab} tokens as f32");
-        let best =
-            empty_device_dtype(logits.client.clone(), logits.device.clone(), Shape::new([rows, 2 * k]), DType::F32);
+        let best = empty_device_contiguous_dtype(
+            logits.client.clone(),
+            logits.device.clone(),
+            Shape::new([rows, 2 * k]),
+            DType::F32,
+        );
         most_likely_kernel::launch::<f32, R>(
             &logits.client.clone(),
             cube_a_row(rows),

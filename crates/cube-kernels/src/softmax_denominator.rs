@@ -7,7 +7,9 @@ use crate::{
     reduce::{cube_a_row, cube_max, cube_row, cube_sum},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
-use burn_cubecl::{ops::numeric::empty_device_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use burn_cubecl::{
+    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+};
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeDim};
 
@@ -63,7 +65,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SoftmaxDen
         assert_eq!(logits.dtype, DType::F32, "the softmax denominators of f32 logits");
         assert!(temperature > 0.0, "a temperature above 0, not {temperature}");
         let denominators =
-            empty_device_dtype(logits.client.clone(), logits.device.clone(), Shape::new([rows]), DType::F32);
+            empty_device_contiguous_dtype(logits.client.clone(), logits.device.clone(), Shape::new([rows]), DType::F32);
         softmax_denominator_kernel::launch::<f32, R>(
             &logits.client.clone(),
             cube_a_row(rows),

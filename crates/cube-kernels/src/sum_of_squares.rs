@@ -10,8 +10,8 @@ use crate::{
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
-    ops::numeric::empty_device_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime, FloatElement,
-    IntElement,
+    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
+    FloatElement, IntElement,
 };
 use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeDim};
@@ -57,7 +57,8 @@ fn block_sums_kernel<F: Float>(input: &Tensor<F>, sums: &mut Tensor<F>, #[compti
 /// The sums of `input`'s blocks (of their squares with `squared`): `[⌈len / BLOCK⌉]`, at least one.
 fn block_sums<R: CubeRuntime>(input: CubeTensor<R>, squared: bool) -> CubeTensor<R> {
     let blocks = input.meta.num_elements().div_ceil(BLOCK).max(1);
-    let sums = empty_device_dtype(input.client.clone(), input.device.clone(), Shape::new([blocks]), DType::F32);
+    let sums =
+        empty_device_contiguous_dtype(input.client.clone(), input.device.clone(), Shape::new([blocks]), DType::F32);
     block_sums_kernel::launch::<f32, R>(
         &input.client.clone(),
         cube_a_row(blocks),
