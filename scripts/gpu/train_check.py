@@ -3,6 +3,10 @@
 Checks, chosen with --checks (comma-separated, in order):
   agree          CUDA vs CPU: six identical training steps of the tiny fixture model on both
                  devices; per-step losses side by side (f32, and bf16 with --precisions).
+  agree-padded   the same for a model whose rows CubeCL pads on CUDA (GPT-2's 50,257-token
+                 vocabulary, 96 wide, 3 heads, 2 layers; random weights saved by
+                 transformers) on the jokes at 256 tokens: the tiny fixture's 32 and 512
+                 columns are never padded.
   MODEL:SEQ:MB[xACCUM][:PRECISION][:pools]
                  the train stage at a gpt2-family shape (random weights) on rows of SEQ tokens,
                  MB rows per forward pass, ACCUM passes per optimizer step (default 1;
@@ -70,6 +74,16 @@ file = "profile.log"
 POOLS_TOML = """
 [memory]
 persistent_memory = "disabled"
+"""
+
+
+# A GPT-2 whose rows CubeCL pads on CUDA (96 f32s, 288, 50,257: not multiples of 512 bytes),
+# random weights saved by transformers into the directory argv[1].
+PADDED_MODEL = """
+import sys, torch
+from transformers import GPT2Config, GPT2LMHeadModel
+torch.manual_seed(0)
+GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_embd=96, n_head=3, n_layer=2, n_positions=256)).save_pretrained(sys.argv[1])
 """
 
 
@@ -191,7 +205,7 @@ def main() -> None:
     # gpt2-medium 1 x 1024 within 11 GB (CubeCL's reserved bytes, nvidia-smi's peak), the pools
     # beside the exact-size buffers, the first step again with a warm kernel cache, and where
     # gpt2's step goes, kernel by kernel, in f32 and bf16.
-    parser.add_argument("--checks", default="gpt2:1024:4,agree,gpt2-medium:550:1x16,gpt2-medium:1024:1:f32,"
+    parser.add_argument("--checks", default="gpt2:1024:4,agree,agree-padded,gpt2-medium:550:1x16,gpt2-medium:1024:1:f32,"
                         "gpt2-medium:1024:1:f32:pools,gpt2:1024:4:f32,profile:gpt2:1024:4:f32,profile:gpt2:1024:4:bf16")
     parser.add_argument("--precisions", default="f32", help="comma-separated train-stage --precision values to run")
     parser.add_argument("--pytorch", default="", help="MODEL:SEQ:MB shapes (comma-separated) to run the PyTorch baseline at, "
@@ -213,14 +227,18 @@ def main() -> None:
     pytorch_shapes = {shape(spec)[:4] for spec in args.pytorch.split(",") if spec}
 
     for check in args.checks.split(","):
-        if check == "agree":
+        if check in ("agree", "agree-padded"):
+            data, init = args.data / "tiny", TINY
+            if check == "agree-padded":
+                data, init = args.data / "jokes-256", args.out / "padded-model"
+                subprocess.run([sys.executable, "-c", PADDED_MODEL, str(init)], check=True)
             # Dropout on: its masks are Philox counters, word for word the same on CUDA and the CPU.
-            same = ["--data", str(args.data / "tiny"), "--init", str(TINY), "--max-steps", "6", "--micro-batch", "2", "--grad-accum", "3",
+            same = ["--data", str(data), "--init", str(init), "--max-steps", "6", "--micro-batch", "2", "--grad-accum", "3",
                     "--lr", "1e-3", "--warmup-steps", "0", "--dropout", "0.1", "--no-shuffle", "--eval-every", "0"]
-            cpu = train(args.bin, [*same, "--device", "cpu"], args.out / "agree-cpu", 6, args.limit, env)
+            cpu = train(args.bin, [*same, "--device", "cpu"], args.out / f"{check}-cpu", 6, args.limit, env)
             for precision in precisions:
-                run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"agree-{precision}", 6, args.limit, env)
-                record = {"check": "cuda_vs_cpu", "card": card, "train_flags": TRAIN_FLAGS, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
+                run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"{check}-{precision}", 6, args.limit, env)
+                record = {"check": "cuda_vs_cpu", "model": check, "card": card, "train_flags": TRAIN_FLAGS, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
                           "cuda_losses": [l["loss"] for l in run["lines"]], **{k: v for k, v in run.items() if k != "lines"}}
                 if len(cpu["lines"]) == len(run["lines"]) == 6:
                     record["max_relative_difference"] = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(cpu["lines"], run["lines"]))
