@@ -1,9 +1,10 @@
-//! The decoding attention kernel against burn's operations, on burn's wgpu backend (with and
-//! without fusion): on a machine without a GPU, Mesa's software Vulkan driver runs it on the
-//! CPU (`apt-get install mesa-vulkan-drivers`). `cargo test -p cube-kernels --features wgpu`
+//! The decoding attention kernel against burn's operations on the CPU, on burn's wgpu backend
+//! (with and without fusion): on a machine without a GPU, Mesa's software Vulkan driver runs it
+//! on the CPU (`apt-get install mesa-vulkan-drivers`). `cargo test -p cube-kernels --features wgpu`
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use burn::{
+    backend::NdArray,
     prelude::*,
     tensor::{activation::softmax, ops::FloatTensor, Distribution, TensorPrimitive},
 };
@@ -13,6 +14,14 @@ mod support;
 use support::{Eager, Fused};
 
 const HEAD_DIM: usize = 64;
+
+/// Where the reference runs: burn's products on CUDA take TF32 tensor cores, far coarser than
+/// the kernel's f32 sums.
+type Cpu = NdArray<f32>;
+
+fn on_cpu<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> Tensor<Cpu, D> {
+    Tensor::from_data(tensor.to_data(), &Default::default())
+}
 
 /// The new position's attention and the buffers with its key and value written, by burn's
 /// operations.
@@ -42,7 +51,7 @@ fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(tensor))
 }
 
-fn assert_close<B: Backend, const D: usize>(what: &str, expected: Tensor<B, D>, actual: Tensor<B, D>) {
+fn assert_close<B: Backend, const D: usize>(what: &str, expected: Tensor<Cpu, D>, actual: Tensor<B, D>) {
     let (expected, actual) =
         (expected.into_data().to_vec::<f32>().unwrap(), actual.into_data().to_vec::<f32>().unwrap());
     assert_eq!(expected.len(), actual.len(), "{what}");
@@ -63,14 +72,14 @@ fn check<B: DecodeAttention>(batch: usize, heads: usize, position: usize, shared
     };
     // Large scores: the softmax must subtract the maximum.
     let (keys, values) = (buffer(4.0), buffer(1.0));
-    let (expected, expected_keys, expected_values) = reference(qkv.clone(), keys.clone(), values.clone(), position);
+    let (expected, expected_keys, expected_values) = reference(on_cpu(&qkv), on_cpu(&keys), on_cpu(&values), position);
     let keys_before = keys.clone().into_data();
     let kept = shared.then(|| keys.clone());
     let (actual, actual_keys, actual_values) =
         B::decode_attention(primitive(qkv), primitive(keys), primitive(values), position);
-    assert_close(&format!("{what}: output"), expected, float(actual));
-    assert_close(&format!("{what}: keys"), expected_keys, float(actual_keys));
-    assert_close(&format!("{what}: values"), expected_values, float(actual_values));
+    assert_close(&format!("{what}: output"), expected, float::<B, 2>(actual));
+    assert_close(&format!("{what}: keys"), expected_keys, float::<B, 4>(actual_keys));
+    assert_close(&format!("{what}: values"), expected_values, float::<B, 4>(actual_values));
     if let Some(kept) = kept {
         assert_eq!(kept.into_data(), keys_before, "{what}: a buffer another tensor holds was written");
     }

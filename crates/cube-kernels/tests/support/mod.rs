@@ -38,6 +38,16 @@ pub fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTenso
     tensor.into_primitive().tensor()
 }
 
+/// `tolerance` for a comparison with burn's f32 products on the device, which on CUDA take TF32
+/// tensor cores (10 of f32's 23 bits: errors of ~1e-3 of the operands' scale).
+pub fn beside_burns_products(tolerance: f32) -> f32 {
+    if cfg!(feature = "cuda") {
+        tolerance.max(2e-3)
+    } else {
+        tolerance
+    }
+}
+
 /// A tensor's values, in f64.
 pub fn host<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
     tensor.into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
