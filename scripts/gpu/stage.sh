@@ -61,7 +61,7 @@ for line in open('target/gpu/kernels.json'):
         pack sample "$target/release/sample"
         ;;
     *)
-        echo "usage: scripts/gpu/stage.sh [train] [generate]"; exit 2
+        echo "usage: scripts/gpu/stage.sh [train] [kernels] [generate]"; exit 2
         ;;
 esac
 done

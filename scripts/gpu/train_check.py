@@ -284,10 +284,12 @@ def main() -> None:
             # count in the shorter profiled run alone.
             for steps, profile in [(1, False), (1, True), (11, True)]:
                 # Each run to its end (the steps asked for are more than it makes), so the log is whole.
-                runs[steps] = train(args.bin, ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro),
-                                               "--grad-accum", str(accum), "--max-steps", str(steps), "--eval-every", "0", "--save-every", "0",
-                                               "--device", args.device, *precision_flag(precision)],
-                                    args.out / f"{name}-{steps}{'' if profile else '-warm-up'}", steps + 1, 2 * args.limit, env, profile=profile)
+                run = train(args.bin, ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro),
+                                     "--grad-accum", str(accum), "--max-steps", str(steps), "--eval-every", "0", "--save-every", "0",
+                                     "--device", args.device, *precision_flag(precision)],
+                            args.out / f"{name}-{steps}{'' if profile else '-warm-up'}", steps + 1, 2 * args.limit, env, profile=profile)
+                if profile:
+                    runs[steps] = run
             report({"check": "profile", "run": name, "card": card, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "precision": precision,
                     "steps": [len(run["lines"]) for run in runs.values()], "output_tail": runs[11]["output_tail"],
                     "seconds_to_first_step": [run["seconds_to_first_step"] for run in runs.values()],

@@ -10,7 +10,7 @@ use burn::{
 use cube_kernels::{After, Before, FewRowsLinear};
 mod support;
 
-use support::{beside_burns_products, Eager, Fused, HALF, HALF_FLOAT};
+use support::{allowing_tf32, Eager, Fused, HALF, HALF_FLOAT};
 
 const EPSILON: f64 = 1e-5;
 
@@ -70,7 +70,7 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
     let largest = expected.iter().fold(1.0f32, |largest, e| largest.max(e.abs()));
     let difference = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, f32::max) / largest;
     assert!(
-        difference <= beside_burns_products(1e-5),
+        difference <= allowing_tf32(1e-5) as f32,
         "{rows} × {d_in} → {d_out}, {around:?}, {weights:?} weights: max difference {difference} of the largest"
     );
 }

@@ -38,9 +38,10 @@ pub fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTenso
     tensor.into_primitive().tensor()
 }
 
-/// `tolerance` for a comparison with burn's f32 products on the device, which on CUDA take TF32
-/// tensor cores (10 of f32's 23 bits: errors of ~1e-3 of the operands' scale).
-pub fn beside_burns_products(tolerance: f32) -> f32 {
+/// `tolerance` for a comparison that takes an f32 product on the device (burn's, or a kernel's
+/// own), which on CUDA runs on TF32 tensor cores (10 of f32's 23 bits: errors of ~1e-3 of the
+/// operands' scale).
+pub fn allowing_tf32(tolerance: f64) -> f64 {
     if cfg!(feature = "cuda") {
         tolerance.max(2e-3)
     } else {
