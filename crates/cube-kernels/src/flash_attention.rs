@@ -356,10 +356,12 @@ fn seen_pairs<M: Int>(
 ) -> u32 {
     let mut seen = 0u32;
     if active {
+        let (query_stride, key_stride) = (hidden.stride(1), hidden.stride(2));
+        let start = at.batch * hidden.stride(0);
         #[unroll]
         for n in 0..TILE {
             let (pair_query, pair_key) = (query + n * query_step, key + n * key_step);
-            let at_pair = at.batch * hidden.stride(0) + pair_query * hidden.stride(1) + pair_key * hidden.stride(2);
+            let at_pair = start + pair_query * query_stride + pair_key * key_stride;
             if pair_key <= pair_query && pair_query < at.time && hidden[at_pair] == M::from_int(0) {
                 seen |= 1u32 << n as u32;
             }
@@ -442,7 +444,9 @@ fn read_row<F: Float>(
 
 /// Positions `first … first + TILE` of the cube's head, from `column` on, of `from` into
 /// `tile`, rows `row_width` apart, shared out among the cube's units; zeros past the last
-/// position and in a row's columns past `head_dim`.
+/// position and in a row's columns past `head_dim`. A unit issues [`LOADS_AT_ONCE`] loads before
+/// it waits for them, the strides read once: a loop of one load at a time waited for each (and
+/// for the strides, which CubeCL keeps in memory) before the next.
 #[cube]
 fn load_tile<F: Float>(
     from: &Tensor<F>,
@@ -453,28 +457,53 @@ fn load_tile<F: Float>(
     #[comptime] head_dim: usize,
     #[comptime] row_width: usize,
 ) {
-    let mut i = UNIT_POS_X as usize;
-    while i < TILE * row_width {
-        let position = first + i / row_width;
-        let dim = i % row_width;
-        let mut value = F::new(0.0);
-        if position < at.time && dim < head_dim {
-            value = from[at.start(from, position, column) + dim * from.stride(1)];
+    let (row_stride, column_stride) = (from.stride(0), from.stride(1));
+    let start = (at.batch * at.time + first) * row_stride + column * column_stride;
+    for group in 0..comptime!(row_width.div_ceil(LOADS_AT_ONCE)) {
+        #[unroll]
+        for n in 0..LOADS_AT_ONCE {
+            let load = group * LOADS_AT_ONCE + n;
+            if load < row_width {
+                let i = load * TILE + UNIT_POS_X as usize;
+                let (row, dim) = (i / row_width, i % row_width);
+                let mut value = F::new(0.0);
+                if first + row < at.time && dim < head_dim {
+                    value = from[start + row * row_stride + dim * column_stride];
+                }
+                tile[i] = value;
+            }
         }
-        tile[i] = value;
-        i += TILE;
     }
 }
+
+/// Loads of a tile a unit issues before waiting for them: as many registers as the kernels
+/// spare (all of a 64-wide row's at once took ptxas to 255 registers and spills).
+const LOADS_AT_ONCE: usize = 16;
 
 /// `row · tile[j]`, with `tile` rows of `head_dim`.
 #[cube]
 fn dot_shared<F: Float>(row: &Array<F>, tile: &SharedMemory<F>, j: usize, #[comptime] head_dim: usize) -> F {
-    let mut sum = F::new(0.0);
+    let mut partial = Array::<F>::new(CHAINS);
+    #[unroll]
+    for c in 0..CHAINS {
+        partial[c] = F::new(0.0);
+    }
     #[unroll]
     for d in 0..head_dim {
-        sum += row[d] * tile[j * head_dim + d];
+        partial[d % CHAINS] += row[d] * tile[j * head_dim + d];
     }
-    sum
+    sum_chains::<F>(&partial)
+}
+
+/// Partial sums a dot product keeps: each product waits only for the one `CHAINS` before it,
+/// where a single running sum made a 64-wide dot product 64 dependent multiply-adds (on an
+/// H200, ~4 cycles each), which the few warps these kernels keep resident could not hide.
+const CHAINS: usize = 4;
+
+/// The [`CHAINS`] partial sums of a dot product added up.
+#[cube]
+fn sum_chains<F: Float>(partial: &Array<F>) -> F {
+    (partial[0] + partial[1]) + (partial[2] + partial[3])
 }
 
 /// Head dimensions a unit of the backward kernels holds: half of `head_dim` rounded up to runs
@@ -620,12 +649,16 @@ fn dot_tile<F: Float>(
     share: &Share,
     #[comptime] row_width: usize,
 ) -> F {
-    let mut sum = F::new(0.0);
+    let mut partial = Array::<F>::new(CHAINS);
+    #[unroll]
+    for c in 0..CHAINS {
+        partial[c] = F::new(0.0);
+    }
     #[unroll]
     for l in 0..row_width / 2 {
-        sum += half[l] * tile[j * row_width + dim_of(l, share.half)];
+        partial[l % CHAINS] += half[l] * tile[j * row_width + dim_of(l, share.half)];
     }
-    sum
+    sum_chains::<F>(&partial)
 }
 
 /// `a · b` over two halves of one unit.
