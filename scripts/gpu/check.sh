@@ -19,6 +19,10 @@
 #                                   generate
 #   scripts/gpu/check.sh kernels    cube-kernels' tests on CUDA, those staged (bf16 where wgpu's
 #                                   runs take f16)
+#   scripts/gpu/check.sh products [ARGS]   each of cubek's tensor-core product routines on gpt2's
+#                                   training products (f32 as TF32, and bf16), then torch.matmul
+#                                   on the same: the routine the model's products should take
+#                                   (ARGS go to product_routines, e.g. --rows, --budget-s)
 # Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,8 +56,13 @@ case "${1:-train}" in
         timeout 190 python3 scripts/bench/generate_baseline.py --device cuda --models gpt2,gpt2-medium \
             --dtypes f32,bf16 --first-token || status=$?
         ;;
+    products)
+        shift
+        timeout 420 "$bin/product_routines" --budget-s 360 "$@" || status=$?
+        timeout 60 python3 scripts/bench/products_baseline.py || status=$?
+        ;;
     *)
-        echo "usage: scripts/gpu/check.sh [train|kernels|generate]"; exit 2
+        echo "usage: scripts/gpu/check.sh [train|kernels|generate|products]"; exit 2
         ;;
 esac
 exit $status

@@ -6,6 +6,7 @@
 #   scripts/gpu/stage.sh generate   target/gpu/cuda_check.xz and target/gpu/sample.xz
 #   scripts/gpu/stage.sh kernels    target/gpu/kernels-NAME.xz: cube-kernels' tests on CUDA (those
 #                                   of the bf16 path; TESTS="NAME ..." for others; each ~5 MB)
+#   scripts/gpu/stage.sh products   target/gpu/product_routines.xz: cubek's product routines timed
 #   scripts/gpu/stage.sh train kernels generate   several, for one call that runs their checks
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -60,8 +61,12 @@ for line in open('target/gpu/kernels.json'):
         pack cuda_check "$target/release/examples/cuda_check"
         pack sample "$target/release/sample"
         ;;
+    products)
+        cargo build --release -p cube-kernels --features cuda --example product_routines
+        pack product_routines "$target/release/examples/product_routines"
+        ;;
     *)
-        echo "usage: scripts/gpu/stage.sh [train] [kernels] [generate]"; exit 2
+        echo "usage: scripts/gpu/stage.sh [train] [kernels] [generate] [products]"; exit 2
         ;;
 esac
 done
