@@ -4,7 +4,11 @@
 //! filled positions, copies to make operands contiguous, two products, the softmax's
 //! reductions and element-wise kernels.
 
-use crate::fusion_op::{register_kernel, Launch};
+use crate::{
+    chains::{chains_total, new_chains, CHAINS},
+    fusion_op::{register_kernel, Launch},
+    reduce::{cube_max, cube_sum},
+};
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{
     ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
@@ -14,8 +18,9 @@ use burn_fusion::{Fusion, FusionBackend};
 use cubecl::{prelude::*, CubeCount, CubeDim};
 
 /// Most keys the kernel takes: its weights live in the cube's shared memory, 4 bytes a key,
-/// and 16 KiB is what every backend offers (WebGPU's minimum). GPT-2 has 1,024 positions.
-pub const MAX_DECODE_KEYS: usize = 4096;
+/// beside a slot a unit for the cube's sums, and 16 KiB is what every backend offers (WebGPU's
+/// minimum). GPT-2 has 1,024 positions.
+pub const MAX_DECODE_KEYS: usize = 4096 - UNITS as usize;
 
 /// Units of a cube: the keys are shared out among them, then the head's dimensions.
 const UNITS: u32 = 64;
@@ -37,12 +42,15 @@ pub trait DecodeAttention: burn::tensor::backend::Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// One cube a (row, head). Its units write the new key and value into the cache, compute the
-/// scores of the keys in turn (each key's dot product by one unit), the softmax over them in
-/// shared memory, then one output dimension each. The new position's key and value are read
-/// from `qkv`, not back from the cache: on Vulkan a barrier orders shared memory, not the
-/// cube's own writes to a buffer.
+/// One cube a (row, head). Its units write the new key and value into the cache, each reads
+/// the scaled query, and they compute the scores of the keys in turn (each key's dot product by
+/// one unit, its loads issued together, in [`CHAINS`] partial sums), take the largest score
+/// and the exponentials' sum as trees across the cube, then one output dimension each, over
+/// the keys [`KEYS_AT_ONCE`] at a time. The new position's key and value are read from `qkv`,
+/// not back from the cache: on Vulkan a barrier orders shared memory, not the cube's own
+/// writes to a buffer.
 #[cube(launch)]
+#[allow(clippy::too_many_arguments)]
 fn decode_attention_kernel<F: Float>(
     qkv: &Tensor<F>,
     keys: &mut Tensor<F>,
@@ -51,73 +59,97 @@ fn decode_attention_kernel<F: Float>(
     position: u32,
     scale: f32,
     #[comptime] max_keys: usize,
+    #[comptime] head_dim: usize,
 ) {
     let row = CUBE_POS_X as usize;
     let head = CUBE_POS_Y as usize;
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
     let position = position as usize;
-    let head_dim = keys.shape(3);
     let width = CUBE_COUNT_Y as usize * head_dim;
-    let q_start = row * qkv.stride(0) + head * head_dim * qkv.stride(1);
-    let new_k_start = q_start + width * qkv.stride(1);
-    let new_v_start = new_k_start + width * qkv.stride(1);
+    let qkv_column = qkv.stride(1);
+    let q_start = row * qkv.stride(0) + head * head_dim * qkv_column;
+    let new_k_start = q_start + width * qkv_column;
+    let new_v_start = new_k_start + width * qkv_column;
+    let (key_stride, key_column) = (keys.stride(2), keys.stride(3));
+    let (value_stride, value_column) = (values.stride(2), values.stride(3));
     let k_start = row * keys.stride(0) + head * keys.stride(1);
     let v_start = row * values.stride(0) + head * values.stride(1);
-    let scale = F::cast_from(scale);
     let mut weights = SharedMemory::<F>::new(max_keys);
+    let mut partial = SharedMemory::<F>::new(UNITS as usize);
 
     let mut d = unit;
     while d < head_dim {
-        keys[k_start + position * keys.stride(2) + d * keys.stride(3)] = qkv[new_k_start + d * qkv.stride(1)];
-        values[v_start + position * values.stride(2) + d * values.stride(3)] = qkv[new_v_start + d * qkv.stride(1)];
+        keys[k_start + position * key_stride + d * key_column] = qkv[new_k_start + d * qkv_column];
+        values[v_start + position * value_stride + d * value_column] = qkv[new_v_start + d * qkv_column];
         d += units;
     }
+    let mut q = Array::<F>::new(head_dim);
+    #[unroll]
+    for d in 0..head_dim {
+        q[d] = qkv[q_start + d * qkv_column] * F::cast_from(scale);
+    }
 
+    let mut largest = F::new(LOWEST_SCORE);
     let mut key = unit;
     while key <= position {
-        let mut dot = F::new(0.0);
+        let mut dot = new_chains::<F>();
         if key == position {
+            #[unroll]
             for d in 0..head_dim {
-                dot += qkv[q_start + d * qkv.stride(1)] * qkv[new_k_start + d * qkv.stride(1)];
+                dot[d % CHAINS] += q[d] * qkv[new_k_start + d * qkv_column];
             }
         } else {
+            let start = k_start + key * key_stride;
+            #[unroll]
             for d in 0..head_dim {
-                dot += qkv[q_start + d * qkv.stride(1)] * keys[k_start + key * keys.stride(2) + d * keys.stride(3)];
+                dot[d % CHAINS] += q[d] * keys[start + d * key_column];
             }
         }
-        weights[key] = dot * scale;
+        let score = chains_total::<F>(&dot);
+        weights[key] = score;
+        largest = F::max(largest, score);
         key += units;
     }
-    sync_cube();
-    // Every unit finds the maximum and, below, the sum itself: a few thousand reads of shared
-    // memory, against a tree of barriers.
-    let mut max = weights[0];
-    for key in 1..position + 1 {
-        max = F::max(max, weights[key]);
-    }
-    sync_cube();
+    let max = cube_max::<F>(&mut partial, largest);
+    let mut sum = F::new(0.0);
     let mut key = unit;
     while key <= position {
-        weights[key] = F::exp(weights[key] - max);
+        let weight = F::exp(weights[key] - max);
+        weights[key] = weight;
+        sum += weight;
         key += units;
     }
-    sync_cube();
-    let mut total = F::new(0.0);
-    for key in 0..position + 1 {
-        total += weights[key];
-    }
+    // Its barriers also make every unit's weights visible to all.
+    let total = cube_sum::<F>(&mut partial, sum);
 
     let mut d = unit;
     while d < head_dim {
-        let mut sum = weights[position] * qkv[new_v_start + d * qkv.stride(1)];
-        for key in 0..position {
-            sum += weights[key] * values[v_start + key * values.stride(2) + d * values.stride(3)];
+        let column = v_start + d * value_column;
+        let mut sums = new_chains::<F>();
+        sums[0] = weights[position] * qkv[new_v_start + d * qkv_column];
+        let mut key = 0;
+        while key + KEYS_AT_ONCE <= position {
+            #[unroll]
+            for n in 0..KEYS_AT_ONCE {
+                sums[n % CHAINS] += weights[key + n] * values[column + (key + n) * value_stride];
+            }
+            key += KEYS_AT_ONCE;
         }
-        output[row * output.stride(0) + (head * head_dim + d) * output.stride(1)] = sum / total;
+        while key < position {
+            sums[0] += weights[key] * values[column + key * value_stride];
+            key += 1;
+        }
+        output[row * output.stride(0) + (head * head_dim + d) * output.stride(1)] = chains_total::<F>(&sums) / total;
         d += units;
     }
 }
+
+/// Cached values a unit reads before it waits for them, in the output's sum over the keys.
+const KEYS_AT_ONCE: usize = 8;
+
+/// Below every score: where the largest starts.
+const LOWEST_SCORE: f32 = -1.0e30;
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DecodeAttention for CubeBackend<R, F, I, BT> {
     fn decode_attention(
@@ -143,7 +175,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DecodeAtte
         };
         let (keys, values) = (writable(keys), writable(values));
         // Shared memory sized to a power of two: a handful of compiled kernels as the cache grows.
-        let max_keys = (position + 1).next_power_of_two().max(64);
+        let max_keys = (position + 1).next_power_of_two().clamp(64, MAX_DECODE_KEYS);
         decode_attention_kernel::launch::<F, R>(
             &client,
             CubeCount::Static(batch as u32, heads as u32, 1),
@@ -155,6 +187,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DecodeAtte
             position as u32,
             1.0 / (head_dim as f32).sqrt(),
             max_keys,
+            head_dim,
         );
         (output, keys, values)
     }

@@ -18,6 +18,7 @@
 //! reads it so: no cast between them, and no f32 copy kept for the backward pass.
 
 use crate::{
+    chains::{chains_total, new_chains, CHAINS},
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
 };
@@ -483,27 +484,12 @@ const LOADS_AT_ONCE: usize = 16;
 /// `row · tile[j]`, with `tile` rows of `head_dim`.
 #[cube]
 fn dot_shared<F: Float>(row: &Array<F>, tile: &SharedMemory<F>, j: usize, #[comptime] head_dim: usize) -> F {
-    let mut partial = Array::<F>::new(CHAINS);
-    #[unroll]
-    for c in 0..CHAINS {
-        partial[c] = F::new(0.0);
-    }
+    let mut partial = new_chains::<F>();
     #[unroll]
     for d in 0..head_dim {
         partial[d % CHAINS] += row[d] * tile[j * head_dim + d];
     }
-    sum_chains::<F>(&partial)
-}
-
-/// Partial sums a dot product keeps: each product waits only for the one `CHAINS` before it,
-/// where a single running sum made a 64-wide dot product 64 dependent multiply-adds (on an
-/// H200, ~4 cycles each), which the few warps these kernels keep resident could not hide.
-const CHAINS: usize = 4;
-
-/// The [`CHAINS`] partial sums of a dot product added up.
-#[cube]
-fn sum_chains<F: Float>(partial: &Array<F>) -> F {
-    (partial[0] + partial[1]) + (partial[2] + partial[3])
+    chains_total::<F>(&partial)
 }
 
 /// Head dimensions a unit of the backward kernels holds: half of `head_dim` rounded up to runs
@@ -649,16 +635,12 @@ fn dot_tile<F: Float>(
     share: &Share,
     #[comptime] row_width: usize,
 ) -> F {
-    let mut partial = Array::<F>::new(CHAINS);
-    #[unroll]
-    for c in 0..CHAINS {
-        partial[c] = F::new(0.0);
-    }
+    let mut partial = new_chains::<F>();
     #[unroll]
     for l in 0..row_width / 2 {
         partial[l % CHAINS] += half[l] * tile[j * row_width + dim_of(l, share.half)];
     }
-    sum_chains::<F>(&partial)
+    chains_total::<F>(&partial)
 }
 
 /// `a · b` over two halves of one unit.

@@ -53,6 +53,7 @@
 
 mod adamw;
 mod add_to_stretches;
+mod chains;
 mod column_sums;
 mod cross_entropy;
 mod decode_attention;
