@@ -29,12 +29,29 @@ pub const MAX_FEW_ROWS: usize = 64;
 /// sum a row and unit (8 × 256 × 4 bytes of WebGPU's 16 KiB).
 const BLOCK_ROWS: usize = 8;
 
-/// Columns of `W` a cube computes: a warp's 32 units read 32 adjacent weights of a row of `W`.
-const COLUMNS: u32 = 32;
-
-/// Units of a cube: [`COLUMNS`] columns by 8 slices of the input dimension, each slice summed by
-/// its own units, then the slices added in shared memory.
+/// Units of a cube: its columns (see [`columns_a_cube`]) by slices of the input dimension, each
+/// slice summed by its own units, then the slices added in shared memory.
 const UNITS: u32 = 256;
+
+/// Weights of its column a unit loads before it waits for them: streaming `W` is the kernel's
+/// work, and a loop of one load at a time left a unit waiting on each.
+const WEIGHTS_AT_ONCE: usize = 4;
+
+/// Cubes below which a product's columns are split finer: twice the SMs of an H100/H200 (132).
+const ENOUGH_CUBES: usize = 256;
+
+/// Columns of `W` a cube computes: 32 where the output is wide enough to give the GPU
+/// [`ENOUGH_CUBES`] cubes that way (a warp's 32 units read 32 adjacent weights of a row of `W`:
+/// the LM head), else 8 (a warp reads 8 adjacent weights, a 32-byte sector, of 4 rows of `W`):
+/// gpt2's 768 outputs took 24 cubes of 32 columns, which left 108 of an H200's 132 SMs idle
+/// while 24 streamed the weights.
+fn columns_a_cube(d_out: usize) -> usize {
+    if d_out.div_ceil(32) >= ENOUGH_CUBES {
+        32
+    } else {
+        8
+    }
+}
 
 /// What the kernel applies to the input rows before the product.
 #[derive(Clone, Debug)]
@@ -92,9 +109,9 @@ pub trait FewRowsLinear: burn::tensor::backend::Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// One cube a block of [`COLUMNS`] output columns for a block of `rows` rows (the last block may
+/// One cube a block of `columns` output columns for a block of `rows` rows (the last block may
 /// hold fewer: it reads its last row again for the missing ones and writes none of them). Unit
-/// `u` sums the products of column `u mod COLUMNS` over the input dimensions `u / COLUMNS`,
+/// `u` sums the products of column `u mod columns` over the input dimensions `u / columns`,
 /// `+ slices`, ...; the cube then adds the slices' sums. With LayerNorm, every cube first takes
 /// each row's mean and deviation itself (a few rows of reads, against a launch of its own) and
 /// normalises the inputs as it reads them. The tensors that `before` and `after` leave unused
@@ -119,6 +136,8 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
 ) {
     let unit = UNIT_POS_X as usize;
     let slices = units / columns;
+    let (x_row, x_column) = (x.stride(0), x.stride(1));
+    let (w_row, w_column) = (weight.stride(0), weight.stride(1));
     let first_column = CUBE_POS_X as usize * columns;
     let column = first_column + unit % columns;
     let slice = unit / columns;
@@ -133,18 +152,18 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     if layer_norm {
         #[unroll]
         for r in 0..rows {
-            let start = usize::min(first_row + r, last_row) * x.stride(0);
+            let start = usize::min(first_row + r, last_row) * x_row;
             let mut sum = F::new(0.0);
             let mut i = unit;
             while i < d_in {
-                sum += x[start + i * x.stride(1)];
+                sum += x[start + i * x_column];
                 i += units;
             }
             let row_mean = cube_sum::<F>(&mut partial, sum) / F::cast_from(d_in as u32);
             let mut squares = F::new(0.0);
             let mut i = unit;
             while i < d_in {
-                let centered = x[start + i * x.stride(1)] - row_mean;
+                let centered = x[start + i * x_column] - row_mean;
                 squares += centered * centered;
                 i += units;
             }
@@ -163,18 +182,33 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     if column < d_out {
         let mut i = slice;
         while i < d_in {
-            let w = F::cast_from(weight[i * weight.stride(0) + column * weight.stride(1)]);
+            // The weights' loads go out together, then the sums take them in order.
+            let mut w = Array::<F>::new(WEIGHTS_AT_ONCE);
             #[unroll]
-            for r in 0..rows {
-                let mut value = x[usize::min(first_row + r, last_row) * x.stride(0) + i * x.stride(1)];
-                if layer_norm {
-                    value = (value - mean[r]) * inverse_deviation[r] * gamma[i * gamma.stride(0)]
-                        + beta[i * beta.stride(0)];
+            for u in 0..WEIGHTS_AT_ONCE {
+                let at = i + u * slices;
+                w[u] = F::new(0.0);
+                if at < d_in {
+                    w[u] = F::cast_from(weight[at * w_row + column * w_column]);
                 }
-                // A no-op where W is F.
-                sums[r] += F::cast_from(W::cast_from(value)) * w;
             }
-            i += slices;
+            #[unroll]
+            for u in 0..WEIGHTS_AT_ONCE {
+                let at = i + u * slices;
+                if at < d_in {
+                    #[unroll]
+                    for r in 0..rows {
+                        let mut value = x[usize::min(first_row + r, last_row) * x_row + at * x_column];
+                        if layer_norm {
+                            value = (value - mean[r]) * inverse_deviation[r] * gamma[at * gamma.stride(0)]
+                                + beta[at * beta.stride(0)];
+                        }
+                        // A no-op where W is F.
+                        sums[r] += F::cast_from(W::cast_from(value)) * w[u];
+                    }
+                }
+            }
+            i += WEIGHTS_AT_ONCE * slices;
         }
     }
     #[unroll]
@@ -230,11 +264,12 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
             After::Gelu => (true, false, bias.clone()),
             After::Add(residual) => (false, true, residual),
         };
+        let columns = columns_a_cube(d_out);
         let launch =
             launch_for_element!(few_rows_linear_kernel::<F, R>, weight.dtype, x.dtype, "few-rows product: the weights");
         launch(
             &client,
-            CubeCount::Static(d_out.div_ceil(COLUMNS as usize) as u32, rows.div_ceil(BLOCK_ROWS) as u32, 1),
+            CubeCount::Static(d_out.div_ceil(columns) as u32, rows.div_ceil(BLOCK_ROWS) as u32, 1),
             CubeDim::new_1d(UNITS),
             x.into_tensor_arg(),
             weight.into_tensor_arg(),
@@ -249,7 +284,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
             gelu,
             add,
             UNITS as usize,
-            COLUMNS as usize,
+            columns,
         );
         output
     }

@@ -77,8 +77,9 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
 
 #[test]
 fn few_rows_linear_matches_burns_operations() {
-    // 216, 33 and 100 columns: a last block of columns cut short; 300 inputs: slices of uneven
-    // length; 9, 20 and 64 rows: several blocks of rows, the last one short but for 64.
+    // 33 and 100 columns: a last block of columns cut short; 300 inputs: slices of uneven
+    // length; 9, 20 and 64 rows: several blocks of rows, the last one short but for 64; 8,200
+    // columns: blocks of 32 columns (narrower outputs take blocks of 8), the last cut short.
     for (rows, d_in, d_out, around) in [
         (1, 72, 216, Around::LayerNorm),
         (3, 300, 33, Around::Alone),
@@ -88,6 +89,7 @@ fn few_rows_linear_matches_burns_operations() {
         (9, 72, 100, Around::LayerNormThenGelu),
         (20, 300, 72, Around::Add),
         (64, 72, 216, Around::LayerNorm),
+        (2, 72, 8200, Around::Add),
     ] {
         check::<Eager>(rows, d_in, d_out, around, FloatDType::F32);
         check::<Fused>(rows, d_in, d_out, around, FloatDType::F32);
