@@ -32,19 +32,16 @@ mod survey {
         prelude::*,
         tensor::{DType, Distribution, FloatDType},
     };
-    use burn_cubecl::{ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
+    use burn_cubecl::tensor::CubeTensor;
+    use cube_kernels::product_in_f32;
     use cubecl::future::block_on;
-    use cubek::{
-        matmul::{
-            components::tile::TileMatmulKind::{self, Cmma, Mma},
-            definition::{MatmulElems, MatmulGlobalElems},
-            launch::{launch_ref, Strategy},
-            routines::{
-                double_buffering::DoubleBufferingArgs, ordered_double_buffering::OrderedSelectionArgs,
-                simple::SimpleArgs, BlueprintStrategy,
-            },
+    use cubek::matmul::{
+        components::tile::TileMatmulKind::{self, Cmma, Mma},
+        launch::Strategy,
+        routines::{
+            double_buffering::DoubleBufferingArgs, ordered_double_buffering::OrderedSelectionArgs, simple::SimpleArgs,
+            BlueprintStrategy,
         },
-        std::InputBinding,
     };
     use std::{
         panic::{self, AssertUnwindSafe},
@@ -192,33 +189,6 @@ mod survey {
         tensor.cast(float).into_primitive().tensor()
     }
 
-    /// `lhs · rhs` by `routine` into a new f32 matrix, or why the routine cannot run it.
-    fn launch(
-        routine: &Strategy,
-        lhs: &CubeTensor<Runtime>,
-        rhs: &CubeTensor<Runtime>,
-        m: usize,
-        n: usize,
-    ) -> Result<CubeTensor<Runtime>, String> {
-        let product =
-            empty_device_contiguous_dtype(lhs.client.clone(), lhs.device.clone(), Shape::new([m, n]), DType::F32);
-        let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
-            lhs: lhs.dtype.into(),
-            rhs: rhs.dtype.into(),
-            out: DType::F32.into(),
-        });
-        launch_ref(
-            routine,
-            &product.client,
-            InputBinding::new(lhs.clone().binding(), lhs.dtype.into()),
-            InputBinding::new(rhs.clone().binding(), rhs.dtype.into()),
-            product.clone().binding(),
-            &mut dtypes,
-        )
-        .map_err(|error| format!("{error:?}"))?;
-        Ok(product)
-    }
-
     fn values(tensor: CubeTensor<Runtime>) -> Vec<f32> {
         Tensor::<Device, 2>::from_primitive(burn::tensor::TensorPrimitive::Float(tensor))
             .into_data()
@@ -270,11 +240,14 @@ mod survey {
                         )
                     };
                     // A routine may refuse the product, or fail on it: either way, the next.
-                    let attempt = || launch(routine, &lhs, &rhs, product.m, product.n).map(values);
+                    let attempt = || product_in_f32(routine, &lhs, &rhs).map(values);
                     let result = match panic::catch_unwind(AssertUnwindSafe(attempt)) {
                         Ok(Ok(result)) => result,
                         Ok(Err(why)) => {
-                            line(format!("unavailable | | {}", why.chars().take(80).collect::<String>()));
+                            line(format!(
+                                "unavailable | | {}",
+                                format!("{why:?}").chars().take(80).collect::<String>()
+                            ));
                             continue;
                         }
                         Err(_) => {
@@ -289,7 +262,7 @@ mod survey {
                     reference.get_or_insert(result);
                     let start = Instant::now();
                     for _ in 0..REPEATS {
-                        launch(routine, &lhs, &rhs, product.m, product.n).expect("ran once already");
+                        product_in_f32(routine, &lhs, &rhs).expect("ran once already");
                     }
                     block_on(client.sync()).expect("the device finishes");
                     let seconds = start.elapsed().as_secs_f64() / REPEATS as f64;

@@ -89,7 +89,7 @@ pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM}
 pub use gelu::BiasGelu;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;
-pub use mixed_matmul::MixedMatmul;
+pub use mixed_matmul::{product_in_f32, MixedMatmul};
 pub use most_likely::{MostLikely, MAX_MOST_LIKELY, MAX_MOST_LIKELY_VOCAB};
 pub use repetition_penalty::RepetitionPenalty;
 pub use softmax_denominator::SoftmaxDenominator;

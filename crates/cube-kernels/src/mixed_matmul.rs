@@ -13,12 +13,13 @@
 use crate::fusion_op::{register_kernel_typed, Launch};
 use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
-    ops::numeric::empty_device_contiguous_dtype, BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
+    FloatElement, IntElement,
 };
 use burn_fusion::{Fusion, FusionBackend};
 use cubek::{
     matmul::{
-        definition::{MatmulElems, MatmulGlobalElems},
+        definition::{MatmulElems, MatmulGlobalElems, MatmulSetupError},
         launch::{launch_ref, Strategy},
     },
     std::InputBinding,
@@ -33,26 +34,34 @@ pub trait MixedMatmul: burn::tensor::backend::Backend {
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MixedMatmul for CubeBackend<R, F, I, BT> {
     fn mixed_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         assert_eq!(lhs.dtype, rhs.dtype, "mixed product: {:?} beside {:?}", lhs.dtype, rhs.dtype);
-        let [m, _] = lhs.meta.shape().dims::<2>();
-        let [_, n] = rhs.meta.shape().dims::<2>();
-        let product =
-            empty_device_contiguous_dtype(lhs.client.clone(), lhs.device.clone(), Shape::new([m, n]), DType::F32);
-        let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
-            lhs: lhs.dtype.into(),
-            rhs: rhs.dtype.into(),
-            out: DType::F32.into(),
-        });
-        launch_ref(
-            &Strategy::Auto,
-            &product.client,
-            InputBinding::new(lhs.clone().binding(), lhs.dtype.into()),
-            InputBinding::new(rhs.clone().binding(), rhs.dtype.into()),
-            product.clone().binding(),
-            &mut dtypes,
-        )
-        .expect("burn's default product");
-        product
+        product_in_f32(&Strategy::Auto, &lhs, &rhs).expect("burn's default product")
     }
+}
+
+/// `lhs · rhs` (`[m, k]` by `[k, n]`, either a transposed view) by cubek's `routine`, written
+/// in f32 whatever the operands' type: `[m, n]`, or why the routine cannot run it.
+pub fn product_in_f32<R: CubeRuntime>(
+    routine: &Strategy,
+    lhs: &CubeTensor<R>,
+    rhs: &CubeTensor<R>,
+) -> Result<CubeTensor<R>, MatmulSetupError> {
+    let [m, _] = lhs.meta.shape().dims::<2>();
+    let [_, n] = rhs.meta.shape().dims::<2>();
+    let product = empty_device_contiguous_dtype(lhs.client.clone(), lhs.device.clone(), Shape::new([m, n]), DType::F32);
+    let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
+        lhs: lhs.dtype.into(),
+        rhs: rhs.dtype.into(),
+        out: DType::F32.into(),
+    });
+    launch_ref(
+        routine,
+        &product.client,
+        InputBinding::new(lhs.clone().binding(), lhs.dtype.into()),
+        InputBinding::new(rhs.clone().binding(), rhs.dtype.into()),
+        product.clone().binding(),
+        &mut dtypes,
+    )?;
+    Ok(product)
 }
 
 impl<B: FusionBackend + MixedMatmul> MixedMatmul for Fusion<B> {
