@@ -6,6 +6,7 @@
 
 use crate::{
     chains::{chains_total, new_chains, CHAINS},
+    flash_attention::LOWEST_SCORE,
     fusion_op::{register_kernel, Launch},
     reduce::{cube_max, cube_sum},
 };
@@ -147,9 +148,6 @@ fn decode_attention_kernel<F: Float>(
 
 /// Cached values a unit reads before it waits for them, in the output's sum over the keys.
 const KEYS_AT_ONCE: usize = 8;
-
-/// Below every score: where the largest starts.
-const LOWEST_SCORE: f32 = -1.0e30;
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DecodeAttention for CubeBackend<R, F, I, BT> {
     fn decode_attention(

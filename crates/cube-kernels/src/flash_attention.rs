@@ -92,8 +92,8 @@ pub trait FlashAttention: burn::tensor::backend::Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Below every score: where a row's running maximum starts.
-const LOWEST_SCORE: f32 = -1.0e30;
+/// Below every score: where a row's running maximum starts (here and in decoding attention).
+pub(crate) const LOWEST_SCORE: f32 = -1.0e30;
 
 /// One cube a tile of queries of one (batch, head), one unit a query: over the key tiles up to
 /// its own, the unit keeps a running maximum of its scores, their exponentials' sum and the
