@@ -3,6 +3,7 @@
 # Rust): the CUDA binaries, stripped and xz-compressed (the carried folder holds at most 64 MiB;
 # check.sh unpacks them), and small prepared datasets.
 #   scripts/gpu/stage.sh train      target/gpu/train.xz and target/gpu/data/{tiny,jokes-256,jokes-512,jokes-550,jokes-1024}
+#                                   (SEQS="256 1024": only those jokes-SEQ)
 #   scripts/gpu/stage.sh generate   target/gpu/cuda_check.xz and target/gpu/sample.xz
 #   scripts/gpu/stage.sh kernels    target/gpu/kernels-NAME.xz: cube-kernels' tests on CUDA (those
 #                                   of the bf16 path; TESTS="NAME ..." for others; each ~5 MB)
@@ -34,8 +35,9 @@ for _ in range(400):
         "$target/release/prepare" --source "$data/tiny.txt" --format text \
             --tokenizer crates/train/tests/fixtures/parity/tokenizer.json --template '{text}<|endoftext|>' \
             --seq-len 48 --out "$data/tiny"
-        # 550: the original post's rows; 256, 512 and 1024 for train_check.py's `fit`.
-        for seq in 256 512 550 1024; do
+        # 550: the original post's rows; 256, 512 and 1024 for train_check.py's `fit`. SEQS="256
+        # 1024" stages fewer, to leave room in the carried 64 MiB for other stages' binaries.
+        for seq in ${SEQS:-256 512 550 1024}; do
             "$target/release/prepare" --source ../shared/datasets/stupidstuff.json --tokenizer data/tokenizers/gpt2 \
                 --seq-len "$seq" --out "$data/jokes-$seq"
         done
