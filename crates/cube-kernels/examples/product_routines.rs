@@ -181,12 +181,7 @@ mod survey {
         if transposed {
             tensor = tensor.transpose();
         }
-        let float = match dtype {
-            DType::BF16 => FloatDType::BF16,
-            DType::F16 => FloatDType::F16,
-            _ => FloatDType::F32,
-        };
-        tensor.cast(float).into_primitive().tensor()
+        tensor.cast(FloatDType::from(dtype)).into_primitive().tensor()
     }
 
     fn values(tensor: CubeTensor<Runtime>) -> Vec<f32> {

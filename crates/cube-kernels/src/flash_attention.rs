@@ -459,7 +459,7 @@ fn load_tile<F: Float>(
     #[comptime] row_width: usize,
 ) {
     let (row_stride, column_stride) = (from.stride(0), from.stride(1));
-    let start = (at.batch * at.time + first) * row_stride + column * column_stride;
+    let start = at.start(from, first, column);
     for group in 0..comptime!(row_width.div_ceil(LOADS_AT_ONCE)) {
         #[unroll]
         for n in 0..LOADS_AT_ONCE {
