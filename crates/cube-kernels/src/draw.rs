@@ -61,22 +61,32 @@ impl Draw {
     pub(crate) fn keep_scale<F: Float>(&mut self, key: usize, #[comptime] dropout: bool) -> F {
         let mut scale = F::new(1.0);
         if dropout {
-            let element = self.row_start + key as u32;
-            let block = element / 4;
-            if block != self.block {
-                let mask = &self.mask;
-                let words = philox4x32_10(block, mask.stream0, mask.stream1, mask.stream2, mask.key0, mask.key1);
-                self.block = block;
-                self.w0 = words.w0;
-                self.w1 = words.w1;
-                self.w2 = words.w2;
-                self.w3 = words.w3;
-            }
-            let words = Words { w0: self.w0, w1: self.w1, w2: self.w2, w3: self.w3 };
-            let kept = word(words, element % 4) >= self.mask.threshold;
-            scale = select(kept, F::cast_from(self.mask.keep_scale), F::new(0.0));
+            let kept = self.kept(key);
+            scale = self.scale_if::<F>(kept);
         }
         scale
+    }
+
+    /// Whether the mask keeps element `key` of the row.
+    pub(crate) fn kept(&mut self, key: usize) -> bool {
+        let element = self.row_start + key as u32;
+        let block = element / 4;
+        if block != self.block {
+            let mask = &self.mask;
+            let words = philox4x32_10(block, mask.stream0, mask.stream1, mask.stream2, mask.key0, mask.key1);
+            self.block = block;
+            self.w0 = words.w0;
+            self.w1 = words.w1;
+            self.w2 = words.w2;
+            self.w3 = words.w3;
+        }
+        let words = Words { w0: self.w0, w1: self.w1, w2: self.w2, w3: self.w3 };
+        word(words, element % 4) >= self.mask.threshold
+    }
+
+    /// Dropout's factor for an element the mask keeps (`kept`) or drops.
+    pub(crate) fn scale_if<F: Float>(&self, kept: bool) -> F {
+        select(kept, F::cast_from(self.mask.keep_scale), F::new(0.0))
     }
 }
 

@@ -6,10 +6,11 @@
 //! A cube takes a tile of queries (forward, and the queries' gradients) or of keys (the keys'
 //! and values' gradients), with the rows in registers, and walks the other side's tiles through
 //! shared memory: each row of k and v is read from memory once a query tile, not once a query.
-//! Forward, a unit holds a query's row (two rows of 64: q and the weighted sum). Backward, each
-//! unit would hold four, more registers than a unit has, so two units share a row, a half each,
-//! and add their halves of each dot product through shared memory. The forward pass keeps each
-//! query's log-sum-exp of its scores, from which the backward pass computes the weights again. Dropout's keep mask is drawn inside the kernels
+//! Four units hold the same few rows, each a quarter of every row's head dimensions: a value
+//! read from a tile serves each of the unit's rows (four forward, two backward), and the four
+//! add their parts of each dot product with two shuffles. The forward pass keeps each query's
+//! log-sum-exp of its scores, from which the backward pass computes the weights again.
+//! Dropout's keep mask is drawn inside the kernels
 //! from Philox counters, the words `kernels::dropout_keeps` draws for the whole
 //! `[batch, heads, time, time]` mask, so the CPU's operations stay the reference. The kernels
 //! read q, k and v where the q/k/v projection wrote them and write the output and the
@@ -18,7 +19,6 @@
 //! reads it so: no cast between them, and no f32 copy kept for the backward pass.
 
 use crate::{
-    chains::{chains_total, new_chains, CHAINS},
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
 };
@@ -46,17 +46,30 @@ pub const MAX_FLASH_HEAD_DIM: usize = 64;
 /// How the kernels take the mask: burn's booleans as CUDA (u8) and wgpu (u32) store them.
 pub const FLASH_MASK_DTYPES: [DType; 2] = [DType::Bool(BoolStore::U8), DType::Bool(BoolStore::U32)];
 
-/// Rows of a tile, and units of a cube (one a row in the forward kernel).
+/// Rows of a tile of the other side (keys forward, queries or keys backward), and units of a
+/// cube.
 const TILE: usize = 32;
 
-/// Rows a cube of the backward kernels takes: two units a row, each holding half of the row's
-/// head dimensions. A unit keeps four of its rows in registers there (a whole row each, 256
-/// values, made ptxas spill to local memory on sm_90: `scripts/bench/kernel_registers.sh`).
-const SHARED_ROWS: usize = TILE / 2;
+/// Units that hold the same rows, each a part of every row's head dimensions (see
+/// [`part_dim`]): a dot product is their parts' sums added across the four (two shuffles), and
+/// each value a unit reads from a tile serves each of its rows. When a unit held one whole row,
+/// every multiply-add took an operand from shared memory, which hands an SM 128 bytes a cycle:
+/// a quarter of the operands its multiply-adds can take.
+const PARTS: usize = 4;
 
-/// The backward kernels' shared memory for their units' partial dot products: two values a
-/// unit, in two sets used in turn (see [`Share::row_dots`]).
-const EXCHANGE_SLOTS: usize = 2 * 2 * TILE;
+/// Groups of [`PARTS`] units a cube.
+const GROUPS: usize = TILE / PARTS;
+
+/// Queries a group holds in the forward kernel: [`TILE`] a cube.
+const FORWARD_ROWS: usize = TILE / GROUPS;
+
+/// Rows a group holds in the backward kernels, where a row is three or four arrays of registers
+/// (q, `d_output` and `d_q`; k, v, `d_k` and `d_v`): four rows would pass the 255 registers a
+/// unit may have.
+const BACKWARD_ROWS: usize = 2;
+
+/// Rows (queries or keys) a cube of the backward kernels takes.
+const SHARED_ROWS: usize = GROUPS * BACKWARD_ROWS;
 
 pub trait FlashAttention: burn::tensor::backend::Backend {
     /// `softmax(q · kᵀ / √head_dim)` over the keys each query may see, dropout on those weights,
@@ -95,9 +108,10 @@ pub trait FlashAttention: burn::tensor::backend::Backend {
 /// Below every score: where a row's running maximum starts (here and in decoding attention).
 pub(crate) const LOWEST_SCORE: f32 = -1.0e30;
 
-/// One cube a tile of queries of one (batch, head), one unit a query: over the key tiles up to
-/// its own, the unit keeps a running maximum of its scores, their exponentials' sum and the
-/// weighted sum of values, rescaled when the maximum grows (online softmax).
+/// One cube a tile of queries of one (batch, head), [`FORWARD_ROWS`] queries a group of
+/// [`PARTS`] units: over the key tiles up to its own, the group keeps each query's running
+/// maximum of its scores, their exponentials' sum and the weighted sum of values, rescaled when
+/// the maximum grows (online softmax).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
@@ -113,69 +127,91 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
 ) {
     let at = Layout::new(heads, hidden.shape(1), head_dim);
     let time = at.time;
+    let group = Group::new();
+    let width = comptime!(part_width(head_dim));
+    let row_width = comptime!(PARTS * part_width(head_dim));
     let query_tile = CUBE_POS_X as usize;
-    let query = query_tile * TILE + UNIT_POS_X as usize;
-    let active = query < time;
+    let first_query = query_tile * TILE + group.group * FORWARD_ROWS;
 
-    let mut q_row = Array::<F>::new(head_dim);
-    let mut weighted = Array::<F>::new(head_dim);
-    read_row::<F>(qkv, at.start(qkv, query, at.q()), active, F::cast_from(scale), &mut q_row, head_dim);
+    let mut q = Array::<F>::new(FORWARD_ROWS * width);
+    read_parts::<F, F>(qkv, &at, first_query, at.q(), &group, F::cast_from(scale), &mut q, FORWARD_ROWS, head_dim);
+    let mut weighted = Array::<F>::new(FORWARD_ROWS * width);
+    let mut max = Array::<F>::new(FORWARD_ROWS);
+    let mut sum = Array::<F>::new(FORWARD_ROWS);
     #[unroll]
-    for d in 0..head_dim {
-        weighted[d] = F::new(0.0);
+    for r in 0..FORWARD_ROWS {
+        max[r] = F::new(LOWEST_SCORE);
+        sum[r] = F::new(0.0);
+        #[unroll]
+        for l in 0..width {
+            weighted[r * width + l] = F::new(0.0);
+        }
     }
-    let mut k_tile = SharedMemory::<F>::new(TILE * head_dim);
-    let mut v_tile = SharedMemory::<F>::new(TILE * head_dim);
-    let mut max = F::new(LOWEST_SCORE);
-    let mut sum = F::new(0.0);
-    let mut draw = Draw::new(mask, (at.pair * time + query) * time);
+    let mut k_tile = SharedMemory::<F>::new(TILE * row_width);
+    let mut v_tile = SharedMemory::<F>::new(TILE * row_width);
+    let mut pairs = PairBits::new(dropout);
+    let own_query = query_tile * TILE + UNIT_POS_X as usize;
+    let mut draw = Draw::new(mask, (at.pair * time + own_query) * time);
 
     for key_tile in 0..query_tile + 1 {
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, head_dim);
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, head_dim);
-        let seen = seen_pairs::<M>(hidden, &at, active, query, key_tile * TILE, 0, 1);
+        load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
+        load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
+        pairs.mark::<M>(hidden, &at, &mut draw, own_query < time, own_query, key_tile * TILE, TILE, dropout);
         sync_cube();
-        if active {
-            for j in 0..TILE {
-                let key = key_tile * TILE + j;
-                if is_seen(seen, j) {
-                    let score = dot_shared::<F>(&q_row, &k_tile, j, head_dim);
-                    if score > max {
-                        let rescale = F::exp(max - score);
-                        sum *= rescale;
+        let seen = pairs.rows(group.group * FORWARD_ROWS, FORWARD_ROWS, dropout);
+        for j in 0..TILE {
+            let k_part = tile_part::<F>(&k_tile, j, &group, width);
+            let v_part = tile_part::<F>(&v_tile, j, &group, width);
+            #[unroll]
+            for r in 0..FORWARD_ROWS {
+                // Every unit takes part in the sum, seen or not: its shuffles need the whole plane.
+                let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
+                if is_seen(seen.seen[r], j) {
+                    if score > max[r] {
+                        let rescale = F::exp(max[r] - score);
+                        sum[r] *= rescale;
                         #[unroll]
-                        for d in 0..head_dim {
-                            weighted[d] *= rescale;
+                        for l in 0..width {
+                            weighted[r * width + l] *= rescale;
                         }
-                        max = score;
+                        max[r] = score;
                     }
-                    let weight = F::exp(score - max);
-                    sum += weight;
-                    let kept = weight * draw.keep_scale::<F>(key, dropout);
+                    let weight = F::exp(score - max[r]);
+                    sum[r] += weight;
+                    let kept = weight * pairs.keep_scale::<F>(&draw, seen.kept[r], j, dropout);
                     #[unroll]
-                    for d in 0..head_dim {
-                        weighted[d] += kept * v_tile[j * head_dim + d];
+                    for l in 0..width {
+                        weighted[r * width + l] += kept * v_part[l];
                     }
                 }
             }
         }
         sync_cube();
     }
-    if active {
-        let start = at.start(output, query, at.q());
-        #[unroll]
-        for d in 0..head_dim {
-            output[start + d * output.stride(1)] = O::cast_from(weighted[d] / sum);
+    #[unroll]
+    for r in 0..FORWARD_ROWS {
+        let query = first_query + r;
+        if query < time {
+            let start = at.start(output, query, at.q());
+            let total = sum[r];
+            #[unroll]
+            for l in 0..width {
+                let dim = part_dim(l, group.part);
+                if dim < head_dim {
+                    output[start + dim * output.stride(1)] = O::cast_from(weighted[r * width + l] / total);
+                }
+            }
+            if group.part == 0 {
+                logsumexp[at.pair * time + query] = max[r] + F::ln(total);
+            }
         }
-        logsumexp[at.pair * time + query] = max + F::ln(sum);
     }
 }
 
-/// One cube [`SHARED_ROWS`] queries, two units a query (each with half of its row, see
-/// [`dim_of`]): with `p` the weight of a key, `z` dropout's scale for it (`1/(1 − p_drop)` or
-/// 0) and `D = Σ d_output · output` over the query's row, the score's gradient is
-/// `p · (z · d_output · v − D)` and `d_q = Σ_keys that · k · scale`. Writes `D` for the keys'
-/// kernel. The output is read in its type, `O`.
+/// One cube [`SHARED_ROWS`] queries, [`BACKWARD_ROWS`] a group: with `p` the weight of a key,
+/// `z` dropout's scale for it (`1/(1 − p_drop)` or 0) and `D = Σ d_output · output` over the
+/// query's row, the score's gradient is `p · (z · d_output · v − D)` and `d_q = Σ_keys that ·
+/// k · scale`. Writes `D` for the keys' kernel. The output is read in its type, `O`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
@@ -194,64 +230,80 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
 ) {
     let at = Layout::new(heads, hidden.shape(1), head_dim);
     let time = at.time;
-    let share = Share::new();
-    let half_dim = comptime!(half_width(head_dim));
-    let row_width = comptime!(2 * half_width(head_dim));
-    let first_query = CUBE_POS_X as usize * SHARED_ROWS;
-    let query = first_query + share.row;
-    let active = query < time;
+    let group = Group::new();
+    let width = comptime!(part_width(head_dim));
+    let row_width = comptime!(PARTS * part_width(head_dim));
+    let cube_first_query = CUBE_POS_X as usize * SHARED_ROWS;
+    let first_query = cube_first_query + group.group * BACKWARD_ROWS;
     let scale = F::cast_from(scale);
-
-    let mut q_half = Array::<F>::new(half_dim);
-    let mut d_output_half = Array::<F>::new(half_dim);
-    let mut gradient = Array::<F>::new(half_dim);
-    let mut output_half = Array::<F>::new(half_dim);
     let one = F::new(1.0);
-    read_half::<F, F>(qkv, at.start(qkv, query, at.q()), active, &share, scale, &mut q_half, head_dim);
-    read_half::<F, F>(d_output, at.start(d_output, query, at.q()), active, &share, one, &mut d_output_half, head_dim);
-    read_half::<F, O>(output, at.start(output, query, at.q()), active, &share, one, &mut output_half, head_dim);
+
+    let mut q = Array::<F>::new(BACKWARD_ROWS * width);
+    let mut d_out = Array::<F>::new(BACKWARD_ROWS * width);
+    let mut out = Array::<F>::new(BACKWARD_ROWS * width);
+    let mut gradient = Array::<F>::new(BACKWARD_ROWS * width);
+    read_parts::<F, F>(qkv, &at, first_query, at.q(), &group, scale, &mut q, BACKWARD_ROWS, head_dim);
+    read_parts::<F, F>(d_output, &at, first_query, at.q(), &group, one, &mut d_out, BACKWARD_ROWS, head_dim);
+    read_parts::<F, O>(output, &at, first_query, at.q(), &group, one, &mut out, BACKWARD_ROWS, head_dim);
+    let mut row_delta = Array::<F>::new(BACKWARD_ROWS);
+    let mut row_logsumexp = Array::<F>::new(BACKWARD_ROWS);
     #[unroll]
-    for l in 0..half_dim {
-        gradient[l] = F::new(0.0);
-    }
-    let mut exchange = SharedMemory::<F>::new(EXCHANGE_SLOTS);
-    let row_delta = share.sum(&mut exchange, 1, dot_halves::<F>(&d_output_half, &output_half, half_dim));
-    let mut row_logsumexp = F::new(0.0);
-    if active {
-        delta[at.pair * time + query] = row_delta;
-        row_logsumexp = logsumexp[at.pair * time + query];
+    for r in 0..BACKWARD_ROWS {
+        row_delta[r] = group.sum::<F>(dot_rows::<F>(&d_out, &out, r, width));
+        row_logsumexp[r] = F::new(0.0);
+        let query = first_query + r;
+        if query < time {
+            row_logsumexp[r] = logsumexp[at.pair * time + query];
+            if group.part == 0 {
+                delta[at.pair * time + query] = row_delta[r];
+            }
+        }
+        #[unroll]
+        for l in 0..width {
+            gradient[r * width + l] = F::new(0.0);
+        }
     }
     let mut k_tile = SharedMemory::<F>::new(TILE * row_width);
     let mut v_tile = SharedMemory::<F>::new(TILE * row_width);
-    let mut draw = Draw::new(mask, (at.pair * time + query) * time);
-    let last_query = usize::min(first_query + SHARED_ROWS, time) - 1;
+    let mut pairs = PairBits::new(dropout);
+    let own_query = cube_first_query + UNIT_POS_X as usize;
+    let marks = UNIT_POS_X < SHARED_ROWS as u32 && own_query < time;
+    let mut draw = Draw::new(mask, (at.pair * time + own_query) * time);
+    let last_query = usize::min(cube_first_query + SHARED_ROWS, time) - 1;
 
     for key_tile in 0..last_query / TILE + 1 {
         load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
         load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
-        let seen = seen_pairs::<M>(hidden, &at, active, query, key_tile * TILE, 0, 1);
+        pairs.mark::<M>(hidden, &at, &mut draw, marks, own_query, key_tile * TILE, TILE, dropout);
         sync_cube();
+        let seen = pairs.rows(group.group * BACKWARD_ROWS, BACKWARD_ROWS, dropout);
         for j in 0..TILE {
-            let key = key_tile * TILE + j;
-            let visible = is_seen(seen, j);
-            let dots = share.row_dots(&mut exchange, visible, j, &q_half, &k_tile, &d_output_half, &v_tile, row_width);
-            if visible {
-                let weight = F::exp(dots.score - row_logsumexp);
-                let d_score = weight * (draw.keep_scale::<F>(key, dropout) * dots.d_weight - row_delta);
-                #[unroll]
-                for l in 0..half_dim {
-                    gradient[l] += d_score * k_tile[j * row_width + dim_of(l, share.half)];
+            let k_part = tile_part::<F>(&k_tile, j, &group, width);
+            let v_part = tile_part::<F>(&v_tile, j, &group, width);
+            #[unroll]
+            for r in 0..BACKWARD_ROWS {
+                let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
+                let d_weight = group.sum::<F>(dot_part::<F>(&d_out, r, &v_part, width));
+                if is_seen(seen.seen[r], j) {
+                    let weight = F::exp(score - row_logsumexp[r]);
+                    let keep = pairs.keep_scale::<F>(&draw, seen.kept[r], j, dropout);
+                    let d_score = weight * (keep * d_weight - row_delta[r]);
+                    #[unroll]
+                    for l in 0..width {
+                        gradient[r * width + l] += d_score * k_part[l];
+                    }
                 }
             }
         }
         sync_cube();
     }
-    write_half::<F>(d_qkv, at.start(d_qkv, query, at.q()), active, &share, scale, &gradient, head_dim);
+    write_parts::<F>(d_qkv, &at, first_query, at.q(), &group, scale, &gradient, BACKWARD_ROWS, head_dim);
 }
 
-/// One cube [`SHARED_ROWS`] keys, two units a key (each with half of its row), over the query
-/// tiles from its own on: `d_v = Σ p · z · d_output` and `d_k = Σ p · (z · d_output · v − D) ·
-/// q · scale` over the queries that see the key.
+/// One cube [`SHARED_ROWS`] keys, [`BACKWARD_ROWS`] a group, over the query tiles from its own
+/// on: `d_v = Σ p · z · d_output` and `d_k = Σ p · (z · d_output · v − D) · q · scale` over the
+/// queries that see the key. Each query tile's log-sum-exps and `D`s come into shared memory
+/// with its rows: read a query at a time, each waited for a load from memory.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
@@ -269,101 +321,191 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
 ) {
     let at = Layout::new(heads, hidden.shape(1), head_dim);
     let time = at.time;
-    let share = Share::new();
-    let half_dim = comptime!(half_width(head_dim));
-    let row_width = comptime!(2 * half_width(head_dim));
-    let first_key = CUBE_POS_X as usize * SHARED_ROWS;
-    let key = first_key + share.row;
-    let active = key < time;
+    let group = Group::new();
+    let width = comptime!(part_width(head_dim));
+    let row_width = comptime!(PARTS * part_width(head_dim));
+    let cube_first_key = CUBE_POS_X as usize * SHARED_ROWS;
+    let first_key = cube_first_key + group.group * BACKWARD_ROWS;
     let scale = F::cast_from(scale);
 
-    let mut k_half = Array::<F>::new(half_dim);
-    let mut v_half = Array::<F>::new(half_dim);
-    let mut d_k_half = Array::<F>::new(half_dim);
-    let mut d_v_half = Array::<F>::new(half_dim);
-    read_half::<F, F>(qkv, at.start(qkv, key, at.k()), active, &share, scale, &mut k_half, head_dim);
-    read_half::<F, F>(qkv, at.start(qkv, key, at.v()), active, &share, F::new(1.0), &mut v_half, head_dim);
+    let mut k = Array::<F>::new(BACKWARD_ROWS * width);
+    let mut v = Array::<F>::new(BACKWARD_ROWS * width);
+    let mut d_k = Array::<F>::new(BACKWARD_ROWS * width);
+    let mut d_v = Array::<F>::new(BACKWARD_ROWS * width);
+    read_parts::<F, F>(qkv, &at, first_key, at.k(), &group, scale, &mut k, BACKWARD_ROWS, head_dim);
+    read_parts::<F, F>(qkv, &at, first_key, at.v(), &group, F::new(1.0), &mut v, BACKWARD_ROWS, head_dim);
     #[unroll]
-    for l in 0..half_dim {
-        d_k_half[l] = F::new(0.0);
-        d_v_half[l] = F::new(0.0);
+    for l in 0..BACKWARD_ROWS * width {
+        d_k[l] = F::new(0.0);
+        d_v[l] = F::new(0.0);
     }
     let mut q_tile = SharedMemory::<F>::new(TILE * row_width);
     let mut d_output_tile = SharedMemory::<F>::new(TILE * row_width);
-    let mut exchange = SharedMemory::<F>::new(EXCHANGE_SLOTS);
-    let mut keeps = SharedMemory::<F>::new(comptime!(if dropout { TILE * SHARED_ROWS } else { 1 }));
+    let mut tile_logsumexp = SharedMemory::<F>::new(TILE);
+    let mut tile_delta = SharedMemory::<F>::new(TILE);
+    let mut pairs = PairBits::new(dropout);
 
-    for query_tile in first_key / TILE..time.div_ceil(TILE) {
+    for query_tile in cube_first_key / TILE..time.div_ceil(TILE) {
         load_tile::<F>(qkv, &at, query_tile * TILE, at.q(), &mut q_tile, head_dim, row_width);
         load_tile::<F>(d_output, &at, query_tile * TILE, at.q(), &mut d_output_tile, head_dim, row_width);
-        if dropout {
-            // Dropout's scales of the tile's queries for the cube's keys, a query a unit: one
-            // Philox call serves four neighbouring keys of a query, where a unit drawing for
-            // its own key would make one for each.
-            let query = query_tile * TILE + UNIT_POS_X as usize;
-            let mut draw = Draw::new(mask, (at.pair * time + query) * time);
-            for r in 0..SHARED_ROWS {
-                let key = first_key + r;
-                let mut keep_scale = F::new(0.0);
-                if query < time && key < time {
-                    keep_scale = draw.keep_scale::<F>(key, dropout);
-                }
-                keeps[UNIT_POS_X as usize * SHARED_ROWS + r] = keep_scale;
-            }
+        // A unit a query of the tile: its row's pairs with the cube's keys (one Philox call
+        // serves four neighbouring keys of a query, where a unit drawing for its own key would
+        // make one for each), its log-sum-exp and `D`.
+        let own_query = query_tile * TILE + UNIT_POS_X as usize;
+        let own = at.pair * time + own_query;
+        let mut draw = Draw::new(mask, own * time);
+        pairs.mark::<M>(hidden, &at, &mut draw, own_query < time, own_query, cube_first_key, SHARED_ROWS, dropout);
+        let mut own_logsumexp = F::new(0.0);
+        let mut own_delta = F::new(0.0);
+        if own_query < time {
+            own_logsumexp = logsumexp[own];
+            own_delta = delta[own];
         }
-        let seen = seen_pairs::<M>(hidden, &at, active, query_tile * TILE, key, 1, 0);
+        tile_logsumexp[UNIT_POS_X as usize] = own_logsumexp;
+        tile_delta[UNIT_POS_X as usize] = own_delta;
         sync_cube();
         for i in 0..TILE {
-            let query = query_tile * TILE + i;
-            let visible = is_seen(seen, i);
-            let dots = share.row_dots(&mut exchange, visible, i, &k_half, &q_tile, &v_half, &d_output_tile, row_width);
-            if visible {
-                let row = at.pair * time + query;
-                let weight = F::exp(dots.score - logsumexp[row]);
-                let mut keep_scale = F::new(1.0);
-                if dropout {
-                    keep_scale = keeps[i * SHARED_ROWS + share.row];
-                }
-                let d_score = weight * (keep_scale * dots.d_weight - delta[row]);
-                #[unroll]
-                for l in 0..half_dim {
-                    let at_dim = i * row_width + dim_of(l, share.half);
-                    d_v_half[l] += weight * keep_scale * d_output_tile[at_dim];
-                    d_k_half[l] += d_score * q_tile[at_dim];
+            let q_part = tile_part::<F>(&q_tile, i, &group, width);
+            let d_output_part = tile_part::<F>(&d_output_tile, i, &group, width);
+            let (seen, kept) = (pairs.seen_of(i), pairs.kept_of(i, dropout));
+            let (row_logsumexp, row_delta) = (tile_logsumexp[i], tile_delta[i]);
+            #[unroll]
+            for r in 0..BACKWARD_ROWS {
+                let score = group.sum::<F>(dot_part::<F>(&k, r, &q_part, width));
+                let d_weight = group.sum::<F>(dot_part::<F>(&v, r, &d_output_part, width));
+                let key_bit = group.group * BACKWARD_ROWS + r;
+                if is_seen(seen, key_bit) {
+                    let weight = F::exp(score - row_logsumexp);
+                    let keep = pairs.keep_scale::<F>(&draw, kept, key_bit, dropout);
+                    let d_score = weight * (keep * d_weight - row_delta);
+                    let kept_weight = weight * keep;
+                    #[unroll]
+                    for l in 0..width {
+                        d_v[r * width + l] += kept_weight * d_output_part[l];
+                        d_k[r * width + l] += d_score * q_part[l];
+                    }
                 }
             }
         }
         sync_cube();
     }
-    write_half::<F>(d_qkv, at.start(d_qkv, key, at.k()), active, &share, scale, &d_k_half, head_dim);
-    write_half::<F>(d_qkv, at.start(d_qkv, key, at.v()), active, &share, F::new(1.0), &d_v_half, head_dim);
+    write_parts::<F>(d_qkv, &at, first_key, at.k(), &group, scale, &d_k, BACKWARD_ROWS, head_dim);
+    write_parts::<F>(d_qkv, &at, first_key, at.v(), &group, F::new(1.0), &d_v, BACKWARD_ROWS, head_dim);
 }
 
-/// Which of a tile's `TILE` (query, key) pairs see each other, as bits: bit `n` for query
-/// `query + n · query_step` and key `key + n · key_step` (a unit's query against a tile of
-/// keys, or its key against a tile of queries). A pair sees when the query is one of the
-/// cube's row, the key not later, and `hidden` does not hide it; none for an inactive unit.
-/// Read before the tile's loop, the mask's loads are issued together rather than one a pair,
-/// each waited for before its pair's work.
+/// Which (query, key) pairs of a tile see each other, and which dropout keeps, as bits in
+/// shared memory, a word a query: each unit marks one query's row, and the groups then read the
+/// words of their rows (so each query's mask and Philox draws are read and made once a tile,
+/// not once a unit that holds a part of it).
+#[derive(CubeType)]
+struct PairBits {
+    seen: SharedMemory<u32>,
+    kept: SharedMemory<u32>,
+}
+
+/// The words of a group's rows, read from [`PairBits`].
+#[derive(CubeType)]
+struct RowBits {
+    seen: Array<u32>,
+    kept: Array<u32>,
+}
+
+#[cube]
+impl PairBits {
+    fn new(#[comptime] dropout: bool) -> PairBits {
+        PairBits {
+            seen: SharedMemory::<u32>::new(TILE),
+            kept: SharedMemory::<u32>::new(comptime!(if dropout { TILE } else { 1 })),
+        }
+    }
+
+    /// This unit's word: bit `n` for `query` and key `first_key + n`, `keys` of them (none for
+    /// a unit that does not `mark`); `draw` is the query's row of dropout's mask.
+    #[allow(clippy::too_many_arguments)]
+    fn mark<M: Int>(
+        &mut self,
+        hidden: &Tensor<M>,
+        at: &Layout,
+        draw: &mut Draw,
+        marks: bool,
+        query: usize,
+        first_key: usize,
+        #[comptime] keys: usize,
+        #[comptime] dropout: bool,
+    ) {
+        let unit = UNIT_POS_X as usize;
+        self.seen[unit] = seen_pairs::<M>(hidden, at, marks, query, first_key, keys);
+        if dropout {
+            let mut kept = 0u32;
+            if marks {
+                for n in 0..keys {
+                    let key = first_key + n;
+                    if key < at.time && draw.kept(key) {
+                        kept |= 1u32 << n as u32;
+                    }
+                }
+            }
+            self.kept[unit] = kept;
+        }
+    }
+
+    /// The words of `rows` queries from the tile's `first` on.
+    fn rows(&self, first: usize, #[comptime] rows: usize, #[comptime] dropout: bool) -> RowBits {
+        let mut seen = Array::<u32>::new(rows);
+        let mut kept = Array::<u32>::new(rows);
+        #[unroll]
+        for r in 0..rows {
+            seen[r] = self.seen_of(first + r);
+            kept[r] = self.kept_of(first + r, dropout);
+        }
+        RowBits { seen, kept }
+    }
+
+    /// Query `n`'s word of the pairs that see each other.
+    fn seen_of(&self, n: usize) -> u32 {
+        self.seen[n]
+    }
+
+    /// Query `n`'s word of the pairs dropout keeps (all without dropout).
+    fn kept_of(&self, n: usize, #[comptime] dropout: bool) -> u32 {
+        let mut kept = 0xFFFF_FFFFu32;
+        if dropout {
+            kept = self.kept[n];
+        }
+        kept
+    }
+
+    /// Dropout's factor for bit `n` of a `kept` word (1 without dropout).
+    fn keep_scale<F: Float>(&self, draw: &Draw, kept: u32, n: usize, #[comptime] dropout: bool) -> F {
+        let mut scale = F::new(1.0);
+        if dropout {
+            scale = draw.scale_if::<F>(is_seen(kept, n));
+        }
+        scale
+    }
+}
+
+/// Which of `keys` (query, key) pairs see each other, as bits: bit `n` for `query` and key
+/// `first_key + n`. A pair sees when the key is not later than the query, the query is in the
+/// row, and `hidden` does not hide it; none when not `active`. The mask's loads are issued
+/// together rather than one a pair, each waited for before its pair's work.
 #[cube]
 fn seen_pairs<M: Int>(
     hidden: &Tensor<M>,
     at: &Layout,
     active: bool,
     query: usize,
-    key: usize,
-    query_step: usize,
-    key_step: usize,
+    first_key: usize,
+    #[comptime] keys: usize,
 ) -> u32 {
     let mut seen = 0u32;
     if active {
-        let (query_stride, key_stride) = (hidden.stride(1), hidden.stride(2));
-        let start = at.batch * hidden.stride(0);
+        let start = at.batch * hidden.stride(0) + query * hidden.stride(1);
+        let key_stride = hidden.stride(2);
         #[unroll]
-        for n in 0..TILE {
-            let (pair_query, pair_key) = (query + n * query_step, key + n * key_step);
-            let at_pair = start + pair_query * query_stride + pair_key * key_stride;
-            if pair_key <= pair_query && pair_query < at.time && hidden[at_pair] == M::from_int(0) {
+        for n in 0..keys {
+            let key = first_key + n;
+            if key <= query && query < at.time && hidden[start + key * key_stride] == M::from_int(0) {
                 seen |= 1u32 << n as u32;
             }
         }
@@ -371,10 +513,10 @@ fn seen_pairs<M: Int>(
     seen
 }
 
-/// Whether bit `n` of [`seen_pairs`]'s bits is set.
+/// Whether bit `n` of a word of [`PairBits`] is set.
 #[cube]
-fn is_seen(seen: u32, n: usize) -> bool {
-    (seen >> n as u32) & 1u32 == 1u32
+fn is_seen(bits: u32, n: usize) -> bool {
+    (bits >> n as u32) & 1u32 == 1u32
 }
 
 /// Where a cube's head lies in the rows `[batch × time, sections × heads × head_dim]` the
@@ -420,29 +562,6 @@ impl Layout {
     }
 }
 
-/// `head_dim` elements of `from` from index `start` on (along its columns), times `scale`, into
-/// `into`; zeros for a unit past the last row.
-#[cube]
-fn read_row<F: Float>(
-    from: &Tensor<F>,
-    start: usize,
-    active: bool,
-    scale: F,
-    into: &mut Array<F>,
-    #[comptime] head_dim: usize,
-) {
-    #[unroll]
-    for d in 0..head_dim {
-        into[d] = F::new(0.0);
-    }
-    if active {
-        #[unroll]
-        for d in 0..head_dim {
-            into[d] = from[start + d * from.stride(1)] * scale;
-        }
-    }
-}
-
 /// Positions `first … first + TILE` of the cube's head, from `column` on, of `from` into
 /// `tile`, rows `row_width` apart, shared out among the cube's units; zeros past the last
 /// position and in a row's columns past `head_dim`. A unit issues [`LOADS_AT_ONCE`] loads before
@@ -481,175 +600,140 @@ fn load_tile<F: Float>(
 /// spare (all of a 64-wide row's at once took ptxas to 255 registers and spills).
 const LOADS_AT_ONCE: usize = 16;
 
-/// `row · tile[j]`, with `tile` rows of `head_dim`.
+/// Head dimensions a unit holds of each of its rows: `head_dim` shared among [`PARTS`] units,
+/// rounded up to runs of 4 (see [`part_dim`]).
+fn part_width(head_dim: usize) -> usize {
+    head_dim.div_ceil(4 * PARTS) * 4
+}
+
+/// The head dimension that is element `local` of part `part` of a row: the parts take turns by
+/// runs of 4, so that the units of a group, reading the same row of a tile, read one 16-byte
+/// load each from neighbouring banks. Past `head_dim` (when it is not a multiple of 16) the
+/// dimensions are padding: zeros in the tiles and in the units' rows.
 #[cube]
-fn dot_shared<F: Float>(row: &Array<F>, tile: &SharedMemory<F>, j: usize, #[comptime] head_dim: usize) -> F {
-    let mut partial = new_chains::<F>();
-    #[unroll]
-    for d in 0..head_dim {
-        partial[d % CHAINS] += row[d] * tile[j * head_dim + d];
-    }
-    chains_total::<F>(&partial)
+fn part_dim(local: usize, part: usize) -> usize {
+    (local / 4) * (4 * PARTS) + part * 4 + local % 4
 }
 
-/// Head dimensions a unit of the backward kernels holds: half of `head_dim` rounded up to runs
-/// of 4 (see [`dim_of`]).
-fn half_width(head_dim: usize) -> usize {
-    head_dim.div_ceil(8) * 4
-}
-
-/// The head dimension that is element `local` of a half row: the two halves take turns by
-/// runs of 4, so that when both units of a row read the same row of a tile in shared memory
-/// they read different banks. Past `head_dim` (when it is not a multiple of 8) the dimensions
-/// are padding: zeros in the tiles and in the units' rows.
-#[cube]
-fn dim_of(local: usize, half: usize) -> usize {
-    (local / 4) * 8 + half * 4 + local % 4
-}
-
-/// How the backward kernels' units share a row: unit `2 · row + half` holds the dimensions
-/// `dim_of(·, half)` of the cube's row `row`, and `partner` holds the others.
+/// Where a unit stands in its group: unit `PARTS · group + part` holds part `part` of the
+/// group's rows.
 #[derive(CubeType)]
-struct Share {
-    row: usize,
-    half: usize,
-    unit: usize,
-    partner: usize,
-}
-
-/// A row's two dot products in the backward kernels: the score `q · k` (scaled) and the
-/// weight's gradient before dropout, `d_output · v`.
-#[derive(CubeType)]
-struct RowDots<F: Float> {
-    score: F,
-    d_weight: F,
+struct Group {
+    group: usize,
+    part: usize,
 }
 
 #[cube]
-impl Share {
-    fn new() -> Share {
+impl Group {
+    fn new() -> Group {
         let unit = UNIT_POS_X as usize;
-        let half = unit % 2;
-        Share { row: unit / 2, half, unit, partner: unit + 1 - 2 * half }
+        Group { group: unit / PARTS, part: unit % PARTS }
     }
 
-    /// The row's two dot products with row `n` of two tiles (`tile_*` rows `row_width` apart):
-    /// the score `q · k` and `d_output · v`, from `on_score` and `on_d_weight` (the unit's
-    /// halves: q and d_output against tiles of k and v, or k and v against tiles of q and
-    /// d_output), this unit's halves added to the partner's through `exchange`; zeros where the
-    /// pair is not `visible`. Every unit of the cube must call it, `n` counting up: it waits for
-    /// them all, and calls alternate between two sets of slots by `n`'s parity, so a set is
-    /// written again only after the wait of the call in between, which every unit reaches after
-    /// reading it (one wait a call).
-    #[allow(clippy::too_many_arguments)]
-    fn row_dots<F: Float>(
-        &self,
-        exchange: &mut SharedMemory<F>,
-        visible: bool,
-        n: usize,
-        on_score: &Array<F>,
-        score_tile: &SharedMemory<F>,
-        on_d_weight: &Array<F>,
-        d_weight_tile: &SharedMemory<F>,
-        #[comptime] row_width: usize,
-    ) -> RowDots<F> {
-        let mut score = F::new(0.0);
-        let mut d_weight = F::new(0.0);
-        if visible {
-            score = dot_tile::<F>(on_score, score_tile, n, self, row_width);
-            d_weight = dot_tile::<F>(on_d_weight, d_weight_tile, n, self, row_width);
-        }
-        let set = (n % 2) * 2 * TILE;
-        exchange[set + self.unit] = score;
-        exchange[set + TILE + self.unit] = d_weight;
-        sync_cube();
-        RowDots::<F> {
-            score: score + exchange[set + self.partner],
-            d_weight: d_weight + exchange[set + TILE + self.partner],
-        }
-    }
-
-    /// `mine` plus the partner's, through `exchange`'s set `parity` (as [`Share::row_dots`]).
-    fn sum<F: Float>(&self, exchange: &mut SharedMemory<F>, parity: usize, mine: F) -> F {
-        let set = parity * 2 * TILE;
-        exchange[set + self.unit] = mine;
-        sync_cube();
-        mine + exchange[set + self.partner]
+    /// `mine` added to the group's other parts, the same bits in every unit of the group (each
+    /// adds the same pairs, in an order that addition's commutativity makes equal). Every unit
+    /// of the plane must call it: the shuffles take the whole plane.
+    fn sum<F: Float>(&self, mine: F) -> F {
+        let pair = mine + plane_shuffle_xor(mine, 1u32);
+        pair + plane_shuffle_xor(pair, 2u32)
     }
 }
 
-/// This unit's half of `head_dim` elements of `from` (of type `T`) from index `start` on (along
-/// its columns), times `scale`, into `into`; zeros for a unit past the last row and for padding.
+/// `rows` rows of the cube's head from `first` on, from `column` on, of `from` (of type `T`):
+/// this unit's part of each, times `scale`, into `into` (row `r` from `r · width` on); zeros
+/// past the last position and for padding.
 #[cube]
-fn read_half<F: Float, T: Float>(
+#[allow(clippy::too_many_arguments)]
+fn read_parts<F: Float, T: Float>(
     from: &Tensor<T>,
-    start: usize,
-    active: bool,
-    share: &Share,
+    at: &Layout,
+    first: usize,
+    column: usize,
+    group: &Group,
     scale: F,
     into: &mut Array<F>,
+    #[comptime] rows: usize,
     #[comptime] head_dim: usize,
 ) {
-    let half_dim = comptime!(half_width(head_dim));
+    let width = comptime!(part_width(head_dim));
     #[unroll]
-    for l in 0..half_dim {
-        let dim = dim_of(l, share.half);
-        let mut value = F::new(0.0);
-        if active && dim < head_dim {
-            value = F::cast_from(from[start + dim * from.stride(1)]) * scale;
+    for r in 0..rows {
+        let position = first + r;
+        let start = at.start(from, position, column);
+        #[unroll]
+        for l in 0..width {
+            let dim = part_dim(l, group.part);
+            let mut value = F::new(0.0);
+            if position < at.time && dim < head_dim {
+                value = F::cast_from(from[start + dim * from.stride(1)]) * scale;
+            }
+            into[r * width + l] = value;
         }
-        into[l] = value;
     }
 }
 
-/// This unit's half of a row, times `scale`, into `to` from index `start` on; nothing for a
-/// unit past the last row.
+/// This unit's part of `rows` rows, times `scale`, into `to` at the cube's head's positions
+/// from `first` on, from `column` on; nothing past the last position.
 #[cube]
-fn write_half<F: Float>(
+#[allow(clippy::too_many_arguments)]
+fn write_parts<F: Float>(
     to: &mut Tensor<F>,
-    start: usize,
-    active: bool,
-    share: &Share,
+    at: &Layout,
+    first: usize,
+    column: usize,
+    group: &Group,
     scale: F,
     values: &Array<F>,
+    #[comptime] rows: usize,
     #[comptime] head_dim: usize,
 ) {
-    let half_dim = comptime!(half_width(head_dim));
-    if active {
-        #[unroll]
-        for l in 0..half_dim {
-            let dim = dim_of(l, share.half);
-            if dim < head_dim {
-                to[start + dim * to.stride(1)] = values[l] * scale;
+    let width = comptime!(part_width(head_dim));
+    #[unroll]
+    for r in 0..rows {
+        let position = first + r;
+        if position < at.time {
+            let start = at.start(to, position, column);
+            #[unroll]
+            for l in 0..width {
+                let dim = part_dim(l, group.part);
+                if dim < head_dim {
+                    to[start + dim * to.stride(1)] = values[r * width + l] * scale;
+                }
             }
         }
     }
 }
 
-/// `half · tile[j]` over this unit's half of the dimensions, with `tile` rows `row_width` apart.
+/// This unit's part of row `n` of `tile` (rows `PARTS · width` apart), into registers: each
+/// value then serves all of the unit's rows.
 #[cube]
-fn dot_tile<F: Float>(
-    half: &Array<F>,
-    tile: &SharedMemory<F>,
-    j: usize,
-    share: &Share,
-    #[comptime] row_width: usize,
-) -> F {
-    let mut partial = new_chains::<F>();
+fn tile_part<F: Float>(tile: &SharedMemory<F>, n: usize, group: &Group, #[comptime] width: usize) -> Array<F> {
+    let mut part = Array::<F>::new(width);
     #[unroll]
-    for l in 0..row_width / 2 {
-        partial[l % CHAINS] += half[l] * tile[j * row_width + dim_of(l, share.half)];
+    for l in 0..width {
+        part[l] = tile[n * (PARTS * width) + part_dim(l, group.part)];
     }
-    chains_total::<F>(&partial)
+    part
 }
 
-/// `a · b` over two halves of one unit.
+/// This unit's part of `rows[r] · part` (`rows` as [`read_parts`] writes them).
 #[cube]
-fn dot_halves<F: Float>(a: &Array<F>, b: &Array<F>, #[comptime] half_dim: usize) -> F {
+fn dot_part<F: Float>(rows: &Array<F>, #[comptime] r: usize, part: &Array<F>, #[comptime] width: usize) -> F {
     let mut sum = F::new(0.0);
     #[unroll]
-    for l in 0..half_dim {
-        sum += a[l] * b[l];
+    for l in 0..width {
+        sum += rows[r * width + l] * part[l];
+    }
+    sum
+}
+
+/// This unit's part of `a[r] · b[r]`.
+#[cube]
+fn dot_rows<F: Float>(a: &Array<F>, b: &Array<F>, #[comptime] r: usize, #[comptime] width: usize) -> F {
+    let mut sum = F::new(0.0);
+    #[unroll]
+    for l in 0..width {
+        sum += a[r * width + l] * b[r * width + l];
     }
     sum
 }
