@@ -130,7 +130,7 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
     let group = Group::new();
     let width = comptime!(part_width(head_dim));
     let row_width = comptime!(PARTS * part_width(head_dim));
-    let query_tile = CUBE_POS_X as usize;
+    let query_tile = longest_first();
     let first_query = query_tile * TILE + group.group * FORWARD_ROWS;
 
     let mut q = Array::<F>::new(FORWARD_ROWS * width);
@@ -233,7 +233,7 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
     let group = Group::new();
     let width = comptime!(part_width(head_dim));
     let row_width = comptime!(PARTS * part_width(head_dim));
-    let cube_first_query = CUBE_POS_X as usize * SHARED_ROWS;
+    let cube_first_query = longest_first() * SHARED_ROWS;
     let first_query = cube_first_query + group.group * BACKWARD_ROWS;
     let scale = F::cast_from(scale);
     let one = F::new(1.0);
@@ -324,7 +324,7 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
     let group = Group::new();
     let width = comptime!(part_width(head_dim));
     let row_width = comptime!(PARTS * part_width(head_dim));
-    let cube_first_key = CUBE_POS_X as usize * SHARED_ROWS;
+    let cube_first_key = CUBE_POS_Y as usize * SHARED_ROWS;
     let first_key = cube_first_key + group.group * BACKWARD_ROWS;
     let scale = F::cast_from(scale);
 
@@ -539,7 +539,7 @@ struct Layout {
 impl Layout {
     fn new(heads: u32, time: usize, #[comptime] head_dim: usize) -> Layout {
         let heads = heads as usize;
-        let pair = CUBE_POS_Y as usize;
+        let pair = CUBE_POS_X as usize;
         Layout { batch: pair / heads, head: pair % heads, pair, time, width: heads * head_dim, head_dim }
     }
 
@@ -751,9 +751,22 @@ fn dims<R: CubeRuntime>(qkv: &CubeTensor<R>, heads: usize, hidden: &CubeTensor<R
     [batch, time, head_dim]
 }
 
-/// A cube every `rows_a_cube` positions of each (batch, head).
+/// A cube every `rows_a_cube` positions of each (batch, head): the (batch, head) along x, the
+/// blocks of rows along y. A GPU starts cubes x fastest, so a row of cubes is one block of
+/// every head, and the kernels take the blocks longest first (under causality a block works on
+/// 1 to `time / TILE` tiles: the last blocks of queries, the first of keys): the short ones
+/// then fill the SMs that finish early. With the blocks in order, each head's longest started
+/// last, after the card's first wave of cubes.
 fn cubes(batch: usize, heads: usize, time: usize, rows_a_cube: usize) -> CubeCount {
-    CubeCount::Static(time.div_ceil(rows_a_cube) as u32, (batch * heads) as u32, 1)
+    CubeCount::Static((batch * heads) as u32, time.div_ceil(rows_a_cube) as u32, 1)
+}
+
+/// The block of queries a cube of the forward or queries' kernel takes: the last first (see
+/// [`cubes`]).
+#[cube]
+#[allow(arithmetic_overflow)] // rustc folds CubeCL's placeholders for the two (1 and 2)
+fn longest_first() -> usize {
+    (CUBE_COUNT_Y - 1 - CUBE_POS_Y) as usize
 }
 
 /// Runs `$launch` with `$M` the element type of the boolean mask `$hidden` (burn stores
