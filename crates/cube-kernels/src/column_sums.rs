@@ -8,7 +8,7 @@
 use crate::{
     element::launch_for_element,
     fusion_op::{register_kernel_typed, Launch},
-    reduce::{column_blocks, lanes_total, COLUMNS, LANES},
+    reduce::{column_blocks, lane_rows, lanes_total, COLUMNS, LANES, ROWS_AT_ONCE},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape, TensorMetadata};
 use burn_cubecl::{
@@ -39,14 +39,20 @@ fn column_sums_kernel<F: Float, P: Float>(
     let mut partial = SharedMemory::<F>::new(columns * lanes);
     let mut sum = F::new(0.0);
     if column < d {
-        let mut row = UNIT_POS_Y as usize;
-        while row < rows {
-            let value = x[row * x.stride(0) + column * x.stride(1)];
-            if rounding {
-                copy[row * d + column] = P::cast_from(value);
+        let mut first = UNIT_POS_Y as usize;
+        while first < rows {
+            let values = lane_rows::<F>(x, first, column, lanes);
+            #[unroll]
+            for n in 0..ROWS_AT_ONCE {
+                let row = first + n * lanes;
+                if row < rows {
+                    if rounding {
+                        copy[row * d + column] = P::cast_from(values[n]);
+                    }
+                    sum += values[n];
+                }
             }
-            sum += value;
-            row += lanes;
+            first += ROWS_AT_ONCE * lanes;
         }
     }
     let total = lanes_total::<F>(&mut partial, sum, columns, lanes);

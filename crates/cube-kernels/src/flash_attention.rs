@@ -39,8 +39,9 @@ use cubecl::{prelude::*, CubeCount, CubeDim};
 use std::marker::PhantomData;
 
 /// Widest head the kernels take: a tile of k and one of v (or of q and of the output's gradient)
-/// fill 16 KiB of shared memory at 64, what every backend offers (WebGPU's minimum). Every
-/// GPT-2 has heads 64 wide.
+/// fill 16 KiB of shared memory at 64, and each kernel takes under 1 KiB besides: within what
+/// CUDA (48 KiB) and the desktop GPUs wgpu runs on (32 KiB and up) give a cube. Every GPT-2
+/// has heads 64 wide.
 pub const MAX_FLASH_HEAD_DIM: usize = 64;
 
 /// How the kernels take the mask: burn's booleans as CUDA (u8) and wgpu (u32) store them.

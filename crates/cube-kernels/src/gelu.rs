@@ -11,7 +11,7 @@ use crate::{
     element::launch_for_element,
     fusion_op::{register_kernel_typed, Launch},
     grid::{unit_grid, unit_piece},
-    reduce::{column_blocks, lanes_total, COLUMNS, LANES},
+    reduce::{column_blocks, lane_rows, lanes_total, COLUMNS, LANES, ROWS_AT_ONCE},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
@@ -87,13 +87,20 @@ fn bias_gelu_backward_kernel<F: Float, P: Float>(
     let mut sum = F::new(0.0);
     if column < d {
         let b = bias[column * bias.stride(0)];
-        let mut row = UNIT_POS_Y as usize;
-        while row < rows {
-            let x = product[row * product.stride(0) + column * product.stride(1)] + b;
-            let gradient = d_hidden[row * d_hidden.stride(0) + column * d_hidden.stride(1)] * gelu_derivative::<F>(x);
-            d_product[row * d + column] = P::cast_from(gradient);
-            sum += gradient;
-            row += lanes;
+        let mut first = UNIT_POS_Y as usize;
+        while first < rows {
+            let products = lane_rows::<F>(product, first, column, lanes);
+            let d_hiddens = lane_rows::<F>(d_hidden, first, column, lanes);
+            #[unroll]
+            for n in 0..ROWS_AT_ONCE {
+                let row = first + n * lanes;
+                if row < rows {
+                    let gradient = d_hiddens[n] * gelu_derivative::<F>(products[n] + b);
+                    d_product[row * d + column] = P::cast_from(gradient);
+                    sum += gradient;
+                }
+            }
+            first += ROWS_AT_ONCE * lanes;
         }
     }
     let total = lanes_total::<F>(&mut partial, sum, columns, lanes);

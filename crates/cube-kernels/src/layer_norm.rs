@@ -19,7 +19,7 @@ use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
     fusion_op::{register_kernel, register_kernel_typed, Launch},
-    reduce::{column_blocks, cube_a_row, cube_row, cube_sum, lanes_total, COLUMNS, LANES},
+    reduce::{column_blocks, cube_a_row, cube_row, cube_sum, lane_rows, lanes_total, COLUMNS, LANES, ROWS_AT_ONCE},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
@@ -268,18 +268,32 @@ fn layer_norm_parameter_gradients_kernel<F: Float, P: Float>(
     let mut beta_sum = F::new(0.0);
     let mut bias_sum = F::new(0.0);
     if column < d {
-        let mut row = UNIT_POS_Y as usize;
-        while row < rows {
-            let g = d_y[row * d_y.stride(0) + column * d_y.stride(1)];
-            gamma_sum += g * normalized[row * normalized.stride(0) + column * normalized.stride(1)];
-            beta_sum += g;
+        let mut first = UNIT_POS_Y as usize;
+        while first < rows {
+            let gs = lane_rows::<F>(d_y, first, column, lanes);
+            let normalizeds = lane_rows::<F>(normalized, first, column, lanes);
+            let mut d_xs = Array::<F>::new(ROWS_AT_ONCE);
             if branch {
-                let scale = draw.keep_scale::<F>(row * d + column, dropout);
-                let gradient = d_x[row * d_x.stride(0) + column * d_x.stride(1)] * scale;
-                d_product[row * d + column] = P::cast_from(gradient);
-                bias_sum += gradient;
+                let loaded = lane_rows::<F>(d_x, first, column, lanes);
+                #[unroll]
+                for n in 0..ROWS_AT_ONCE {
+                    d_xs[n] = loaded[n];
+                }
             }
-            row += lanes;
+            #[unroll]
+            for n in 0..ROWS_AT_ONCE {
+                let row = first + n * lanes;
+                if row < rows {
+                    gamma_sum += gs[n] * normalizeds[n];
+                    beta_sum += gs[n];
+                    if branch {
+                        let gradient = d_xs[n] * draw.keep_scale::<F>(row * d + column, dropout);
+                        d_product[row * d + column] = P::cast_from(gradient);
+                        bias_sum += gradient;
+                    }
+                }
+            }
+            first += ROWS_AT_ONCE * lanes;
         }
     }
     let gamma_total = lanes_total::<F>(&mut partial, gamma_sum, columns, lanes);

@@ -28,6 +28,28 @@ pub(crate) fn cube_row() -> usize {
 pub(crate) const COLUMNS: u32 = 8;
 pub(crate) const LANES: u32 = 32;
 
+/// Rows a lane loads before it works on them (in order, so its sums are the ones a row at a
+/// time makes): with one row at a time, a lane waited on each row's loads, 128 waits one after
+/// another for a 4 × 1024 batch, and in the kernels that also write (a rounded copy, the
+/// product's gradient) ptxas could not start the next row's loads before those writes.
+pub(crate) const ROWS_AT_ONCE: usize = 4;
+
+/// Column `column` of `x` at rows `first`, `first + lanes`, … ([`ROWS_AT_ONCE`] of them; zeros
+/// past the last row), the loads issued together.
+#[cube]
+pub(crate) fn lane_rows<F: Float>(x: &Tensor<F>, first: usize, column: usize, #[comptime] lanes: usize) -> Array<F> {
+    let mut values = Array::<F>::new(ROWS_AT_ONCE);
+    #[unroll]
+    for n in 0..ROWS_AT_ONCE {
+        let row = first + n * lanes;
+        values[n] = F::new(0.0);
+        if row < x.shape(0) {
+            values[n] = x[row * x.stride(0) + column * x.stride(1)];
+        }
+    }
+    values
+}
+
 /// The grid of a kernel that sums down `d` columns: a cube a block of [`COLUMNS`] columns,
 /// [`COLUMNS`] × [`LANES`] units.
 pub(crate) fn column_blocks(d: usize) -> (CubeCount, CubeDim) {
