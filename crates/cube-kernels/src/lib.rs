@@ -23,6 +23,8 @@
 //!   in one launch (burn: about fifteen).
 //! - [`DropoutKeeps`]: dropout's keep mask from Philox counters, the words
 //!   `kernels::dropout_keeps` draws on the CPU, in one launch (no host-seeded generator).
+//! - [`EmbeddingGradient`]: an embedding lookup's gradient, each looked-up row's sum in one
+//!   launch after the zeros (burn: one thread a column down every looked-up row in turn).
 //! - [`FewRowsLinear`]: a linear layer on a few rows (decoding) with the LayerNorm before it
 //!   and the GELU or residual add after it, in one launch (burn: three to five).
 //! - [`FlashAttention`]: causal self-attention's core for training, forward in one launch and
@@ -60,6 +62,7 @@ mod decode_attention;
 mod draw;
 mod dropout;
 mod element;
+mod embedding_gradient;
 mod few_rows_linear;
 mod flash_attention;
 mod fusion_op;
@@ -84,6 +87,7 @@ pub use cross_entropy::CrossEntropyRows;
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
 pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;
+pub use embedding_gradient::EmbeddingGradient;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
 pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
 pub use gelu::BiasGelu;

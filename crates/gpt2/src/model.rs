@@ -127,7 +127,8 @@ impl<B: Gpt2Backend> Gpt2<B> {
         assert!(keys <= n_positions, "sequence of {keys} tokens is longer than the model's {n_positions} positions");
         let [batch, time] = tokens.dims();
         // f32 whatever `wte` is stored in (bf16 for sampling): the residual stream is f32.
-        let embedded = self.wte.forward(tokens).cast(FloatDType::F32) + self.wpe.forward(positions);
+        let embedded =
+            B::embed(self.wte.weight.val(), tokens).cast(FloatDType::F32) + B::embed(self.wpe.weight.val(), positions);
         let embedded = dropped(embedded, Dropout::at(self.embd_pdrop, masks.map(DropoutMasks::embedding)));
         embedded.reshape([batch * time, self.wte.weight.dims()[1]])
     }

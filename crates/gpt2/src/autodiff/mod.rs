@@ -1,13 +1,14 @@
 //! Training's backend: autodiff over the CPU or CUDA, with the backward passes of LayerNorm
 //! (with the residual branch before it), attention, the MLP's GELU (with the bias before it),
-//! the q/k/v projection's bias, bf16 products and the loss's cross-entropy written out rather
-//! than differentiated operation by operation, for fewer GPU kernels a layer (see
-//! `scripts/bench/launches.sh` and the example `launch_parts`).
+//! the q/k/v projection's bias, bf16 products, the embeddings and the loss's cross-entropy
+//! written out rather than differentiated operation by operation, for fewer GPU kernels a
+//! layer (see `scripts/bench/launches.sh` and the example `launch_parts`).
 
 mod attention;
 mod bias_add;
 mod bias_gelu;
 mod cross_entropy;
+mod embedding;
 mod layer_norm;
 mod mixed_matmul;
 
@@ -44,6 +45,10 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
 
     fn bias_add(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, operands: FloatDType) -> Tensor<Self, 2> {
         bias_add::bias_add(product, bias, operands)
+    }
+
+    fn embed(weights: Tensor<Self, 2>, indices: Tensor<Self, 2, Int>) -> Tensor<Self, 3> {
+        embedding::embedding(weights, indices)
     }
 
     fn bias_gelu(product: Tensor<Self, 2>, bias: Tensor<Self, 1>, operands: FloatDType) -> Tensor<Self, 2> {

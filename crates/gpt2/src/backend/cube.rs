@@ -15,7 +15,8 @@ use kernels::{AdamWStep, MaskStream};
 /// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
 /// branch's), training's attention (flash attention), the MLP's bias and GELU each way, the
-/// sums down a matrix's columns (the q/k/v projection's bias gradient), bf16 products with
+/// sums down a matrix's columns (the q/k/v projection's bias gradient), the embeddings'
+/// gradients, bf16 products with
 /// accumulators that fit in registers, the loss's cross-entropy, dropout's masks, the
 /// gradients' sums into flat buffers (and the parameters' views of them, one operation),
 /// decoding attention with its cache write, a few rows' linear layers with what surrounds them
@@ -148,6 +149,18 @@ macro_rules! cube_backend {
                 float(<Self as cube_kernels::MixedMatmul>::mixed_matmul(
                     primitive(lhs.cast(operands)),
                     primitive(rounded_rhs.unwrap_or(rhs).cast(operands)),
+                ))
+            }
+
+            fn embedding_gradient(
+                d_output: Tensor<Self, 2>,
+                indices: Tensor<Self, 1, Int>,
+                rows: usize,
+            ) -> Tensor<Self, 2> {
+                float(<Self as cube_kernels::EmbeddingGradient>::embedding_gradient(
+                    primitive(d_output),
+                    indices.into_primitive(),
+                    rows,
                 ))
             }
 

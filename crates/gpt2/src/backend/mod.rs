@@ -485,6 +485,21 @@ pub trait Gpt2Backend: Backend {
         product + bias.unsqueeze()
     }
 
+    /// The rows of `weights` `[rows, d]` that `indices` `[batch, time]` name: `[batch, time, d]`
+    /// (burn's lookup). Under autodiff the weights' gradient is
+    /// [`embedding_gradient`](Gpt2Backend::embedding_gradient).
+    fn embed(weights: Tensor<Self, 2>, indices: Tensor<Self, 2, Int>) -> Tensor<Self, 3> {
+        burn::tensor::module::embedding(weights, indices)
+    }
+
+    /// An embedding lookup's gradient: `[rows, d]`, row `r` the sum of the rows `i` of
+    /// `d_output` `[n, d]` whose `indices[i]` (`[n]`) is `r`, added in the order of `i`; zeros
+    /// where no index names a row.
+    fn embedding_gradient(d_output: Tensor<Self, 2>, indices: Tensor<Self, 1, Int>, rows: usize) -> Tensor<Self, 2> {
+        let d = d_output.dims()[1];
+        Tensor::zeros([rows, d], &d_output.device()).select_assign(0, indices, d_output, IndexingUpdateOp::Add)
+    }
+
     /// `Σ_rows x` for `x` `[rows, d]`: `[d]`, a bias's gradient from that of its layer's output;
     /// and `x` in the type `rounded`, its product's operands' (`x` itself where it has it),
     /// as that product's backward pass reads it.
