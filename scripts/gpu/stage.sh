@@ -6,7 +6,7 @@
 #                                   (SEQS="256 1024": only those jokes-SEQ)
 #   scripts/gpu/stage.sh generate   target/gpu/cuda_check.xz and target/gpu/sample.xz
 #   scripts/gpu/stage.sh kernels    target/gpu/kernels-NAME.xz: cube-kernels' tests on CUDA (those
-#                                   of the bf16 path; TESTS="NAME ..." for others; each ~5 MB)
+#                                   of the training path; TESTS="NAME ..." for others; each ~5 MB)
 #   scripts/gpu/stage.sh products   target/gpu/product_routines.xz: cubek's product routines timed
 #   scripts/gpu/stage.sh train kernels generate   several, for one call that runs their checks
 set -euo pipefail
@@ -44,7 +44,7 @@ for _ in range(400):
         rm "$data/tiny.txt"
         ;;
     kernels)
-        tests=(${TESTS:-mixed_matmul layer_norm bias_gelu column_sums flash_attention cross_entropy})
+        tests=(${TESTS:-mixed_matmul layer_norm bias_gelu column_sums flash_attention cross_entropy embedding_gradient})
         cargo test --release -p cube-kernels --features cuda --no-run "${tests[@]/#/--test=}" \
             --message-format=json > target/gpu/kernels.json
         for name in "${tests[@]}"; do

@@ -179,10 +179,10 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
                     }
                     let weight = F::exp(score - max[r]);
                     sum[r] += weight;
-                    let kept = weight * pairs.keep_scale::<F>(&draw, seen.kept[r], j, dropout);
+                    let kept_weight = weight * pairs.keep_scale::<F>(&draw, seen.kept[r], j, dropout);
                     #[unroll]
                     for l in 0..width {
-                        weighted[r * width + l] += kept * v_part[l];
+                        weighted[r * width + l] += kept_weight * v_part[l];
                     }
                 }
             }
