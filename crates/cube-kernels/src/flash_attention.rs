@@ -157,17 +157,19 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
     for key_tile in 0..query_tile + 1 {
         load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
         load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
-        pairs.mark::<M>(hidden, &at, &mut draw, own_query < time, own_query, key_tile * TILE, TILE, dropout);
+        pairs.mark_seen::<M>(hidden, &at, query_tile * TILE, TILE, key_tile * TILE, TILE);
+        pairs.mark_kept(&at, &mut draw, own_query < time, key_tile * TILE, TILE, dropout);
         sync_cube();
-        let seen = pairs.rows(group.group * FORWARD_ROWS, FORWARD_ROWS, dropout);
+        let kept = pairs.kept_rows(group.group * FORWARD_ROWS, FORWARD_ROWS, dropout);
         for j in 0..TILE {
             let k_part = tile_part::<F>(&k_tile, j, &group, width);
             let v_part = tile_part::<F>(&v_tile, j, &group, width);
+            let seen = pairs.seen_by(j, TILE);
             #[unroll]
             for r in 0..FORWARD_ROWS {
                 // Every unit takes part in the sum, seen or not: its shuffles need the whole plane.
                 let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
-                if is_seen(seen.seen[r], j) {
+                if is_set(seen, group.group * FORWARD_ROWS + r) {
                     if score > max[r] {
                         let rescale = F::exp(max[r] - score);
                         sum[r] *= rescale;
@@ -179,7 +181,7 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
                     }
                     let weight = F::exp(score - max[r]);
                     sum[r] += weight;
-                    let kept_weight = weight * pairs.keep_scale::<F>(&draw, seen.kept[r], j, dropout);
+                    let kept_weight = weight * pairs.keep_scale::<F>(&draw, kept[r], j, dropout);
                     #[unroll]
                     for l in 0..width {
                         weighted[r * width + l] += kept_weight * v_part[l];
@@ -275,19 +277,21 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
     for key_tile in 0..last_query / TILE + 1 {
         load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
         load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
-        pairs.mark::<M>(hidden, &at, &mut draw, marks, own_query, key_tile * TILE, TILE, dropout);
+        pairs.mark_seen::<M>(hidden, &at, cube_first_query, SHARED_ROWS, key_tile * TILE, TILE);
+        pairs.mark_kept(&at, &mut draw, marks, key_tile * TILE, TILE, dropout);
         sync_cube();
-        let seen = pairs.rows(group.group * BACKWARD_ROWS, BACKWARD_ROWS, dropout);
+        let kept = pairs.kept_rows(group.group * BACKWARD_ROWS, BACKWARD_ROWS, dropout);
         for j in 0..TILE {
             let k_part = tile_part::<F>(&k_tile, j, &group, width);
             let v_part = tile_part::<F>(&v_tile, j, &group, width);
+            let seen = pairs.seen_by(j, TILE);
             #[unroll]
             for r in 0..BACKWARD_ROWS {
                 let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
                 let d_weight = group.sum::<F>(dot_part::<F>(&d_out, r, &v_part, width));
-                if is_seen(seen.seen[r], j) {
+                if is_set(seen, group.group * BACKWARD_ROWS + r) {
                     let weight = F::exp(score - row_logsumexp[r]);
-                    let keep = pairs.keep_scale::<F>(&draw, seen.kept[r], j, dropout);
+                    let keep = pairs.keep_scale::<F>(&draw, kept[r], j, dropout);
                     let d_score = weight * (keep * d_weight - row_delta[r]);
                     #[unroll]
                     for l in 0..width {
@@ -349,13 +353,14 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
     for query_tile in cube_first_key / TILE..time.div_ceil(TILE) {
         load_tile::<F>(qkv, &at, query_tile * TILE, at.q(), &mut q_tile, head_dim, row_width);
         load_tile::<F>(d_output, &at, query_tile * TILE, at.q(), &mut d_output_tile, head_dim, row_width);
-        // A unit a query of the tile: its row's pairs with the cube's keys (one Philox call
-        // serves four neighbouring keys of a query, where a unit drawing for its own key would
-        // make one for each), its log-sum-exp and `D`.
+        // A unit a key for the mask, and a unit a query of the tile for the rest: its row's
+        // draws for the cube's keys (one Philox call serves four neighbouring keys of a query,
+        // where a unit drawing for its own key would make one for each), its log-sum-exp and `D`.
         let own_query = query_tile * TILE + UNIT_POS_X as usize;
         let own = at.pair * time + own_query;
         let mut draw = Draw::new(mask, own * time);
-        pairs.mark::<M>(hidden, &at, &mut draw, own_query < time, own_query, cube_first_key, SHARED_ROWS, dropout);
+        pairs.mark_seen::<M>(hidden, &at, query_tile * TILE, TILE, cube_first_key, SHARED_ROWS);
+        pairs.mark_kept(&at, &mut draw, own_query < time, cube_first_key, SHARED_ROWS, dropout);
         let mut own_logsumexp = F::new(0.0);
         let mut own_delta = F::new(0.0);
         if own_query < time {
@@ -368,14 +373,14 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
         for i in 0..TILE {
             let q_part = tile_part::<F>(&q_tile, i, &group, width);
             let d_output_part = tile_part::<F>(&d_output_tile, i, &group, width);
-            let (seen, kept) = (pairs.seen_of(i), pairs.kept_of(i, dropout));
+            let kept = pairs.kept_of(i, dropout);
             let (row_logsumexp, row_delta) = (tile_logsumexp[i], tile_delta[i]);
             #[unroll]
             for r in 0..BACKWARD_ROWS {
                 let score = group.sum::<F>(dot_part::<F>(&k, r, &q_part, width));
                 let d_weight = group.sum::<F>(dot_part::<F>(&v, r, &d_output_part, width));
                 let key_bit = group.group * BACKWARD_ROWS + r;
-                if is_seen(seen, key_bit) {
+                if is_set(pairs.seen_by(key_bit, SHARED_ROWS), i) {
                     let weight = F::exp(score - row_logsumexp);
                     let keep = pairs.keep_scale::<F>(&draw, kept, key_bit, dropout);
                     let d_score = weight * (keep * d_weight - row_delta);
@@ -395,20 +400,16 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
 }
 
 /// Which (query, key) pairs of a tile see each other, and which dropout keeps, as bits in
-/// shared memory, a word a query: each unit marks one query's row, and the groups then read the
-/// words of their rows (so each query's mask and Philox draws are read and made once a tile,
-/// not once a unit that holds a part of it).
+/// shared memory: a word a key for what the mask and causality let see (bit `n` for the `n`th
+/// query), a word a query for what dropout keeps (bit `n` for the `n`th key, as a query's
+/// Philox draws run along its row). Each unit marks one key's or one query's word, so that a
+/// pair's mask is read and its draw made once a tile, not once a unit that holds a part of the
+/// row; and a unit reads the mask along a row of it, its neighbours the next keys: a warp's
+/// load is 32 neighbouring bytes, where a unit a query read 32 bytes a row apart.
 #[derive(CubeType)]
 struct PairBits {
     seen: SharedMemory<u32>,
     kept: SharedMemory<u32>,
-}
-
-/// The words of a group's rows, read from [`PairBits`].
-#[derive(CubeType)]
-struct RowBits {
-    seen: Array<u32>,
-    kept: Array<u32>,
 }
 
 #[cube]
@@ -420,22 +421,56 @@ impl PairBits {
         }
     }
 
-    /// This unit's word: bit `n` for `query` and key `first_key + n`, `keys` of them (none for
-    /// a unit that does not `mark`); `draw` is the query's row of dropout's mask.
+    /// The words of `keys` keys from `first_key` on against `queries` queries from
+    /// `first_query` on. A pair sees when the key is not later than the query, the query is in
+    /// the row, and `hidden` does not hide it. Unit `u` marks key `first_key + u mod keys`,
+    /// for its share of the queries where the cube has more units than keys (see
+    /// [`PairBits::seen_by`]).
     #[allow(clippy::too_many_arguments)]
-    fn mark<M: Int>(
+    fn mark_seen<M: Int>(
         &mut self,
         hidden: &Tensor<M>,
         at: &Layout,
+        first_query: usize,
+        #[comptime] queries: usize,
+        first_key: usize,
+        #[comptime] keys: usize,
+    ) {
+        let parts = comptime!(TILE / keys);
+        let share = comptime!(queries / parts);
+        let unit = UNIT_POS_X as usize;
+        let mut key = first_key + unit;
+        let mut first = 0;
+        if comptime!(parts > 1) {
+            key = first_key + unit % keys;
+            first = (unit / keys) * share;
+        }
+        let start = at.batch * hidden.stride(0) + key * hidden.stride(2);
+        let query_stride = hidden.stride(1);
+        let mut seen = 0u32;
+        #[unroll]
+        for m in 0..share {
+            let n = first + m;
+            let query = first_query + n;
+            if key <= query && query < at.time && hidden[start + query * query_stride] == M::from_int(0) {
+                seen |= 1u32 << n as u32;
+            }
+        }
+        self.seen[unit] = seen;
+    }
+
+    /// This unit's word of what dropout keeps, for `query` (none where it does not `mark`)
+    /// and `keys` keys from `first_key` on; `draw` is the query's row of dropout's mask.
+    #[allow(clippy::too_many_arguments)]
+    fn mark_kept(
+        &mut self,
+        at: &Layout,
         draw: &mut Draw,
         marks: bool,
-        query: usize,
         first_key: usize,
         #[comptime] keys: usize,
         #[comptime] dropout: bool,
     ) {
-        let unit = UNIT_POS_X as usize;
-        self.seen[unit] = seen_pairs::<M>(hidden, at, marks, query, first_key, keys);
         if dropout {
             let mut kept = 0u32;
             if marks {
@@ -446,28 +481,24 @@ impl PairBits {
                     }
                 }
             }
-            self.kept[unit] = kept;
+            self.kept[UNIT_POS_X as usize] = kept;
         }
     }
 
-    /// The words of `rows` queries from the tile's `first` on.
-    fn rows(&self, first: usize, #[comptime] rows: usize, #[comptime] dropout: bool) -> RowBits {
-        let mut seen = Array::<u32>::new(rows);
-        let mut kept = Array::<u32>::new(rows);
+    /// Key `n`'s word of the queries that see it, of [`mark_seen`]'s `keys`: the units that
+    /// marked its shares of the queries, `keys` apart, together.
+    ///
+    /// [`mark_seen`]: PairBits::mark_seen
+    fn seen_by(&self, n: usize, #[comptime] keys: usize) -> u32 {
+        let mut seen = 0u32;
         #[unroll]
-        for r in 0..rows {
-            seen[r] = self.seen_of(first + r);
-            kept[r] = self.kept_of(first + r, dropout);
+        for part in 0..TILE / keys {
+            seen |= self.seen[part * keys + n];
         }
-        RowBits { seen, kept }
+        seen
     }
 
-    /// Query `n`'s word of the pairs that see each other.
-    fn seen_of(&self, n: usize) -> u32 {
-        self.seen[n]
-    }
-
-    /// Query `n`'s word of the pairs dropout keeps (all without dropout).
+    /// Query `n`'s word of the keys dropout keeps (all without dropout).
     fn kept_of(&self, n: usize, #[comptime] dropout: bool) -> u32 {
         let mut kept = 0xFFFF_FFFFu32;
         if dropout {
@@ -476,47 +507,29 @@ impl PairBits {
         kept
     }
 
+    /// The kept words of `rows` queries from the `first` on.
+    fn kept_rows(&self, first: usize, #[comptime] rows: usize, #[comptime] dropout: bool) -> Array<u32> {
+        let mut kept = Array::<u32>::new(rows);
+        #[unroll]
+        for r in 0..rows {
+            kept[r] = self.kept_of(first + r, dropout);
+        }
+        kept
+    }
+
     /// Dropout's factor for bit `n` of a `kept` word (1 without dropout).
     fn keep_scale<F: Float>(&self, draw: &Draw, kept: u32, n: usize, #[comptime] dropout: bool) -> F {
         let mut scale = F::new(1.0);
         if dropout {
-            scale = draw.scale_if::<F>(is_seen(kept, n));
+            scale = draw.scale_if::<F>(is_set(kept, n));
         }
         scale
     }
 }
 
-/// Which of `keys` (query, key) pairs see each other, as bits: bit `n` for `query` and key
-/// `first_key + n`. A pair sees when the key is not later than the query, the query is in the
-/// row, and `hidden` does not hide it; none when not `active`. The mask's loads are issued
-/// together rather than one a pair, each waited for before its pair's work.
-#[cube]
-fn seen_pairs<M: Int>(
-    hidden: &Tensor<M>,
-    at: &Layout,
-    active: bool,
-    query: usize,
-    first_key: usize,
-    #[comptime] keys: usize,
-) -> u32 {
-    let mut seen = 0u32;
-    if active {
-        let start = at.batch * hidden.stride(0) + query * hidden.stride(1);
-        let key_stride = hidden.stride(2);
-        #[unroll]
-        for n in 0..keys {
-            let key = first_key + n;
-            if key <= query && query < at.time && hidden[start + key * key_stride] == M::from_int(0) {
-                seen |= 1u32 << n as u32;
-            }
-        }
-    }
-    seen
-}
-
 /// Whether bit `n` of a word of [`PairBits`] is set.
 #[cube]
-fn is_seen(bits: u32, n: usize) -> bool {
+fn is_set(bits: u32, n: usize) -> bool {
     (bits >> n as u32) & 1u32 == 1u32
 }
 
