@@ -404,8 +404,8 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
 /// query), a word a query for what dropout keeps (bit `n` for the `n`th key, as a query's
 /// Philox draws run along its row). Each unit marks one key's or one query's word, so that a
 /// pair's mask is read and its draw made once a tile, not once a unit that holds a part of the
-/// row; and a unit reads the mask along a row of it, its neighbours the next keys: a warp's
-/// load is 32 neighbouring bytes, where a unit a query read 32 bytes a row apart.
+/// row; and a unit reads a column of the mask, its neighbours the next columns: a warp's load
+/// is neighbouring bytes of one row, where a unit a query read 32 bytes a row apart.
 #[derive(CubeType)]
 struct PairBits {
     seen: SharedMemory<u32>,
@@ -459,8 +459,9 @@ impl PairBits {
         self.seen[unit] = seen;
     }
 
-    /// This unit's word of what dropout keeps, for `query` (none where it does not `mark`)
-    /// and `keys` keys from `first_key` on; `draw` is the query's row of dropout's mask.
+    /// This unit's word of what dropout keeps for `keys` keys from `first_key` on, along the
+    /// row of dropout's mask that `draw` draws (its query's; none where the unit `marks` no
+    /// query).
     #[allow(clippy::too_many_arguments)]
     fn mark_kept(
         &mut self,
