@@ -426,7 +426,6 @@ impl PairBits {
     /// the row, and `hidden` does not hide it. Unit `u` marks key `first_key + u mod keys`,
     /// for its share of the queries where the cube has more units than keys (see
     /// [`PairBits::seen_by`]).
-    #[allow(clippy::too_many_arguments)]
     fn mark_seen<M: Int>(
         &mut self,
         hidden: &Tensor<M>,
@@ -462,7 +461,6 @@ impl PairBits {
     /// This unit's word of what dropout keeps for `keys` keys from `first_key` on, along the
     /// row of dropout's mask that `draw` draws (its query's; none where the unit `marks` no
     /// query).
-    #[allow(clippy::too_many_arguments)]
     fn mark_kept(
         &mut self,
         at: &Layout,

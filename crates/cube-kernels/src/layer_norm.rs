@@ -272,21 +272,19 @@ fn layer_norm_parameter_gradients_kernel<F: Float, P: Float>(
         while first < rows {
             let gs = lane_rows::<F>(d_y, first, column, lanes);
             let normalizeds = lane_rows::<F>(normalized, first, column, lanes);
-            let mut d_xs = Array::<F>::new(ROWS_AT_ONCE);
-            if branch {
-                let loaded = lane_rows::<F>(d_x, first, column, lanes);
-                #[unroll]
-                for n in 0..ROWS_AT_ONCE {
-                    d_xs[n] = loaded[n];
-                }
-            }
             #[unroll]
             for n in 0..ROWS_AT_ONCE {
-                let row = first + n * lanes;
-                if row < rows {
+                if first + n * lanes < rows {
                     gamma_sum += gs[n] * normalizeds[n];
                     beta_sum += gs[n];
-                    if branch {
+                }
+            }
+            if branch {
+                let d_xs = lane_rows::<F>(d_x, first, column, lanes);
+                #[unroll]
+                for n in 0..ROWS_AT_ONCE {
+                    let row = first + n * lanes;
+                    if row < rows {
                         let gradient = d_xs[n] * draw.keep_scale::<F>(row * d + column, dropout);
                         d_product[row * d + column] = P::cast_from(gradient);
                         bias_sum += gradient;
