@@ -23,6 +23,10 @@
 #                                   training products (f32 as TF32, and bf16), then torch.matmul
 #                                   on the same: the routine the model's products should take
 #                                   (ARGS go to product_routines, e.g. --rows, --budget-s)
+#   ROUTINES="a b" scripts/gpu/check.sh routines [ARGS]   the train stage with every product of
+#                                   the model through each routine named (GPT2_PRODUCTS, names
+#                                   as the products survey prints them): CUDA vs CPU steps and
+#                                   gpt2 4 x 1024 in f32 and bf16 (ARGS go to train_check.py)
 # Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,8 +65,15 @@ case "${1:-train}" in
         timeout 420 "$bin/product_routines" --budget-s 360 "$@" || status=$?
         timeout 60 python3 scripts/bench/products_baseline.py || status=$?
         ;;
+    routines)
+        shift
+        for routine in ${ROUTINES:-default double-cyclic-cmma specialized-tma-cmma}; do
+            python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$out" \
+                --precisions f32,bf16 --products "$routine" --checks agree,gpt2:1024:4 --limit 40 "$@" || status=$?
+        done
+        ;;
     *)
-        echo "usage: scripts/gpu/check.sh [train|kernels|generate|products]"; exit 2
+        echo "usage: scripts/gpu/check.sh [train|kernels|generate|products|routines]"; exit 2
         ;;
 esac
 exit $status

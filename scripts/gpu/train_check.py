@@ -213,6 +213,8 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=100, help="seconds each train-stage run may take")
     parser.add_argument("--train-flags", default="", help="more flags for every train-stage run, e.g. --train-flags=--doc-mask")
     parser.add_argument("--autotune", default="", help="CUBECL_AUTOTUNE_LEVEL for the train stage (minimal, balanced, ...)")
+    parser.add_argument("--products", default="", help="GPT2_PRODUCTS for the train stage: the product routine every product of "
+                        "the model takes (names: cube_kernels::product_routines; the survey `check.sh products` times each)")
     args = parser.parse_args()
     # Each run works in its own directory (for its cubecl.toml): make every path absolute.
     args.bin, args.data, args.out = os.path.abspath(args.bin), args.data.resolve(), args.out.resolve()
@@ -222,6 +224,11 @@ def main() -> None:
     gpu = args.device.startswith("cuda")
     card = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() if gpu else "cpu"
     env = {"CUBECL_AUTOTUNE_LEVEL": args.autotune} if args.autotune else {}
+    # Runs under a product routine are named and recorded with it (the script may run once a routine, same --out).
+    if args.products:
+        env["GPT2_PRODUCTS"] = args.products
+    routine = f"-{args.products}" if args.products else ""
+    products = args.products or "burn's"
     precisions = args.precisions.split(",")
     peak, fit = None, {}
     pytorch_shapes = {shape(spec)[:4] for spec in args.pytorch.split(",") if spec}
@@ -235,10 +242,10 @@ def main() -> None:
             # Dropout on: its masks are Philox counters, word for word the same on CUDA and the CPU.
             same = ["--data", str(data), "--init", str(init), "--max-steps", "6", "--micro-batch", "2", "--grad-accum", "3",
                     "--lr", "1e-3", "--warmup-steps", "0", "--dropout", "0.1", "--no-shuffle", "--eval-every", "0"]
-            cpu = train(args.bin, [*same, "--device", "cpu"], args.out / f"{check}-cpu", 6, args.limit, env)
+            cpu = train(args.bin, [*same, "--device", "cpu"], args.out / f"{check}-cpu{routine}", 6, args.limit, env)
             for precision in precisions:
-                run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"{check}-{precision}", 6, args.limit, env)
-                record = {"check": "cuda_vs_cpu", "model": check, "card": card, "train_flags": TRAIN_FLAGS, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
+                run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"{check}-{precision}{routine}", 6, args.limit, env)
+                record = {"check": "cuda_vs_cpu", "model": check, "card": card, "train_flags": TRAIN_FLAGS, "products": products, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
                           "cuda_losses": [l["loss"] for l in run["lines"]], **{k: v for k, v in run.items() if k != "lines"}}
                 if len(cpu["lines"]) == len(run["lines"]) == 6:
                     record["max_relative_difference"] = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(cpu["lines"], run["lines"]))
@@ -277,7 +284,7 @@ def main() -> None:
         elif check.startswith("profile:"):
             model, seq, micro, accum, rest = shape(check.removeprefix("profile:"))
             precision = rest[0] if rest else "f32"
-            name = f"profile-{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}"
+            name = f"profile-{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}{routine}"
             runs = {}
             # A first run fills the kernel cache with what the profiled runs launch that the timed
             # run did not (the final validation's kernels), whose compilation would otherwise
@@ -290,7 +297,7 @@ def main() -> None:
                             args.out / f"{name}-{steps}{'' if profile else '-warm-up'}", steps + 1, 2 * args.limit, env, profile=profile)
                 if profile:
                     runs[steps] = run
-            report({"check": "profile", "run": name, "card": card, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "precision": precision,
+            report({"check": "profile", "run": name, "products": products, "card": card, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "precision": precision,
                     "steps": [len(run["lines"]) for run in runs.values()], "output_tail": runs[11]["output_tail"],
                     "seconds_to_first_step": [run["seconds_to_first_step"] for run in runs.values()],
                     **kernel_times(args.out / f"{name}-1.cwd" / "profile.log", args.out / f"{name}-11.cwd" / "profile.log", 10)})
@@ -305,10 +312,10 @@ def main() -> None:
             for precision in only or precisions:
                 common = ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro), "--grad-accum", str(accum),
                           "--max-steps", "1000", "--eval-every", "0", "--save-every", "0", "--device", args.device, *precision_flag(precision)]
-                name = f"{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}" + ("-pools" if pools else "")
+                name = f"{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}{routine}" + ("-pools" if pools else "")
                 name += f"-{len(list(args.out.glob(name + '*.log'))) + 1}"
                 run = train(args.bin, common, args.out / name, 7, args.limit, env, pools)
-                record = {"trainer": f"train stage {precision}", "train_flags": TRAIN_FLAGS, "run": name, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "card": card,
+                record = {"trainer": f"train stage {precision}", "train_flags": TRAIN_FLAGS, "products": products, "run": name, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "card": card,
                           "memory": "CubeCL's pools" if pools else "exact-size buffers",
                           "steps": len(run["lines"]), "peak_gpu_gib": round(run["peak_mib"] / 1024, 2), **{k: v for k, v in run.items() if k not in ("lines", "peak_mib")}}
                 timed = [line["tokens_per_s"] for line in run["lines"][2:]]

@@ -4,10 +4,13 @@
 //! training step at `rows` rows (forward, the input's gradient, the weight's gradient, with the
 //! operand layouts burn hands over) and each routine burn's autotune tries on tensor cores:
 //! milliseconds a product, TFLOP/s, and the largest difference to burn's default routine's
-//! result (a routine that misreads an operand shows here), then the fastest routine a product.
+//! result (a routine that misreads an operand shows here), then the fastest routine a product
+//! and, for each routine that ran every product right, a step's products' milliseconds (each
+//! block's products `--layers` times): the routine to name in `GPT2_PRODUCTS`, which routes
+//! every product of the model through one (`cube_kernels::product_routines`).
 //!
 //!   cargo run --release -p cube-kernels --features cuda --example product_routines -- \
-//!       [--width 768] [--vocab 50257] [--rows 4096] [--dtypes f32,bf16] [--budget-s 240]
+//!       [--width 768] [--vocab 50257] [--rows 4096] [--layers 12] [--dtypes f32,bf16] [--budget-s 240]
 //!
 //! The operands are burn's own tensors (on CUDA their rows padded as CubeCL pads them), f32
 //! (tensor cores take them as TF32) or bf16, the product written in f32. Lines come as each
@@ -33,17 +36,10 @@ mod survey {
         tensor::{DType, Distribution, FloatDType},
     };
     use burn_cubecl::tensor::CubeTensor;
-    use cube_kernels::product_in_f32;
+    use cube_kernels::{product_in_f32, product_routines};
     use cubecl::future::block_on;
-    use cubek::matmul::{
-        components::tile::TileMatmulKind::{self, Cmma, Mma},
-        launch::Strategy,
-        routines::{
-            double_buffering::DoubleBufferingArgs, ordered_double_buffering::OrderedSelectionArgs, simple::SimpleArgs,
-            BlueprintStrategy,
-        },
-    };
     use std::{
+        collections::BTreeMap,
         panic::{self, AssertUnwindSafe},
         time::{Duration, Instant},
     };
@@ -64,6 +60,7 @@ mod survey {
         width: usize,
         vocab: usize,
         rows: usize,
+        layers: usize,
         dtypes: Vec<DType>,
         budget: Duration,
     }
@@ -73,6 +70,7 @@ mod survey {
             width: 768,
             vocab: 50257,
             rows: 4096,
+            layers: 12,
             dtypes: vec![DType::F32, DType::BF16],
             budget: Duration::MAX,
         };
@@ -84,6 +82,7 @@ mod survey {
                 "--width" => options.width = number(),
                 "--vocab" => options.vocab = number(),
                 "--rows" => options.rows = number(),
+                "--layers" => options.layers = number(),
                 "--budget-s" => options.budget = Duration::from_secs(number() as u64),
                 "--dtypes" => {
                     options.dtypes = value
@@ -102,9 +101,11 @@ mod survey {
         options
     }
 
-    /// One product, `lhs [m, k] · rhs [k, n]`, with whether each operand is a transposed view.
+    /// One product, `lhs [m, k] · rhs [k, n]`, with whether each operand is a transposed view,
+    /// and how many of it a step takes.
     struct Product {
         name: String,
+        per_step: usize,
         m: usize,
         n: usize,
         k: usize,
@@ -114,12 +115,14 @@ mod survey {
 
     /// A training step's products: each linear layer's forward, input gradient (`dY · Wᵀ`) and
     /// weight gradient (`Xᵀ · dY`), and the LM head's, whose weight is the token embedding
-    /// `[vocab, width]` read transposed.
-    fn products(width: usize, vocab: usize, rows: usize) -> Vec<Product> {
+    /// `[vocab, width]` read transposed. Each block's four layers come `layers` times a step.
+    fn products(width: usize, vocab: usize, rows: usize, layers: usize) -> Vec<Product> {
         let mut products = Vec::new();
         let mut linear = |name: &str, d_in: usize, d_out: usize, weight_transposed: bool| {
+            let per_step = if weight_transposed { 1 } else { layers };
             let product = |part: &str, m, n, k, lhs_transposed, rhs_transposed| Product {
                 name: format!("{name} {part}"),
+                per_step,
                 m,
                 n,
                 k,
@@ -136,42 +139,6 @@ mod survey {
         linear("MLP projection", 4 * width, width, false);
         linear("LM head", width, vocab, true);
         products
-    }
-
-    /// The tensor-core routines burn's autotune tries (burn-cubecl `kernel/matmul/tune`).
-    fn routines() -> Vec<Strategy> {
-        let simple = |tile_matmul: TileMatmulKind, multi_rows| SimpleArgs { tile_matmul, multi_rows };
-        let double = |tile_matmul: TileMatmulKind, specialized| DoubleBufferingArgs { tile_matmul, specialized };
-        let ordered = |tile_matmul: TileMatmulKind, row_count| OrderedSelectionArgs {
-            partition_k: Some(2),
-            row_count: Some(row_count),
-            rows_per_plane: Some(2),
-            tile_matmul,
-        };
-        use BlueprintStrategy::Inferred;
-        // Burn's default first (the reference), then those likelier to win on a Hopper card.
-        vec![
-            Strategy::Auto,
-            Strategy::DoubleCyclicCmma(Inferred(double(Cmma, false))),
-            Strategy::DoubleCyclicMma(Inferred(double(Mma, false))),
-            Strategy::DoubleCyclicCmma(Inferred(double(Cmma, true))),
-            Strategy::DoubleCyclicMma(Inferred(double(Mma, true))),
-            Strategy::SpecializedCyclicCmma(Inferred(().into())),
-            Strategy::SpecializedCyclicMma(Inferred(().into())),
-            Strategy::SpecializedTmaCmma(Inferred(().into())),
-            Strategy::SpecializedTmaMma(Inferred(().into())),
-            Strategy::SimpleTmaCmma(Inferred(simple(Cmma, false))),
-            Strategy::SimpleTmaMma(Inferred(simple(Mma, false))),
-            Strategy::SimpleTmaCmma(Inferred(simple(Cmma, true))),
-            Strategy::SimpleTmaMma(Inferred(simple(Mma, true))),
-            Strategy::SimpleCyclicMma(Inferred(simple(Mma, false))),
-            Strategy::SimpleCyclicCmma(Inferred(simple(Cmma, true))),
-            Strategy::SimpleCyclicMma(Inferred(simple(Mma, true))),
-            Strategy::OrderedDoubleCmma(Inferred(ordered(Cmma, 4))),
-            Strategy::OrderedDoubleMma(Inferred(ordered(Mma, 4))),
-            Strategy::OrderedDoubleCmma(Inferred(ordered(Cmma, 8))),
-            Strategy::OrderedDoubleMma(Inferred(ordered(Mma, 8))),
-        ]
     }
 
     fn operand(rows: usize, columns: usize, transposed: bool, dtype: DType) -> CubeTensor<Runtime> {
@@ -205,12 +172,15 @@ mod survey {
     pub fn run() {
         let options = options();
         let started = Instant::now();
-        let routines = routines();
+        let routines = product_routines();
         println!("| product | m × n × k | operands | routine | ms | TFLOP/s | difference to the default |");
         println!("|---|---|---|---|---:|---:|---:|");
         let mut fastest = Vec::new();
+        // (operands, routine) → (ms of a step's products, products it ran right, products).
+        let mut step_ms = BTreeMap::<(String, &str), (f64, usize, usize)>::new();
         for &dtype in &options.dtypes {
-            for product in products(options.width, options.vocab, options.rows) {
+            let products = products(options.width, options.vocab, options.rows, options.layers);
+            for product in &products {
                 let lhs = operand(product.m, product.k, product.lhs_transposed, dtype);
                 let rhs = operand(product.k, product.n, product.rhs_transposed, dtype);
                 let client = lhs.client.clone();
@@ -221,16 +191,17 @@ mod survey {
                     if product.rhs_transposed { " rhsᵀ" } else { " rhs" }
                 );
                 let mut reference: Option<Vec<f32>> = None;
-                let mut best: Option<(String, f64)> = None;
+                let mut best: Option<(&str, f64)> = None;
                 let mut default_tflops = None;
                 for routine in &routines {
+                    let (name, routine) = (routine.name, &routine.strategy);
                     if started.elapsed() > options.budget {
                         println!("budget of {:?} spent: the rest skipped", options.budget);
-                        return summary(&fastest);
+                        return summary(&fastest, &step_ms);
                     }
                     let line = |rest: String| {
                         println!(
-                            "| {} | {} × {} × {} | {layouts} | {routine} | {rest} |",
+                            "| {} | {} × {} × {} | {layouts} | {name} | {rest} |",
                             product.name, product.m, product.n, product.k
                         )
                     };
@@ -267,7 +238,12 @@ mod survey {
                     let trusted = difference.is_finite() && difference < 1e-2;
                     default_tflops.get_or_insert(tflops);
                     if trusted && best.as_ref().is_none_or(|(_, fastest)| tflops > *fastest) {
-                        best = Some((routine.to_string(), tflops));
+                        best = Some((name, tflops));
+                    }
+                    if trusted {
+                        let step = step_ms.entry((format!("{dtype:?}"), name)).or_insert((0.0, 0, products.len()));
+                        step.0 += seconds * 1e3 * product.per_step as f64;
+                        step.1 += 1;
                     }
                 }
                 if let (Some((routine, tflops)), Some(default)) = (best, default_tflops) {
@@ -279,13 +255,20 @@ mod survey {
                 }
             }
         }
-        summary(&fastest);
+        summary(&fastest, &step_ms);
     }
 
-    fn summary(fastest: &[String]) {
+    fn summary(fastest: &[String], step_ms: &BTreeMap<(String, &str), (f64, usize, usize)>) {
         println!("\nfastest routine a product:");
         for line in fastest {
             println!("- {line}");
+        }
+        // One routine takes every product (GPT2_PRODUCTS): the one whose step is shortest.
+        println!("\na step's products by one routine (those that ran every product right), fastest first:");
+        let mut whole: Vec<_> = step_ms.iter().filter(|(_, &(_, ran, all))| ran == all).collect();
+        whole.sort_by(|(a_key, a), (b_key, b)| a_key.0.cmp(&b_key.0).then(a.0.total_cmp(&b.0)));
+        for ((operands, routine), (ms, _, _)) in whole {
+            println!("- {operands}: GPT2_PRODUCTS={routine}: {ms:.1} ms");
         }
     }
 }

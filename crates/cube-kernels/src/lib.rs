@@ -45,6 +45,9 @@
 //! - [`SumOfSquares`]: the sum of a flat buffer's squares, for the global-norm clip, in a launch
 //!   or two with no buffer of the squares (burn: the squares written out, then two sums).
 //!
+//! [`product_routines`] are cubek's product routines by name, one of which `GPT2_PRODUCTS` may
+//! choose for the model's products ([`chosen_product_routine`]).
+//!
 //! [`DeviceMemory`] is no kernel: what CubeCL's allocator holds, for the train stage's report;
 //! nor is [`Views`]: many views of one flat buffer in one operation of fusion's stream (burn:
 //! a slice and a reshape each).
@@ -74,6 +77,7 @@ mod memory;
 mod mixed_matmul;
 mod most_likely;
 mod philox;
+mod product_routine;
 mod reduce;
 mod repetition_penalty;
 mod softmax_denominator;
@@ -95,6 +99,9 @@ pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;
 pub use mixed_matmul::{product_in_f32, MixedMatmul};
 pub use most_likely::{MostLikely, MAX_MOST_LIKELY, MAX_MOST_LIKELY_VOCAB};
+pub use product_routine::{
+    chosen_product_routine, product_routine_from_env, product_routines, ProductRoutine, PRODUCT_ROUTINE_VARIABLE,
+};
 pub use repetition_penalty::RepetitionPenalty;
 pub use softmax_denominator::SoftmaxDenominator;
 pub use sum_of_squares::SumOfSquares;

@@ -8,9 +8,13 @@
 //! size), although it was right on every matrix `tests/mixed_matmul.rs` uploads there: most
 //! likely it misreads operands whose rows CubeCL pads on CUDA (a row of 96 f32s takes 128
 //! slots), which uploaded matrices never are. This routine made both right (losses within
-//! 2e-3, logits within 1%) and gpt2's bf16 step faster.
+//! 2e-3, logits within 1%) and gpt2's bf16 step faster. `GPT2_PRODUCTS` names another
+//! ([`crate::product_routines`]), which takes the products it can run.
 
-use crate::fusion_op::{register_kernel_typed, Launch};
+use crate::{
+    fusion_op::{register_kernel_typed, Launch},
+    product_routine::{chosen_product_routine, ProductRoutine, PRODUCT_ROUTINE_VARIABLE},
+};
 use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
     ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, BoolElement, CubeBackend, CubeRuntime,
@@ -24,6 +28,7 @@ use cubek::{
     },
     std::InputBinding,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub trait MixedMatmul: burn::tensor::backend::Backend {
     /// `lhs · rhs` for `lhs` `[m, k]` and `rhs` `[k, n]` of one type (bf16), accumulated and
@@ -34,7 +39,30 @@ pub trait MixedMatmul: burn::tensor::backend::Backend {
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> MixedMatmul for CubeBackend<R, F, I, BT> {
     fn mixed_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         assert_eq!(lhs.dtype, rhs.dtype, "mixed product: {:?} beside {:?}", lhs.dtype, rhs.dtype);
-        product_in_f32(&Strategy::Auto, &lhs, &rhs).expect("burn's default product")
+        let default = || product_in_f32(&Strategy::Auto, &lhs, &rhs).expect("burn's default product");
+        match chosen_product_routine() {
+            None => default(),
+            Some(routine) => product_in_f32(&routine.strategy, &lhs, &rhs).unwrap_or_else(|why| {
+                refused(routine, &lhs, &rhs, why);
+                default()
+            }),
+        }
+    }
+}
+
+/// Says, the first time only, that the chosen `routine` cannot run a product (cubek's routines
+/// each take some shapes, types and layouts): it and those like it take burn's default routine.
+fn refused<R: CubeRuntime>(routine: &ProductRoutine, lhs: &CubeTensor<R>, rhs: &CubeTensor<R>, why: MatmulSetupError) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "notice: {PRODUCT_ROUTINE_VARIABLE}={} cannot run a product of {:?} by {:?} ({:?}): products it refuses \
+             take burn's default routine",
+            routine.name,
+            lhs.meta.shape(),
+            rhs.meta.shape(),
+            why
+        );
     }
 }
 

@@ -41,5 +41,5 @@ pub use kv_cache::{KvCache, LayerCache};
 pub use loss::{next_token_loss, NextTokens};
 pub use mlp::Mlp;
 pub use model::{causal_mask, Gpt2};
-pub use precision::Precision;
+pub use precision::{check_product_routine, Precision};
 pub use rounded_weights::RoundedWeights;

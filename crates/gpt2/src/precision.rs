@@ -43,7 +43,8 @@ impl Precision {
     }
 
     /// `x · W` for `x` `[rows, k]` and a weight matrix `W` `[k, n]`, in this precision and with
-    /// the result in f32: burn's product, or the backend's [`Gpt2Backend::mixed_matmul`].
+    /// the result in f32: burn's product, or the backend's [`Gpt2Backend::mixed_matmul`] (bf16,
+    /// or any precision under [`Gpt2Backend::products_by_routine`]).
     /// `rounded`: `W` already rounded to the operands' type (a step's [`RoundedWeights`]).
     ///
     /// [`RoundedWeights`]: crate::RoundedWeights
@@ -54,8 +55,8 @@ impl Precision {
         rounded: Option<Tensor<B, 2>>,
     ) -> Tensor<B, 2> {
         match self {
-            Precision::F32 => x.matmul(weight),
-            Precision::Bf16 => B::mixed_matmul(x, weight, rounded, self.operands()),
+            Precision::F32 if !B::products_by_routine() => x.matmul(weight),
+            _ => B::mixed_matmul(x, weight, rounded, self.operands()),
         }
     }
 
@@ -77,7 +78,7 @@ impl Precision {
         x: Tensor<B, 2>,
         rounded: Option<Tensor<B, 2>>,
     ) -> Tensor<B, 2> {
-        if self == Precision::F32 {
+        if self == Precision::F32 && !B::products_by_routine() {
             return B::linear_forward(layer, x);
         }
         with_bias(layer, self.product(x, layer.weight.val(), rounded), self.operands())
@@ -92,10 +93,19 @@ impl Precision {
         rounded: Option<Tensor<B, 2>>,
     ) -> Tensor<B, 2> {
         match self {
-            Precision::F32 => B::matmul_transposed(x, weight),
-            Precision::Bf16 => self.product(x, weight.transpose(), rounded.map(Tensor::transpose)),
+            Precision::F32 if !B::products_by_routine() => B::matmul_transposed(x, weight),
+            _ => self.product(x, weight.transpose(), rounded.map(Tensor::transpose)),
         }
     }
+}
+
+/// What is wrong with `GPT2_PRODUCTS` where it names no product routine (a build with a GPU
+/// backend, whose products it routes: [`Gpt2Backend::products_by_routine`]); nothing in a
+/// build without one, which never reads it.
+pub fn check_product_routine() -> anyhow::Result<()> {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    cube_kernels::product_routine_from_env().map_err(anyhow::Error::msg)?;
+    Ok(())
 }
 
 /// `lhs · rhs` with both operands cast to `operands` and the product cast back to f32: burn's

@@ -6,59 +6,9 @@
 //! written-out backward passes hand the residual stream's gradient from block to block.
 //! `cargo test -p gpt2 --features wgpu --test wgpu_training`
 
-use burn::{
-    backend::Autodiff,
-    module::{ModuleVisitor, Param},
-    optim::GradientsParams,
-    prelude::*,
-};
-use gpt2::{hf, next_token_loss, Cpu, Documents, DropoutMasks, Gpt2, Gpt2Backend, NextTokens, RoundedWeights, Wgpu};
-use std::path::Path;
-
-const TIME: usize = 24;
-
-/// The loss, then each parameter's gradient, in the order the model visits them.
-fn loss_and_gradients<B: Gpt2Backend>(ids: &[i64], p: f64) -> Vec<Vec<f32>> {
-    let device = Default::default();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
-    let (_, model): (_, Gpt2<Autodiff<B>>) = hf::load_dir(&fixture, &device).expect("the tiny fixture");
-    let model = model.with_dropout(p);
-    let tokens = Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(ids.to_vec(), [2, TIME]), &device);
-    // The second row ends in three tokens of padding.
-    let real: Vec<f32> = (0..2 * TIME).map(|i| if i >= 2 * TIME - 3 { 0.0 } else { 1.0 }).collect();
-    let documents = Documents::new(&[vec![0], vec![0, 9]], TIME, &device);
-    let logits =
-        model.forward_training(tokens, Some(&documents), DropoutMasks::new(5, 2, 1), &RoundedWeights::default());
-    let loss = next_token_loss(logits, NextTokens::new(ids, &real, TIME, &device), model.precision());
-    let mut gradients = GradientsParams::from_grads(loss.backward(), &model);
-    let mut collect = Collect { gradients: &mut gradients, values: vec![loss.inner().into_data().to_vec().unwrap()] };
-    model.visit(&mut collect);
-    collect.values
-}
-
-struct Collect<'a> {
-    gradients: &'a mut GradientsParams,
-    values: Vec<Vec<f32>>,
-}
-
-impl<B: Gpt2Backend> ModuleVisitor<Autodiff<B>> for Collect<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Autodiff<B>, D>>) {
-        let gradient = self.gradients.remove::<B, D>(param.id).expect("every parameter has a gradient");
-        self.values.push(gradient.into_data().to_vec().unwrap());
-    }
-}
+mod common;
 
 #[test]
 fn a_training_pass_on_wgpu_gives_the_cpus_loss_and_gradients() {
-    let ids: Vec<i64> = (0..2 * TIME).map(|i| (i * 37 % 511) as i64).collect();
-    for p in [0.0, 0.1] {
-        let (cpu, wgpu) = (loss_and_gradients::<Cpu>(&ids, p), loss_and_gradients::<Wgpu>(&ids, p));
-        assert_eq!(cpu.len(), wgpu.len());
-        for (i, (expected, actual)) in cpu.iter().zip(&wgpu).enumerate() {
-            let what = if i == 0 { "the loss".to_string() } else { format!("parameter {i}'s gradient") };
-            let scale = expected.iter().fold(1e-3f32, |m, e| m.max(e.abs()));
-            let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, f32::max);
-            assert!(difference <= 1e-5 * scale, "{what}, dropout {p}: max |difference| {difference} at scale {scale}");
-        }
-    }
+    common::training_pass::assert_wgpu_pass_matches_cpu();
 }

@@ -91,6 +91,10 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
     fn allocator_memory(device: &Self::Device) -> Option<AllocatorMemory> {
         B::allocator_memory(device)
     }
+
+    fn products_by_routine() -> bool {
+        B::products_by_routine()
+    }
 }
 
 /// `gradient` as `node`'s, where the node is tracked.

@@ -152,6 +152,10 @@ macro_rules! cube_backend {
                 ))
             }
 
+            fn products_by_routine() -> bool {
+                cube_kernels::chosen_product_routine().is_some()
+            }
+
             fn embedding_gradient(
                 d_output: Tensor<Self, 2>,
                 indices: Tensor<Self, 1, Int>,

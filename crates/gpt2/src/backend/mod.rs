@@ -309,6 +309,13 @@ pub trait Gpt2Backend: Backend {
         rounded_matmul(lhs, rounded_rhs.unwrap_or(rhs), operands)
     }
 
+    /// Whether f32 products take [`mixed_matmul`](Gpt2Backend::mixed_matmul) too, rather than
+    /// burn's product: on CubeCL backends when `GPT2_PRODUCTS` names one of
+    /// `cube_kernels::product_routines`, for every product to take that routine.
+    fn products_by_routine() -> bool {
+        false
+    }
+
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]` (the LM head, tied to the token embedding).
     fn matmul_transposed(x: Tensor<Self, 2>, weight: Tensor<Self, 2>) -> Tensor<Self, 2> {
         x.matmul(weight.transpose())
