@@ -98,7 +98,7 @@ impl<B: Gpt2Backend> Generator<'_, B> {
             // tokens and the softmax denominators for top-p over the whole vocabulary, or else
             // every row's logits.
             let read_back = if decoding.needs_only_argmax() {
-                ReadBack::Tokens(logits.argmax(1).into_data().convert::<i64>().to_vec::<i64>().expect("token ids"))
+                ReadBack::Tokens(greedy_tokens(logits))
             } else if let Some(best) =
                 decoding.samples_among(step, vocab).and_then(|k| B::most_likely(logits.clone(), k))
             {
@@ -228,6 +228,17 @@ enum ReadBack<B: Backend> {
         logits: Tensor<B, 2>,
     },
     Logits(Vec<f32>),
+}
+
+/// Each row's most likely token, the first of equal logits (as `torch.argmax`): found by the
+/// device's most-likely kernel where it has one, a cube a row (burn's `argmax` on CubeCL
+/// backends is one thread a row down all its 50,257 logits), else by burn's `argmax`.
+fn greedy_tokens<B: Gpt2Backend>(logits: Tensor<B, 2>) -> Vec<i64> {
+    match B::most_likely(logits.clone(), 1) {
+        // Each row's logit, then its id.
+        Some(best) => floats(best).chunks(2).map(|best| best[1] as i64).collect(),
+        None => logits.argmax(1).into_data().convert::<i64>().to_vec::<i64>().expect("token ids"),
+    }
 }
 
 /// Most tokens the device hands over for top-p sampling over the whole vocabulary: the most its
