@@ -8,7 +8,8 @@
 # vocabulary (the count depends on neither); its weights are those of one training step on
 # the demo jokes. Samples of 11 and 41 tokens from the same prompt, chosen as the FLAGs say
 # (default --greedy), SAMPLES of them decoded together (1 by default), differ only in 30
-# decoding steps: their difference over 30 is a step's launches.
+# decoding steps: their difference over 30 is a step's launches; what the shorter run launched
+# besides its 10 steps is the prompt's pass (and the run's setup).
 #   scripts/bench/sample_launches.sh [SAMPLES [FLAG...]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,6 +37,8 @@ launches 41
 per_token=$(( ($(wc -l < "$work/41") - $(wc -l < "$work/11")) / 30 ))
 echo "kernel launches, sample --device wgpu ${decoding[*]} (burn wgpu without fusion, as on CUDA; autotune off): 12 layers, 12 heads, batch $samples"
 echo "  per decoding step ($samples tokens): $per_token ($(( per_token / 12 )) a layer, rest included)"
+# The 11 tokens' run is the prompt's pass (its first token) and 10 decoding steps.
+echo "  the prompt's pass, with the run's setup: $(( $(wc -l < "$work/11") - 10 * per_token ))"
 # By kernel, per decoding step.
 sort "$work/11" | uniq -c > "$work/k11"
 sort "$work/41" | uniq -c > "$work/k41"

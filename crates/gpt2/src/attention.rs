@@ -54,6 +54,14 @@ impl<B: Gpt2Backend> CausalSelfAttention<B> {
             // One new position a row (decoding) comes after every cached key: the causal mask
             // hides none of them.
             Some(cache) if mask.dims()[1] == 1 => cache.attend_new_position(qkv, self.n_head, self.precision),
+            // A prompt's first pass: its own keys are all there are, so attention is the
+            // uncached kind (on GPUs one flash kernel, where burn's operations took 12), and
+            // the cache keeps its keys and values for the steps after.
+            Some(cache) if cache.is_empty() => {
+                let (_, k, v) = split_heads(qkv.clone(), self.n_head, mask.dims());
+                cache.append(k, v);
+                B::self_attention(qkv, self.n_head, mask, None, self.precision)
+            }
             Some(cache) => {
                 let (q, k, v) = split_heads(qkv, self.n_head, mask.dims());
                 let (k, v) = cache.extend(k, v);

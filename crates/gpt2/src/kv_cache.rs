@@ -48,16 +48,25 @@ impl<B: Backend> KvCache<B> {
 }
 
 impl<B: Gpt2Backend> LayerCache<B> {
-    /// Append this step's keys and values `[batch, heads, time, head_dim]`; returns the whole
-    /// history.
-    pub(crate) fn extend(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    /// Whether no position is cached yet (a prompt's first pass comes next).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append this step's keys and values `[batch, heads, time, head_dim]`.
+    pub(crate) fn append(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) {
         let [batch, heads, time, head_dim] = k.dims();
         let (start, end) = (self.len, self.len + time);
         let (keys, values) = self.buffers_holding(end, [batch, heads, head_dim], &k.device());
-        let (keys, values) = write_positions(keys, values, k, v, start);
-        self.buffers = Some((keys.clone(), values.clone()));
+        self.buffers = Some(write_positions(keys, values, k, v, start));
         self.len = end;
-        (B::first_positions(keys, end), B::first_positions(values, end))
+    }
+
+    /// [`append`](LayerCache::append), then the whole history.
+    pub(crate) fn extend(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        self.append(k, v);
+        let (keys, values) = self.buffers.clone().expect("appended");
+        (B::first_positions(keys, self.len), B::first_positions(values, self.len))
     }
 
     /// Attention for one new position a row, from its q/k/v rows `[batch, 3 × d]`: its key and

@@ -1,6 +1,7 @@
 //! Decoding with the KV cache on burn's CubeCL + fusion path (the path CUDA takes, here on
 //! wgpu: Mesa's software Vulkan driver on a machine without a GPU) against the CPU: the prompt's
-//! pass through burn's operations, then each new position through the few-row and decoding
+//! pass through the flash attention kernel, a few positions more together through burn's
+//! operations over the cache, then each new position through the few-row and decoding
 //! attention kernels of `cube-kernels`, the cache growing on the way.
 //! `cargo test -p gpt2 --features wgpu --test wgpu_decoding`
 
@@ -9,8 +10,8 @@ use gpt2::{hf, Cpu, Gpt2, Gpt2Backend, Wgpu};
 use std::path::Path;
 
 /// Three rows: a 24-token prompt (72 rows of the residual stream, more than the few-row kernels
-/// take), then one token a row a step up to 40 (the cache grows past 32); each step's
-/// next-token logits.
+/// take), 4 tokens a row together, then one token a row a step up to 40 (the cache grows past
+/// 32); each step's next-token logits.
 fn decoding_logits<B: Gpt2Backend>(ids: &[i64]) -> Vec<f32> {
     let device = Default::default();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
@@ -22,7 +23,8 @@ fn decoding_logits<B: Gpt2Backend>(ids: &[i64]) -> Vec<f32> {
     };
     let mut cache = model.new_cache();
     let mut logits = model.next_token_logits(rows(0..24), &mut cache).into_data().to_vec::<f32>().unwrap();
-    for position in 24..40 {
+    logits.extend(model.next_token_logits(rows(24..28), &mut cache).into_data().to_vec::<f32>().unwrap());
+    for position in 28..40 {
         logits.extend(
             model.next_token_logits(rows(position..position + 1), &mut cache).into_data().to_vec::<f32>().unwrap(),
         );
