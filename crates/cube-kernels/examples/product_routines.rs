@@ -176,10 +176,10 @@ mod survey {
         println!("| product | m × n × k | operands | routine | ms | TFLOP/s | difference to the default |");
         println!("|---|---|---|---|---:|---:|---:|");
         let mut fastest = Vec::new();
-        // (operands, routine) → (ms of a step's products, products it ran right, products).
-        let mut step_ms = BTreeMap::<(String, &str), (f64, usize, usize)>::new();
+        // (operands, routine) → (ms of a step's products, products it ran right).
+        let mut step_ms = BTreeMap::<(String, &str), (f64, usize)>::new();
+        let products = products(options.width, options.vocab, options.rows, options.layers);
         for &dtype in &options.dtypes {
-            let products = products(options.width, options.vocab, options.rows, options.layers);
             for product in &products {
                 let lhs = operand(product.m, product.k, product.lhs_transposed, dtype);
                 let rhs = operand(product.k, product.n, product.rhs_transposed, dtype);
@@ -197,7 +197,7 @@ mod survey {
                     let (name, routine) = (routine.name, &routine.strategy);
                     if started.elapsed() > options.budget {
                         println!("budget of {:?} spent: the rest skipped", options.budget);
-                        return summary(&fastest, &step_ms);
+                        return summary(&fastest, &step_ms, products.len());
                     }
                     let line = |rest: String| {
                         println!(
@@ -241,7 +241,7 @@ mod survey {
                         best = Some((name, tflops));
                     }
                     if trusted {
-                        let step = step_ms.entry((format!("{dtype:?}"), name)).or_insert((0.0, 0, products.len()));
+                        let step = step_ms.entry((format!("{dtype:?}"), name)).or_insert((0.0, 0));
                         step.0 += seconds * 1e3 * product.per_step as f64;
                         step.1 += 1;
                     }
@@ -255,19 +255,19 @@ mod survey {
                 }
             }
         }
-        summary(&fastest, &step_ms);
+        summary(&fastest, &step_ms, products.len());
     }
 
-    fn summary(fastest: &[String], step_ms: &BTreeMap<(String, &str), (f64, usize, usize)>) {
+    fn summary(fastest: &[String], step_ms: &BTreeMap<(String, &str), (f64, usize)>, products: usize) {
         println!("\nfastest routine a product:");
         for line in fastest {
             println!("- {line}");
         }
         // One routine takes every product (GPT2_PRODUCTS): the one whose step is shortest.
         println!("\na step's products by one routine (those that ran every product right), fastest first:");
-        let mut whole: Vec<_> = step_ms.iter().filter(|(_, &(_, ran, all))| ran == all).collect();
+        let mut whole: Vec<_> = step_ms.iter().filter(|(_, &(_, ran))| ran == products).collect();
         whole.sort_by(|(a_key, a), (b_key, b)| a_key.0.cmp(&b_key.0).then(a.0.total_cmp(&b.0)));
-        for ((operands, routine), (ms, _, _)) in whole {
+        for ((operands, routine), (ms, _)) in whole {
             println!("- {operands}: GPT2_PRODUCTS={routine}: {ms:.1} ms");
         }
     }
