@@ -27,6 +27,11 @@
 #                                   the model through each routine named (GPT2_PRODUCTS, names
 #                                   as the products survey prints them): CUDA vs CPU steps and
 #                                   gpt2 4 x 1024 in f32 and bf16 (ARGS go to train_check.py)
+#   scripts/gpu/check.sh attention [ARGS]   the train stage with training's attention through
+#                                   burn's batched products (GPT2_ATTENTION=products: tensor
+#                                   cores, the scores made in full) instead of the flash kernels:
+#                                   CUDA vs CPU steps, gpt2 4 x 1024 in f32 and bf16, and gpt2's
+#                                   f32 step kernel by kernel, beside `train`'s (ARGS as there)
 # Results go to stdout and, for train, to $OUT/train.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -72,8 +77,14 @@ case "${1:-train}" in
                 --precisions f32,bf16 --products "$routine" --checks agree,gpt2:1024:4 --limit 40 "$@" || status=$?
         done
         ;;
+    attention)
+        shift
+        python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$out" \
+            --precisions f32,bf16 --attention products --checks agree,gpt2:1024:4,profile:gpt2:1024:4:f32 \
+            --limit 40 "$@" || status=$?
+        ;;
     *)
-        echo "usage: scripts/gpu/check.sh [train|kernels|generate|products|routines]"; exit 2
+        echo "usage: scripts/gpu/check.sh [train|kernels|generate|products|routines|attention]"; exit 2
         ;;
 esac
 exit $status

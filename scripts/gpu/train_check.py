@@ -215,6 +215,8 @@ def main() -> None:
     parser.add_argument("--autotune", default="", help="CUBECL_AUTOTUNE_LEVEL for the train stage (minimal, balanced, ...)")
     parser.add_argument("--products", default="", help="GPT2_PRODUCTS for the train stage: the product routine every product of "
                         "the model takes (names: cube_kernels::product_routines; the survey `check.sh products` times each)")
+    parser.add_argument("--attention", default="", help="GPT2_ATTENTION for the train stage: flash (the default) or products "
+                        "(burn's batched products on tensor cores, the scores made in full)")
     args = parser.parse_args()
     # Each run works in its own directory (for its cubecl.toml): make every path absolute.
     args.bin, args.data, args.out = os.path.abspath(args.bin), args.data.resolve(), args.out.resolve()
@@ -224,11 +226,15 @@ def main() -> None:
     gpu = args.device.startswith("cuda")
     card = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() if gpu else "cpu"
     env = {"CUBECL_AUTOTUNE_LEVEL": args.autotune} if args.autotune else {}
-    # Runs under a product routine are named and recorded with it (the script may run once a routine, same --out).
+    # Runs under a product routine or attention route are named and recorded with them (the script
+    # may run once a choice, same --out).
     if args.products:
         env["GPT2_PRODUCTS"] = args.products
-    routine = f"-{args.products}" if args.products else ""
+    if args.attention:
+        env["GPT2_ATTENTION"] = args.attention
+    routine = (f"-{args.products}" if args.products else "") + (f"-attention-{args.attention}" if args.attention else "")
     products = args.products or "burn's"
+    attention = args.attention or "flash"
     precisions = args.precisions.split(",")
     peak, fit = None, {}
     pytorch_shapes = {shape(spec)[:4] for spec in args.pytorch.split(",") if spec}
@@ -245,7 +251,7 @@ def main() -> None:
             cpu = train(args.bin, [*same, "--device", "cpu"], args.out / f"{check}-cpu{routine}", 6, args.limit, env)
             for precision in precisions:
                 run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"{check}-{precision}{routine}", 6, args.limit, env)
-                record = {"check": "cuda_vs_cpu", "model": check, "card": card, "train_flags": TRAIN_FLAGS, "products": products, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
+                record = {"check": "cuda_vs_cpu", "model": check, "card": card, "train_flags": TRAIN_FLAGS, "products": products, "attention": attention, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
                           "cuda_losses": [l["loss"] for l in run["lines"]], **{k: v for k, v in run.items() if k != "lines"}}
                 if len(cpu["lines"]) == len(run["lines"]) == 6:
                     record["max_relative_difference"] = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(cpu["lines"], run["lines"]))
@@ -297,7 +303,7 @@ def main() -> None:
                             args.out / f"{name}-{steps}{'' if profile else '-warm-up'}", steps + 1, 2 * args.limit, env, profile=profile)
                 if profile:
                     runs[steps] = run
-            report({"check": "profile", "run": name, "products": products, "card": card, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "precision": precision,
+            report({"check": "profile", "run": name, "products": products, "attention": attention, "card": card, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "precision": precision,
                     "steps": [len(run["lines"]) for run in runs.values()], "output_tail": runs[11]["output_tail"],
                     "seconds_to_first_step": [run["seconds_to_first_step"] for run in runs.values()],
                     **kernel_times(args.out / f"{name}-1.cwd" / "profile.log", args.out / f"{name}-11.cwd" / "profile.log", 10)})
@@ -315,7 +321,7 @@ def main() -> None:
                 name = f"{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}{routine}" + ("-pools" if pools else "")
                 name += f"-{len(list(args.out.glob(name + '*.log'))) + 1}"
                 run = train(args.bin, common, args.out / name, 7, args.limit, env, pools)
-                record = {"trainer": f"train stage {precision}", "train_flags": TRAIN_FLAGS, "products": products, "run": name, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "card": card,
+                record = {"trainer": f"train stage {precision}", "train_flags": TRAIN_FLAGS, "products": products, "attention": attention, "run": name, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "card": card,
                           "memory": "CubeCL's pools" if pools else "exact-size buffers",
                           "steps": len(run["lines"]), "peak_gpu_gib": round(run["peak_mib"] / 1024, 2), **{k: v for k, v in run.items() if k not in ("lines", "peak_mib")}}
                 timed = [line["tokens_per_s"] for line in run["lines"][2:]]

@@ -8,7 +8,8 @@
 //! - [`next_token_loss`]: masked next-token cross-entropy, token mean, against [`NextTokens`].
 //! - [`Precision`]: f32, or bf16 matrix products with f32 weights (mixed precision);
 //!   [`RoundedWeights`]: a step's weights rounded for them once.
-//! - [`Gpt2Backend`]: the backends it runs on ([`Cpu`], CUDA, autodiff over either).
+//! - [`Gpt2Backend`]: the backends it runs on ([`Cpu`], CUDA, autodiff over either);
+//!   [`check_kernel_choices`]: the kernels `GPT2_PRODUCTS` and `GPT2_ATTENTION` choose there.
 //! - [`hf`]: load and save the Hugging Face layout (`config.json`, `model.safetensors`).
 
 mod attention;
@@ -19,6 +20,7 @@ mod config;
 mod documents;
 mod dropout;
 pub mod hf;
+mod kernel_choices;
 mod kv_cache;
 mod loss;
 mod mlp;
@@ -37,9 +39,10 @@ pub use block::{Block, PreNorm};
 pub use config::Gpt2Config;
 pub use documents::Documents;
 pub use dropout::{Dropout, DropoutMasks, LayerMasks};
+pub use kernel_choices::{check_kernel_choices, AttentionRoute, ATTENTION_ROUTE_VARIABLE};
 pub use kv_cache::{KvCache, LayerCache};
 pub use loss::{next_token_loss, NextTokens};
 pub use mlp::Mlp;
 pub use model::{causal_mask, Gpt2};
-pub use precision::{check_product_routine, Precision};
+pub use precision::Precision;
 pub use rounded_weights::RoundedWeights;

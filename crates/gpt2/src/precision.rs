@@ -99,15 +99,6 @@ impl Precision {
     }
 }
 
-/// What is wrong with `GPT2_PRODUCTS` where it names no product routine (a build with a GPU
-/// backend, whose products it routes: [`Gpt2Backend::products_by_routine`]); nothing in a
-/// build without one, which never reads it.
-pub fn check_product_routine() -> anyhow::Result<()> {
-    #[cfg(any(feature = "cuda", feature = "wgpu"))]
-    cube_kernels::product_routine_from_env().map_err(anyhow::Error::msg)?;
-    Ok(())
-}
-
 /// `lhs · rhs` with both operands cast to `operands` and the product cast back to f32: burn's
 /// operations for a mixed-precision product. A cast to the type a tensor already has is none:
 /// matrices stored in bf16 (for sampling) are read as they are.

@@ -127,7 +127,7 @@ fn gpu_present() -> bool {
 /// The device `stage` (train or sample) runs on for `requested`, printing a notice on stderr
 /// whenever `auto` does not take a GPU the machine has. `need` is what the run needs on a GPU.
 pub fn resolve(requested: DeviceChoice, stage: &str, need: &MemoryNeed) -> Result<Device> {
-    gpt2::check_product_routine()?;
+    gpt2::check_kernel_choices()?;
     let rebuild = format!(
         "rebuild with CUDA: `make {stage} FEATURES=cuda`, or `cargo build --release -p {stage} --features cuda`"
     );

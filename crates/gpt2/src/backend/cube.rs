@@ -4,7 +4,9 @@ use super::{
     float, linear_residual_by_parts, normed_linear_by_parts, primitive, self_attention_by_parts, AllocatorMemory,
     Gpt2Backend, ResidualBranch,
 };
-use crate::{dropout::Dropout, kv_cache::decode_attention_by_parts, training_attention, PreNorm, Precision};
+use crate::{
+    dropout::Dropout, kv_cache::decode_attention_by_parts, training_attention, AttentionRoute, PreNorm, Precision,
+};
 use burn::{
     nn::Linear,
     prelude::*,
@@ -381,12 +383,14 @@ macro_rules! cube_backend {
 }
 
 /// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows and mask:
-/// heads at most `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64), and booleans stored as the
-/// kernels read them (CUDA's and wgpu's are). It computes in f32 under either precision (see
+/// unless `GPT2_ATTENTION` chooses burn's products ([`AttentionRoute`]), for heads at most
+/// `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64), and booleans stored as the kernels read
+/// them (CUDA's and wgpu's are). It computes in f32 under either precision (see
 /// [`Precision`]): what bf16 would round away is attention's few products, and burn's
 /// operations would cost its `time × time` scores again.
 fn flash_attention_applies<B: Backend>(qkv: &Tensor<B, 2>, mask: &Tensor<B, 3, Bool>, heads: usize) -> bool {
-    qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
+    AttentionRoute::chosen() == AttentionRoute::Flash
+        && qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
         && cube_kernels::FLASH_MASK_DTYPES.contains(&mask.dtype())
 }
 
