@@ -10,7 +10,7 @@
 //! every product of the model through one (`cube_kernels::product_routines`).
 //!
 //!   cargo run --release -p cube-kernels --features cuda --example product_routines -- \
-//!       [--width 768] [--vocab 50257] [--rows 4096] [--layers 12] [--dtypes f32,bf16] [--budget-s 240]
+//!       [--width 768] [--vocab 50304] [--rows 4096] [--layers 12] [--dtypes f32,bf16] [--budget-s 240]
 //!
 //! The operands are burn's own tensors (on CUDA their rows padded as CubeCL pads them), f32
 //! (tensor cores take them as TF32) or bf16, the product written in f32. Lines come as each
@@ -68,7 +68,8 @@ mod survey {
     fn options() -> Options {
         let mut options = Options {
             width: 768,
-            vocab: 50257,
+            // GPT-2's 50,257 tokens as training's LM head pads them (`Gpt2Backend::lm_head_columns`).
+            vocab: 50304,
             rows: 4096,
             layers: 12,
             dtypes: vec![DType::F32, DType::BF16],

@@ -4,6 +4,10 @@
 //! size of the logits, a gather, and an exponential, a product and a scatter backward. The
 //! logits' gradient is written in the type the LM head's product reads it in (bf16 under
 //! `--precision bf16`): no cast of its own, and half the bytes of the largest gradient.
+//!
+//! The logits may have more columns than the vocabulary (the LM head's product padded to a
+//! width its tensor cores read in vectors: 50,304 for GPT-2): the columns past `vocab` are
+//! read by neither kernel, and their gradient is written as zero.
 
 use crate::{
     element::launch_for_element,
@@ -26,18 +30,20 @@ const UNITS: u32 = 256;
 pub trait CrossEntropyRows: burn::tensor::backend::Backend {
     /// Each row's cross-entropy against its target, `log Σ exp(logits) − logits[target]`,
     /// and its log-normaliser `log Σ exp(logits)`, which the backward pass takes: both
-    /// `[rows]`, for `logits` `[rows, vocab]` and `targets` `[rows]`. A target outside the
+    /// `[rows]`, for `logits` `[rows, columns]` whose first `vocab` columns are the vocabulary
+    /// (the rest padding, never read), and `targets` `[rows]`. A target outside the
     /// vocabulary (the train stage refuses such tokens when it loads its data) reads no logit:
     /// its loss is the largest float, which no cross-entropy reaches (WGSL has no NaN literal).
     fn cross_entropy_rows(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
+        vocab: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// The logits' gradient from the gradient of each row's cross-entropy, `d_losses` `[rows]`:
-    /// `(softmax(logits) − one-hot(target)) · d_loss` on each row, with the log-normalisers
-    /// [`cross_entropy_rows`] returned, written in the type `d_logits` (the logits', bf16 or
-    /// f16).
+    /// `(softmax(logits) − one-hot(target)) · d_loss` on each row's first `vocab` columns and
+    /// zero on the padding after them, with the log-normalisers [`cross_entropy_rows`]
+    /// returned, written in the type `d_logits` (the logits', bf16 or f16).
     ///
     /// [`cross_entropy_rows`]: CrossEntropyRows::cross_entropy_rows
     fn cross_entropy_rows_backward(
@@ -46,6 +52,7 @@ pub trait CrossEntropyRows: burn::tensor::backend::Backend {
         targets: IntTensor<Self>,
         d_losses: FloatTensor<Self>,
         d_logits: DType,
+        vocab: usize,
     ) -> FloatTensor<Self>;
 }
 
@@ -57,13 +64,13 @@ fn cross_entropy_kernel<F: Float, I: Int>(
     targets: &Tensor<I>,
     losses: &mut Tensor<F>,
     log_normalisers: &mut Tensor<F>,
+    vocab: usize,
     #[comptime] units: usize,
 ) {
     let row = cube_row();
     if row >= logits.shape(0) {
         terminate!();
     }
-    let vocab = logits.shape(1);
     let start = row * logits.stride(0);
     let unit = UNIT_POS_X as usize;
     let mut partial = SharedMemory::<F>::new(units);
@@ -95,7 +102,7 @@ fn cross_entropy_kernel<F: Float, I: Int>(
 }
 
 /// One cube a row, its units along it: `(exp(logit − log-normaliser) − [column = target]) ·
-/// d_loss`, rounded to `P`.
+/// d_loss`, rounded to `P`, on the vocabulary's columns; zero on the padding after them.
 #[cube(launch)]
 fn cross_entropy_backward_kernel<F: Float, I: Int, P: Float>(
     logits: &Tensor<F>,
@@ -103,13 +110,14 @@ fn cross_entropy_backward_kernel<F: Float, I: Int, P: Float>(
     targets: &Tensor<I>,
     d_losses: &Tensor<F>,
     d_logits: &mut Tensor<P>,
+    vocab: usize,
     #[comptime] units: usize,
 ) {
     let row = cube_row();
     if row >= logits.shape(0) {
         terminate!();
     }
-    let vocab = logits.shape(1);
+    let columns = logits.shape(1);
     let log_normaliser = log_normalisers[row * log_normalisers.stride(0)];
     let d_loss = d_losses[row * d_losses.stride(0)];
     let target = targets[row * targets.stride(0)];
@@ -119,7 +127,11 @@ fn cross_entropy_backward_kernel<F: Float, I: Int, P: Float>(
         if I::cast_from(i) == target {
             gradient -= F::new(1.0);
         }
-        d_logits[row * vocab + i] = P::cast_from(gradient * d_loss);
+        d_logits[row * columns + i] = P::cast_from(gradient * d_loss);
+        i += units;
+    }
+    while i < columns {
+        d_logits[row * columns + i] = P::new(0.0);
         i += units;
     }
 }
@@ -128,6 +140,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> CrossEntro
     fn cross_entropy_rows(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
+        vocab: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let rows = logits.meta.shape().dims::<2>()[0];
         let empty = || {
@@ -147,6 +160,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> CrossEntro
             targets.into_tensor_arg(),
             losses.clone().into_tensor_arg(),
             log_normalisers.clone().into_tensor_arg(),
+            vocab,
             UNITS as usize,
         );
         (losses, log_normalisers)
@@ -158,6 +172,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> CrossEntro
         targets: IntTensor<Self>,
         d_losses: FloatTensor<Self>,
         d_logits: DType,
+        vocab: usize,
     ) -> FloatTensor<Self> {
         let launch = launch_for_element!(
             cross_entropy_backward_kernel::<F, I, R>,
@@ -177,6 +192,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> CrossEntro
             targets.into_tensor_arg(),
             d_losses.into_tensor_arg(),
             d_logits.clone().into_tensor_arg(),
+            vocab,
             UNITS as usize,
         );
         d_logits
@@ -187,17 +203,24 @@ impl<B: FusionBackend + CrossEntropyRows> CrossEntropyRows for Fusion<B> {
     fn cross_entropy_rows(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
+        vocab: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let rows = logits.shape.dims::<2>()[0];
-        let launch: Launch<B, _> = |&(), mut inputs: Inputs<B>| {
-            let (losses, log_normalisers) = B::cross_entropy_rows(inputs.float(), inputs.int());
+        let launch: Launch<B, _> = |&vocab, mut inputs: Inputs<B>| {
+            let (losses, log_normalisers) = B::cross_entropy_rows(inputs.float(), inputs.int(), vocab);
             vec![losses, log_normalisers]
         };
         let outputs = [(Shape::new([rows]), logits.dtype), (Shape::new([rows]), logits.dtype)];
-        let [losses, log_normalisers] =
-            register_kernel_with_ints::<B, _>("cross_entropy_rows", vec![logits], vec![targets], &outputs, (), launch)
-                .try_into()
-                .expect("two outputs");
+        let [losses, log_normalisers] = register_kernel_with_ints::<B, _>(
+            "cross_entropy_rows",
+            vec![logits],
+            vec![targets],
+            &outputs,
+            vocab,
+            launch,
+        )
+        .try_into()
+        .expect("two outputs");
         (losses, log_normalisers)
     }
 
@@ -207,11 +230,12 @@ impl<B: FusionBackend + CrossEntropyRows> CrossEntropyRows for Fusion<B> {
         targets: IntTensor<Self>,
         d_losses: FloatTensor<Self>,
         d_logits: DType,
+        vocab: usize,
     ) -> FloatTensor<Self> {
         let outputs = [(logits.shape.clone(), d_logits)];
-        let launch: Launch<B, _> = |&d_logits, mut inputs: Inputs<B>| {
+        let launch: Launch<B, _> = |&(d_logits, vocab), mut inputs: Inputs<B>| {
             let (logits, log_normalisers, d_losses) = (inputs.float(), inputs.float(), inputs.float());
-            vec![B::cross_entropy_rows_backward(logits, log_normalisers, inputs.int(), d_losses, d_logits)]
+            vec![B::cross_entropy_rows_backward(logits, log_normalisers, inputs.int(), d_losses, d_logits, vocab)]
         };
         let floats = vec![logits, log_normalisers, d_losses];
         let [d_logits] = register_kernel_with_ints::<B, _>(
@@ -219,7 +243,7 @@ impl<B: FusionBackend + CrossEntropyRows> CrossEntropyRows for Fusion<B> {
             floats,
             vec![targets],
             &outputs,
-            d_logits,
+            (d_logits, vocab),
             launch,
         )
         .try_into()

@@ -1,5 +1,6 @@
 //! The cross-entropy kernels against the same sums in f64 on the host (the gradient in f16
-//! against the f32 one rounded), on burn's wgpu backend (with and without fusion; Mesa's
+//! against the f32 one rounded), with and without columns of padding after the vocabulary,
+//! on burn's wgpu backend (with and without fusion; Mesa's
 //! software Vulkan driver on a machine without a GPU).
 //! `cargo test -p cube-kernels --features wgpu --test cross_entropy`
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -13,19 +14,29 @@ use support::{assert_close, host, host_primitive, primitive, Eager, Fused, HALF,
 
 mod support;
 
-fn check<B: CrossEntropyRows>(rows: usize, vocab: usize) {
-    let what = format!("rows {rows}, vocab {vocab}");
+/// Padding's logits: far above the vocabulary's, so that a kernel reading them is seen.
+const PADDING_LOGIT: f32 = 90.0;
+
+fn check<B: CrossEntropyRows>(rows: usize, vocab: usize, columns: usize) {
+    let what = format!("rows {rows}, vocab {vocab}, columns {columns}");
     let device = Default::default();
     // Fixed draws: a failure reruns as it failed. Logits far from 0, as a trained model's are.
-    B::seed(&device, (rows * vocab) as u64);
-    let logits = Tensor::<B, 2>::random([rows, vocab], Distribution::Normal(20.0, 6.0), &device);
+    B::seed(&device, (rows * columns) as u64);
+    let drawn = Tensor::<B, 2>::random([rows, columns], Distribution::Normal(20.0, 6.0), &device);
+    let padded: Vec<f32> = host(drawn)
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| if i % columns < vocab { x as f32 } else { PADDING_LOGIT })
+        .collect();
+    let logits = Tensor::<B, 2>::from_data(TensorData::new(padded, [rows, columns]), &device);
     let targets: Vec<i64> = (0..rows).map(|row| (row * 7_919 % vocab) as i64).collect();
     let d_losses = Tensor::<B, 1>::random([rows], Distribution::Uniform(-1.0, 1.0), &device);
     let (x, g) = (host(logits.clone()), host(d_losses.clone()));
 
-    let mut expected = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows * vocab]);
+    // The gradient is zero on the padding.
+    let mut expected = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows * columns]);
     for row in 0..rows {
-        let x = &x[row * vocab..(row + 1) * vocab];
+        let x = &x[row * columns..row * columns + vocab];
         let largest = x.iter().copied().fold(f64::MIN, f64::max);
         let log_normaliser = largest + x.iter().map(|x| (x - largest).exp()).sum::<f64>().ln();
         let target = targets[row] as usize;
@@ -33,12 +44,12 @@ fn check<B: CrossEntropyRows>(rows: usize, vocab: usize) {
         expected.1[row] = log_normaliser;
         for (column, x) in x.iter().enumerate() {
             let one_hot = if column == target { 1.0 } else { 0.0 };
-            expected.2[row * vocab + column] = ((x - log_normaliser).exp() - one_hot) * g[row];
+            expected.2[row * columns + column] = ((x - log_normaliser).exp() - one_hot) * g[row];
         }
     }
 
     let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [rows]), &device).into_primitive();
-    let (losses, log_normalisers) = B::cross_entropy_rows(primitive(logits.clone()), targets.clone());
+    let (losses, log_normalisers) = B::cross_entropy_rows(primitive(logits.clone()), targets.clone(), vocab);
     assert_close(&format!("{what}: losses"), &expected.0, &host_primitive::<B, 1>(losses), 1e-6);
     assert_close(
         &format!("{what}: log-normalisers"),
@@ -48,8 +59,8 @@ fn check<B: CrossEntropyRows>(rows: usize, vocab: usize) {
     );
     let backward = |d_logits| {
         let (logits, log_normalisers, targets) = (primitive(logits.clone()), log_normalisers.clone(), targets.clone());
-        let d_logits =
-            B::cross_entropy_rows_backward(logits, log_normalisers, targets, primitive(d_losses.clone()), d_logits);
+        let d_losses = primitive(d_losses.clone());
+        let d_logits = B::cross_entropy_rows_backward(logits, log_normalisers, targets, d_losses, d_logits, vocab);
         Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(d_logits))
     };
     let d_logits = backward(DType::F32);
@@ -64,15 +75,17 @@ fn check<B: CrossEntropyRows>(rows: usize, vocab: usize) {
     assert_eq!(values(rounded), values(d_logits.cast(HALF_FLOAT)), "{what}: d_logits, rounded");
 }
 
-/// A row narrower than a cube, GPT-2's vocabulary, and more rows than one launch dimension
-/// holds (65,535 cubes).
-const SHAPES: [(usize, usize); 3] = [(3, 10), (5, 50_257), (65_537, 3)];
+/// (rows, vocab, columns): a row narrower than a cube, GPT-2's vocabulary alone and padded as
+/// the LM head pads it in training, more rows than one launch dimension holds (65,535 cubes),
+/// and padding wider than a cube.
+const SHAPES: [(usize, usize, usize); 5] =
+    [(3, 10, 10), (5, 50_257, 50_257), (5, 50_257, 50_304), (65_537, 3, 3), (3, 10, 300)];
 
 #[test]
 fn cross_entropy_matches_f64_sums() {
-    for (rows, vocab) in SHAPES {
-        check::<Eager>(rows, vocab);
-        check::<Fused>(rows, vocab);
+    for (rows, vocab, columns) in SHAPES {
+        check::<Eager>(rows, vocab, columns);
+        check::<Fused>(rows, vocab, columns);
     }
 }
 
@@ -82,7 +95,7 @@ fn a_target_outside_the_vocabulary_gets_the_largest_loss() {
     let device = Default::default();
     let logits = Tensor::<B, 2>::zeros([2, 4], &device);
     let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![4i64, 1], [2]), &device).into_primitive();
-    let (losses, _) = B::cross_entropy_rows(primitive(logits), targets);
+    let (losses, _) = B::cross_entropy_rows(primitive(logits), targets, 4);
     let losses = host_primitive::<B, 1>(losses);
     assert_eq!(losses[0], f64::from(f32::MAX), "{losses:?}");
     assert!((losses[1] - 4f64.ln()).abs() < 1e-6, "{losses:?}");

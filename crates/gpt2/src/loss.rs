@@ -38,8 +38,21 @@ pub fn next_token_loss<B: Gpt2Backend>(
     next: NextTokens<B>,
     precision: Precision,
 ) -> Tensor<B, 1> {
-    let [batch, time, vocab] = logits.dims();
-    B::cross_entropy(logits.reshape([batch * time, vocab]), next.targets, next.weights, precision.operands())
+    let vocab = logits.dims()[2];
+    next_token_loss_over(logits, vocab, next, precision)
+}
+
+/// [`next_token_loss`] of `logits` `[batch, time, columns]` whose first `vocab` columns are the
+/// vocabulary and the rest the LM head's padding (`Gpt2Backend::lm_head_columns`).
+pub(crate) fn next_token_loss_over<B: Gpt2Backend>(
+    logits: Tensor<B, 3>,
+    vocab: usize,
+    next: NextTokens<B>,
+    precision: Precision,
+) -> Tensor<B, 1> {
+    let [batch, time, columns] = logits.dims();
+    let logits = logits.reshape([batch * time, columns]);
+    B::cross_entropy(logits, next.targets, next.weights, precision.operands(), vocab)
 }
 
 #[cfg(test)]

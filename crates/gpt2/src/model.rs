@@ -1,7 +1,8 @@
 use crate::{
     block::Block,
     dropout::{dropped, Dropout, DropoutMasks},
-    Documents, Gpt2Backend, KvCache, PreNorm, Precision, RoundedWeights,
+    loss::next_token_loss_over,
+    Documents, Gpt2Backend, KvCache, NextTokens, PreNorm, Precision, RoundedWeights,
 };
 use burn::{
     module::Param,
@@ -35,20 +36,25 @@ impl<B: Gpt2Backend> Gpt2<B> {
         self.logits(tokens, positions, mask)
     }
 
-    /// Logits as training takes them: of rows that each hold one document (`documents`
-    /// `None`) or several, with dropout's masks drawn from `masks`, the products reading the
-    /// step's `rounded` weights where it has them. [`forward`] and [`forward_documents`] drop
-    /// nothing, on any backend.
+    /// Training's next-token loss ([`next_token_loss`]) of rows that each hold one document
+    /// (`documents` `None`) or several, against `next`, with dropout's masks drawn from
+    /// `masks`, the products reading the step's `rounded` weights where it has them.
+    /// [`forward`] and [`forward_documents`] drop nothing, on any backend. The LM head computes
+    /// [`Gpt2Backend::lm_head_columns`] columns, the token embedding's rows then rows of zeros,
+    /// and the loss leaves the padding out: the same loss and gradients as without it, and
+    /// products whose operands CubeCL reads in vectors.
     ///
+    /// [`next_token_loss`]: crate::next_token_loss
     /// [`forward`]: Gpt2::forward
     /// [`forward_documents`]: Gpt2::forward_documents
-    pub fn forward_training(
+    pub fn training_loss(
         &self,
         tokens: Tensor<B, 2, Int>,
         documents: Option<&Documents<B>>,
         masks: DropoutMasks,
         rounded: &RoundedWeights<B>,
-    ) -> Tensor<B, 3> {
+        next: NextTokens<B>,
+    ) -> Tensor<B, 1> {
         let [batch, time] = tokens.dims();
         let (positions, mask) = positions_and_mask(&tokens, documents);
         let x = self.embeddings(tokens, positions, mask.dims()[2], Some(masks));
@@ -61,8 +67,42 @@ impl<B: Gpt2Backend> Gpt2<B> {
             let continues = layer + 1 < self.h.len();
             block.forward_training(x, normed, next, mask.clone(), masks.layer(layer), rounded, continues)
         });
-        let (wte, vocab) = (&self.wte.weight, self.wte.weight.dims()[0]);
-        self.precision.matmul_transposed(normed, wte.val(), rounded.get(wte)).reshape([batch, time, vocab])
+        self.head_loss(normed, rounded.get(&self.wte.weight), [batch, time], next)
+    }
+
+    /// Evaluation's next-token loss ([`next_token_loss`]) of rows that each hold one document
+    /// (`documents` `None`) or several, against `next`, nothing dropped; the LM head padded as
+    /// in [`training_loss`], so that evaluation's logits take the same buffers as training's.
+    ///
+    /// [`next_token_loss`]: crate::next_token_loss
+    /// [`training_loss`]: Gpt2::training_loss
+    pub fn loss(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        documents: Option<&Documents<B>>,
+        next: NextTokens<B>,
+    ) -> Tensor<B, 1> {
+        let [batch, time] = tokens.dims();
+        let (positions, mask) = positions_and_mask(&tokens, documents);
+        let normed = B::layer_norm_rows(self.final_norm(), self.hidden_states(tokens, positions, mask, None));
+        self.head_loss(normed, None, [batch, time], next)
+    }
+
+    /// The LM head over [`Gpt2Backend::lm_head_columns`] columns (the token embedding's rows,
+    /// then rows of zeros; `rounded`: its rounded copy, padded alike) and the next-token loss
+    /// of its logits, the padding left out, for `normed` `[batch × time, d]` after `ln_f`.
+    fn head_loss(
+        &self,
+        normed: Tensor<B, 2>,
+        rounded: Option<Tensor<B, 2>>,
+        [batch, time]: [usize; 2],
+        next: NextTokens<B>,
+    ) -> Tensor<B, 1> {
+        let vocab = self.wte.weight.dims()[0];
+        let columns = B::lm_head_columns(vocab);
+        let head = |weight: Tensor<B, 2>| padded_rows(weight, columns);
+        let logits = self.precision.matmul_transposed(normed, head(self.wte.weight.val()), rounded.map(head));
+        next_token_loss_over(logits.reshape([batch, time, columns]), vocab, next, self.precision)
     }
 
     /// Logits `[batch, vocab]` of the token after `tokens`, which follow the positions already
@@ -208,6 +248,16 @@ fn positions_and_mask<B: Backend>(
         Some(documents) => (documents.positions.clone(), documents.mask(causal)),
         None => (sequence_positions(0, batch, time, &device), causal.unsqueeze::<3>().expand([batch, time, time])),
     }
+}
+
+/// `weight` `[rows, d]` with rows of zeros after it up to `rows_wanted` (its own type).
+fn padded_rows<B: Backend>(weight: Tensor<B, 2>, rows_wanted: usize) -> Tensor<B, 2> {
+    let [rows, d] = weight.dims();
+    if rows_wanted == rows {
+        return weight;
+    }
+    let zeros = Tensor::<B, 2>::zeros([rows_wanted - rows, d], &weight.device()).cast(weight.dtype());
+    Tensor::cat(vec![weight, zeros], 0)
 }
 
 /// `[batch, time]`: positions `start..start + time` in every row.

@@ -151,18 +151,15 @@ impl<B: Gpt2Backend> MicroBatch<B> {
         }
     }
 
-    /// The model's logits for these rows, without dropout (evaluation).
-    pub fn logits(&self, model: &Gpt2<B>) -> Tensor<B, 3> {
-        match &self.documents {
-            Some(documents) => model.forward_documents(self.tokens.clone(), documents),
-            None => model.forward(self.tokens.clone()),
-        }
+    /// The model's next-token loss on these rows, without dropout (evaluation).
+    pub fn loss(self, model: &Gpt2<B>) -> Tensor<B, 1> {
+        model.loss(self.tokens, self.documents.as_ref(), self.next)
     }
 
-    /// The model's logits for these rows in training, with dropout's `masks` and the step's
-    /// `rounded` weights.
-    pub fn training_logits(&self, model: &Gpt2<B>, masks: DropoutMasks, rounded: &RoundedWeights<B>) -> Tensor<B, 3> {
-        model.forward_training(self.tokens.clone(), self.documents.as_ref(), masks, rounded)
+    /// The model's next-token loss on these rows in training, with dropout's `masks` and the
+    /// step's `rounded` weights.
+    pub fn training_loss(self, model: &Gpt2<B>, masks: DropoutMasks, rounded: &RoundedWeights<B>) -> Tensor<B, 1> {
+        model.training_loss(self.tokens, self.documents.as_ref(), masks, rounded, self.next)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::{
 };
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
-use gpt2::{next_token_loss, Gpt2, Gpt2Backend};
+use gpt2::{Gpt2, Gpt2Backend};
 use serde::Serialize;
 use shards::{Dataset, SplitRows};
 use stage::{
@@ -26,7 +26,7 @@ pub struct Evaluation {
 }
 
 /// Evaluate `model` on every row of `split`, batched as `batching` says; None when the split
-/// has no token to predict. Without dropout (`MicroBatch::logits`).
+/// has no token to predict. Without dropout (`MicroBatch::loss`).
 pub fn evaluate<B: Gpt2Backend>(
     model: &Gpt2<B>,
     split: &SplitRows,
@@ -40,10 +40,10 @@ pub fn evaluate<B: Gpt2Backend>(
         if batch.targets == 0 {
             continue;
         }
-        let logits = batch.logits(model);
-        let mean = next_token_loss(logits, batch.next, model.precision()).into_scalar().elem::<f64>();
-        nll += mean * batch.targets as f64;
-        tokens += batch.targets as u64;
+        let targets = batch.targets;
+        let mean = batch.loss(model).into_scalar().elem::<f64>();
+        nll += mean * targets as f64;
+        tokens += targets as u64;
     }
     if tokens == 0 {
         return None;

@@ -22,7 +22,7 @@ use burn::{
     prelude::*,
     tensor::{backend::AutodiffBackend, Transaction},
 };
-use gpt2::{next_token_loss, DropoutMasks, Gpt2, Gpt2Backend, Gpt2Config};
+use gpt2::{DropoutMasks, Gpt2, Gpt2Backend, Gpt2Config};
 use indicatif::{ProgressBar, ProgressStyle};
 use shards::{Dataset, SplitRows};
 use stage::{
@@ -431,8 +431,8 @@ impl StepLoop<'_> {
                 // Dropout's masks are named by the step and the micro-batch's place in it: the
                 // same on any worker, and in a resumed run as in an uninterrupted one.
                 let masks = DropoutMasks::new(args.seed, step, index);
-                let logits = batch.training_logits(&model, masks, optimizer.rounded_weights(model.precision()));
-                let weighted = next_token_loss(logits, batch.next, model.precision()) * share;
+                let loss = batch.training_loss(&model, masks, optimizer.rounded_weights(model.precision()));
+                let weighted = loss * share;
                 let value = weighted.clone().inner();
                 step_loss = Some(match step_loss.take() {
                     Some(total) => total + value,

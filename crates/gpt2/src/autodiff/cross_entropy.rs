@@ -24,13 +24,16 @@ use burn::{
     },
 };
 
-/// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`, for `logits` `[rows, vocab]`,
-/// `targets` and `weights` `[rows]`; the logits' gradient is written in the type `gradient`.
+/// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`, for `logits` `[rows,
+/// columns]` whose first `vocab` columns are the vocabulary (the LM head's padding after them
+/// left out), `targets` and `weights` `[rows]`; the logits' gradient is written in the type
+/// `gradient`, zero on the padding.
 pub(super) fn cross_entropy<B: Gpt2Backend, C: CheckpointStrategy>(
     logits: Tensor<Autodiff<B, C>, 2>,
     targets: Tensor<Autodiff<B, C>, 1, Int>,
     weights: Tensor<Autodiff<B, C>, 1>,
     gradient: FloatDType,
+    vocab: usize,
 ) -> Tensor<Autodiff<B, C>, 1> {
     let logits = logits.into_primitive().tensor();
     let targets = Tensor::<B, 1, Int>::from_primitive(targets.into_primitive());
@@ -38,10 +41,10 @@ pub(super) fn cross_entropy<B: Gpt2Backend, C: CheckpointStrategy>(
     let rows_logits: Tensor<B, 2> = float(logits.primitive);
 
     let shares = weights.clone() / weights.sum();
-    let (losses, log_normalisers) = B::cross_entropy_rows(rows_logits.clone(), targets.clone());
+    let (losses, log_normalisers) = B::cross_entropy_rows(rows_logits.clone(), targets.clone(), vocab);
     let loss = (losses * shares.clone()).sum();
 
-    let backward = CrossEntropyBackward { gradient };
+    let backward = CrossEntropyBackward { gradient, vocab };
     let output = match backward.prepare::<C>([logits.node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(
             (primitive(rows_logits), primitive(log_normalisers), targets.into_primitive(), primitive(shares)),
@@ -56,6 +59,8 @@ pub(super) fn cross_entropy<B: Gpt2Backend, C: CheckpointStrategy>(
 struct CrossEntropyBackward {
     /// The type the logits' gradient is written in.
     gradient: FloatDType,
+    /// The logits' columns that are the vocabulary (the rest, padding, get zeros).
+    vocab: usize,
 }
 
 impl<B: Gpt2Backend> Backward<B, 1> for CrossEntropyBackward {
@@ -75,6 +80,7 @@ impl<B: Gpt2Backend> Backward<B, 1> for CrossEntropyBackward {
             Tensor::from_primitive(targets),
             d_losses,
             self.gradient,
+            self.vocab,
         );
         grads.register::<B>(node.id, primitive(d_logits));
     }
@@ -99,13 +105,34 @@ mod tests {
         let targets = Tensor::<Trained, 1, Int>::random([rows], Distribution::Uniform(0.0, vocab as f64), &device);
         let weights = Tensor::<Trained, 1>::from_floats([1., 1., 0., 2., 1., 0., 1., 1., 3., 1., 1., 0.], &device);
 
-        let ours = Trained::cross_entropy(logits.clone(), targets.clone(), weights.clone(), FloatDType::F32);
+        let ours = Trained::cross_entropy(logits.clone(), targets.clone(), weights.clone(), FloatDType::F32, vocab);
         let log_probs = log_softmax(logits.clone(), 1).gather(1, targets.reshape([rows, 1])).reshape([rows]);
         let burns = -(log_probs * weights.clone()).sum() / weights.sum();
         assert_close("loss", ours.clone().inner(), burns.clone().inner());
 
         let (ours, burns) = ((ours * 0.7).backward(), (burns * 0.7).backward());
         assert_close("logits' gradient", logits.grad(&ours).unwrap(), logits.grad(&burns).unwrap());
+    }
+
+    /// Columns of padding after the vocabulary (the LM head's, on CubeCL backends) change
+    /// nothing: the loss is the vocabulary's alone, and the padding's gradient is zero.
+    #[test]
+    fn leaves_the_padding_out() {
+        let (rows, vocab, padding) = (5, 20, 12);
+        let device = Default::default();
+        let logits = (leaf([rows, vocab]) * 6.0).detach().require_grad();
+        let padded =
+            Tensor::cat(vec![logits.clone(), Tensor::full([rows, padding], 40.0, &device)], 1).detach().require_grad();
+        let targets = Tensor::<Trained, 1, Int>::from_ints([3, 0, 19, 7, 7], &device);
+        let weights = Tensor::<Trained, 1>::from_floats([1., 1., 0., 2., 1.], &device);
+
+        let plain = Trained::cross_entropy(logits.clone(), targets.clone(), weights.clone(), FloatDType::F32, vocab);
+        let ours = Trained::cross_entropy(padded.clone(), targets, weights, FloatDType::F32, vocab);
+        assert_close("loss", ours.clone().inner(), plain.clone().inner());
+
+        let (ours, plain) = (padded.grad(&ours.backward()).unwrap(), logits.grad(&plain.backward()).unwrap());
+        assert_close("the vocabulary's gradient", ours.clone().narrow(1, 0, vocab), plain);
+        assert_close("the padding's gradient", ours.narrow(1, vocab, padding), Tensor::zeros([rows, padding], &device));
     }
 
     /// The logits' gradient written in the type asked for (f64 standing in for bf16: the CPU
@@ -118,7 +145,7 @@ mod tests {
         let targets = Tensor::<Trained, 1, Int>::from_ints([3, 0, 29, 7, 7, 12], &device);
         let weights = Tensor::<Trained, 1>::from_floats([1., 1., 0., 2., 1., 1.], &device);
         let gradient = |dtype| {
-            let loss = Trained::cross_entropy(logits.clone(), targets.clone(), weights.clone(), dtype);
+            let loss = Trained::cross_entropy(logits.clone(), targets.clone(), weights.clone(), dtype, vocab);
             logits.grad(&loss.backward()).unwrap()
         };
         let (full, rounded) = (gradient(FloatDType::F32), gradient(FloatDType::F64));

@@ -84,8 +84,13 @@ impl<B: Gpt2Backend, C: CheckpointStrategy> Gpt2Backend for Autodiff<B, C> {
         targets: Tensor<Self, 1, Int>,
         weights: Tensor<Self, 1>,
         gradient: FloatDType,
+        vocab: usize,
     ) -> Tensor<Self, 1> {
-        cross_entropy::cross_entropy(logits, targets, weights, gradient)
+        cross_entropy::cross_entropy(logits, targets, weights, gradient, vocab)
+    }
+
+    fn lm_head_columns(vocab: usize) -> usize {
+        B::lm_head_columns(vocab)
     }
 
     fn allocator_memory(device: &Self::Device) -> Option<AllocatorMemory> {

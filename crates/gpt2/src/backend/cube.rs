@@ -115,13 +115,19 @@ macro_rules! cube_backend {
                 (float(gradients.gamma), float(gradients.beta), branch)
             }
 
+            fn lm_head_columns(vocab: usize) -> usize {
+                vocab.next_multiple_of(LM_HEAD_COLUMNS_MULTIPLE)
+            }
+
             fn cross_entropy_rows(
                 logits: Tensor<Self, 2>,
                 targets: Tensor<Self, 1, Int>,
+                vocab: usize,
             ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
                 let (losses, log_normalisers) = <Self as cube_kernels::CrossEntropyRows>::cross_entropy_rows(
                     primitive(logits),
                     targets.into_primitive(),
+                    vocab,
                 );
                 (float(losses), float(log_normalisers))
             }
@@ -132,6 +138,7 @@ macro_rules! cube_backend {
                 targets: Tensor<Self, 1, Int>,
                 d_losses: Tensor<Self, 1>,
                 d_logits: FloatDType,
+                vocab: usize,
             ) -> Tensor<Self, 2> {
                 float(<Self as cube_kernels::CrossEntropyRows>::cross_entropy_rows_backward(
                     primitive(logits),
@@ -139,6 +146,7 @@ macro_rules! cube_backend {
                     targets.into_primitive(),
                     primitive(d_losses),
                     d_logits.into(),
+                    vocab,
                 ))
             }
 
@@ -381,6 +389,11 @@ macro_rules! cube_backend {
         }
     };
 }
+
+/// What training's LM head rounds its columns up to (GPT-2's 50,257 to 50,304): a multiple of
+/// every vector width CubeCL's products read and write in (4 f32s, 8 bf16s), as nanoGPT pads
+/// its vocabulary for cuBLAS.
+const LM_HEAD_COLUMNS_MULTIPLE: usize = 64;
 
 /// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows and mask:
 /// unless `GPT2_ATTENTION` chooses burn's products ([`AttentionRoute`]), for heads at most

@@ -316,6 +316,15 @@ pub trait Gpt2Backend: Backend {
         false
     }
 
+    /// How many columns training's LM head computes for a vocabulary of `vocab` tokens: the
+    /// vocabulary's, then zeros (rows of zeros after the tied token embedding), which the loss
+    /// leaves out. The CPU's products take any width: `vocab`. CubeCL's read and write a
+    /// matrix in vectors only along a dimension their width divides, so GPT-2's 50,257 columns
+    /// took one of each of the LM head's three products element by element.
+    fn lm_head_columns(vocab: usize) -> usize {
+        vocab
+    }
+
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]` (the LM head, tied to the token embedding).
     fn matmul_transposed(x: Tensor<Self, 2>, weight: Tensor<Self, 2>) -> Tensor<Self, 2> {
         x.matmul(weight.transpose())
@@ -428,27 +437,34 @@ pub trait Gpt2Backend: Backend {
     }
 
     /// `Σ weights · −log softmax(logits)[target] / Σ weights`, `[1]`: the weighted mean of each
-    /// row's cross-entropy, for `logits` `[rows, vocab]`, `targets` and `weights` `[rows]`.
-    /// Under autodiff the logits' gradient is written in the type `gradient`: that of the LM
-    /// head's operands, as its backward pass reads it.
+    /// row's cross-entropy, for `logits` `[rows, columns]` whose first `vocab` columns are the
+    /// vocabulary (the rest, [`lm_head_columns`]' padding, left out), `targets` and `weights`
+    /// `[rows]`. Under autodiff the logits' gradient is written in the type `gradient`: that of
+    /// the LM head's operands, as its backward pass reads it; zero on the padding.
+    ///
+    /// [`lm_head_columns`]: Gpt2Backend::lm_head_columns
     fn cross_entropy(
         logits: Tensor<Self, 2>,
         targets: Tensor<Self, 1, Int>,
         weights: Tensor<Self, 1>,
         _gradient: FloatDType,
+        vocab: usize,
     ) -> Tensor<Self, 1> {
-        let (losses, _) = Self::cross_entropy_rows(logits, targets);
+        let (losses, _) = Self::cross_entropy_rows(logits, targets, vocab);
         (losses * weights.clone()).sum() / weights.sum()
     }
 
     /// Each row's cross-entropy against its target, `log Σ exp(logits) − logits[target]`, and
     /// its log-normaliser `log Σ exp(logits)` (what the backward pass takes), both `[rows]`, for
-    /// `logits` `[rows, vocab]` and `targets` `[rows]`.
+    /// `logits` `[rows, columns]` whose first `vocab` columns are the vocabulary, and `targets`
+    /// `[rows]`.
     fn cross_entropy_rows(
         logits: Tensor<Self, 2>,
         targets: Tensor<Self, 1, Int>,
+        vocab: usize,
     ) -> (Tensor<Self, 1>, Tensor<Self, 1>) {
         let rows = targets.dims()[0];
+        let logits = logits.narrow(1, 0, vocab);
         let max = logits.clone().max_dim(1);
         let log_normalisers = max.clone() + (logits.clone() - max).exp().sum_dim(1).log();
         let target_logits = logits.gather(1, targets.reshape([rows, 1]));
@@ -456,8 +472,9 @@ pub trait Gpt2Backend: Backend {
     }
 
     /// The gradient of `logits` from that of each row's [`cross_entropy_rows`], `d_losses`
-    /// `[rows]`: `(softmax(logits) − one-hot(target)) · d_loss` on each row, with the
-    /// log-normalisers it returned, written in the type `d_logits`.
+    /// `[rows]`: `(softmax(logits) − one-hot(target)) · d_loss` on each row's first `vocab`
+    /// columns and zero after them, with the log-normalisers it returned, written in the type
+    /// `d_logits`.
     ///
     /// [`cross_entropy_rows`]: Gpt2Backend::cross_entropy_rows
     fn cross_entropy_rows_backward(
@@ -466,16 +483,17 @@ pub trait Gpt2Backend: Backend {
         targets: Tensor<Self, 1, Int>,
         d_losses: Tensor<Self, 1>,
         d_logits: FloatDType,
+        vocab: usize,
     ) -> Tensor<Self, 2> {
-        let rows = targets.dims()[0];
+        let ([rows, columns], device) = (logits.dims(), logits.device());
         let scale = d_losses.reshape([rows, 1]);
         // The one-hot part is one number a row, scattered in: no `rows × vocab` comparison.
-        let gradient = ((logits - log_normalisers.reshape([rows, 1])).exp() * scale.clone()).scatter(
-            1,
-            targets.reshape([rows, 1]),
-            -scale,
-            IndexingUpdateOp::Add,
-        );
+        let gradient = ((logits.narrow(1, 0, vocab) - log_normalisers.reshape([rows, 1])).exp() * scale.clone())
+            .scatter(1, targets.reshape([rows, 1]), -scale, IndexingUpdateOp::Add);
+        let gradient = match columns - vocab {
+            0 => gradient,
+            padding => Tensor::cat(vec![gradient, Tensor::zeros([rows, padding], &device)], 1),
+        };
         gradient.cast(d_logits)
     }
 
