@@ -93,7 +93,7 @@ impl<B: AutodiffBackend> GroupedAdamW<B> {
     /// The weight matrices rounded for products in `precision` (the model's), from the
     /// weights as this optimizer last adopted or updated them: made when first asked for
     /// after each update, then read by each of the step's micro-batches
-    /// ([`Gpt2::forward_training`](gpt2::Gpt2::forward_training)) where each would otherwise
+    /// ([`Gpt2::training_loss`](gpt2::Gpt2::training_loss)) where each would otherwise
     /// round every weight again. Empty in f32, and before [`adopt`](Self::adopt).
     pub fn rounded_weights(&mut self, precision: Precision) -> &RoundedWeights<B>
     where
