@@ -232,7 +232,7 @@ def main() -> None:
         env["GPT2_PRODUCTS"] = args.products
     if args.attention:
         env["GPT2_ATTENTION"] = args.attention
-    routine = (f"-{args.products}" if args.products else "") + (f"-attention-{args.attention}" if args.attention else "")
+    variant = (f"-{args.products}" if args.products else "") + (f"-attention-{args.attention}" if args.attention else "")
     products = args.products or "burn's"
     attention = args.attention or "flash"
     precisions = args.precisions.split(",")
@@ -248,9 +248,9 @@ def main() -> None:
             # Dropout on: its masks are Philox counters, word for word the same on CUDA and the CPU.
             same = ["--data", str(data), "--init", str(init), "--max-steps", "6", "--micro-batch", "2", "--grad-accum", "3",
                     "--lr", "1e-3", "--warmup-steps", "0", "--dropout", "0.1", "--no-shuffle", "--eval-every", "0"]
-            cpu = train(args.bin, [*same, "--device", "cpu"], args.out / f"{check}-cpu{routine}", 6, args.limit, env)
+            cpu = train(args.bin, [*same, "--device", "cpu"], args.out / f"{check}-cpu{variant}", 6, args.limit, env)
             for precision in precisions:
-                run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"{check}-{precision}{routine}", 6, args.limit, env)
+                run = train(args.bin, [*same, "--device", args.device, *precision_flag(precision)], args.out / f"{check}-{precision}{variant}", 6, args.limit, env)
                 record = {"check": "cuda_vs_cpu", "model": check, "card": card, "train_flags": TRAIN_FLAGS, "products": products, "attention": attention, "precision": precision, "cpu_losses": [l["loss"] for l in cpu["lines"]],
                           "cuda_losses": [l["loss"] for l in run["lines"]], **{k: v for k, v in run.items() if k != "lines"}}
                 if len(cpu["lines"]) == len(run["lines"]) == 6:
@@ -290,7 +290,7 @@ def main() -> None:
         elif check.startswith("profile:"):
             model, seq, micro, accum, rest = shape(check.removeprefix("profile:"))
             precision = rest[0] if rest else "f32"
-            name = f"profile-{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}{routine}"
+            name = f"profile-{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}{variant}"
             runs = {}
             # A first run fills the kernel cache with what the profiled runs launch that the timed
             # run did not (the final validation's kernels), whose compilation would otherwise
@@ -318,7 +318,7 @@ def main() -> None:
             for precision in only or precisions:
                 common = ["--data", str(args.data / f"jokes-{seq}"), "--init", f"random:{model}", "--micro-batch", str(micro), "--grad-accum", str(accum),
                           "--max-steps", "1000", "--eval-every", "0", "--save-every", "0", "--device", args.device, *precision_flag(precision)]
-                name = f"{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}{routine}" + ("-pools" if pools else "")
+                name = f"{pathlib.Path(model).stem}-seq{seq}-mb{micro}x{accum}-{precision}{variant}" + ("-pools" if pools else "")
                 name += f"-{len(list(args.out.glob(name + '*.log'))) + 1}"
                 run = train(args.bin, common, args.out / name, 7, args.limit, env, pools)
                 record = {"trainer": f"train stage {precision}", "train_flags": TRAIN_FLAGS, "products": products, "attention": attention, "run": name, "model": model, "seq": seq, "micro_batch": micro, "grad_accum": accum, "card": card,
