@@ -3,7 +3,7 @@
 # GPU: the train and sample stages built with the development feature `cuda-compile` run on
 # `--device cuda-compile` (crates/cuda-compile), which compiles each distinct kernel as burn's
 # CUDA backend would on the card and runs none. Training in f32 with dropout and in bf16 with
-# --doc-mask, evaluation, then greedy, top-k (the reddit pipeline's schedule, batches 8 and 20),
+# --doc-mask (each with attention's flash kernels, then through products), evaluation, then greedy, top-k (the reddit pipeline's schedule, batches 8 and 20),
 # top-p with a repetition penalty, and bf16 weights; a model with gpt2's head size and
 # vocabulary. Any kernel that does not compile fails the check, with NVRTC's log and the source.
 #   scripts/checks/cuda_compile.sh
@@ -29,6 +29,9 @@ compile() {
 train=(--data data --init random:model.json --max-steps 2 --micro-batch 2 --grad-accum 2 --eval-every 1)
 compile "$bin/train" "${train[@]}" --out run-f32
 compile "$bin/train" "${train[@]}" --out run-bf16 --precision bf16 --doc-mask
+# Attention's products route (kernel_choices.rs), both ways.
+GPT2_ATTENTION=products compile "$bin/train" "${train[@]}" --out run-products-f32
+GPT2_ATTENTION=products compile "$bin/train" "${train[@]}" --out run-products-bf16 --precision bf16 --doc-mask
 sample=(--model run-f32/final --prompt "Why did the" --max-new-tokens 8)
 compile "$bin/sample" "${sample[@]}" --greedy --out greedy.jsonl
 compile "$bin/sample" "${sample[@]}" --num-samples 8 --first-top-k 20 --first-tokens 5 --top-k 3 --out top-k.jsonl

@@ -44,7 +44,7 @@ for _ in range(400):
         rm "$data/tiny.txt"
         ;;
     kernels)
-        tests=(${TESTS:-mixed_matmul layer_norm bias_gelu column_sums flash_attention cross_entropy embedding_gradient})
+        tests=(${TESTS:-mixed_matmul layer_norm bias_gelu column_sums flash_attention attention_softmax cross_entropy embedding_gradient})
         cargo test --release -p cube-kernels --features cuda --no-run "${tests[@]/#/--test=}" \
             --message-format=json > target/gpu/kernels.json
         for name in "${tests[@]}"; do

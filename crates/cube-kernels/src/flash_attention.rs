@@ -787,18 +787,22 @@ fn longest_first() -> usize {
 macro_rules! with_mask_element {
     ($hidden:expr, $M:ident => $launch:expr) => {
         match $hidden.dtype {
-            DType::Bool(BoolStore::U8) => {
+            burn::tensor::DType::Bool(burn::tensor::BoolStore::U8) => {
                 type $M = u8;
                 $launch
             }
-            DType::Bool(BoolStore::U32) => {
+            burn::tensor::DType::Bool(burn::tensor::BoolStore::U32) => {
                 type $M = u32;
                 $launch
             }
-            other => panic!("flash attention takes masks stored as {FLASH_MASK_DTYPES:?}, not {other:?}"),
+            other => panic!(
+                "attention's kernels take masks stored as {:?}, not {other:?}",
+                $crate::flash_attention::FLASH_MASK_DTYPES
+            ),
         }
     };
 }
+pub(crate) use with_mask_element;
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAttention for CubeBackend<R, F, I, BT> {
     fn flash_attention(

@@ -11,6 +11,9 @@
 //!   every output to a new buffer).
 //! - [`AddToStretches`]: many tensors each added to its stretch of one flat buffer, in a launch
 //!   for up to 32 of them (burn: a launch a tensor): gradients summed over micro-batches.
+//! - [`AttentionSoftmax`]: attention's softmax over scores that products wrote in full, with
+//!   dropout, forward in one launch and backward in one (burn: a dozen passes over the `time ×
+//!   time` scores each way).
 //! - [`BiasGelu`]: the MLP's `gelu(product + bias)` in one launch (burn: one fused kernel, but
 //!   some ten operations registered with fusion), and its gradients, the product's and the
 //!   bias's (a sum over the rows), in one launch (burn: an element-wise kernel and a
@@ -58,6 +61,7 @@
 
 mod adamw;
 mod add_to_stretches;
+mod attention_softmax;
 mod chains;
 mod column_sums;
 mod cross_entropy;
@@ -86,6 +90,7 @@ mod views;
 
 pub use adamw::AdamWUpdate;
 pub use add_to_stretches::AddToStretches;
+pub use attention_softmax::{AttentionSoftmax, MAX_SOFTMAX_KEYS};
 pub use column_sums::ColumnSums;
 pub use cross_entropy::CrossEntropyRows;
 pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};

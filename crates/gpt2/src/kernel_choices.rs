@@ -5,8 +5,9 @@
 //!   (`cube_kernels::product_routines`).
 //! - `GPT2_ATTENTION=products`: training's attention through burn's batched products, which run
 //!   on tensor cores, with each layer's `time × time` scores made and dropped again (the CPU's
-//!   way, [`crate::training_attention`]), instead of the flash kernels, which keep nothing that
-//!   size but multiply on the FP32 units. `flash` (or unset) keeps the flash kernels.
+//!   way, [`crate::training_attention`], with the softmax between the products one kernel each
+//!   way, `cube_kernels::AttentionSoftmax`), instead of the flash kernels, which keep nothing
+//!   that size but multiply on the FP32 units. `flash` (or unset) keeps the flash kernels.
 //!
 //! Both are read once a process; the stages check them before anything runs
 //! ([`check_kernel_choices`]), so a wrong value stops a run with the names it takes.
@@ -19,7 +20,8 @@ pub const ATTENTION_ROUTE_VARIABLE: &str = "GPT2_ATTENTION";
 pub enum AttentionRoute {
     /// `cube_kernels`' flash attention: one launch forward, two backward.
     Flash,
-    /// burn's batched products and element-wise operations, the scores made in full per layer.
+    /// burn's batched products and a softmax kernel between them, the scores made in full per
+    /// layer.
     Products,
 }
 

@@ -1,8 +1,7 @@
 //! CUDA's and wgpu's [`Gpt2Backend`]: the operations `cube_kernels` does in one kernel each.
 
 use super::{
-    float, linear_residual_by_parts, normed_linear_by_parts, primitive, self_attention_by_parts, AllocatorMemory,
-    Gpt2Backend, ResidualBranch,
+    float, linear_residual_by_parts, normed_linear_by_parts, primitive, AllocatorMemory, Gpt2Backend, ResidualBranch,
 };
 use crate::{
     dropout::Dropout, kv_cache::decode_attention_by_parts, training_attention, AttentionRoute, PreNorm, Precision,
@@ -16,15 +15,15 @@ use kernels::{AdamWStep, MaskStream};
 
 /// CUDA and wgpu: burn's operations, but each in one kernel of `cube_kernels`: LayerNorm
 /// (forward with the residual branch before it, its input's gradient, γ's, β's and the
-/// branch's), training's attention (flash attention), the MLP's bias and GELU each way, the
-/// sums down a matrix's columns (the q/k/v projection's bias gradient), the embeddings'
-/// gradients, bf16 products with
-/// accumulators that fit in registers, the loss's cross-entropy, dropout's masks, the
-/// gradients' sums into flat buffers (and the parameters' views of them, one operation),
-/// decoding attention with its cache write, a few rows' linear layers with what surrounds them
-/// in a block (decoding: one row a sample), and for sampling the repetition penalty, the most
-/// likely tokens top-k and top-p draw among, and the softmax denominators top-p weighs them
-/// with.
+/// branch's), training's attention (flash attention, or under `GPT2_ATTENTION=products` the
+/// softmax between burn's products), the MLP's bias and GELU each way, the sums down a
+/// matrix's columns (the q/k/v projection's bias gradient), the embeddings' gradients, bf16
+/// products with accumulators that fit in registers, the loss's cross-entropy, dropout's
+/// masks, the gradients' sums into flat buffers (and the parameters' views of them, one
+/// operation), decoding attention with its cache write, a few rows' linear layers with what
+/// surrounds them in a block (decoding: one row a sample), and for sampling the repetition
+/// penalty, the most likely tokens top-k and top-p draw among, and the softmax denominators
+/// top-p weighs them with.
 macro_rules! cube_backend {
     ($backend:ty) => {
         impl Gpt2Backend for $backend {
@@ -202,8 +201,9 @@ macro_rules! cube_backend {
                 (float(d_product), float(d_bias))
             }
 
-            /// Without a gradient to take (evaluation), the flash kernel's forward pass: no
-            /// `time × time` scores, where burn's operations make and hold them.
+            /// Without a gradient to take (evaluation), training's forward pass: no `time ×
+            /// time` scores kept (the flash kernel's makes none), where burn's operations make
+            /// and hold them.
             fn self_attention(
                 qkv: Tensor<Self, 2>,
                 heads: usize,
@@ -211,9 +211,6 @@ macro_rules! cube_backend {
                 dropout: Option<Dropout>,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                if !flash_attention_applies(&qkv, &mask, heads) {
-                    return self_attention_by_parts(qkv, heads, mask, dropout, precision);
-                }
                 Self::attention_keeping(qkv, heads, mask, dropout, precision).0
             }
 
@@ -261,6 +258,56 @@ macro_rules! cube_backend {
                     mask.into_primitive(),
                     dropout.map(dropout_draw),
                 ))
+            }
+
+            /// `cube_kernels`' softmax between the products of attention's products route:
+            /// one pass over the scores each way.
+            fn attention_softmax(
+                scores: Tensor<Self, 4>,
+                mask: Tensor<Self, 3, Bool>,
+                head_dim: usize,
+                dropout: Option<Dropout>,
+                precision: Precision,
+            ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
+                if !softmax_kernels_apply(&scores, &mask) {
+                    return training_attention::softmax_by_operations(scores, mask, head_dim, dropout);
+                }
+                let (weights, logsumexp) = <Self as cube_kernels::AttentionSoftmax>::attention_softmax(
+                    primitive(scores),
+                    mask.into_primitive(),
+                    softmax_scale(head_dim),
+                    dropout.map(dropout_draw),
+                    precision.operands().into(),
+                );
+                (float(weights), float(logsumexp))
+            }
+
+            fn attention_softmax_backward(
+                scores: Tensor<Self, 4>,
+                d_weights: Tensor<Self, 4>,
+                logsumexp: Tensor<Self, 3>,
+                delta: Tensor<Self, 3>,
+                mask: Tensor<Self, 3, Bool>,
+                head_dim: usize,
+                dropout: Option<Dropout>,
+                precision: Precision,
+            ) -> (Tensor<Self, 4>, Tensor<Self, 4>) {
+                if !softmax_kernels_apply(&scores, &mask) {
+                    return training_attention::softmax_backward_by_operations(
+                        scores, d_weights, logsumexp, delta, mask, head_dim, dropout,
+                    );
+                }
+                let (weights, d_scores) = <Self as cube_kernels::AttentionSoftmax>::attention_softmax_backward(
+                    primitive(scores),
+                    primitive(d_weights),
+                    primitive(logsumexp),
+                    primitive(delta),
+                    mask.into_primitive(),
+                    softmax_scale(head_dim),
+                    dropout.map(dropout_draw),
+                    precision.operands().into(),
+                );
+                (float(weights), float(d_scores))
             }
 
             fn decode_attention(
@@ -405,6 +452,17 @@ fn flash_attention_applies<B: Backend>(qkv: &Tensor<B, 2>, mask: &Tensor<B, 3, B
     AttentionRoute::chosen() == AttentionRoute::Flash
         && qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
         && cube_kernels::FLASH_MASK_DTYPES.contains(&mask.dtype())
+}
+
+/// Whether `cube_kernels`' attention softmax takes these scores and mask: rows of at most
+/// `MAX_SOFTMAX_KEYS` keys (GPT-2's are 1,024 at most), booleans stored as the kernels read them.
+fn softmax_kernels_apply<B: Backend>(scores: &Tensor<B, 4>, mask: &Tensor<B, 3, Bool>) -> bool {
+    scores.dims()[3] <= cube_kernels::MAX_SOFTMAX_KEYS && cube_kernels::FLASH_MASK_DTYPES.contains(&mask.dtype())
+}
+
+/// The softmax's `1 / √head_dim`.
+fn softmax_scale(head_dim: usize) -> f32 {
+    1.0 / (head_dim as f32).sqrt()
 }
 
 fn dropout_draw(dropout: Dropout) -> cube_kernels::DropoutDraw {

@@ -264,6 +264,47 @@ pub trait Gpt2Backend: Backend {
         training_attention::attention_backward(qkv, output, logsumexp, d_output, heads, mask, dropout, precision)
     }
 
+    /// The weights of [`attention_keeping`] on its products' route: from the scores `q · kᵀ`
+    /// `[batch, heads, time, time]` (`q`'s heads `head_dim` wide), `softmax(scores /
+    /// √head_dim)` over the keys `mask` lets each query see, through `dropout`, with each
+    /// query's log-sum-exp of its scaled scores `[batch, heads, time]`. The weights come in
+    /// f32 or in `precision`'s operand type, as the product after them reads them.
+    ///
+    /// [`attention_keeping`]: Gpt2Backend::attention_keeping
+    fn attention_softmax(
+        scores: Tensor<Self, 4>,
+        mask: Tensor<Self, 3, Bool>,
+        head_dim: usize,
+        dropout: Option<Dropout>,
+        precision: Precision,
+    ) -> (Tensor<Self, 4>, Tensor<Self, 3>) {
+        let _ = precision;
+        training_attention::softmax_by_operations(scores, mask, head_dim, dropout)
+    }
+
+    /// [`attention_softmax`]'s weights again and the scores' gradient, from the same scores,
+    /// mask and dropout and the log-sum-exps it returned, with `d_weights` the gradient of the
+    /// weights (`d_output · vᵀ`) and `delta` `[batch, heads, time]` each query's `Σ d_output
+    /// · output` (see [`attention_backward`]); both in f32 or in `precision`'s operand type, as
+    /// the products after them read them.
+    ///
+    /// [`attention_softmax`]: Gpt2Backend::attention_softmax
+    /// [`attention_backward`]: Gpt2Backend::attention_backward
+    #[allow(clippy::too_many_arguments)]
+    fn attention_softmax_backward(
+        scores: Tensor<Self, 4>,
+        d_weights: Tensor<Self, 4>,
+        logsumexp: Tensor<Self, 3>,
+        delta: Tensor<Self, 3>,
+        mask: Tensor<Self, 3, Bool>,
+        head_dim: usize,
+        dropout: Option<Dropout>,
+        precision: Precision,
+    ) -> (Tensor<Self, 4>, Tensor<Self, 4>) {
+        let _ = precision;
+        training_attention::softmax_backward_by_operations(scores, d_weights, logsumexp, delta, mask, head_dim, dropout)
+    }
+
     /// `layer(norm(x))`, then GPT-2's GELU if `gelu`: the product after each of a block's
     /// LayerNorms, `x` `[rows, d]`.
     fn normed_linear(
@@ -687,18 +728,27 @@ fn attention_weights<B: Backend>(
 }
 
 /// `q · kᵀ / √head_dim`, −∞ where `mask` hides a key: the scores before the softmax.
-pub(crate) fn attention_scores<B: Backend>(
+fn attention_scores<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     mask: Tensor<B, 3, Bool>,
     precision: Precision,
 ) -> Tensor<B, 4> {
-    let [batch, heads, time, head_dim] = q.dims();
-    let keys = k.dims()[2];
-    let mask = mask.unsqueeze_dim::<4>(1).expand([batch, heads, time, keys]);
+    let head_dim = q.dims()[3];
+    scaled_and_masked(precision.matmul(q, k.transpose()), mask, head_dim)
+}
+
+/// `products / √head_dim` for `products` `q · kᵀ` `[batch, heads, time, keys]`, −∞ where `mask`
+/// `[batch, time, keys]` hides a key.
+pub(crate) fn scaled_and_masked<B: Backend>(
+    products: Tensor<B, 4>,
+    mask: Tensor<B, 3, Bool>,
+    head_dim: usize,
+) -> Tensor<B, 4> {
+    let mask = mask.unsqueeze_dim::<4>(1).expand(products.dims());
     // Scaled after the mask, not before: fusion then does both in one kernel, where it leaves a
     // scaling straight after the product on its own.
-    precision.matmul(q, k.transpose()).mask_fill(mask, f32::NEG_INFINITY) / (head_dim as f64).sqrt()
+    products.mask_fill(mask, f32::NEG_INFINITY) / (head_dim as f64).sqrt()
 }
 
 /// The backend's own tensor behind a float tensor.
