@@ -37,8 +37,9 @@
 //!   input's gradient, and γ's and β's, in one launch each (burn: two reductions and a few
 //!   element-wise kernels each), with the residual branch before it taken in: its add and
 //!   dropout forward, the stream's gradient and the branch's backward.
-//! - [`MixedMatmul`]: a product of bf16 operands in f32, burn's tensor-core routine writing f32
-//!   from its accumulators, in one launch (burn: the product in bf16, then a cast).
+//! - [`MixedMatmul`]: a product of bf16 operands in f32 (or a batch of them), burn's
+//!   tensor-core routine writing f32 from its accumulators, in one launch (burn: the product in
+//!   bf16, then a cast).
 //! - [`MostLikely`]: the `k` most likely tokens of each row of logits, for top-k sampling on
 //!   the host, in one launch (burn: a sort of every row, on the host).
 //! - [`RepetitionPenalty`]: transformers' repetition penalty on the logits of each row's seen

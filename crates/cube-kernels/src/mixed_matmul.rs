@@ -31,8 +31,9 @@ use cubek::{
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub trait MixedMatmul: burn::tensor::backend::Backend {
-    /// `lhs · rhs` for `lhs` `[m, k]` and `rhs` `[k, n]` of one type (bf16), accumulated and
-    /// returned in f32: `[m, n]`. Either operand may be a transposed view.
+    /// `lhs · rhs` for `lhs` `[…, m, k]` and `rhs` `[…, k, n]` of one type (bf16), with the
+    /// same batch dimensions before the last two (none for a matrix), accumulated and returned
+    /// in f32: `[…, m, n]`. Either operand may be a transposed view.
     fn mixed_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
@@ -66,16 +67,15 @@ fn refused<R: CubeRuntime>(routine: &ProductRoutine, lhs: &CubeTensor<R>, rhs: &
     }
 }
 
-/// `lhs · rhs` (`[m, k]` by `[k, n]`, either a transposed view) by cubek's `routine`, written
-/// in f32 whatever the operands' type: `[m, n]`, or why the routine cannot run it.
+/// `lhs · rhs` (`[…, m, k]` by `[…, k, n]`, either a transposed view) by cubek's `routine`,
+/// written in f32 whatever the operands' type: `[…, m, n]`, or why the routine cannot run it.
 pub fn product_in_f32<R: CubeRuntime>(
     routine: &Strategy,
     lhs: &CubeTensor<R>,
     rhs: &CubeTensor<R>,
 ) -> Result<CubeTensor<R>, MatmulSetupError> {
-    let [m, _] = lhs.meta.shape().dims::<2>();
-    let [_, n] = rhs.meta.shape().dims::<2>();
-    let product = empty_device_contiguous_dtype(lhs.client.clone(), lhs.device.clone(), Shape::new([m, n]), DType::F32);
+    let shape = product_shape(lhs.meta.shape(), rhs.meta.shape());
+    let product = empty_device_contiguous_dtype(lhs.client.clone(), lhs.device.clone(), shape, DType::F32);
     let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
         lhs: lhs.dtype.into(),
         rhs: rhs.dtype.into(),
@@ -92,19 +92,24 @@ pub fn product_in_f32<R: CubeRuntime>(
     Ok(product)
 }
 
+/// `[…, m, n]` for `lhs` `[…, m, k]` and `rhs` `[…, k, n]`, whose batch dimensions must agree.
+fn product_shape(lhs: &Shape, rhs: &Shape) -> Shape {
+    let rank = lhs.num_dims();
+    assert!(rank >= 2 && rhs.num_dims() == rank, "mixed product: {lhs:?} by {rhs:?}");
+    assert_eq!(lhs[..rank - 2], rhs[..rank - 2], "mixed product: the batch dimensions of {lhs:?} and {rhs:?}");
+    let mut product = lhs.clone();
+    product[rank - 1] = rhs[rank - 1];
+    product
+}
+
 impl<B: FusionBackend + MixedMatmul> MixedMatmul for Fusion<B> {
     fn mixed_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
-        let ([m, _], [_, n]) = (lhs.shape.dims::<2>(), rhs.shape.dims::<2>());
+        let shape = product_shape(&lhs.shape, &rhs.shape);
         let launch: Launch<B, _> = |&(), mut inputs| vec![B::mixed_matmul(inputs.float(), inputs.float())];
-        let [product] = register_kernel_typed::<B, _>(
-            "mixed_matmul",
-            vec![lhs, rhs],
-            &[(Shape::new([m, n]), DType::F32)],
-            (),
-            launch,
-        )
-        .try_into()
-        .expect("one output");
+        let [product] =
+            register_kernel_typed::<B, _>("mixed_matmul", vec![lhs, rhs], &[(shape, DType::F32)], (), launch)
+                .try_into()
+                .expect("one output");
         product
     }
 }

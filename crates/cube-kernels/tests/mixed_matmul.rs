@@ -46,6 +46,31 @@ fn check<B: MixedMatmul>(lhs: Tensor<B, 2>, rhs: Tensor<B, 2>, operands: FloatDT
     assert_close(&format!("{what}: {m} × {k} · {k} × {n}, {operands:?} operands"), &want, &actual, tolerance(operands));
 }
 
+/// A batch of products, `[2, 3, m, k]` by `[2, 3, k, n]` (attention's heads): each matrix
+/// against its own f64 product.
+fn check_batched<B: MixedMatmul>(lhs: Tensor<B, 4>, rhs: Tensor<B, 4>, operands: FloatDType, what: &str) {
+    let (lhs, rhs) = (lhs.cast(operands), rhs.cast(operands));
+    let ([batch, heads, m, k], [.., n]) = (lhs.dims(), rhs.dims());
+    let product = B::mixed_matmul(primitive(lhs.clone()), primitive(rhs.clone()));
+    assert_eq!(product.dtype(), DType::F32, "{what}: the product's type");
+    let actual = host_primitive::<B, 4>(product);
+    let (lhs, rhs) = (host(lhs.cast(FloatDType::F32)), host(rhs.cast(FloatDType::F32)));
+    let want: Vec<f64> = (0..batch * heads)
+        .flat_map(|i| expected(&lhs[i * m * k..(i + 1) * m * k], &rhs[i * k * n..(i + 1) * k * n], [m, k], n))
+        .collect();
+    assert_close(
+        &format!("{what}: {m} × {k} · {k} × {n} batched, {operands:?} operands"),
+        &want,
+        &actual,
+        tolerance(operands),
+    );
+}
+
+fn batch<B: MixedMatmul>(rows: usize, columns: usize, seed: u64) -> Tensor<B, 4> {
+    let dims = [2, 3, rows, columns];
+    Tensor::from_data(TensorData::new(normal(dims.iter().product(), seed), dims), &Default::default())
+}
+
 fn matrix<B: MixedMatmul>(rows: usize, columns: usize, seed: u64) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(normal(rows * columns, seed), [rows, columns]), &Default::default())
 }
@@ -69,6 +94,11 @@ fn check_shapes<B: MixedMatmul>(operands: FloatDType) {
     // gpt2's: q/k/v's columns from its width, the MLP's output from its 3072 hidden units.
     check(matrix::<B>(64, 768, 13), matrix::<B>(768, 256, 14), operands, "gpt2's width");
     check(matrix::<B>(16, 3072, 15), matrix::<B>(3072, 64, 16), operands, "gpt2's hidden units");
+    // Attention's, by heads: the scores `q · kᵀ`, the output `weights · v`, and the backward
+    // pass's `weightsᵀ · d_output`.
+    check_batched(batch::<B>(37, 8, 17), batch::<B>(37, 8, 18).swap_dims(2, 3), operands, "scores");
+    check_batched(batch::<B>(37, 37, 19), batch::<B>(37, 8, 20), operands, "weights by values");
+    check_batched(batch::<B>(37, 37, 21).swap_dims(2, 3), batch::<B>(37, 8, 22), operands, "weights transposed");
 }
 
 #[test]

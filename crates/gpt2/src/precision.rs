@@ -19,7 +19,8 @@ use std::{fmt, str::FromStr};
 ///   Attention's core (scores, softmax, product with the values) runs in f32 in
 ///   `cube_kernels`' flash kernels: rounding its few products would save little, and burn's
 ///   operations would bring back the `time × time` scores and their launches (where those
-///   kernels do not apply, burn's operations round its products' operands too). For sampling,
+///   kernels do not apply, or under `GPT2_ATTENTION=products`, its products round their
+///   operands too, and [`Gpt2Backend::batched_mixed_matmul`] writes them in f32). For sampling,
 ///   [`Gpt2::for_sampling`] stores the matrices in bf16 as well. bf16 needs a backend with bf16
 ///   tensors (CUDA); the CPU backend has none.
 ///
@@ -61,11 +62,20 @@ impl Precision {
     }
 
     /// `lhs · rhs` with the operands in this precision and the result in f32, for batches of
-    /// matrices (attention's, where its kernels do not apply): burn's casts and product.
-    pub fn matmul<B: Backend, const D: usize>(self, lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Tensor<B, D> {
+    /// matrices (attention's, where its kernels do not apply): burn's product, or the backend's
+    /// [`Gpt2Backend::batched_mixed_matmul`].
+    pub fn matmul<B: Gpt2Backend, const D: usize>(self, lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Precision::F32 => lhs.matmul(rhs),
-            Precision::Bf16 => rounded_matmul(lhs, rhs, self.operands()),
+            Precision::Bf16 => B::batched_mixed_matmul(lhs, rhs, self.operands()),
+        }
+    }
+
+    /// `x` rounded to the operands' type, for the products that read it (as it is in f32).
+    pub fn rounded<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Precision::F32 => x,
+            Precision::Bf16 => x.cast(self.operands()),
         }
     }
 

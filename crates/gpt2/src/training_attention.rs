@@ -18,7 +18,8 @@ pub(crate) fn attention_keeping<B: Gpt2Backend>(
     dropout: Option<Dropout>,
     precision: Precision,
 ) -> (Tensor<B, 2>, Tensor<B, 3>) {
-    let [q, k, v] = heads_apart(qkv, heads, mask.dims());
+    // Rounded once for the products that read them, not by each.
+    let [q, k, v] = heads_apart(precision.rounded(qkv), heads, mask.dims());
     let head_dim = q.dims()[3];
     let scores = precision.matmul(q, k.transpose());
     let (weights, logsumexp) = B::attention_softmax(scores, mask, head_dim, dropout, precision);
@@ -38,16 +39,17 @@ pub(crate) fn attention_backward<B: Gpt2Backend>(
     dropout: Option<Dropout>,
     precision: Precision,
 ) -> Tensor<B, 2> {
-    let [q, k, v] = heads_apart(qkv, heads, mask.dims());
+    let [q, k, v] = heads_apart(precision.rounded(qkv), heads, mask.dims());
     let [batch, _, time, head_dim] = q.dims();
     let output = output.cast(FloatDType::from(d_output.dtype()));
     let (output, d_output) = (by_heads(output, q.dims()), by_heads(d_output, q.dims()));
+    let rounded_d_output = precision.rounded(d_output.clone());
     let scores = precision.matmul(q.clone(), k.clone().transpose());
-    let d_weights = precision.matmul(d_output.clone(), v.transpose());
-    let delta = (d_output.clone() * output).sum_dim(3).squeeze_dim(3);
+    let d_weights = precision.matmul(rounded_d_output.clone(), v.transpose());
+    let delta = (d_output * output).sum_dim(3).squeeze_dim(3);
     let (weights, d_scores) =
         B::attention_softmax_backward(scores, d_weights, logsumexp, delta, mask, head_dim, dropout, precision);
-    let d_v = precision.matmul(weights.transpose(), d_output);
+    let d_v = precision.matmul(weights.transpose(), rounded_d_output);
     let d_q = precision.matmul(d_scores.clone(), k);
     let d_k = precision.matmul(d_scores.transpose(), q);
     // [3, batch, heads, time, head_dim] → [batch, time, 3, heads, head_dim]: the

@@ -161,6 +161,17 @@ macro_rules! cube_backend {
                 ))
             }
 
+            /// `cube_kernels`' mixed product, batched: the product written in f32 from its
+            /// accumulators, where burn's writes it in the operands' type and casts it back.
+            fn batched_mixed_matmul<const D: usize>(
+                lhs: Tensor<Self, D>,
+                rhs: Tensor<Self, D>,
+                operands: FloatDType,
+            ) -> Tensor<Self, D> {
+                let (lhs, rhs) = (primitive(lhs.cast(operands)), primitive(rhs.cast(operands)));
+                float(<Self as cube_kernels::MixedMatmul>::mixed_matmul(lhs, rhs))
+            }
+
             fn products_by_routine() -> bool {
                 cube_kernels::chosen_product_routine().is_some()
             }

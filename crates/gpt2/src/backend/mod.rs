@@ -350,6 +350,17 @@ pub trait Gpt2Backend: Backend {
         rounded_matmul(lhs, rounded_rhs.unwrap_or(rhs), operands)
     }
 
+    /// `lhs · rhs` for batches of matrices, `[…, m, k]` by `[…, k, n]` (attention's products,
+    /// where its kernels do not apply), with both operands rounded to `operands` and the product
+    /// returned in f32: by default burn's product in `operands`, cast back.
+    fn batched_mixed_matmul<const D: usize>(
+        lhs: Tensor<Self, D>,
+        rhs: Tensor<Self, D>,
+        operands: FloatDType,
+    ) -> Tensor<Self, D> {
+        rounded_matmul(lhs, rhs, operands)
+    }
+
     /// Whether f32 products take [`mixed_matmul`](Gpt2Backend::mixed_matmul) too, rather than
     /// burn's product: on CubeCL backends when `GPT2_PRODUCTS` names one of
     /// `cube_kernels::product_routines`, for every product to take that routine.
@@ -718,7 +729,7 @@ fn attention_with_burn<B: Gpt2Backend>(
 /// `softmax(q · kᵀ / √head_dim)` over the keys a query may see (`mask` `[batch, time, keys]`
 /// is `true` where it may not), for `q` `[batch, heads, time, head_dim]` and `k` `[batch,
 /// heads, keys, head_dim]`.
-fn attention_weights<B: Backend>(
+fn attention_weights<B: Gpt2Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     mask: Tensor<B, 3, Bool>,
@@ -728,7 +739,7 @@ fn attention_weights<B: Backend>(
 }
 
 /// `q · kᵀ / √head_dim`, −∞ where `mask` hides a key: the scores before the softmax.
-fn attention_scores<B: Backend>(
+fn attention_scores<B: Gpt2Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     mask: Tensor<B, 3, Bool>,
