@@ -5,14 +5,17 @@
 # cuobjdump (scripts/bench/kernel_registers.py): registers a unit, bytes spilled to local
 # memory, and the warps an SM can keep resident.
 #   scripts/bench/kernel_registers.sh
-# ptxas and cuobjdump come from CUDA_PATH's bin: a CUDA toolkit, or PyTorch's wheels with
-# `pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump` beside nvidia-cuda-nvrtc.
+# ptxas, cuobjdump and the nvdisasm it runs come from CUDA_PATH's bin: a CUDA toolkit, or
+# PyTorch's wheels with `pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm`
+# beside nvidia-cuda-nvrtc.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/nvrtc.sh
-for tool in ptxas cuobjdump; do
-    [ -x "$CUDA_PATH/bin/$tool" ] ||
-        { echo "no $CUDA_PATH/bin/$tool: pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump" >&2; exit 1; }
+for tool in ptxas cuobjdump nvdisasm; do
+    [ -x "$CUDA_PATH/bin/$tool" ] || {
+        echo "no $CUDA_PATH/bin/$tool: pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm" >&2
+        exit 1
+    }
 done
 dump=$(mktemp -d)
 trap 'rm -rf "$dump"' EXIT
