@@ -15,7 +15,7 @@
 use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
-    flash_attention::{with_mask_element, LOWEST_SCORE},
+    flash_attention::{is_set, with_mask_element, LOWEST_SCORE},
     fusion_op::{register_kernel_with_bools, Inputs, Launch},
     reduce::{cube_a_row, cube_max, cube_row, cube_sum},
 };
@@ -38,7 +38,8 @@ const UNITS: u32 = 256;
 const KEYS_A_BLOCK: usize = 4;
 
 /// Most keys a row may have: the forward kernel keeps its row in registers, [`KEYS_A_BLOCK`]
-/// keys a unit for every `UNITS × KEYS_A_BLOCK` keys (GPT-2's 1,024 positions: 4).
+/// keys a unit for every `UNITS × KEYS_A_BLOCK` keys (GPT-2's 1,024 positions: 4), and which it
+/// sees as bits of one word.
 pub const MAX_SOFTMAX_KEYS: usize = 4 * UNITS as usize * KEYS_A_BLOCK;
 
 pub trait AttentionSoftmax: burn::tensor::backend::Backend {
@@ -150,12 +151,15 @@ fn attention_softmax_kernel<F: Float, M: Int, O: Float>(
     let start = at.start::<F>(scores);
     let mut partial = SharedMemory::<F>::new(UNITS as usize);
     let mut scaled = Array::<F>::new(blocks * KEYS_A_BLOCK);
+    // Bit `n` for the unit's key `n` that the query sees: the mask read once.
+    let mut seen = 0u32;
     let mut largest = F::new(LOWEST_SCORE);
     #[unroll]
     for n in 0..blocks * KEYS_A_BLOCK {
         let key = unit_key(n);
         scaled[n] = F::new(LOWEST_SCORE);
         if at.sees::<M>(hidden, key) {
+            seen |= 1u32 << n as u32;
             scaled[n] = scores[start + key * scores.stride(3)] * F::cast_from(scale);
             largest = F::max(largest, scaled[n]);
         }
@@ -164,7 +168,7 @@ fn attention_softmax_kernel<F: Float, M: Int, O: Float>(
     let mut sum = F::new(0.0);
     #[unroll]
     for n in 0..blocks * KEYS_A_BLOCK {
-        if at.sees::<M>(hidden, unit_key(n)) {
+        if is_set(seen, n) {
             sum += F::exp(scaled[n] - largest);
         }
     }
@@ -176,7 +180,7 @@ fn attention_softmax_kernel<F: Float, M: Int, O: Float>(
         let key = unit_key(n);
         if key < at.keys {
             let mut weight = F::new(0.0);
-            if at.sees::<M>(hidden, key) {
+            if is_set(seen, n) {
                 weight = F::exp(scaled[n] - row_logsumexp) * draw.keep_scale::<F>(key, dropout);
             }
             weights[at.first + key] = O::cast_from(weight);

@@ -526,9 +526,9 @@ impl PairBits {
     }
 }
 
-/// Whether bit `n` of a word of [`PairBits`] is set.
+/// Whether bit `n` of a word of [`PairBits`] (or of any word of bits) is set.
 #[cube]
-fn is_set(bits: u32, n: usize) -> bool {
+pub(crate) fn is_set(bits: u32, n: usize) -> bool {
     (bits >> n as u32) & 1u32 == 1u32
 }
 
