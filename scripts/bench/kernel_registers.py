@@ -8,7 +8,9 @@ registers): registers a unit, bytes spilled to local memory (stores / loads), lo
 instructions (`LDL`/`STL` in the SASS), units a cube, shared memory a cube, and the warps an
 SM can keep resident (of 64), with what limits them. Spills put a kernel's loop on local memory; few resident warps leave
 little to hide latency with. With KERNEL (a kernel type, `MatmulEntry`), one line each of its
-variants instead, the worst first.
+variants instead, the worst first, with its busiest loop: the loop of the SASS with the most
+multiply-adds (`FFMA`), the innermost of equals, and its instructions (what a kernel bound by
+issuing instructions pays for a pass of it).
 """
 
 import collections
@@ -42,7 +44,28 @@ def assemble(ptx: pathlib.Path, bin_dir: pathlib.Path) -> dict:
         "local_instructions": len(re.findall(r"\b(?:LDL|STL)\b", sass)),
         "units": units and int(units.group(1)) * int(units.group(2)) * int(units.group(3)),
         "shared": sum(int(size) for size in re.findall(r"Shared array size: \d+, (\d+) bytes", source)),
+        "busiest_loop": busiest_loop(sass),
     }
+
+
+def busiest_loop(sass: str) -> tuple[int, int]:
+    """(instructions, multiply-adds) of the loop with the most `FFMA`s, the shortest of equals: a
+    loop is a backward branch and the instructions from its target to it."""
+    instructions = [
+        (int(address, 16), text.split())
+        for address, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)
+    ]
+    opcode = lambda words: (words[1] if words[0].startswith("@") else words[0]).split(".")[0]
+    loops = []
+    for end, words in instructions:
+        target = re.fullmatch(r"0x([0-9a-f]+)", words[-1]) if opcode(words) == "BRA" else None
+        if target and int(target.group(1), 16) < end:
+            body = [opcode(w) for a, w in instructions if int(target.group(1), 16) <= a <= end]
+            loops.append((body.count("FFMA"), -len(body)))
+    if not loops:
+        return 0, 0
+    fmas, negative_length = max(loops)
+    return -negative_length, fmas
 
 
 def resident_warps(kernel: dict) -> tuple[int, str]:
@@ -67,13 +90,17 @@ def severity(kernel: dict) -> tuple[int, int]:
     return kernel["spill_stores"], kernel["registers"]
 
 
-def row(name: str, count: int, kernel: dict) -> str:
+def row(name: str, count: int, kernel: dict, loop: bool = False) -> str:
     warps, limit = resident_warps(kernel)
-    return (
+    line = (
         f"| {name} | {count} | {kernel['registers']} | {kernel['spill_stores']} / "
         f"{kernel['spill_loads']} | {kernel['local_instructions']} | {kernel['units']} "
         f"| {kernel['shared']:,} | {warps}, {limit} |"
     )
+    if loop:
+        instructions, fmas = kernel["busiest_loop"]
+        line += f" {instructions} / {fmas} |"
+    return line
 
 
 def main() -> None:
@@ -84,12 +111,15 @@ def main() -> None:
         name = ptx.name.rsplit("-", 1)[0].split(".")[-1]
         if only in (None, name):
             by_type[name].append(assemble(ptx, bin_dir))
-    print("| kernel | variants | registers | spilled (B, stores / loads) | LDL + STL | units | shared (B) | warps resident, limit |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    header = "| kernel | variants | registers | spilled (B, stores / loads) | LDL + STL | units | shared (B) | warps resident, limit |"
     if only:
+        print(header + " busiest loop: instructions / FFMA |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
         for kernel in sorted(by_type[only], key=severity, reverse=True):
-            print(row(only, 1, kernel))
+            print(row(only, 1, kernel, loop=True))
         return
+    print(header)
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     worst = {name: max(variants, key=severity) for name, variants in by_type.items()}
     for name in sorted(worst, key=lambda name: severity(worst[name]), reverse=True):
         print(row(name, len(by_type[name]), worst[name]))

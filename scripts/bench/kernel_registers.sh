@@ -4,7 +4,8 @@
 # their PTX kept (`CUDA_COMPILE_DUMP`), assembled for sm_90a by ptxas and read back with
 # cuobjdump (scripts/bench/kernel_registers.py): registers a unit, bytes spilled to local
 # memory, and the warps an SM can keep resident.
-#   scripts/bench/kernel_registers.sh
+#   scripts/bench/kernel_registers.sh [KERNEL]
+# With KERNEL (a kernel type, FewRowsLinearKernel), each of its variants and its busiest loop.
 # ptxas, cuobjdump and the nvdisasm it runs come from CUDA_PATH's bin: a CUDA toolkit, or
 # PyTorch's wheels with `pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm`
 # beside nvidia-cuda-nvrtc.
@@ -21,4 +22,4 @@ dump=$(mktemp -d)
 trap 'rm -rf "$dump"' EXIT
 CUDA_COMPILE_DUMP=$dump scripts/checks/cuda_compile.sh > "$dump/compile.log" 2>&1 || { cat "$dump/compile.log"; exit 1; }
 "$CUDA_PATH/bin/ptxas" --version | tail -1
-python3 scripts/bench/kernel_registers.py "$dump" "$CUDA_PATH/bin"
+python3 scripts/bench/kernel_registers.py "$dump" "$CUDA_PATH/bin" "$@"

@@ -79,7 +79,8 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
 fn few_rows_linear_matches_burns_operations() {
     // 33 and 100 columns: a last block of columns cut short; 300 inputs: slices of uneven
     // length; 9, 20 and 64 rows: several blocks of rows, the last one short but for 64; 8,200
-    // columns: blocks of 32 columns (narrower outputs take blocks of 8), the last cut short.
+    // columns: blocks of 32 columns (narrower outputs take blocks of 8), the last cut short; 768
+    // and 530 inputs: several chunks of 256 through shared memory, the last whole or cut short.
     for (rows, d_in, d_out, around) in [
         (1, 72, 216, Around::LayerNorm),
         (3, 300, 33, Around::Alone),
@@ -90,6 +91,8 @@ fn few_rows_linear_matches_burns_operations() {
         (20, 300, 72, Around::Add),
         (64, 72, 216, Around::LayerNorm),
         (2, 72, 8200, Around::Add),
+        (8, 768, 72, Around::LayerNorm),
+        (5, 530, 40, Around::LayerNormThenGelu),
     ] {
         check::<Eager>(rows, d_in, d_out, around, FloatDType::F32);
         check::<Fused>(rows, d_in, d_out, around, FloatDType::F32);
