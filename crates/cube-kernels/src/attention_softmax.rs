@@ -13,7 +13,7 @@
 //! routes drop the same weights.
 
 use crate::{
-    draw::{mask_args, Draw, DropoutDraw, MaskArgs},
+    draw::{assert_drawable, mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
     flash_attention::{is_set, with_mask_element, LOWEST_SCORE},
     fusion_op::{register_kernel_with_bools, Inputs, Launch},
@@ -242,10 +242,7 @@ fn rows_and_blocks<R: CubeRuntime>(scores: &CubeTensor<R>, hidden: &CubeTensor<R
     let [batch, heads, time, keys] = scores.meta.shape().dims::<4>();
     assert_eq!(hidden.meta.shape().dims::<3>(), [batch, time, keys], "attention's softmax: the mask's shape");
     assert!(keys <= MAX_SOFTMAX_KEYS, "attention's softmax takes rows of at most {MAX_SOFTMAX_KEYS} keys");
-    assert!(
-        (batch * heads * time * keys) < u32::MAX as usize,
-        "attention's dropout mask needs fewer than 2³² elements"
-    );
+    assert_drawable(batch * heads * time * keys, "attention's softmax");
     (batch * heads * time, keys.div_ceil(UNITS as usize * KEYS_A_BLOCK))
 }
 

@@ -90,6 +90,12 @@ impl Draw {
     }
 }
 
+/// Panics unless a mask of `elements` elements can be drawn: its elements are counted in u32
+/// (see [`Draw::new`]). `kernel` names the kernel for the message.
+pub(crate) fn assert_drawable(elements: usize, kernel: &str) {
+    assert!(elements < u32::MAX as usize, "{kernel}'s dropout mask needs fewer than 2³² elements");
+}
+
 /// The kernels' arguments for `dropout` (any, unused, without).
 pub(crate) fn mask_args<R: CubeRuntime>(dropout: Option<DropoutDraw>) -> MaskArgsLaunch<R> {
     let (stream, p) = dropout.map_or((MaskStream { key: [0; 2], stream: [0; 3] }, 0.0), |d| (d.stream, d.p));

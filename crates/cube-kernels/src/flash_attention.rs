@@ -19,7 +19,7 @@
 //! reads it so: no cast between them, and no f32 copy kept for the backward pass.
 
 use crate::{
-    draw::{mask_args, Draw, DropoutDraw, MaskArgs},
+    draw::{assert_drawable, mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
 };
 use burn::tensor::{
@@ -44,8 +44,9 @@ use std::marker::PhantomData;
 /// has heads 64 wide.
 pub const MAX_FLASH_HEAD_DIM: usize = 64;
 
-/// How the kernels take the mask: burn's booleans as CUDA (u8) and wgpu (u32) store them.
-pub const FLASH_MASK_DTYPES: [DType; 2] = [DType::Bool(BoolStore::U8), DType::Bool(BoolStore::U32)];
+/// How the attention kernels (flash attention's, the softmax's) take the mask: burn's booleans
+/// as CUDA (u8) and wgpu (u32) store them.
+pub const ATTENTION_MASK_DTYPES: [DType; 2] = [DType::Bool(BoolStore::U8), DType::Bool(BoolStore::U32)];
 
 /// Rows of a tile of the other side (keys forward, queries or keys backward), and units of a
 /// cube.
@@ -757,10 +758,7 @@ fn dims<R: CubeRuntime>(qkv: &CubeTensor<R>, heads: usize, hidden: &CubeTensor<R
     let [batch, time, _] = hidden.meta.shape().dims::<3>();
     let head_dim = qkv.meta.shape().dims::<2>()[1] / (3 * heads);
     assert!(head_dim <= MAX_FLASH_HEAD_DIM, "flash attention takes heads at most {MAX_FLASH_HEAD_DIM} wide");
-    assert!(
-        (batch * heads * time * time) < u32::MAX as usize,
-        "flash attention's dropout mask needs fewer than 2³² elements"
-    );
+    assert_drawable(batch * heads * time * time, "flash attention");
     [batch, time, head_dim]
 }
 
@@ -797,7 +795,7 @@ macro_rules! with_mask_element {
             }
             other => panic!(
                 "attention's kernels take masks stored as {:?}, not {other:?}",
-                $crate::flash_attention::FLASH_MASK_DTYPES
+                $crate::flash_attention::ATTENTION_MASK_DTYPES
             ),
         }
     };

@@ -99,7 +99,7 @@ pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;
 pub use embedding_gradient::EmbeddingGradient;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
-pub use flash_attention::{FlashAttention, FLASH_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
+pub use flash_attention::{FlashAttention, ATTENTION_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
 pub use gelu::BiasGelu;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;

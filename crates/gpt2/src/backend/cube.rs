@@ -462,13 +462,18 @@ const LM_HEAD_COLUMNS_MULTIPLE: usize = 64;
 fn flash_attention_applies<B: Backend>(qkv: &Tensor<B, 2>, mask: &Tensor<B, 3, Bool>, heads: usize) -> bool {
     AttentionRoute::chosen() == AttentionRoute::Flash
         && qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
-        && cube_kernels::FLASH_MASK_DTYPES.contains(&mask.dtype())
+        && kernels_read(mask)
 }
 
 /// Whether `cube_kernels`' attention softmax takes these scores and mask: rows of at most
 /// `MAX_SOFTMAX_KEYS` keys (GPT-2's are 1,024 at most), booleans stored as the kernels read them.
 fn softmax_kernels_apply<B: Backend>(scores: &Tensor<B, 4>, mask: &Tensor<B, 3, Bool>) -> bool {
-    scores.dims()[3] <= cube_kernels::MAX_SOFTMAX_KEYS && cube_kernels::FLASH_MASK_DTYPES.contains(&mask.dtype())
+    scores.dims()[3] <= cube_kernels::MAX_SOFTMAX_KEYS && kernels_read(mask)
+}
+
+/// Whether `mask`'s booleans are stored as `cube_kernels`' attention kernels read them.
+fn kernels_read<B: Backend>(mask: &Tensor<B, 3, Bool>) -> bool {
+    cube_kernels::ATTENTION_MASK_DTYPES.contains(&mask.dtype())
 }
 
 /// The softmax's `1 / √head_dim`.
