@@ -181,30 +181,39 @@ fn generation_speed<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, new_tokens: u
     (batch * new_tokens) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Seconds from a 64-token prompt to its first new token, read back on the host, for `batch`
-/// rows.
-fn time_to_first_token<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, device: &B::Device) -> f64 {
-    let prompt = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![464i64; batch * 64], [batch, 64]), device);
+/// Seconds from a `prompt`-token prompt to its first new token, read back on the host, for
+/// `batch` rows.
+fn time_to_first_token<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, prompt: usize, device: &B::Device) -> f64 {
+    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![464i64; batch * prompt], [batch, prompt]), device);
     let start = Instant::now();
-    let _ = model.next_token_logits(prompt, &mut model.new_cache()).argmax(1).into_data();
+    let _ = model.next_token_logits(ids, &mut model.new_cache()).argmax(1).into_data();
     start.elapsed().as_secs_f64()
 }
 
 /// Tokens/s and time to first token at batch 1 and 8, after a warm-up (kernel compilation, for
-/// every batch size and cache length measured).
+/// every batch size and cache length measured). At batch 1 the first token also after a
+/// prompt one token longer than the few-row kernels take: where they stop paying, against
+/// burn's tiled products.
 fn print_speeds<B: Gpt2Backend>(model: &Gpt2<B>, label: &str, device: &B::Device) {
+    let past_few_rows = cube_kernels::MAX_FEW_ROWS + 1;
     for batch in [1, 8] {
         generation_speed(model, batch, 256, device);
-        time_to_first_token(model, batch, device);
+        time_to_first_token(model, batch, 64, device);
     }
+    time_to_first_token(model, 1, past_few_rows, device);
     for batch in [1, 8] {
         println!(
             "{label}, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s, first token after a 64-token prompt \
              {:.1} ms",
             generation_speed(model, batch, 256, device),
-            1e3 * time_to_first_token(model, batch, device)
+            1e3 * time_to_first_token(model, batch, 64, device)
         );
     }
+    println!(
+        "{label}, batch 1: first token after a {past_few_rows}-token prompt (burn's products, not the few-row \
+         kernels) {:.1} ms",
+        1e3 * time_to_first_token(model, 1, past_few_rows, device)
+    );
 }
 
 fn main() {
