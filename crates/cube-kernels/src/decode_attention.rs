@@ -23,8 +23,11 @@ use cubecl::{prelude::*, CubeCount, CubeDim};
 /// minimum). GPT-2 has 1,024 positions.
 pub const MAX_DECODE_KEYS: usize = 4096 - UNITS as usize;
 
-/// Units of a cube: the keys are shared out among them, then the head's dimensions.
-const UNITS: u32 = 64;
+/// Units of a cube: the keys are shared out among them, then the keys again among groups of a
+/// unit a dimension of the head (4 groups at GPT-2's 64). With 64 units, one group, a cube's
+/// two warps were all an SM ran (gpt2 at batch 1: 12 cubes), each unit summing the values of
+/// every key for its dimension, a load's wait after each [`KEYS_AT_ONCE`].
+const UNITS: u32 = 256;
 
 pub trait DecodeAttention: burn::tensor::backend::Backend {
     /// Attention for one new position a row, with a layer's KV cache: `qkv` `[batch, 3 × heads ×
@@ -46,10 +49,11 @@ pub trait DecodeAttention: burn::tensor::backend::Backend {
 /// One cube a (row, head). Its units write the new key and value into the cache, each reads
 /// the scaled query, and they compute the scores of the keys in turn (each key's dot product by
 /// one unit, its loads issued together, in [`CHAINS`] partial sums), take the largest score
-/// and the exponentials' sum as trees across the cube, then one output dimension each, over
-/// the keys [`KEYS_AT_ONCE`] at a time. The new position's key and value are read from `qkv`,
-/// not back from the cache: on Vulkan a barrier orders shared memory, not the cube's own
-/// writes to a buffer.
+/// and the exponentials' sum as trees across the cube, then the output: groups of `head_dim`
+/// units, one dimension a unit, each group over every `groups`-th key ([`KEYS_AT_ONCE`] at a
+/// time), the groups' sums then added in shared memory. The new position's key and value are
+/// read from `qkv`, not back from the cache: on Vulkan a barrier orders shared memory, not the
+/// cube's own writes to a buffer.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn decode_attention_kernel<F: Float>(
@@ -124,25 +128,38 @@ fn decode_attention_kernel<F: Float>(
     // Its barriers also make every unit's weights visible to all.
     let total = cube_sum::<F>(&mut partial, sum);
 
-    let mut d = unit;
-    while d < head_dim {
+    let groups = comptime!(UNITS as usize / head_dim);
+    let (group, d) = (unit / head_dim, unit % head_dim);
+    let mut sums = new_chains::<F>();
+    if group < groups {
         let column = v_start + d * value_column;
-        let mut sums = new_chains::<F>();
-        sums[0] = weights[position] * qkv[new_v_start + d * qkv_column];
-        let mut key = 0;
-        while key + KEYS_AT_ONCE <= position {
+        if group == 0 {
+            sums[0] = weights[position] * qkv[new_v_start + d * qkv_column];
+        }
+        let mut key = group;
+        while key + (KEYS_AT_ONCE - 1) * groups < position {
             #[unroll]
             for n in 0..KEYS_AT_ONCE {
-                sums[n % CHAINS] += weights[key + n] * values[column + (key + n) * value_stride];
+                let at = key + n * groups;
+                sums[n % CHAINS] += weights[at] * values[column + at * value_stride];
             }
-            key += KEYS_AT_ONCE;
+            key += KEYS_AT_ONCE * groups;
         }
         while key < position {
             sums[0] += weights[key] * values[column + key * value_stride];
-            key += 1;
+            key += groups;
         }
-        output[row * output.stride(0) + (head * head_dim + d) * output.stride(1)] = chains_total::<F>(&sums) / total;
-        d += units;
+    }
+    // Every unit has read the total from `partial` before it takes the groups' sums.
+    sync_cube();
+    partial[unit] = chains_total::<F>(&sums);
+    sync_cube();
+    if unit < head_dim {
+        let mut y = F::new(0.0);
+        for g in 0..groups {
+            y += partial[g * head_dim + unit];
+        }
+        output[row * output.stride(0) + (head * head_dim + unit) * output.stride(1)] = y / total;
     }
 }
 
@@ -159,6 +176,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DecodeAtte
         let [batch, heads, capacity, head_dim] = keys.meta.shape().dims::<4>();
         assert!(position < capacity, "position {position} is past the cache's {capacity}");
         assert!(position < MAX_DECODE_KEYS, "decoding attention takes at most {MAX_DECODE_KEYS} keys");
+        assert!(head_dim <= UNITS as usize, "decoding attention takes heads at most {UNITS} wide");
         let client = qkv.client.clone();
         let output = empty_device_contiguous_dtype(
             client.clone(),

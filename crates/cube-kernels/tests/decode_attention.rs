@@ -87,7 +87,8 @@ fn check<B: DecodeAttention>(batch: usize, heads: usize, position: usize, shared
 
 #[test]
 fn decode_attention_matches_burns_operations() {
-    for (batch, heads, position, shared) in [(1, 1, 0, false), (1, 12, 6, true), (3, 12, 99, false), (2, 4, 1024, true)]
+    for (batch, heads, position, shared) in
+        [(1, 1, 0, false), (1, 12, 6, true), (3, 12, 99, false), (2, 3, 301, false), (2, 4, 1024, true)]
     {
         check::<Eager>(batch, heads, position, shared);
         check::<Fused>(batch, heads, position, shared);
