@@ -195,18 +195,20 @@ fn time_to_first_token<B: Gpt2Backend>(model: &Gpt2<B>, batch: usize, prompt: us
 /// prompt one token longer than the few-row kernels take: where they stop paying, against
 /// burn's tiled products.
 fn print_speeds<B: Gpt2Backend>(model: &Gpt2<B>, label: &str, device: &B::Device) {
+    // As scripts/bench/generate_baseline.py's first-token prompt.
+    let prompt = 64;
     let past_few_rows = cube_kernels::MAX_FEW_ROWS + 1;
     for batch in [1, 8] {
         generation_speed(model, batch, 256, device);
-        time_to_first_token(model, batch, 64, device);
+        time_to_first_token(model, batch, prompt, device);
     }
     time_to_first_token(model, 1, past_few_rows, device);
     for batch in [1, 8] {
         println!(
-            "{label}, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s, first token after a 64-token prompt \
-             {:.1} ms",
+            "{label}, KV cache, 256 new tokens, batch {batch}: {:.1} tokens/s, first token after a {prompt}-token \
+             prompt {:.1} ms",
             generation_speed(model, batch, 256, device),
-            1e3 * time_to_first_token(model, batch, 64, device)
+            1e3 * time_to_first_token(model, batch, prompt, device)
         );
     }
     println!(
