@@ -23,6 +23,10 @@ use cubecl::{prelude::*, CubeCount, CubeDim};
 /// minimum). GPT-2 has 1,024 positions.
 pub const MAX_DECODE_KEYS: usize = 4096 - UNITS as usize;
 
+/// Widest head the kernel takes: a group of units holds a unit a dimension. Every GPT-2's heads
+/// are 64 wide.
+pub const MAX_DECODE_HEAD_DIM: usize = UNITS as usize;
+
 /// Units of a cube: the keys are shared out among them, then the keys again among groups of a
 /// unit a dimension of the head (4 groups at GPT-2's 64). With 64 units, one group, a cube's
 /// two warps were all an SM ran (gpt2 at batch 1: 12 cubes), each unit summing the values of
@@ -176,7 +180,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> DecodeAtte
         let [batch, heads, capacity, head_dim] = keys.meta.shape().dims::<4>();
         assert!(position < capacity, "position {position} is past the cache's {capacity}");
         assert!(position < MAX_DECODE_KEYS, "decoding attention takes at most {MAX_DECODE_KEYS} keys");
-        assert!(head_dim <= UNITS as usize, "decoding attention takes heads at most {UNITS} wide");
+        assert!(head_dim <= MAX_DECODE_HEAD_DIM, "decoding attention takes heads at most {MAX_DECODE_HEAD_DIM} wide");
         let client = qkv.client.clone();
         let output = empty_device_contiguous_dtype(
             client.clone(),

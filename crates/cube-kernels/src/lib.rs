@@ -94,7 +94,7 @@ pub use add_to_stretches::AddToStretches;
 pub use attention_softmax::{AttentionSoftmax, MAX_SOFTMAX_KEYS};
 pub use column_sums::ColumnSums;
 pub use cross_entropy::CrossEntropyRows;
-pub use decode_attention::{DecodeAttention, MAX_DECODE_KEYS};
+pub use decode_attention::{DecodeAttention, MAX_DECODE_HEAD_DIM, MAX_DECODE_KEYS};
 pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;
 pub use embedding_gradient::EmbeddingGradient;

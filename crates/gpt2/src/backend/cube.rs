@@ -329,7 +329,8 @@ macro_rules! cube_backend {
                 heads: usize,
                 precision: Precision,
             ) -> (Tensor<Self, 2>, Tensor<Self, 4>, Tensor<Self, 4>) {
-                if position >= cube_kernels::MAX_DECODE_KEYS {
+                let head_dim = keys.dims()[3];
+                if position >= cube_kernels::MAX_DECODE_KEYS || head_dim > cube_kernels::MAX_DECODE_HEAD_DIM {
                     return decode_attention_by_parts(qkv, keys, values, position, heads, precision);
                 }
                 // The kernel computes in f32.
