@@ -9,8 +9,9 @@ instructions (`LDL`/`STL` in the SASS), units a cube, shared memory a cube, and 
 SM can keep resident (of 64), with what limits them. Spills put a kernel's loop on local memory; few resident warps leave
 little to hide latency with. With KERNEL (a kernel type, `MatmulEntry`), one line each of its
 variants instead, the worst first, with its busiest loop: the loop of the SASS with the most
-multiply-adds (`FFMA`), the innermost of equals, and its instructions (what a kernel bound by
-issuing instructions pays for a pass of it).
+multiply-adds (`FFMA`), the innermost of equals, its instructions (what a kernel bound by
+issuing instructions pays for a pass of it) and the cycles a pass takes one warp alone (what a
+kernel with too few warps to interleave pays: `cycles_alone`).
 """
 
 import collections
@@ -48,24 +49,78 @@ def assemble(ptx: pathlib.Path, bin_dir: pathlib.Path) -> dict:
     }
 
 
-def busiest_loop(sass: str) -> tuple[int, int]:
-    """(instructions, multiply-adds) of the loop with the most `FFMA`s, the shortest of equals: a
-    loop is a backward branch and the instructions from its target to it."""
+def busiest_loop(sass: str) -> dict:
+    """The loop with the most `FFMA`s, the shortest of equals (a loop is a backward branch and the
+    instructions from its target to it): its instructions, multiply-adds, and the cycles a pass
+    takes one warp alone (`cycles_alone`)."""
     instructions = [
         (int(address, 16), text.split())
         for address, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)
     ]
-    opcode = lambda words: (words[1] if words[0].startswith("@") else words[0]).split(".")[0]
     loops = []
     for end, words in instructions:
         target = re.fullmatch(r"0x([0-9a-f]+)", words[-1]) if opcode(words) == "BRA" else None
         if target and int(target.group(1), 16) < end:
-            body = [opcode(w) for a, w in instructions if int(target.group(1), 16) <= a <= end]
-            loops.append((body.count("FFMA"), -len(body)))
+            body = [w for a, w in instructions if int(target.group(1), 16) <= a <= end]
+            loops.append(([opcode(w) for w in body].count("FFMA"), -len(body), body))
     if not loops:
-        return 0, 0
-    fmas, negative_length = max(loops)
-    return -negative_length, fmas
+        return {"instructions": 0, "fmas": 0, "cycles_alone": 0}
+    fmas, _, body = max(loops, key=lambda loop: loop[:2])
+    return {"instructions": len(body), "fmas": fmas, "cycles_alone": cycles_alone(body)}
+
+
+def opcode(words: list[str]) -> str:
+    return (words[1] if words[0].startswith("@") else words[0]).split(".")[0]
+
+
+# Cycles from an instruction's issue until what it writes can be read, roughly as measured on
+# Hopper; the rest 4 (the integer and floating-point pipes).
+LATENCY = {"MUFU": 18, "SHFL": 27, "LDS": 30, "LDC": 30, "S2R": 20, "LDG": 500}
+# Opcodes whose first operands, up to the first register they read, are all written: a predicate
+# and then a register (`SHFL`), or two predicates (`FSETP P1, PT, ...`).
+WRITES_TWO = {"SHFL", "FSETP", "ISETP", "DSETP", "PLOP3", "UISETP"}
+WRITES_NONE = {"STS", "STG", "STL", "ST", "RED", "BRA", "BSSY", "BSYNC", "BAR", "EXIT", "NOP", "WARPSYNC"}
+
+
+def cycles_alone(body: list[list[str]], passes: int = 3) -> int:
+    """Cycles a pass of a loop takes one warp with the SM to itself: each instruction issues in
+    order, a cycle after the one before and once the registers it reads are written (fixed
+    latencies, `LATENCY`); every branch inside falls through, so both sides of an `if` count.
+    The last of a few passes, once the values carried from pass to pass have settled. Below
+    `instructions × warps a scheduler keeps`, a loop is bound by issuing; above, by waiting."""
+    ready: dict[str, int] = collections.defaultdict(int)
+    clock = start = 0
+    for _ in range(passes):
+        start = clock
+        for words in body:
+            code = opcode(words)
+            operands = " ".join(words[1:] if not words[0].startswith("@") else words[2:]).split(",")
+            read = registers(words[0]) if words[0].startswith("@") else []
+            written = []
+            if code not in WRITES_NONE and operands[0]:
+                count = 2 if code in WRITES_TWO else 1
+                size = {"64": 2, "128": 4}.get(next(iter(re.findall(r"\.(64|128)\b", words[1 if read else 0])), ""), 1)
+                for operand in operands[:count]:
+                    written += [wide for name in registers(operand) for wide in widen(name, size)]
+                operands = operands[count:]
+            read += [name for operand in operands for name in registers(operand)]
+            issue = max([clock] + [ready[name] for name in read])
+            for name in written:
+                ready[name] = issue + LATENCY.get(code, 4)
+            clock = issue + 1
+    return clock - start
+
+
+def registers(operand: str) -> list[str]:
+    """The registers and predicates an operand names (not the zero register or true predicate)."""
+    return re.findall(r"\b(U?R\d+|U?P\d)\b", operand.replace(".reuse", ""))
+
+
+def widen(name: str, size: int) -> list[str]:
+    """A register and those after it that a load of `size` words writes."""
+    if size == 1 or not name.startswith("R"):
+        return [name]
+    return [f"R{int(name[1:]) + n}" for n in range(size)]
 
 
 def resident_warps(kernel: dict) -> tuple[int, str]:
@@ -98,8 +153,10 @@ def row(name: str, count: int, kernel: dict, loop: bool = False) -> str:
         f"| {kernel['shared']:,} | {warps}, {limit} |"
     )
     if loop:
-        instructions, fmas = kernel["busiest_loop"]
-        line += f" {instructions} / {fmas} |"
+        busiest = kernel["busiest_loop"]
+        a_scheduler = warps / 4
+        bound = "waits" if busiest["cycles_alone"] > busiest["instructions"] * a_scheduler else "issue"
+        line += f" {busiest['instructions']} / {busiest['fmas']} | {busiest['cycles_alone']}, {bound} |"
     return line
 
 
@@ -113,8 +170,8 @@ def main() -> None:
             by_type[name].append(assemble(ptx, bin_dir))
     header = "| kernel | variants | registers | spilled (B, stores / loads) | LDL + STL | units | shared (B) | warps resident, limit |"
     if only:
-        print(header + " busiest loop: instructions / FFMA |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+        print(header + " busiest loop: instructions / FFMA | cycles a pass, one warp alone; bound |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
         for kernel in sorted(by_type[only], key=severity, reverse=True):
             print(row(only, 1, kernel, loop=True))
         return

@@ -5,7 +5,8 @@
 # cuobjdump (scripts/bench/kernel_registers.py): registers a unit, bytes spilled to local
 # memory, and the warps an SM can keep resident.
 #   scripts/bench/kernel_registers.sh [KERNEL]
-# With KERNEL (a kernel type, FewRowsLinearKernel), each of its variants and its busiest loop.
+# With KERNEL (a kernel type, FewRowsLinearKernel), each of its variants and its busiest loop:
+# instructions, multiply-adds, and cycles a pass for one warp alone, bound by issuing or waiting.
 # ptxas, cuobjdump and the nvdisasm it runs come from CUDA_PATH's bin: a CUDA toolkit, or
 # PyTorch's wheels with `pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm`
 # beside nvidia-cuda-nvrtc.

@@ -21,6 +21,7 @@
 use crate::{
     draw::{assert_drawable, mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
+    fast_exp::fast_exp,
 };
 use burn::tensor::{
     ops::{BoolTensor, FloatTensor},
@@ -110,6 +111,21 @@ pub trait FlashAttention: burn::tensor::backend::Backend {
 /// Below every score: where a row's running maximum starts (here and in decoding attention).
 pub(crate) const LOWEST_SCORE: f32 = -1.0e30;
 
+/// An unseen key's score in the forward kernel: below [`LOWEST_SCORE`] by as much again, so
+/// that its weight `e^(score − maximum)` is 0 even in a row that has seen no key yet.
+const UNSEEN_SCORE: f32 = 2.0 * LOWEST_SCORE;
+
+/// Rows of the other side's tile (keys forward and for the queries' gradient, queries for the
+/// keys' and values' gradient) a step of a kernel's inner loop takes, with no branch between
+/// them: their dot products, shuffles and exponentials are independent, and ptxas interleaves
+/// them. With a row at a time, a branch on whether each pair was seen (forward, whether the
+/// maximum grew) after each of the unit's rows kept its next row's dot product from starting:
+/// in the forward kernel's SASS four chains a key of ~250 cycles each (a dot product of 16
+/// dependent multiply-adds, two shuffles, an exponential), with 8 warps an SM to hide them.
+/// Forward, a step's scores are taken first and the running maximum rescaled at most once a
+/// step.
+const STEP: usize = 4;
+
 /// One cube a tile of queries of one (batch, head), [`FORWARD_ROWS`] queries a group of
 /// [`PARTS`] units: over the key tiles up to its own, the group keeps each query's running
 /// maximum of its scores, their exponentials' sum and the weighted sum of values, rescaled when
@@ -162,27 +178,47 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
         pairs.mark_kept(&at, &mut draw, own_query < time, key_tile * TILE, TILE, dropout);
         sync_cube();
         let kept = pairs.kept_rows(group.group * FORWARD_ROWS, FORWARD_ROWS, dropout);
-        for j in 0..TILE {
-            let k_part = tile_part::<F>(&k_tile, j, &group, width);
-            let v_part = tile_part::<F>(&v_tile, j, &group, width);
-            let seen = pairs.seen_by(j, TILE);
+        for step in 0..TILE / STEP {
+            let first_key = step * STEP;
+            // Every unit takes part in the sums, seen or not: its shuffles need the whole plane.
+            let mut scores = Array::<F>::new(FORWARD_ROWS * STEP);
+            #[unroll]
+            for b in 0..STEP {
+                let k_part = tile_part::<F>(&k_tile, first_key + b, &group, width);
+                let seen = pairs.seen_by(first_key + b, TILE);
+                #[unroll]
+                for r in 0..FORWARD_ROWS {
+                    let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
+                    let is_seen = is_set(seen, group.group * FORWARD_ROWS + r);
+                    scores[r * STEP + b] = select(is_seen, score, F::new(UNSEEN_SCORE));
+                }
+            }
             #[unroll]
             for r in 0..FORWARD_ROWS {
-                // Every unit takes part in the sum, seen or not: its shuffles need the whole plane.
-                let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
-                if is_set(seen, group.group * FORWARD_ROWS + r) {
-                    if score > max[r] {
-                        let rescale = F::exp(max[r] - score);
-                        sum[r] *= rescale;
-                        #[unroll]
-                        for l in 0..width {
-                            weighted[r * width + l] *= rescale;
-                        }
-                        max[r] = score;
+                let mut step_max = max[r];
+                #[unroll]
+                for b in 0..STEP {
+                    step_max = F::max(step_max, scores[r * STEP + b]);
+                }
+                if step_max > max[r] {
+                    let rescale = fast_exp::<F>(max[r] - step_max);
+                    sum[r] *= rescale;
+                    #[unroll]
+                    for l in 0..width {
+                        weighted[r * width + l] *= rescale;
                     }
-                    let weight = F::exp(score - max[r]);
+                    max[r] = step_max;
+                }
+            }
+            #[unroll]
+            for b in 0..STEP {
+                let v_part = tile_part::<F>(&v_tile, first_key + b, &group, width);
+                #[unroll]
+                for r in 0..FORWARD_ROWS {
+                    // An unseen key's weight is 0, below the row's running maximum by 10³⁰ at least.
+                    let weight = fast_exp::<F>(scores[r * STEP + b] - max[r]);
                     sum[r] += weight;
-                    let kept_weight = weight * pairs.keep_scale::<F>(&draw, kept[r], j, dropout);
+                    let kept_weight = weight * pairs.keep_scale::<F>(&draw, kept[r], first_key + b, dropout);
                     #[unroll]
                     for l in 0..width {
                         weighted[r * width + l] += kept_weight * v_part[l];
@@ -282,16 +318,19 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
         pairs.mark_kept(&at, &mut draw, marks, key_tile * TILE, TILE, dropout);
         sync_cube();
         let kept = pairs.kept_rows(group.group * BACKWARD_ROWS, BACKWARD_ROWS, dropout);
-        for j in 0..TILE {
-            let k_part = tile_part::<F>(&k_tile, j, &group, width);
-            let v_part = tile_part::<F>(&v_tile, j, &group, width);
-            let seen = pairs.seen_by(j, TILE);
+        for step in 0..TILE / STEP {
             #[unroll]
-            for r in 0..BACKWARD_ROWS {
-                let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
-                let d_weight = group.sum::<F>(dot_part::<F>(&d_out, r, &v_part, width));
-                if is_set(seen, group.group * BACKWARD_ROWS + r) {
-                    let weight = F::exp(score - row_logsumexp[r]);
+            for b in 0..STEP {
+                let j = step * STEP + b;
+                let k_part = tile_part::<F>(&k_tile, j, &group, width);
+                let v_part = tile_part::<F>(&v_tile, j, &group, width);
+                let seen = pairs.seen_by(j, TILE);
+                #[unroll]
+                for r in 0..BACKWARD_ROWS {
+                    let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
+                    let d_weight = group.sum::<F>(dot_part::<F>(&d_out, r, &v_part, width));
+                    let is_seen = is_set(seen, group.group * BACKWARD_ROWS + r);
+                    let weight = fast_exp::<F>(select(is_seen, score - row_logsumexp[r], F::new(LOWEST_SCORE)));
                     let keep = pairs.keep_scale::<F>(&draw, kept[r], j, dropout);
                     let d_score = weight * (keep * d_weight - row_delta[r]);
                     #[unroll]
@@ -371,18 +410,21 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
         tile_logsumexp[UNIT_POS_X as usize] = own_logsumexp;
         tile_delta[UNIT_POS_X as usize] = own_delta;
         sync_cube();
-        for i in 0..TILE {
-            let q_part = tile_part::<F>(&q_tile, i, &group, width);
-            let d_output_part = tile_part::<F>(&d_output_tile, i, &group, width);
-            let kept = pairs.kept_of(i, dropout);
-            let (row_logsumexp, row_delta) = (tile_logsumexp[i], tile_delta[i]);
+        for step in 0..TILE / STEP {
             #[unroll]
-            for r in 0..BACKWARD_ROWS {
-                let score = group.sum::<F>(dot_part::<F>(&k, r, &q_part, width));
-                let d_weight = group.sum::<F>(dot_part::<F>(&v, r, &d_output_part, width));
-                let key_bit = group.group * BACKWARD_ROWS + r;
-                if is_set(pairs.seen_by(key_bit, SHARED_ROWS), i) {
-                    let weight = F::exp(score - row_logsumexp);
+            for b in 0..STEP {
+                let i = step * STEP + b;
+                let q_part = tile_part::<F>(&q_tile, i, &group, width);
+                let d_output_part = tile_part::<F>(&d_output_tile, i, &group, width);
+                let kept = pairs.kept_of(i, dropout);
+                let (row_logsumexp, row_delta) = (tile_logsumexp[i], tile_delta[i]);
+                #[unroll]
+                for r in 0..BACKWARD_ROWS {
+                    let score = group.sum::<F>(dot_part::<F>(&k, r, &q_part, width));
+                    let d_weight = group.sum::<F>(dot_part::<F>(&v, r, &d_output_part, width));
+                    let key_bit = group.group * BACKWARD_ROWS + r;
+                    let is_seen = is_set(pairs.seen_by(key_bit, SHARED_ROWS), i);
+                    let weight = fast_exp::<F>(select(is_seen, score - row_logsumexp, F::new(LOWEST_SCORE)));
                     let keep = pairs.keep_scale::<F>(&draw, kept, key_bit, dropout);
                     let d_score = weight * (keep * d_weight - row_delta);
                     let kept_weight = weight * keep;

@@ -71,6 +71,7 @@ mod draw;
 mod dropout;
 mod element;
 mod embedding_gradient;
+mod fast_exp;
 mod few_rows_linear;
 mod flash_attention;
 mod fusion_op;
