@@ -11,7 +11,7 @@ use crate::{
     element::launch_for_element,
     fusion_op::{register_kernel, Launch},
     gelu::gelu_tanh,
-    reduce::cube_sum,
+    reduce::cube_sums,
 };
 use burn::tensor::{ops::FloatTensor, Shape};
 use burn_cubecl::{
@@ -113,11 +113,13 @@ pub trait FewRowsLinear: burn::tensor::backend::Backend {
 /// chunk of `units` dimensions at a time, each unit reading one dimension of each row,
 /// normalising it (with LayerNorm) and rounding it to `W`'s type once for the whole cube: when
 /// every unit read its inputs from the tensor and normalised them itself, a multiply-add took
-/// 13.5 to 16 instructions at 8 rows (ptxas for sm_90a; 7.8 to 8.7 now). A unit's weights of a
-/// chunk are loaded before the chunk's inputs, so that they arrive while those are written.
-/// With LayerNorm, every cube first takes each row's mean and deviation itself (a few rows of
-/// reads, against a launch of its own). The tensors that `before` and `after` leave unused are
-/// passed anyway (as `bias`) and never read.
+/// 13.5 to 16 instructions at 8 rows (ptxas for sm_90a; 5 to 5.4 now, with γ, β and their
+/// strides read once a chunk, not once a row). A unit's weights of a chunk are loaded before
+/// the chunk's inputs, so that they arrive while those are written. With LayerNorm, every cube
+/// first takes each row's mean and deviation itself (a few rows of reads, against a launch of
+/// its own), the rows side by side: their loads issued together and their sums in one tree of
+/// barriers ([`cube_sums`]). The tensors that `before` and `after` leave unused are passed
+/// anyway (as `bias`) and never read.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn few_rows_linear_kernel<F: Float, W: Float>(
@@ -153,25 +155,40 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     let mut mean = Array::<F>::new(rows);
     let mut inverse_deviation = Array::<F>::new(rows);
     if layer_norm {
+        // The rows side by side: each unit's loads of a dimension of every row issued together.
+        let mut sums = Array::<F>::new(rows);
         #[unroll]
         for r in 0..rows {
-            let start = usize::min(first_row + r, last_row) * x_row;
-            let mut sum = F::new(0.0);
-            let mut i = unit;
-            while i < d_in {
-                sum += x[start + i * x_column];
-                i += units;
+            sums[r] = F::new(0.0);
+        }
+        let mut i = unit;
+        while i < d_in {
+            #[unroll]
+            for r in 0..rows {
+                sums[r] += x[usize::min(first_row + r, last_row) * x_row + i * x_column];
             }
-            let row_mean = cube_sum::<F>(&mut shared, sum) / F::cast_from(d_in as u32);
-            let mut squares = F::new(0.0);
-            let mut i = unit;
-            while i < d_in {
-                let centered = x[start + i * x_column] - row_mean;
-                squares += centered * centered;
-                i += units;
+            i += units;
+        }
+        let sums = cube_sums::<F>(&mut shared, &sums, rows);
+        let mut squares = Array::<F>::new(rows);
+        #[unroll]
+        for r in 0..rows {
+            mean[r] = sums[r] / F::cast_from(d_in as u32);
+            squares[r] = F::new(0.0);
+        }
+        let mut i = unit;
+        while i < d_in {
+            #[unroll]
+            for r in 0..rows {
+                let centered = x[usize::min(first_row + r, last_row) * x_row + i * x_column] - mean[r];
+                squares[r] += centered * centered;
             }
-            let variance = cube_sum::<F>(&mut shared, squares) / F::cast_from(d_in as u32);
-            mean[r] = row_mean;
+            i += units;
+        }
+        let squares = cube_sums::<F>(&mut shared, &squares, rows);
+        #[unroll]
+        for r in 0..rows {
+            let variance = squares[r] / F::cast_from(d_in as u32);
             inverse_deviation[r] = F::new(1.0) / F::sqrt(variance + F::cast_from(epsilon));
         }
     }
@@ -181,35 +198,46 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     for r in 0..rows {
         sums[r] = F::new(0.0);
     }
+    let (gamma_step, beta_step) = (gamma.stride(0), beta.stride(0));
     let mut chunk = 0;
     while chunk < d_in {
-        // The unit's weights in this chunk: `columns` of them, `slices` apart (zeros past the
-        // last column or dimension: units there stay for the barriers).
+        // The unit's weights in this chunk: `columns` of them, `slices` apart. No branch around
+        // a load (ptxas waited for each such load before issuing the next): past the last
+        // dimension or column a unit reads `W`'s first weight instead, which meets a staged
+        // input of 0 (past the last dimension) or makes a sum never read (past the last column).
         let mut w = Array::<F>::new(columns);
         #[unroll]
         for u in 0..columns {
             let at = chunk + slice + u * slices;
-            w[u] = F::new(0.0);
-            if column < d_out && at < d_in {
-                w[u] = F::cast_from(weight[at * w_row + column * w_column]);
-            }
+            let inside = column < d_out && at < d_in;
+            w[u] = F::cast_from(weight[select(inside, at * w_row + column * w_column, 0)]);
         }
         // Every unit is done with the shared memory's last use.
         sync_cube();
         let at = chunk + unit;
+        let inside = at < d_in;
+        let at = select(inside, at, 0);
+        let mut scale = F::new(1.0);
+        let mut shift = F::new(0.0);
+        if layer_norm {
+            scale = gamma[at * gamma_step];
+            shift = beta[at * beta_step];
+        }
+        // Every row's load issued before the first is used (ptxas kept each next to its use).
+        let mut inputs = Array::<F>::new(rows);
         #[unroll]
         for r in 0..rows {
-            let mut value = F::new(0.0);
-            if at < d_in {
-                value = x[usize::min(first_row + r, last_row) * x_row + at * x_column];
-                if layer_norm {
-                    value = (value - mean[r]) * inverse_deviation[r] * gamma[at * gamma.stride(0)]
-                        + beta[at * beta.stride(0)];
-                }
-                // A no-op where W is F.
-                value = F::cast_from(W::cast_from(value));
+            inputs[r] = x[usize::min(first_row + r, last_row) * x_row + at * x_column];
+        }
+        #[unroll]
+        for r in 0..rows {
+            let mut value = inputs[r];
+            if layer_norm {
+                value = (value - mean[r]) * inverse_deviation[r] * scale + shift;
             }
-            shared[r * units + unit] = value;
+            // A no-op where W is F.
+            value = F::cast_from(W::cast_from(value));
+            shared[r * units + unit] = select(inside, value, F::new(0.0));
         }
         sync_cube();
         #[unroll]

@@ -94,6 +94,45 @@ fn cube_fold<F: Float>(partial: &mut SharedMemory<F>, value: F, #[comptime] maxi
     total
 }
 
+/// Each of every unit's `values` (`count` of them) summed over the cube, for every unit: the
+/// trees of [`cube_sum`] side by side in `partial` (value `n`'s from `n × CUBE_DIM_X` on: a
+/// slot for each unit and value), the same sums bit for bit, with one barrier a level for all
+/// of them where a sum at a time took a tree of barriers each.
+#[cube]
+pub(crate) fn cube_sums<F: Float>(
+    partial: &mut SharedMemory<F>,
+    values: &Array<F>,
+    #[comptime] count: usize,
+) -> Array<F> {
+    let unit = UNIT_POS_X as usize;
+    let units = CUBE_DIM_X as usize;
+    #[unroll]
+    for n in 0..count {
+        partial[n * units + unit] = values[n];
+    }
+    sync_cube();
+    let mut half = units / 2;
+    while half > 0 {
+        if unit < half {
+            #[unroll]
+            for n in 0..count {
+                let other = partial[n * units + unit + half];
+                partial[n * units + unit] += other;
+            }
+        }
+        sync_cube();
+        half /= 2;
+    }
+    let mut totals = Array::<F>::new(count);
+    #[unroll]
+    for n in 0..count {
+        totals[n] = partial[n * units];
+    }
+    // Every unit has read the totals before the next use writes over them.
+    sync_cube();
+    totals
+}
+
 /// In a cube of `columns` × `lanes` units (unit `(x, y)`: column `x`, lane `y`), the sum of
 /// `value` over the lanes of each column, for the units of lane 0 (other lanes get a partial
 /// sum). `partial` holds a slot for each unit.
