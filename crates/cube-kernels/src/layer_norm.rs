@@ -214,28 +214,35 @@ fn layer_norm_backward_kernel<F: Float>(
     let unit = UNIT_POS_X as usize;
     let mut partial = SharedMemory::<F>::new(units);
 
+    // The strides read once: CubeCL keeps them in memory, and a load of one in the loops put
+    // a wait before each element's address.
+    let (d_y_row, d_y_column) = (d_y.stride(0) * row, d_y.stride(1));
+    let (normalized_row, normalized_column) = (normalized.stride(0) * row, normalized.stride(1));
+    let gamma_column = gamma.stride(0);
     let mut g_sum = F::new(0.0);
     let mut gn_sum = F::new(0.0);
     let mut i = unit;
     while i < d {
-        let g = d_y[row * d_y.stride(0) + i * d_y.stride(1)] * gamma[i * gamma.stride(0)];
+        let g = d_y[d_y_row + i * d_y_column] * gamma[i * gamma_column];
         g_sum += g;
-        gn_sum += g * normalized[row * normalized.stride(0) + i * normalized.stride(1)];
+        gn_sum += g * normalized[normalized_row + i * normalized_column];
         i += units;
     }
     let g_mean = cube_sum::<F>(&mut partial, g_sum) / F::cast_from(d as u32);
     let gn_mean = cube_sum::<F>(&mut partial, gn_sum) / F::cast_from(d as u32);
     let inverse = inverse_deviation[row * inverse_deviation.stride(0)];
 
+    let (d_stream_row, d_stream_column) = (d_stream.stride(0) * row, d_stream.stride(1));
+    let (d_x_row, d_x_column) = (d_x.stride(0) * row, d_x.stride(1));
     let mut i = unit;
     while i < d {
-        let g = d_y[row * d_y.stride(0) + i * d_y.stride(1)] * gamma[i * gamma.stride(0)];
-        let n = normalized[row * normalized.stride(0) + i * normalized.stride(1)];
+        let g = d_y[d_y_row + i * d_y_column] * gamma[i * gamma_column];
+        let n = normalized[normalized_row + i * normalized_column];
         let mut gradient = (g - g_mean - n * gn_mean) * inverse;
         if stream {
-            gradient += d_stream[row * d_stream.stride(0) + i * d_stream.stride(1)];
+            gradient += d_stream[d_stream_row + i * d_stream_column];
         }
-        d_x[row * d_x.stride(0) + i * d_x.stride(1)] = gradient;
+        d_x[d_x_row + i * d_x_column] = gradient;
         i += units;
     }
 }
