@@ -76,8 +76,8 @@ def opcode(words: list[str]) -> str:
 # Cycles from an instruction's issue until what it writes can be read, roughly as measured on
 # Hopper; the rest 4 (the integer and floating-point pipes).
 LATENCY = {"MUFU": 18, "SHFL": 27, "LDS": 30, "LDC": 30, "S2R": 20, "LDG": 500}
-# Opcodes whose first operands, up to the first register they read, are all written: a predicate
-# and then a register (`SHFL`), or two predicates (`FSETP P1, PT, ...`).
+# Opcodes whose first two operands are both written: a predicate and then a register (`SHFL`),
+# or two predicates (`FSETP P1, PT, ...`).
 WRITES_TWO = {"SHFL", "FSETP", "ISETP", "DSETP", "PLOP3", "UISETP"}
 WRITES_NONE = {"STS", "STG", "STL", "ST", "RED", "BRA", "BSSY", "BSYNC", "BAR", "EXIT", "NOP", "WARPSYNC"}
 
