@@ -8,7 +8,7 @@
 use crate::{
     element::launch_for_element,
     fusion_op::{register_kernel_typed, Launch},
-    reduce::{column_blocks, lane_rows, lanes_total, COLUMNS, LANES, ROWS_AT_ONCE},
+    reduce::{column_blocks, lane_rows, lanes_total, Column, COLUMNS, LANES, ROWS_AT_ONCE},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape, TensorMetadata};
 use burn_cubecl::{
@@ -39,9 +39,10 @@ fn column_sums_kernel<F: Float, P: Float>(
     let mut partial = SharedMemory::<F>::new(columns * lanes);
     let mut sum = F::new(0.0);
     if column < d {
+        let x_column = Column::of::<F>(x, column);
         let mut first = UNIT_POS_Y as usize;
         while first < rows {
-            let values = lane_rows::<F>(x, first, column, lanes);
+            let values = lane_rows::<F>(x, &x_column, first, lanes);
             #[unroll]
             for n in 0..ROWS_AT_ONCE {
                 let row = first + n * lanes;

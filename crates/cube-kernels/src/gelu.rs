@@ -11,7 +11,7 @@ use crate::{
     element::launch_for_element,
     fusion_op::{register_kernel_typed, Launch},
     grid::{unit_grid, unit_piece},
-    reduce::{column_blocks, lane_rows, lanes_total, COLUMNS, LANES, ROWS_AT_ONCE},
+    reduce::{column_blocks, lane_rows, lanes_total, Column, COLUMNS, LANES, ROWS_AT_ONCE},
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
@@ -87,10 +87,11 @@ fn bias_gelu_backward_kernel<F: Float, P: Float>(
     let mut sum = F::new(0.0);
     if column < d {
         let b = bias[column * bias.stride(0)];
+        let (product_column, d_hidden_column) = (Column::of::<F>(product, column), Column::of::<F>(d_hidden, column));
         let mut first = UNIT_POS_Y as usize;
         while first < rows {
-            let products = lane_rows::<F>(product, first, column, lanes);
-            let d_hiddens = lane_rows::<F>(d_hidden, first, column, lanes);
+            let products = lane_rows::<F>(product, &product_column, first, lanes);
+            let d_hiddens = lane_rows::<F>(d_hidden, &d_hidden_column, first, lanes);
             #[unroll]
             for n in 0..ROWS_AT_ONCE {
                 let row = first + n * lanes;

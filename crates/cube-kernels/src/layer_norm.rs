@@ -19,7 +19,9 @@ use crate::{
     draw::{mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
     fusion_op::{register_kernel, register_kernel_typed, Launch},
-    reduce::{column_blocks, cube_a_row, cube_row, cube_sum, lane_rows, lanes_total, COLUMNS, LANES, ROWS_AT_ONCE},
+    reduce::{
+        column_blocks, cube_a_row, cube_row, cube_sum, lane_rows, lanes_total, Column, COLUMNS, LANES, ROWS_AT_ONCE,
+    },
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
 use burn_cubecl::{
@@ -275,10 +277,12 @@ fn layer_norm_parameter_gradients_kernel<F: Float, P: Float>(
     let mut beta_sum = F::new(0.0);
     let mut bias_sum = F::new(0.0);
     if column < d {
+        let (d_y_column, normalized_column) = (Column::of::<F>(d_y, column), Column::of::<F>(normalized, column));
+        let d_x_column = Column::of::<F>(d_x, column);
         let mut first = UNIT_POS_Y as usize;
         while first < rows {
-            let gs = lane_rows::<F>(d_y, first, column, lanes);
-            let normalizeds = lane_rows::<F>(normalized, first, column, lanes);
+            let gs = lane_rows::<F>(d_y, &d_y_column, first, lanes);
+            let normalizeds = lane_rows::<F>(normalized, &normalized_column, first, lanes);
             #[unroll]
             for n in 0..ROWS_AT_ONCE {
                 if first + n * lanes < rows {
@@ -287,7 +291,7 @@ fn layer_norm_parameter_gradients_kernel<F: Float, P: Float>(
                 }
             }
             if branch {
-                let d_xs = lane_rows::<F>(d_x, first, column, lanes);
+                let d_xs = lane_rows::<F>(d_x, &d_x_column, first, lanes);
                 #[unroll]
                 for n in 0..ROWS_AT_ONCE {
                     let row = first + n * lanes;

@@ -34,17 +34,35 @@ pub(crate) const LANES: u32 = 32;
 /// product's gradient) ptxas could not start the next row's loads before those writes.
 pub(crate) const ROWS_AT_ONCE: usize = 4;
 
-/// Column `column` of `x` at rows `first`, `first + lanes`, … ([`ROWS_AT_ONCE`] of them; zeros
-/// past the last row), the loads issued together.
+/// Where column `column` of a matrix lies: its first element, the stride between its rows and
+/// their count, read from the tensor's metadata once. CubeCL keeps shapes and strides in
+/// memory, and in a kernel that writes inside its loop ptxas reads them again for every row
+/// (a write might have changed them): a wait for memory before each load's address.
+#[derive(CubeType)]
+pub(crate) struct Column {
+    start: usize,
+    row_stride: usize,
+    rows: usize,
+}
+
 #[cube]
-pub(crate) fn lane_rows<F: Float>(x: &Tensor<F>, first: usize, column: usize, #[comptime] lanes: usize) -> Array<F> {
+impl Column {
+    pub(crate) fn of<F: Float>(x: &Tensor<F>, column: usize) -> Column {
+        Column { start: column * x.stride(1), row_stride: x.stride(0), rows: x.shape(0) }
+    }
+}
+
+/// `x`'s column `at` at rows `first`, `first + lanes`, … ([`ROWS_AT_ONCE`] of them; zeros past
+/// the last row), the loads issued together.
+#[cube]
+pub(crate) fn lane_rows<F: Float>(x: &Tensor<F>, at: &Column, first: usize, #[comptime] lanes: usize) -> Array<F> {
     let mut values = Array::<F>::new(ROWS_AT_ONCE);
     #[unroll]
     for n in 0..ROWS_AT_ONCE {
         let row = first + n * lanes;
         values[n] = F::new(0.0);
-        if row < x.shape(0) {
-            values[n] = x[row * x.stride(0) + column * x.stride(1)];
+        if row < at.rows {
+            values[n] = x[at.start + row * at.row_stride];
         }
     }
     values
