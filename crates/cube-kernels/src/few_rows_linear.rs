@@ -165,7 +165,7 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
         while i < d_in {
             #[unroll]
             for r in 0..rows {
-                sums[r] += x[usize::min(first_row + r, last_row) * x_row + i * x_column];
+                sums[r] += x[row_start(first_row + r, last_row, x_row) + i * x_column];
             }
             i += units;
         }
@@ -180,7 +180,7 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
         while i < d_in {
             #[unroll]
             for r in 0..rows {
-                let centered = x[usize::min(first_row + r, last_row) * x_row + i * x_column] - mean[r];
+                let centered = x[row_start(first_row + r, last_row, x_row) + i * x_column] - mean[r];
                 squares[r] += centered * centered;
             }
             i += units;
@@ -227,7 +227,7 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
         let mut inputs = Array::<F>::new(rows);
         #[unroll]
         for r in 0..rows {
-            inputs[r] = x[usize::min(first_row + r, last_row) * x_row + at * x_column];
+            inputs[r] = x[row_start(first_row + r, last_row, x_row) + at * x_column];
         }
         #[unroll]
         for r in 0..rows {
@@ -278,6 +278,13 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
         }
         index += units;
     }
+}
+
+/// Where row `row` of `x` starts, rows `x_row` apart: the last row's start past it (a block's
+/// missing rows read the last row again).
+#[cube]
+fn row_start(row: usize, last_row: usize, x_row: usize) -> usize {
+    usize::min(row, last_row) * x_row
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLinear for CubeBackend<R, F, I, BT> {

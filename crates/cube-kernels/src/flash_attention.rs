@@ -179,13 +179,13 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
         sync_cube();
         let kept = pairs.kept_rows(group.group * FORWARD_ROWS, FORWARD_ROWS, dropout);
         for step in 0..TILE / STEP {
-            let first_key = step * STEP;
             // Every unit takes part in the sums, seen or not: its shuffles need the whole plane.
             let mut scores = Array::<F>::new(FORWARD_ROWS * STEP);
             #[unroll]
             for b in 0..STEP {
-                let k_part = tile_part::<F>(&k_tile, first_key + b, &group, width);
-                let seen = pairs.seen_by(first_key + b, TILE);
+                let j = step * STEP + b;
+                let k_part = tile_part::<F>(&k_tile, j, &group, width);
+                let seen = pairs.seen_by(j, TILE);
                 #[unroll]
                 for r in 0..FORWARD_ROWS {
                     let score = group.sum::<F>(dot_part::<F>(&q, r, &k_part, width));
@@ -212,13 +212,14 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
             }
             #[unroll]
             for b in 0..STEP {
-                let v_part = tile_part::<F>(&v_tile, first_key + b, &group, width);
+                let j = step * STEP + b;
+                let v_part = tile_part::<F>(&v_tile, j, &group, width);
                 #[unroll]
                 for r in 0..FORWARD_ROWS {
                     // An unseen key's weight is 0, below the row's running maximum by 10³⁰ at least.
                     let weight = fast_exp::<F>(scores[r * STEP + b] - max[r]);
                     sum[r] += weight;
-                    let kept_weight = weight * pairs.keep_scale::<F>(&draw, kept[r], first_key + b, dropout);
+                    let kept_weight = weight * pairs.keep_scale::<F>(&draw, kept[r], j, dropout);
                     #[unroll]
                     for l in 0..width {
                         weighted[r * width + l] += kept_weight * v_part[l];

@@ -20,7 +20,8 @@ use crate::{
     element::launch_for_element,
     fusion_op::{register_kernel, register_kernel_typed, Launch},
     reduce::{
-        column_blocks, cube_a_row, cube_row, cube_sum, lane_rows, lanes_total, Column, COLUMNS, LANES, ROWS_AT_ONCE,
+        column_blocks, cube_a_row, cube_row, cube_sum, cube_sums, lane_rows, lanes_total, Column, COLUMNS, LANES,
+        ROWS_AT_ONCE,
     },
 };
 use burn::tensor::{ops::FloatTensor, DType, Shape};
@@ -214,7 +215,7 @@ fn layer_norm_backward_kernel<F: Float>(
     }
     let d = d_y.shape(1);
     let unit = UNIT_POS_X as usize;
-    let mut partial = SharedMemory::<F>::new(units);
+    let mut partial = SharedMemory::<F>::new(2 * units);
 
     // The strides read once: CubeCL keeps them in memory, and a load of one in the loops put
     // a wait before each element's address.
@@ -230,8 +231,13 @@ fn layer_norm_backward_kernel<F: Float>(
         gn_sum += g * normalized[normalized_row + i * normalized_column];
         i += units;
     }
-    let g_mean = cube_sum::<F>(&mut partial, g_sum) / F::cast_from(d as u32);
-    let gn_mean = cube_sum::<F>(&mut partial, gn_sum) / F::cast_from(d as u32);
+    // Both sums in one tree of barriers.
+    let mut sums = Array::<F>::new(2usize);
+    sums[0] = g_sum;
+    sums[1] = gn_sum;
+    let means = cube_sums::<F>(&mut partial, &sums, 2usize);
+    let g_mean = means[0] / F::cast_from(d as u32);
+    let gn_mean = means[1] / F::cast_from(d as u32);
     let inverse = inverse_deviation[row * inverse_deviation.stride(0)];
 
     let (d_stream_row, d_stream_column) = (d_stream.stride(0) * row, d_stream.stride(1));

@@ -78,49 +78,46 @@ pub(crate) fn column_blocks(d: usize) -> (CubeCount, CubeDim) {
 /// memory (`partial`, a slot for each unit at least).
 #[cube]
 pub(crate) fn cube_sum<F: Float>(partial: &mut SharedMemory<F>, value: F) -> F {
-    cube_fold::<F>(partial, value, false)
+    let totals = cube_fold::<F>(partial, &one(value), 1usize, false);
+    totals[0]
 }
 
 /// The largest of every unit's `value`, for every unit of the cube (as [`cube_sum`]).
 #[cube]
 pub(crate) fn cube_max<F: Float>(partial: &mut SharedMemory<F>, value: F) -> F {
-    cube_fold::<F>(partial, value, true)
-}
-
-/// Every unit's `value` folded by `+`, or by `max` where `maximum`.
-#[cube]
-fn cube_fold<F: Float>(partial: &mut SharedMemory<F>, value: F, #[comptime] maximum: bool) -> F {
-    let unit = UNIT_POS_X as usize;
-    partial[unit] = value;
-    sync_cube();
-    let mut half = CUBE_DIM_X as usize / 2;
-    while half > 0 {
-        if unit < half {
-            let other = partial[unit + half];
-            if maximum {
-                partial[unit] = F::max(partial[unit], other);
-            } else {
-                partial[unit] += other;
-            }
-        }
-        sync_cube();
-        half /= 2;
-    }
-    let total = partial[0];
-    // Every unit has read the total before the next fold writes over it.
-    sync_cube();
-    total
+    let totals = cube_fold::<F>(partial, &one(value), 1usize, true);
+    totals[0]
 }
 
 /// Each of every unit's `values` (`count` of them) summed over the cube, for every unit: the
-/// trees of [`cube_sum`] side by side in `partial` (value `n`'s from `n × CUBE_DIM_X` on: a
-/// slot for each unit and value), the same sums bit for bit, with one barrier a level for all
-/// of them where a sum at a time took a tree of barriers each.
+/// trees of [`cube_sum`] side by side (`partial`, a slot for each unit and value), the same
+/// sums bit for bit, with one barrier a level for all of them where a sum at a time took a tree
+/// of barriers each.
 #[cube]
 pub(crate) fn cube_sums<F: Float>(
     partial: &mut SharedMemory<F>,
     values: &Array<F>,
     #[comptime] count: usize,
+) -> Array<F> {
+    cube_fold::<F>(partial, values, count, false)
+}
+
+/// `value` as the one value of an array, for [`cube_fold`].
+#[cube]
+fn one<F: Float>(value: F) -> Array<F> {
+    let mut values = Array::<F>::new(1usize);
+    values[0] = value;
+    values
+}
+
+/// Each of every unit's `values` folded over the cube by `+`, or by `max` where `maximum`: a
+/// tree of halvings for each, value `n`'s in `partial` from `n × CUBE_DIM_X` on.
+#[cube]
+fn cube_fold<F: Float>(
+    partial: &mut SharedMemory<F>,
+    values: &Array<F>,
+    #[comptime] count: usize,
+    #[comptime] maximum: bool,
 ) -> Array<F> {
     let unit = UNIT_POS_X as usize;
     let units = CUBE_DIM_X as usize;
@@ -135,7 +132,11 @@ pub(crate) fn cube_sums<F: Float>(
             #[unroll]
             for n in 0..count {
                 let other = partial[n * units + unit + half];
-                partial[n * units + unit] += other;
+                if maximum {
+                    partial[n * units + unit] = F::max(partial[n * units + unit], other);
+                } else {
+                    partial[n * units + unit] += other;
+                }
             }
         }
         sync_cube();
@@ -146,7 +147,7 @@ pub(crate) fn cube_sums<F: Float>(
     for n in 0..count {
         totals[n] = partial[n * units];
     }
-    // Every unit has read the totals before the next use writes over them.
+    // Every unit has read the totals before the next fold writes over them.
     sync_cube();
     totals
 }
