@@ -38,12 +38,17 @@ const UNITS: u32 = 256;
 const ENOUGH_CUBES: usize = 256;
 
 /// Columns of `W` a cube computes: 32 where the output is wide enough to give the GPU
-/// [`ENOUGH_CUBES`] cubes that way (a warp's 32 units read 32 adjacent weights of a row of `W`:
-/// the LM head), else 8 (a warp reads 8 adjacent weights, a 32-byte sector, of 4 rows of `W`):
-/// gpt2's 768 outputs took 24 cubes of 32 columns, which left 108 of an H200's 132 SMs idle
-/// while 24 streamed the weights.
-fn columns_a_cube(d_out: usize) -> usize {
-    if d_out.div_ceil(32) >= ENOUGH_CUBES {
+/// [`ENOUGH_CUBES`] cubes that way (a warp's 32 units read 32 adjacent weights of a row of `W`),
+/// else 8 (a warp reads 8 adjacent weights, a 32-byte sector, of 4 rows of `W`): gpt2's 768
+/// outputs took 24 cubes of 32 columns, which left 108 of an H200's 132 SMs idle while 24
+/// streamed the weights. With slices side by side ([`slices_adjacent`]: the LM head) a warp
+/// reads 32 adjacent weights of a column at any width, and 8 keeps a unit's weights of a chunk
+/// to 8, all loaded before the chunk's barrier: with 32, ptxas (13.5, sm_90a) issued a few of
+/// them there and the rest two or three at a time among the multiply-adds (one row, f32:
+/// ~8,300 cycles a chunk of 32 for one warp alone, against ~1,660 a chunk of 8), fewer bytes
+/// in flight for a product whose time is the token embedding's bytes.
+fn columns_a_cube(d_out: usize, slices_adjacent: bool) -> usize {
+    if !slices_adjacent && d_out.div_ceil(32) >= ENOUGH_CUBES {
         32
     } else {
         8
@@ -95,31 +100,32 @@ impl<T> After<T> {
 
 pub trait FewRowsLinear: burn::tensor::backend::Backend {
     /// `after(before(x) · W + b)` for `x` `[rows, d_in]` (at most [`MAX_FEW_ROWS`] rows), `W`
-    /// `[d_in, d_out]` and `b` `[d_out]`: `[rows, d_out]`, in `x`'s element type. `W` is in
-    /// that type, bf16 or f16 (`before(x)` rounded to `W`'s type for the product).
+    /// `[d_in, d_out]` and `b` `[d_out]` (or none): `[rows, d_out]`, in `x`'s element type. `W`
+    /// is in that type, bf16 or f16 (`before(x)` rounded to `W`'s type for the product), and
+    /// may be a transposed view (the LM head's, the token embedding `[d_out, d_in]`).
     fn few_rows_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
         before: Before<FloatTensor<Self>>,
         after: After<FloatTensor<Self>>,
     ) -> FloatTensor<Self>;
 }
 
 /// One cube a block of `columns` output columns for a block of `rows` rows (the last block may
-/// hold fewer: it reads its last row again for the missing ones and writes none of them). Unit
-/// `u` sums the products of column `u mod columns` over the input dimensions `u / columns`,
-/// `+ slices`, ...; the cube then adds the slices' sums. The inputs go through shared memory a
-/// chunk of `units` dimensions at a time, each unit reading one dimension of each row,
-/// normalising it (with LayerNorm) and rounding it to `W`'s type once for the whole cube: when
-/// every unit read its inputs from the tensor and normalised them itself, a multiply-add took
-/// 13.5 to 16 instructions at 8 rows (ptxas for sm_90a; 5 to 5.4 now, with γ, β and their
-/// strides read once a chunk, not once a row). A unit's weights of a chunk are loaded before
-/// the chunk's inputs, so that they arrive while those are written. With LayerNorm, every cube
-/// first takes each row's mean and deviation itself (a few rows of reads, against a launch of
-/// its own), the rows side by side: their loads issued together and their sums in one tree of
-/// barriers ([`cube_sums`]). The tensors that `before` and `after` leave unused are passed
-/// anyway (as `bias`) and never read.
+/// hold fewer: it reads its last row again for the missing ones and writes none of them). Each
+/// unit sums the products of one column over one slice of the input dimensions (`s`, `s +
+/// slices`, ...; see [`slices_adjacent`] for which); the cube then adds the slices' sums. The
+/// inputs go through shared memory a chunk of `units` dimensions at a time, each unit reading
+/// one dimension of each row, normalising it (with LayerNorm) and rounding it to `W`'s type once
+/// for the whole cube: when every unit read its inputs from the tensor and normalised them
+/// itself, a multiply-add took 13.5 to 16 instructions at 8 rows (ptxas for sm_90a; 5 to 5.4
+/// now, with γ, β and their strides read once a chunk, not once a row). A unit's weights of a
+/// chunk are loaded before the chunk's inputs, so that they arrive while those are written. With
+/// LayerNorm, every cube first takes each row's mean and deviation itself (a few rows of reads,
+/// against a launch of its own), the rows side by side: their loads issued together and their
+/// sums in one tree of barriers ([`cube_sums`]). The tensors that `before`, `after` and a
+/// missing bias leave unused are passed anyway (as `x`) and never read.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn few_rows_linear_kernel<F: Float, W: Float>(
@@ -135,16 +141,18 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     #[comptime] layer_norm: bool,
     #[comptime] gelu: bool,
     #[comptime] add: bool,
+    #[comptime] with_bias: bool,
     #[comptime] units: usize,
     #[comptime] columns: usize,
+    #[comptime] slices_adjacent: bool,
 ) {
     let unit = UNIT_POS_X as usize;
     let slices = units / columns;
     let (x_row, x_column) = (x.stride(0), x.stride(1));
     let (w_row, w_column) = (weight.stride(0), weight.stride(1));
     let first_column = CUBE_POS_X as usize * columns;
-    let column = first_column + unit % columns;
-    let slice = unit / columns;
+    let (lane, slice) = lane_and_slice(unit, columns, slices, slices_adjacent);
+    let column = first_column + lane;
     let d_in = x.shape(1);
     let d_out = weight.shape(1);
     let first_row = CUBE_POS_Y as usize * rows;
@@ -264,9 +272,12 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
         let lane = index % columns;
         let out_column = first_column + lane;
         if out_column < d_out && row <= last_row {
-            let mut y = bias[out_column * bias.stride(0)];
+            let mut y = F::new(0.0);
+            if with_bias {
+                y = bias[out_column * bias.stride(0)];
+            }
             for s in 0..slices {
-                y += shared[r * units + s * columns + lane];
+                y += shared[r * units + unit_of(lane, s, columns, slices, slices_adjacent)];
             }
             if gelu {
                 y = gelu_tanh::<F>(y);
@@ -277,6 +288,47 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
             output[row * output.stride(0) + out_column * output.stride(1)] = y;
         }
         index += units;
+    }
+}
+
+/// Whether a cube's neighbouring units take neighbouring slices of the input dimensions of one
+/// column (unit `u`: column `u / slices`, slice `u mod slices`), not neighbouring columns (column
+/// `u mod columns`, slice `u / columns`): so that a warp's 32 units read neighbouring weights
+/// whichever way `W` lies, a linear layer's `[d_in, d_out]` (neighbouring columns of one input
+/// dimension) or the LM head's transposed view of the token embedding `[d_out, d_in]`
+/// (neighbouring dimensions of a column: 32 loads in as many sectors the other way).
+fn slices_adjacent(weight_strides: &[usize]) -> bool {
+    weight_strides[0] == 1 && weight_strides[1] != 1
+}
+
+/// Unit `unit`'s column in the cube's block and its slice (see [`slices_adjacent`]).
+#[cube]
+fn lane_and_slice(
+    unit: usize,
+    #[comptime] columns: usize,
+    #[comptime] slices: usize,
+    #[comptime] slices_adjacent: bool,
+) -> (usize, usize) {
+    if slices_adjacent {
+        (unit / slices, unit % slices)
+    } else {
+        (unit % columns, unit / columns)
+    }
+}
+
+/// The unit that sums column `lane` of the cube's block over slice `slice`.
+#[cube]
+fn unit_of(
+    lane: usize,
+    slice: usize,
+    #[comptime] columns: usize,
+    #[comptime] slices: usize,
+    #[comptime] slices_adjacent: bool,
+) -> usize {
+    if slices_adjacent {
+        lane * slices + slice
+    } else {
+        slice * columns + lane
     }
 }
 
@@ -291,26 +343,32 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
     fn few_rows_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
         before: Before<FloatTensor<Self>>,
         after: After<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
         let rows = x.meta.shape().dims::<2>()[0];
         let d_out = weight.meta.shape().dims::<2>()[1];
+        let slices_adjacent = slices_adjacent(weight.meta.strides());
         assert!((1..=MAX_FEW_ROWS).contains(&rows), "the few-rows product takes 1 to {MAX_FEW_ROWS} rows, not {rows}");
         let client = x.client.clone();
         let output =
             empty_device_contiguous_dtype(client.clone(), x.device.clone(), Shape::new([rows, d_out]), x.dtype);
+        let unused = || x.clone();
+        let (with_bias, bias) = match bias {
+            Some(bias) => (true, bias),
+            None => (false, unused()),
+        };
         let (layer_norm, gamma, beta, epsilon) = match before {
-            Before::Nothing => (false, bias.clone(), bias.clone(), 0.0),
+            Before::Nothing => (false, unused(), unused(), 0.0),
             Before::LayerNorm { gamma, beta, epsilon } => (true, gamma, beta, epsilon),
         };
         let (gelu, add, residual) = match after {
-            After::Nothing => (false, false, bias.clone()),
-            After::Gelu => (true, false, bias.clone()),
+            After::Nothing => (false, false, unused()),
+            After::Gelu => (true, false, unused()),
             After::Add(residual) => (false, true, residual),
         };
-        let columns = columns_a_cube(d_out);
+        let columns = columns_a_cube(d_out, slices_adjacent);
         let launch =
             launch_for_element!(few_rows_linear_kernel::<F, R>, weight.dtype, x.dtype, "few-rows product: the weights");
         launch(
@@ -329,8 +387,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FewRowsLin
             layer_norm,
             gelu,
             add,
+            with_bias,
             UNITS as usize,
             columns,
+            slices_adjacent,
         );
         output
     }
@@ -340,27 +400,45 @@ impl<B: FusionBackend + FewRowsLinear> FewRowsLinear for Fusion<B> {
     fn few_rows_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
         before: Before<FloatTensor<Self>>,
         after: After<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
         let rows = x.shape.dims::<2>()[0];
         let d_out = weight.shape.dims::<2>()[1];
-        // The inputs: x, W, b, then γ and β with LayerNorm, then the residual with the add;
-        // `before` and `after` without their tensors say which are there.
-        let mut inputs = vec![x, weight, bias];
+        // The inputs: x, W, then b where there is one, γ and β with LayerNorm, the residual
+        // with the add; whether there is a bias, and `before` and `after` without their
+        // tensors, say which are there.
+        let mut inputs = vec![x, weight];
+        let with_bias = bias.map(|tensor| inputs.push(tensor)).is_some();
         let before = before.map(|tensor| inputs.push(tensor));
         let after = after.map(|tensor| inputs.push(tensor));
-        let launch: Launch<B, _> = |(before, after): &(Before<()>, After<()>), mut inputs| {
-            let (x, weight, bias) = (inputs.float(), inputs.float(), inputs.float());
+        let launch: Launch<B, _> = |(with_bias, before, after): &(bool, Before<()>, After<()>), mut inputs| {
+            let (x, weight) = (inputs.float(), inputs.float());
+            let bias = with_bias.then(|| inputs.float());
             let before = before.clone().map(|()| inputs.float());
             let after = after.clone().map(|()| inputs.float());
             vec![B::few_rows_linear(x, weight, bias, before, after)]
         };
-        let [y] =
-            register_kernel::<B, _>("few_rows_linear", inputs, &[Shape::new([rows, d_out])], (before, after), launch)
-                .try_into()
-                .expect("one output");
+        let outputs = [Shape::new([rows, d_out])];
+        let [y] = register_kernel::<B, _>("few_rows_linear", inputs, &outputs, (with_bias, before, after), launch)
+            .try_into()
+            .expect("one output");
         y
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slices_adjacent;
+
+    #[test]
+    fn a_transposed_weight_puts_slices_side_by_side() {
+        // A linear layer's W `[768, 2304]` as stored, then the token embedding `[50257, 768]`
+        // viewed as `[768, 50257]`.
+        assert!(!slices_adjacent(&[2304, 1]));
+        assert!(slices_adjacent(&[1, 768]));
+        // One column: either way reads neighbours; a layer's layout is kept.
+        assert!(!slices_adjacent(&[1, 1]));
     }
 }

@@ -29,7 +29,8 @@
 //! - [`EmbeddingGradient`]: an embedding lookup's gradient, each looked-up row's sum in one
 //!   launch after the zeros (burn: one thread a column down every looked-up row in turn).
 //! - [`FewRowsLinear`]: a linear layer on a few rows (decoding) with the LayerNorm before it
-//!   and the GELU or residual add after it, in one launch (burn: three to five).
+//!   and the GELU or residual add after it, in one launch (burn: three to five); likewise the
+//!   LM head's product with the final LayerNorm, over the token embedding as it is stored.
 //! - [`FlashAttention`]: causal self-attention's core for training, forward in one launch and
 //!   backward in two, with no `time × time` tensor (burn: ~30 launches a layer, and the
 //!   scores and weights in memory).

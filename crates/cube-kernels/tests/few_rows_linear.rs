@@ -23,16 +23,35 @@ enum Around {
     Add,
 }
 
+/// Which weight the product takes.
+#[derive(Clone, Copy, Debug)]
+enum Weight {
+    /// A linear layer's: `W` `[d_in, d_out]` and a bias.
+    Linear,
+    /// The LM head's: the token embedding `[d_out, d_in]` transposed, no bias.
+    EmbeddingTransposed,
+}
+
 /// The kernel on `rows` × `d_in` inputs and a `d_in` × `d_out` weight stored as `weights`.
-fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Around, weights: FloatDType) {
+fn check<B: FewRowsLinear>(
+    rows: usize,
+    d_in: usize,
+    d_out: usize,
+    around: Around,
+    weight: Weight,
+    weights: FloatDType,
+) {
     let device = Default::default();
     // Fixed draws: a failure reruns as it failed.
     B::seed(&device, (rows * d_in + d_out) as u64);
     let random = |dims: [usize; 2], scale| Tensor::<B, 2>::random(dims, Distribution::Normal(0.0, scale), &device);
     // x a view into wider rows with an offset mean (LayerNorm must centre it), as a cache's.
     let x = (random([rows, d_in + 5], 2.0) + 1.5).slice([0..rows, 5..d_in + 5]);
-    let weight = random([d_in, d_out], 0.2);
-    let bias = random([1, d_out], 1.0).reshape([d_out]);
+    // Stored as the model stores it, then viewed as `[d_in, d_out]`.
+    let (stored, bias) = match weight {
+        Weight::Linear => (random([d_in, d_out], 0.2).cast(weights), Some(random([1, d_out], 1.0).reshape([d_out]))),
+        Weight::EmbeddingTransposed => (random([d_out, d_in], 0.2).cast(weights).transpose(), None),
+    };
     let gamma = (random([1, d_in], 0.3) + 1.0).reshape([d_in]);
     let beta = random([1, d_in], 0.5).reshape([d_in]);
     let residual = random([rows, d_out], 3.0);
@@ -42,9 +61,14 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
         (x.clone() - mean) / (variance + EPSILON).sqrt() * gamma.clone().unsqueeze() + beta.clone().unsqueeze()
     };
     // The kernel rounds its inputs to the weight's type; burn's product takes them rounded.
-    let stored = weight.clone().cast(weights);
     let rounded = |tensor: Tensor<B, 2>| tensor.cast(weights).cast(FloatDType::F32);
-    let product = |input: Tensor<B, 2>| rounded(input).matmul(rounded(weight.clone())) + bias.clone().unsqueeze();
+    let product = |input: Tensor<B, 2>| {
+        let product = rounded(input).matmul(rounded(stored.clone()));
+        match &bias {
+            Some(bias) => product + bias.clone().unsqueeze(),
+            None => product,
+        }
+    };
     let expected = match around {
         Around::Alone => product(x.clone()),
         Around::LayerNormThenGelu => gelu_approximate(product(normed())),
@@ -61,7 +85,7 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
         Around::LayerNorm => (layer_norm(), After::Nothing),
         Around::Add => (Before::Nothing, After::Add(primitive(residual.clone()))),
     };
-    let actual = B::few_rows_linear(primitive(x.clone()), primitive(stored), primitive_1d(bias), before, after);
+    let actual = B::few_rows_linear(primitive(x.clone()), primitive(stored), bias.map(primitive_1d), before, after);
     let actual = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(actual)).into_data().to_vec::<f32>().unwrap();
     let expected = expected.into_data().to_vec::<f32>().unwrap();
     assert_eq!(expected.len(), actual.len());
@@ -71,7 +95,7 @@ fn check<B: FewRowsLinear>(rows: usize, d_in: usize, d_out: usize, around: Aroun
     let difference = expected.iter().zip(&actual).map(|(e, a)| (e - a).abs()).fold(0.0f32, f32::max) / largest;
     assert!(
         difference <= allowing_tf32(1e-5) as f32,
-        "{rows} × {d_in} → {d_out}, {around:?}, {weights:?} weights: max difference {difference} of the largest"
+        "{rows} × {d_in} → {d_out}, {around:?}, {weight:?} in {weights:?}: max difference {difference} of the largest"
     );
 }
 
@@ -94,8 +118,26 @@ fn few_rows_linear_matches_burns_operations() {
         (8, 768, 72, Around::LayerNorm),
         (5, 530, 40, Around::LayerNormThenGelu),
     ] {
-        check::<Eager>(rows, d_in, d_out, around, FloatDType::F32);
-        check::<Fused>(rows, d_in, d_out, around, FloatDType::F32);
+        check::<Eager>(rows, d_in, d_out, around, Weight::Linear, FloatDType::F32);
+        check::<Fused>(rows, d_in, d_out, around, Weight::Linear, FloatDType::F32);
+    }
+}
+
+/// The LM head's product while decoding: `ln_f` then the token embedding transposed, no bias.
+/// The embedding's rows are the input dimensions, so the kernel's neighbouring units take
+/// neighbouring dimensions of one column (checked against burn's product whichever way).
+#[test]
+fn few_rows_linear_takes_a_transposed_weight_without_bias() {
+    // 8,200 and 33 columns: the last block of columns cut short; 300 inputs: slices of uneven
+    // length; 530: chunks, the last cut short; 9 rows: two blocks of rows.
+    for (rows, d_in, d_out, around) in [
+        (1, 72, 500, Around::LayerNorm),
+        (8, 72, 8200, Around::LayerNorm),
+        (3, 300, 33, Around::Alone),
+        (9, 530, 100, Around::LayerNorm),
+    ] {
+        check::<Eager>(rows, d_in, d_out, around, Weight::EmbeddingTransposed, FloatDType::F32);
+        check::<Fused>(rows, d_in, d_out, around, Weight::EmbeddingTransposed, FloatDType::F32);
     }
 }
 
@@ -105,8 +147,12 @@ fn few_rows_linear_matches_burns_operations() {
 fn few_rows_linear_reads_narrow_weights() {
     type Unfused = Eager;
     assert!(Unfused::supports_dtype(&Default::default(), HALF), "this wgpu device has no f16");
-    for (rows, d_in, d_out, around) in [(1, 72, 216, Around::LayerNormThenGelu), (13, 300, 100, Around::Add)] {
-        check::<Unfused>(rows, d_in, d_out, around, HALF_FLOAT);
-        check::<Fused>(rows, d_in, d_out, around, HALF_FLOAT);
+    for (rows, d_in, d_out, around, weight) in [
+        (1, 72, 216, Around::LayerNormThenGelu, Weight::Linear),
+        (13, 300, 100, Around::Add, Weight::Linear),
+        (2, 300, 500, Around::LayerNorm, Weight::EmbeddingTransposed),
+    ] {
+        check::<Unfused>(rows, d_in, d_out, around, weight, HALF_FLOAT);
+        check::<Fused>(rows, d_in, d_out, around, weight, HALF_FLOAT);
     }
 }

@@ -177,8 +177,7 @@ impl<B: Gpt2Backend> Gpt2<B> {
     /// the token embedding, transposed. A plain 2-D product: burn 0.21's CUDA matmul gives wrong
     /// results for a transposed right-hand side broadcast over a batch.
     fn lm_head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = B::layer_norm_rows(self.final_norm(), x);
-        self.precision.matmul_transposed(x, self.wte.weight.val(), None)
+        B::lm_head(self.final_norm(), self.wte.weight.val(), x, self.precision)
     }
 
     /// `ln_f` with its ε, before the LM head.

@@ -1,8 +1,9 @@
 //! Decoding with the KV cache on burn's CubeCL + fusion path (the path CUDA takes, here on
 //! wgpu: Mesa's software Vulkan driver on a machine without a GPU) against the CPU: the prompt's
 //! pass through the flash attention kernel, a few positions more together through burn's
-//! operations over the cache, then each new position through the few-row and decoding
-//! attention kernels of `cube-kernels`, the cache growing on the way.
+//! operations over the cache, then each new position through the few-row kernel (every layer's
+//! products and the LM head's) and the decoding attention kernel of `cube-kernels`, the cache
+//! growing on the way.
 //! `cargo test -p gpt2 --features wgpu --test wgpu_decoding`
 
 use burn::prelude::*;

@@ -1,7 +1,8 @@
 //! CUDA's and wgpu's [`Gpt2Backend`]: the operations `cube_kernels` does in one kernel each.
 
 use super::{
-    float, linear_residual_by_parts, normed_linear_by_parts, primitive, AllocatorMemory, Gpt2Backend, ResidualBranch,
+    float, linear_residual_by_parts, lm_head_by_parts, normed_linear_by_parts, primitive, AllocatorMemory, Gpt2Backend,
+    ResidualBranch,
 };
 use crate::{
     dropout::Dropout, kv_cache::decode_attention_by_parts, training_attention, AttentionRoute, PreNorm, Precision,
@@ -431,7 +432,7 @@ macro_rules! cube_backend {
                     epsilon: norm.epsilon,
                 };
                 let after = if gelu { cube_kernels::After::Gelu } else { cube_kernels::After::Nothing };
-                few_rows_linear(layer, x.clone(), before, after, precision)
+                few_rows_product(x.clone(), layer.weight.val(), layer_bias(layer), before, after, precision)
                     .unwrap_or_else(|| normed_linear_by_parts(norm, layer, x, gelu, precision))
             }
 
@@ -442,8 +443,30 @@ macro_rules! cube_backend {
                 precision: Precision,
             ) -> Tensor<Self, 2> {
                 let after = cube_kernels::After::Add(primitive(residual.clone()));
-                few_rows_linear(layer, x.clone(), cube_kernels::Before::Nothing, after, precision)
+                let before = cube_kernels::Before::Nothing;
+                few_rows_product(x.clone(), layer.weight.val(), layer_bias(layer), before, after, precision)
                     .unwrap_or_else(|| linear_residual_by_parts(layer, x, residual, precision))
+            }
+
+            fn lm_head(
+                norm: PreNorm<'_, Self>,
+                embedding: Tensor<Self, 2>,
+                x: Tensor<Self, 2>,
+                precision: Precision,
+            ) -> Tensor<Self, 2> {
+                if let Some(beta) = &norm.layer.beta {
+                    let before = cube_kernels::Before::LayerNorm {
+                        gamma: primitive(norm.layer.gamma.val()),
+                        beta: primitive(beta.val()),
+                        epsilon: norm.epsilon,
+                    };
+                    let after = cube_kernels::After::Nothing;
+                    let head = embedding.clone().transpose();
+                    if let Some(logits) = few_rows_product(x.clone(), head, None, before, after, precision) {
+                        return logits;
+                    }
+                }
+                lm_head_by_parts(norm, embedding, x, precision)
             }
         }
     };
@@ -486,23 +509,27 @@ fn dropout_draw(dropout: Dropout) -> cube_kernels::DropoutDraw {
     cube_kernels::DropoutDraw { stream: dropout.stream, p: dropout.p }
 }
 
-/// `after(before(x) · W + b)` in one launch of `cube_kernels`' few-row kernel, where it
-/// applies: at most `MAX_FEW_ROWS` rows, `W` stored in `precision`'s operand type (f32, or
-/// bf16 for sampling), a bias. `None` elsewhere.
-fn few_rows_linear<B: Gpt2Backend + cube_kernels::FewRowsLinear>(
-    layer: &Linear<B>,
+/// `after(before(x) · W + b)` (`b` where there is one) in one launch of `cube_kernels`'
+/// few-row kernel, where it applies: at most `MAX_FEW_ROWS` rows, `W` `[d_in, d_out]` (or a
+/// transposed view) stored in `precision`'s operand type (f32, or bf16 for sampling). `None`
+/// elsewhere.
+fn few_rows_product<B: Gpt2Backend + cube_kernels::FewRowsLinear>(
     x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
     before: cube_kernels::Before<FloatTensor<B>>,
     after: cube_kernels::After<FloatTensor<B>>,
     precision: Precision,
 ) -> Option<Tensor<B, 2>> {
-    let bias = layer.bias.as_ref()?;
-    let weight = layer.weight.val();
     if x.dims()[0] > cube_kernels::MAX_FEW_ROWS || weight.dtype() != precision.operands().into() {
         return None;
     }
-    let weight = primitive(weight);
-    Some(float(B::few_rows_linear(primitive(x), weight, primitive(bias.val()), before, after)))
+    Some(float(B::few_rows_linear(primitive(x), primitive(weight), bias.map(primitive), before, after)))
+}
+
+/// A linear layer's bias, where it has one.
+fn layer_bias<B: Backend>(layer: &Linear<B>) -> Option<Tensor<B, 1>> {
+    layer.bias.as_ref().map(|bias| bias.val())
 }
 
 #[cfg(feature = "cuda")]

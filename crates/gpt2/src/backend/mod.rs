@@ -377,6 +377,18 @@ pub trait Gpt2Backend: Backend {
         vocab
     }
 
+    /// The LM head: `norm(x) · embeddingᵀ` for `x` `[rows, d]` (the last block's output) and the
+    /// token embedding `[vocab, d]`, the logits `[rows, vocab]` with the product's operands in
+    /// `precision`'s type.
+    fn lm_head(
+        norm: PreNorm<'_, Self>,
+        embedding: Tensor<Self, 2>,
+        x: Tensor<Self, 2>,
+        precision: Precision,
+    ) -> Tensor<Self, 2> {
+        lm_head_by_parts(norm, embedding, x, precision)
+    }
+
     /// `x · Wᵀ` for `x` `[rows, k]` and `W` `[n, k]` (the LM head, tied to the token embedding).
     fn matmul_transposed(x: Tensor<Self, 2>, weight: Tensor<Self, 2>) -> Tensor<Self, 2> {
         x.matmul(weight.transpose())
@@ -697,6 +709,16 @@ pub(crate) fn self_attention_by_parts<B: Gpt2Backend>(
     let [rows, width] = qkv.dims();
     let (q, k, v) = split_heads(qkv, heads, mask.dims());
     B::masked_attention(q, k, v, mask, dropout, precision).reshape([rows, width / 3])
+}
+
+/// [`Gpt2Backend::lm_head`] as the LayerNorm, then the product.
+fn lm_head_by_parts<B: Gpt2Backend>(
+    norm: PreNorm<'_, B>,
+    embedding: Tensor<B, 2>,
+    x: Tensor<B, 2>,
+    precision: Precision,
+) -> Tensor<B, 2> {
+    precision.matmul_transposed(B::layer_norm_rows(norm, x), embedding, None)
 }
 
 fn linear_residual_by_parts<B: Gpt2Backend>(
