@@ -8,8 +8,10 @@
 # the rows are read as well: the path's cost). Each configuration runs twice (the first fills the
 # on-disk kernel cache) and the second's pace line is printed: tokens/s and the first tokens'
 # wait, with the stage's whole host loop around cuda_check's decoding steps. Last, where a
-# gpt2 f32 token's time goes at batch 1, kernel by kernel: greedy runs of 64 and 192 new tokens
-# with CubeCL's profiling logger, their difference over 128 (scripts/lib/cubecl_profile.py).
+# gpt2 f32 token's time goes at batch 1, kernel by kernel and grid (the few-row kernel's q/k/v
+# (288 cubes), MLP expansion (384), projections (96) and LM head (6,283) apart): greedy runs of
+# 64 and 192 new tokens with CubeCL's profiling logger, their difference over 128
+# (scripts/lib/cubecl_profile.py).
 # To try it without a GPU: SAMPLE=target/release/sample DEVICE=cpu NEW_TOKENS=8 (bf16 then fails).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -64,7 +66,7 @@ measure gpt2 f32 8 top-p
 # the user's kernel cache, which a cubecl.toml without `[compilation] cache` leaves in place.
 for tokens in 64 192; do
     mkdir -p "$models/profile-$tokens"
-    printf '[profiling.logger]\nlevel = "basic"\nfile = "profile.log"\n' > "$models/profile-$tokens/cubecl.toml"
+    printf '[profiling.logger]\nlevel = "full"\nfile = "profile.log"\n' > "$models/profile-$tokens/cubecl.toml"
     (cd "$models/profile-$tokens" && run gpt2 f32 1 greedy "$tokens" > /dev/null) || status=1
 done
 echo "sample stage, gpt2, f32, batch 1, greedy, a token's kernels: $(python3 scripts/lib/cubecl_profile.py \

@@ -5,7 +5,10 @@ and logs the time between, a kernel's run plus its launch: "| 1.234ms    | name 
 Two runs that differ only in their number of steps (optimizer steps, generated tokens) give a
 step's kernels as the difference of their logs over the difference of their steps: the start,
 loading or initialising the weights and whatever ends the run cancel out, and so, roughly, do
-the kernels' first launches (compiled, or loaded from the kernel cache: keep it warm).
+the kernels' first launches (compiled, or loaded from the kernel cache: keep it warm). At level
+"full" each launch's entry ends with its grid ("} CubeCount (6283, 1, 1)"), and a kernel is
+counted by name and grid: one kernel's launches of different sizes apart (the few-row kernel's
+products of a layer and the LM head's).
 Used by scripts/gpu/train_check.py and scripts/gpu/sample_stage.sh:
 
     python3 scripts/lib/cubecl_profile.py SHORT_LOG LONG_LOG STEPS    # prints one JSON line
@@ -18,21 +21,35 @@ UNITS_MS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def kernel_totals(log: pathlib.Path) -> dict[str, list[float]]:
-    """Milliseconds and launches by kernel name (its path and generics left out)."""
+    """Milliseconds and launches by kernel name (its path and generics left out), and grid where
+    the log gives one."""
     totals: dict[str, list[float]] = {}
+    pending: tuple[str, float] | None = None
+
+    def count(name: str, ms: float) -> None:
+        total = totals.setdefault(name, [0.0, 0])
+        total[0] += ms
+        total[1] += 1
+
     for line in open(log, errors="replace") if log.exists() else []:
+        if pending and "} CubeCount (" in line:
+            count(f"{pending[0]} {line.split('CubeCount', 1)[1].strip()}", pending[1])
+            pending = None
+            continue
         fields = [field.strip() for field in line.split("|")]
         if len(fields) < 3 or not fields[1]:
             continue
-        duration, name = fields[1], fields[2].split("<")[0].split("::")[-1]
+        duration, name = fields[1], fields[2].split(": ")[0].split("<")[0].split("::")[-1]
         number = duration.rstrip("nµusm")
         try:
             ms = float(number) * UNITS_MS[duration[len(number):]]
         except (KeyError, ValueError):
             continue
-        total = totals.setdefault(name, [0.0, 0])
-        total[0] += ms
-        total[1] += 1
+        if pending:
+            count(*pending)
+        pending = (name, ms)
+    if pending:
+        count(*pending)
     return totals
 
 
