@@ -423,16 +423,11 @@ macro_rules! cube_backend {
                 gelu: bool,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                let Some(beta) = &norm.layer.beta else {
-                    return normed_linear_by_parts(norm, layer, x, gelu, precision);
-                };
-                let before = cube_kernels::Before::LayerNorm {
-                    gamma: primitive(norm.layer.gamma.val()),
-                    beta: primitive(beta.val()),
-                    epsilon: norm.epsilon,
-                };
                 let after = if gelu { cube_kernels::After::Gelu } else { cube_kernels::After::Nothing };
-                few_rows_product(x.clone(), layer.weight.val(), layer_bias(layer), before, after, precision)
+                few_rows_layer_norm(&norm)
+                    .and_then(|before| {
+                        few_rows_product(x.clone(), layer.weight.val(), layer_bias(layer), before, after, precision)
+                    })
                     .unwrap_or_else(|| normed_linear_by_parts(norm, layer, x, gelu, precision))
             }
 
@@ -454,19 +449,12 @@ macro_rules! cube_backend {
                 x: Tensor<Self, 2>,
                 precision: Precision,
             ) -> Tensor<Self, 2> {
-                if let Some(beta) = &norm.layer.beta {
-                    let before = cube_kernels::Before::LayerNorm {
-                        gamma: primitive(norm.layer.gamma.val()),
-                        beta: primitive(beta.val()),
-                        epsilon: norm.epsilon,
-                    };
-                    let after = cube_kernels::After::Nothing;
-                    let head = embedding.clone().transpose();
-                    if let Some(logits) = few_rows_product(x.clone(), head, None, before, after, precision) {
-                        return logits;
-                    }
-                }
-                lm_head_by_parts(norm, embedding, x, precision)
+                let after = cube_kernels::After::Nothing;
+                few_rows_layer_norm(&norm)
+                    .and_then(|before| {
+                        few_rows_product(x.clone(), embedding.clone().transpose(), None, before, after, precision)
+                    })
+                    .unwrap_or_else(|| lm_head_by_parts(norm, embedding, x, precision))
             }
         }
     };
@@ -525,6 +513,18 @@ fn few_rows_product<B: Gpt2Backend + cube_kernels::FewRowsLinear>(
         return None;
     }
     Some(float(B::few_rows_linear(primitive(x), primitive(weight), bias.map(primitive), before, after)))
+}
+
+/// `norm` as the few-row kernel's LayerNorm before its product; `None` without β, which the
+/// kernel's LayerNorm takes.
+fn few_rows_layer_norm<B: Backend>(norm: &PreNorm<'_, B>) -> Option<cube_kernels::Before<FloatTensor<B>>> {
+    let beta = norm.layer.beta.as_ref()?;
+    let gamma = norm.layer.gamma.val();
+    Some(cube_kernels::Before::LayerNorm {
+        gamma: primitive(gamma),
+        beta: primitive(beta.val()),
+        epsilon: norm.epsilon,
+    })
 }
 
 /// A linear layer's bias, where it has one.
