@@ -6,10 +6,12 @@
 
 use burn::{
     prelude::*,
-    tensor::{DType, Distribution, TensorPrimitive},
+    tensor::{DType, TensorPrimitive},
 };
 use cube_kernels::BiasGelu;
-use support::{assert_close, host, host_primitive, primitive, Eager, Fused, HALF, HALF_FLOAT};
+use support::{
+    assert_close, from_host, host, host_primitive, normal, primitive, uniform, Eager, Fused, HALF, HALF_FLOAT,
+};
 
 mod support;
 
@@ -22,11 +24,10 @@ fn gelu(x: f64) -> f64 {
 /// The product, the bias and the output's gradient for `rows` × `d`: fixed draws (a failure
 /// reruns as it failed), wide enough to reach GELU's flat tails.
 fn inputs<B: BiasGelu>(rows: usize, d: usize) -> (Tensor<B, 2>, Tensor<B, 1>, Tensor<B, 2>) {
-    let device = Default::default();
-    B::seed(&device, (rows * d) as u64);
-    let product = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 3.0), &device);
-    let bias = Tensor::<B, 1>::random([d], Distribution::Uniform(-1.0, 1.0), &device);
-    let d_hidden = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
+    let seed = (rows * d) as u64;
+    let product = from_host(normal(rows * d, seed), [rows, d]) * 3.0;
+    let bias = from_host(uniform(d, -1.0, 1.0, seed + 1), [d]);
+    let d_hidden = from_host(normal(rows * d, seed + 2), [rows, d]);
     (product, bias, d_hidden)
 }
 
@@ -103,10 +104,8 @@ fn bias_gelu_writes_in_the_type_asked_for() {
 /// A product laid out column by column (a transposed view) is read through its strides.
 fn check_transposed<B: BiasGelu>() {
     let (rows, d) = (5, 37);
-    let device = Default::default();
-    let columns =
-        Tensor::<B, 2>::from_floats(TensorData::new(support::normal(rows * d, 7), [d, rows]).convert::<f32>(), &device);
-    let bias = Tensor::<B, 1>::from_floats(TensorData::new(support::uniform(d, -1.0, 1.0, 8), [d]), &device);
+    let columns = from_host::<B, 2>(normal(rows * d, 7), [d, rows]);
+    let bias = from_host::<B, 1>(uniform(d, -1.0, 1.0, 8), [d]);
     let product = columns.transpose();
     let (x, b) = (host(product.clone()), host(bias.clone()));
     let expected: Vec<f64> = (0..rows * d).map(|i| gelu(x[i] + b[i % d])).collect();

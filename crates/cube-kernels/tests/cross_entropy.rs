@@ -7,10 +7,12 @@
 
 use burn::{
     prelude::*,
-    tensor::{DType, Distribution, TensorPrimitive},
+    tensor::{DType, TensorPrimitive},
 };
 use cube_kernels::CrossEntropyRows;
-use support::{assert_close, host, host_primitive, primitive, Eager, Fused, HALF, HALF_FLOAT};
+use support::{
+    assert_close, from_host, host, host_primitive, normal, primitive, uniform, Eager, Fused, HALF, HALF_FLOAT,
+};
 
 mod support;
 
@@ -21,16 +23,15 @@ fn check<B: CrossEntropyRows>(rows: usize, vocab: usize, columns: usize) {
     let what = format!("rows {rows}, vocab {vocab}, columns {columns}");
     let device = Default::default();
     // Fixed draws: a failure reruns as it failed. Logits far from 0, as a trained model's are.
-    B::seed(&device, (rows * columns) as u64);
-    let drawn = Tensor::<B, 2>::random([rows, columns], Distribution::Normal(20.0, 6.0), &device);
-    let padded: Vec<f32> = host(drawn)
+    let seed = (rows * columns) as u64;
+    let padded: Vec<f32> = normal(rows * columns, seed)
         .iter()
         .enumerate()
-        .map(|(i, &x)| if i % columns < vocab { x as f32 } else { PADDING_LOGIT })
+        .map(|(i, &x)| if i % columns < vocab { 20.0 + 6.0 * x } else { PADDING_LOGIT })
         .collect();
     let logits = Tensor::<B, 2>::from_data(TensorData::new(padded, [rows, columns]), &device);
     let targets: Vec<i64> = (0..rows).map(|row| (row * 7_919 % vocab) as i64).collect();
-    let d_losses = Tensor::<B, 1>::random([rows], Distribution::Uniform(-1.0, 1.0), &device);
+    let d_losses = from_host::<B, 1>(uniform(rows, -1.0, 1.0, seed + 1), [rows]);
     let (x, g) = (host(logits.clone()), host(d_losses.clone()));
 
     // The gradient is zero on the padding.

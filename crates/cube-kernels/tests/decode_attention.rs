@@ -6,12 +6,12 @@
 use burn::{
     backend::NdArray,
     prelude::*,
-    tensor::{activation::softmax, ops::FloatTensor, Distribution, TensorPrimitive},
+    tensor::{activation::softmax, ops::FloatTensor, TensorPrimitive},
 };
 use cube_kernels::DecodeAttention;
 mod support;
 
-use support::{Eager, Fused};
+use support::{from_host, normal, Eager, Fused};
 
 const HEAD_DIM: usize = 64;
 
@@ -62,16 +62,16 @@ fn assert_close<B: Backend, const D: usize>(what: &str, expected: Tensor<Cpu, D>
 /// As the model calls it: the q/k/v projection's rows and a cache with room to spare, filled
 /// before `position`. With `shared`, a clone of the key buffer is kept, which must not change.
 fn check<B: DecodeAttention>(batch: usize, heads: usize, position: usize, shared: bool) {
-    let device = Default::default();
     // Fixed draws: a failure reruns as it failed.
-    B::seed(&device, (batch * heads * position) as u64);
+    let seed = (batch * heads * position) as u64;
     let what = format!("batch {batch}, heads {heads}, position {position}, shared {shared}");
-    let qkv = Tensor::<B, 2>::random([batch, 3 * heads * HEAD_DIM], Distribution::Normal(0.0, 2.0), &device);
-    let buffer = |scale| {
-        Tensor::<B, 4>::random([batch, heads, 2 * position + 1, HEAD_DIM], Distribution::Normal(0.0, scale), &device)
+    let qkv = from_host::<B, 2>(normal(batch * 3 * heads * HEAD_DIM, seed), [batch, 3 * heads * HEAD_DIM]) * 2.0;
+    let buffer = |scale, seed| {
+        let dims = [batch, heads, 2 * position + 1, HEAD_DIM];
+        from_host::<B, 4>(normal(dims.iter().product(), seed), dims) * scale
     };
     // Large scores: the softmax must subtract the maximum.
-    let (keys, values) = (buffer(4.0), buffer(1.0));
+    let (keys, values) = (buffer(4.0, seed + 1), buffer(1.0, seed + 2));
     let (expected, expected_keys, expected_values) = reference(on_cpu(&qkv), on_cpu(&keys), on_cpu(&values), position);
     let keys_before = keys.clone().into_data();
     let kept = shared.then(|| keys.clone());

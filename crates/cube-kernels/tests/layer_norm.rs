@@ -10,7 +10,7 @@ use burn::{
 };
 use cube_kernels::{Branch, DropoutDraw, LayerNormRows};
 use kernels::MaskStream;
-use support::{normal, primitive, uniform, Eager, Fused, HALF, HALF_FLOAT};
+use support::{from_host, normal, primitive, uniform, Eager, Fused, HALF, HALF_FLOAT};
 
 mod support;
 
@@ -54,11 +54,6 @@ fn inputs<B: Backend>(rows: usize, d: usize) -> (Tensor<B, 2>, Tensor<B, 1>, Ten
     let gamma = from_host(uniform(d, 0.5, 1.5, seed + 3), [d]);
     let beta = from_host(uniform(d, -1.0, 1.0, seed + 4), [d]);
     (x, gamma, beta)
-}
-
-/// Values drawn on the host (the same on every run, so a failure reruns as it failed).
-fn from_host<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
 /// The normalised rows and inverse deviations, as burn computes LayerNorm.

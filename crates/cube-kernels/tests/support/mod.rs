@@ -20,6 +20,11 @@ pub type Fused = burn::backend::Wgpu<f32, i32>;
 pub type Eager = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
 #[cfg(feature = "cuda")]
 pub type Fused = burn::backend::Cuda<f32, i32>;
+/// The CubeCL runtime under [`Eager`] and [`Fused`].
+#[cfg(not(feature = "cuda"))]
+pub type Runtime = burn::backend::wgpu::WgpuRuntime;
+#[cfg(feature = "cuda")]
+pub type Runtime = cubecl::cuda::CudaRuntime;
 
 /// The 16-bit type that `--precision bf16` writes what a product reads in: bf16 on CUDA; wgpu
 /// has f16 and no bf16, whose narrower range these tests' values never leave.
@@ -65,6 +70,11 @@ pub fn assert_close(what: &str, expected: &[f64], actual: &[f64], tolerance: f64
     let largest = expected.iter().fold(1.0f64, |largest, e| largest.max(e.abs()));
     let difference = expected.iter().zip(actual).map(|(e, a)| (e - a).abs()).fold(0.0, f64::max);
     assert!(difference <= tolerance * largest, "{what}: differs by {difference} at scale {largest}");
+}
+
+/// A tensor of `values` (from [`uniform`] or [`normal`]) on the backend's default device.
+pub fn from_host<B: Backend, const D: usize>(values: Vec<f32>, dims: [usize; D]) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, dims), &Default::default())
 }
 
 /// `len` draws from the uniform distribution over `low..high`, the same for the same `seed`
