@@ -3,8 +3,9 @@
 # GPU: the train and sample stages built with the development feature `cuda-compile` run on
 # `--device cuda-compile` (crates/cuda-compile), which compiles each distinct kernel as burn's
 # CUDA backend would on the card and runs none. Training in f32 with dropout and in bf16 with
-# --doc-mask (each with attention's flash kernels, then through products), evaluation, then greedy, top-k (the reddit pipeline's schedule, batches 8 and 20),
-# top-p with a repetition penalty, and bf16 weights; a model with gpt2's head size and
+# --doc-mask (each with attention's flash kernels, through products, and with the flash kernels
+# on tensor cores), evaluation, then greedy, top-k (the reddit pipeline's schedule, batches
+# 8 and 20), top-p with a repetition penalty, and bf16 weights; a model with gpt2's head size and
 # vocabulary. Any kernel that does not compile fails the check, with NVRTC's log and the source.
 #   scripts/checks/cuda_compile.sh
 # NVRTC and CUDA's headers come from CUDA_PATH, or else from PyTorch's wheels
@@ -32,6 +33,9 @@ compile "$bin/train" "${train[@]}" --out run-bf16 --precision bf16 --doc-mask
 # Attention's products route (kernel_choices.rs), both ways.
 GPT2_ATTENTION=products compile "$bin/train" "${train[@]}" --out run-products-f32
 GPT2_ATTENTION=products compile "$bin/train" "${train[@]}" --out run-products-bf16 --precision bf16 --doc-mask
+# The flash kernels on tensor cores: TF32 operands in f32, bf16 in bf16.
+GPT2_ATTENTION=flash-tensor-cores compile "$bin/train" "${train[@]}" --out run-tensor-cores-f32
+GPT2_ATTENTION=flash-tensor-cores compile "$bin/train" "${train[@]}" --out run-tensor-cores-bf16 --precision bf16 --doc-mask
 sample=(--model run-f32/final --prompt "Why did the" --max-new-tokens 8)
 compile "$bin/sample" "${sample[@]}" --greedy --out greedy.jsonl
 compile "$bin/sample" "${sample[@]}" --num-samples 8 --first-top-k 20 --first-tokens 5 --top-k 3 --out top-k.jsonl

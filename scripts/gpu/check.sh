@@ -27,9 +27,11 @@
 #                                   the model through each routine named (GPT2_PRODUCTS, names
 #                                   as the products survey prints them): CUDA vs CPU steps and
 #                                   gpt2 4 x 1024 in f32 and bf16 (ARGS go to train_check.py)
-#   scripts/gpu/check.sh attention [ARGS]   the train stage with training's attention through
-#                                   burn's batched products (GPT2_ATTENTION=products: tensor
-#                                   cores, the scores made in full) instead of the flash kernels:
+#   scripts/gpu/check.sh attention [ARGS]   the train stage with training's attention by each
+#                                   route in ROUTES (GPT2_ATTENTION; default "flash-tensor-cores
+#                                   products": the flash kernels' products on tensor cores; burn's
+#                                   batched products on tensor cores, the scores made in full)
+#                                   instead of the flash kernels on the FP32 units:
 #                                   CUDA vs CPU steps, gpt2 4 x 1024 in f32 and bf16, and gpt2's
 #                                   f32 step kernel by kernel, beside `train`'s (ARGS as there)
 # Results go to stdout and, for train, to $OUT/train.jsonl.
@@ -54,8 +56,10 @@ case "${1:-train}" in
     kernels)
         for test in "$bin"/kernels-*; do
             echo "== ${test#"$bin"/kernels-}"
-            # A failed assert_eq! prints both sides whole: lines cut short.
-            timeout 120 "$test" --nocapture --test-threads=1 2>&1 | cut -c1-400 || status=$?
+            # A failed assert_eq! prints both sides whole: lines cut short. Every NVIDIA card the
+            # checks run on has tensor cores: their kernels' tests must not pass untested.
+            CUBE_KERNELS_TENSOR_CORES=required timeout 120 "$test" --nocapture --test-threads=1 2>&1 |
+                cut -c1-400 || status=$?
         done
         ;;
     generate)
@@ -79,9 +83,11 @@ case "${1:-train}" in
         ;;
     attention)
         shift
-        python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$out" \
-            --precisions f32,bf16 --attention products --checks agree,gpt2:1024:4,profile:gpt2:1024:4:f32 \
-            --limit 40 "$@" || status=$?
+        for route in ${ROUTES:-flash-tensor-cores products}; do
+            python3 scripts/gpu/train_check.py --bin "$bin/train" --data target/gpu/data --out "$out" \
+                --precisions f32,bf16 --attention "$route" --checks agree,gpt2:1024:4,profile:gpt2:1024:4:f32 \
+                --limit 40 "$@" || status=$?
+        done
         ;;
     *)
         echo "usage: scripts/gpu/check.sh [train|kernels|generate|products|routines|attention]"; exit 2

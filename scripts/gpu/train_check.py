@@ -215,8 +215,9 @@ def main() -> None:
     parser.add_argument("--autotune", default="", help="CUBECL_AUTOTUNE_LEVEL for the train stage (minimal, balanced, ...)")
     parser.add_argument("--products", default="", help="GPT2_PRODUCTS for the train stage: the product routine every product of "
                         "the model takes (names: cube_kernels::product_routines; the survey `check.sh products` times each)")
-    parser.add_argument("--attention", default="", help="GPT2_ATTENTION for the train stage: flash (the default) or products "
-                        "(burn's batched products on tensor cores, the scores made in full)")
+    parser.add_argument("--attention", default="", help="GPT2_ATTENTION for the train stage: flash (the default), flash-tensor-cores "
+                        "(the flash kernels' products on tensor cores) or products (burn's batched products on "
+                        "tensor cores, the scores made in full)")
     args = parser.parse_args()
     # Each run works in its own directory (for its cubecl.toml): make every path absolute.
     args.bin, args.data, args.out = os.path.abspath(args.bin), args.data.resolve(), args.out.resolve()

@@ -22,6 +22,11 @@ use crate::{
     draw::{assert_drawable, mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
     fast_exp::fast_exp,
+    flash_attention_tensor_cores::{
+        flash_attention_forward_tensor_cores_kernel, flash_attention_key_value_gradient_tensor_cores_kernel,
+        flash_attention_query_gradient_tensor_cores_kernel, mask_vector_size, tensor_core_launch, tensor_cores,
+        vector_size, TensorCores,
+    },
 };
 use burn::tensor::{
     ops::{BoolTensor, FloatTensor},
@@ -58,7 +63,7 @@ const TILE: usize = 32;
 /// each value a unit reads from a tile serves each of its rows. When a unit held one whole row,
 /// every multiply-add took an operand from shared memory, which hands an SM 128 bytes a cycle:
 /// a quarter of the operands its multiply-adds can take.
-const PARTS: usize = 4;
+pub(crate) const PARTS: usize = 4;
 
 /// Groups of [`PARTS`] units a cube.
 const GROUPS: usize = TILE / PARTS;
@@ -83,20 +88,24 @@ pub trait FlashAttention: burn::tensor::backend::Backend {
     /// must not see a key (keys after the query are never seen, whatever it holds). Returns
     /// `(output [batch × time, heads × head_dim], logsumexp [batch, heads, time])`: the heads'
     /// outputs side by side, as the projection after attention takes them, in the type
-    /// `output` (that of the projection's operands: qkv's, bf16 or f16).
+    /// `output` (that of the projection's operands: qkv's, bf16 or f16). `products` says
+    /// which units take its products.
     fn flash_attention(
         qkv: FloatTensor<Self>,
         heads: usize,
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
         output: DType,
+        products: AttentionProducts,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradient of the q/k/v rows from that of the output, `d_output` `[batch × time, heads
     /// × head_dim]`, and what [`flash_attention`] took and returned (the output in the type it
     /// was written in): `[batch × time, 3 × heads × head_dim]`, in the projection's layout.
+    /// `products` says which units take its products.
     ///
     /// [`flash_attention`]: FlashAttention::flash_attention
+    #[allow(clippy::too_many_arguments)]
     fn flash_attention_backward(
         qkv: FloatTensor<Self>,
         output: FloatTensor<Self>,
@@ -105,7 +114,35 @@ pub trait FlashAttention: burn::tensor::backend::Backend {
         heads: usize,
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
+        products: AttentionProducts,
     ) -> FloatTensor<Self>;
+}
+
+/// Which units take flash attention's products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionProducts {
+    /// The FP32 units, scalar multiply-adds, on every device.
+    Fp32Units,
+    /// Tensor cores where the device has them for the operands' type (see
+    /// [`crate::flash_attention_tensor_cores`]), the FP32 units elsewhere.
+    TensorCores,
+}
+
+impl AttentionProducts {
+    /// How the kernels run on tensor cores for heads `head_dim` wide and an output of type
+    /// `output` on `client`'s device, where these products ask for them and the device has
+    /// them; `None` where the FP32 units take them.
+    fn on_tensor_cores<R: CubeRuntime>(
+        self,
+        client: &ComputeClient<R>,
+        output: DType,
+        head_dim: usize,
+    ) -> Option<TensorCores> {
+        match self {
+            AttentionProducts::TensorCores => tensor_cores(client, output, head_dim),
+            AttentionProducts::Fp32Units => None,
+        }
+    }
 }
 
 /// Below every score: where a row's running maximum starts (here and in decoding attention).
@@ -113,7 +150,7 @@ pub(crate) const LOWEST_SCORE: f32 = -1.0e30;
 
 /// An unseen key's score in the forward kernel: below [`LOWEST_SCORE`] by as much again, so
 /// that its weight `e^(score − maximum)` is 0 even in a row that has seen no key yet.
-const UNSEEN_SCORE: f32 = 2.0 * LOWEST_SCORE;
+pub(crate) const UNSEEN_SCORE: f32 = 2.0 * LOWEST_SCORE;
 
 /// Rows of the other side's tile (keys forward and for the queries' gradient, queries for the
 /// keys' and values' gradient) a step of a kernel's inner loop takes, with no branch between
@@ -580,12 +617,12 @@ pub(crate) fn is_set(bits: u32, n: usize) -> bool {
 /// kernels read and write: the q/k/v projection's (q, k, v side by side, each with its heads
 /// side by side) and the output's.
 #[derive(CubeType)]
-struct Layout {
+pub(crate) struct Layout {
     /// The cube's (batch, head), and `batch × heads + head`.
-    batch: usize,
+    pub(crate) batch: usize,
     head: usize,
-    pair: usize,
-    time: usize,
+    pub(crate) pair: usize,
+    pub(crate) time: usize,
     /// `heads × head_dim`: one section's columns.
     width: usize,
     #[cube(comptime)]
@@ -594,27 +631,27 @@ struct Layout {
 
 #[cube]
 impl Layout {
-    fn new(heads: u32, time: usize, #[comptime] head_dim: usize) -> Layout {
+    pub(crate) fn new(heads: u32, time: usize, #[comptime] head_dim: usize) -> Layout {
         let heads = heads as usize;
         let pair = CUBE_POS_X as usize;
         Layout { batch: pair / heads, head: pair % heads, pair, time, width: heads * head_dim, head_dim }
     }
 
     /// The first column of the cube's head in q's section (and in the output), k's and v's.
-    fn q(&self) -> usize {
+    pub(crate) fn q(&self) -> usize {
         self.head * self.head_dim
     }
 
-    fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.width + self.head * self.head_dim
     }
 
-    fn v(&self) -> usize {
+    pub(crate) fn v(&self) -> usize {
         2 * self.width + self.head * self.head_dim
     }
 
     /// Where `position`'s row of the head starts in `rows`, from the head's first `column`.
-    fn start<F: Float>(&self, rows: &Tensor<F>, position: usize, column: usize) -> usize {
+    pub(crate) fn start<F: Float>(&self, rows: &Tensor<F>, position: usize, column: usize) -> usize {
         (self.batch * self.time + position) * rows.stride(0) + column * rows.stride(1)
     }
 }
@@ -659,7 +696,7 @@ const LOADS_AT_ONCE: usize = 16;
 
 /// Head dimensions a unit holds of each of its rows: `head_dim` shared among [`PARTS`] units,
 /// rounded up to runs of 4 (see [`part_dim`]).
-fn part_width(head_dim: usize) -> usize {
+pub(crate) fn part_width(head_dim: usize) -> usize {
     head_dim.div_ceil(4 * PARTS) * 4
 }
 
@@ -668,21 +705,21 @@ fn part_width(head_dim: usize) -> usize {
 /// load each from neighbouring banks. Past `head_dim` (when it is not a multiple of 16) the
 /// dimensions are padding: zeros in the tiles and in the units' rows.
 #[cube]
-fn part_dim(local: usize, part: usize) -> usize {
+pub(crate) fn part_dim(local: usize, part: usize) -> usize {
     (local / 4) * (4 * PARTS) + part * 4 + local % 4
 }
 
 /// Where a unit stands in its group: unit `PARTS · group + part` holds part `part` of the
 /// group's rows.
 #[derive(CubeType)]
-struct Group {
-    group: usize,
-    part: usize,
+pub(crate) struct Group {
+    pub(crate) group: usize,
+    pub(crate) part: usize,
 }
 
 #[cube]
 impl Group {
-    fn new() -> Group {
+    pub(crate) fn new() -> Group {
         let unit = UNIT_POS_X as usize;
         Group { group: unit / PARTS, part: unit % PARTS }
     }
@@ -690,9 +727,15 @@ impl Group {
     /// `mine` added to the group's other parts, the same bits in every unit of the group (each
     /// adds the same pairs, in an order that addition's commutativity makes equal). Every unit
     /// of the plane must call it: the shuffles take the whole plane.
-    fn sum<F: Float>(&self, mine: F) -> F {
+    pub(crate) fn sum<F: Float>(&self, mine: F) -> F {
         let pair = mine + plane_shuffle_xor(mine, 1u32);
         pair + plane_shuffle_xor(pair, 2u32)
+    }
+
+    /// The largest of `mine` and the group's other parts' (as [`Group::sum`]).
+    pub(crate) fn max<F: Float>(&self, mine: F) -> F {
+        let pair = F::max(mine, plane_shuffle_xor(mine, 1u32));
+        F::max(pair, plane_shuffle_xor(pair, 2u32))
     }
 }
 
@@ -701,7 +744,7 @@ impl Group {
 /// past the last position and for padding.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn read_parts<F: Float, T: Float>(
+pub(crate) fn read_parts<F: Float, T: Float>(
     from: &Tensor<T>,
     at: &Layout,
     first: usize,
@@ -733,7 +776,7 @@ fn read_parts<F: Float, T: Float>(
 /// from `first` on, from `column` on; nothing past the last position.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn write_parts<F: Float>(
+pub(crate) fn write_parts<F: Float>(
     to: &mut Tensor<F>,
     at: &Layout,
     first: usize,
@@ -786,7 +829,7 @@ fn dot_part<F: Float>(rows: &Array<F>, #[comptime] r: usize, part: &Array<F>, #[
 
 /// This unit's part of `a[r] · b[r]`.
 #[cube]
-fn dot_rows<F: Float>(a: &Array<F>, b: &Array<F>, #[comptime] r: usize, #[comptime] width: usize) -> F {
+pub(crate) fn dot_rows<F: Float>(a: &Array<F>, b: &Array<F>, #[comptime] r: usize, #[comptime] width: usize) -> F {
     let mut sum = F::new(0.0);
     #[unroll]
     for l in 0..width {
@@ -811,7 +854,7 @@ fn dims<R: CubeRuntime>(qkv: &CubeTensor<R>, heads: usize, hidden: &CubeTensor<R
 /// 1 to `time / TILE` tiles: the last blocks of queries, the first of keys): the short ones
 /// then fill the SMs that finish early. With the blocks in order, each head's longest started
 /// last, after the card's first wave of cubes.
-fn cubes(batch: usize, heads: usize, time: usize, rows_a_cube: usize) -> CubeCount {
+pub(crate) fn cubes(batch: usize, heads: usize, time: usize, rows_a_cube: usize) -> CubeCount {
     CubeCount::Static((batch * heads) as u32, time.div_ceil(rows_a_cube) as u32, 1)
 }
 
@@ -819,7 +862,7 @@ fn cubes(batch: usize, heads: usize, time: usize, rows_a_cube: usize) -> CubeCou
 /// [`cubes`]).
 #[cube]
 #[allow(arithmetic_overflow)] // rustc folds CubeCL's placeholders for the two (1 and 2)
-fn longest_first() -> usize {
+pub(crate) fn longest_first() -> usize {
     (CUBE_COUNT_Y - 1 - CUBE_POS_Y) as usize
 }
 
@@ -852,6 +895,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
         output: DType,
+        products: AttentionProducts,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let [batch, time, head_dim] = dims(&qkv, heads, &hidden);
         let (client, device) = (qkv.client.clone(), qkv.device.clone());
@@ -864,25 +908,52 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         );
         let logsumexp =
             empty_device_contiguous_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
-        with_mask_element!(hidden, M => launch_for_element!(
-            flash_attention_forward_kernel::<F, M, R>,
-            output.dtype,
-            own,
-            "flash attention: the output"
-        )(
-            &client,
-            cubes(batch, heads, time, TILE),
-            CubeDim::new_1d(TILE as u32),
-            qkv.into_tensor_arg(),
-            hidden.into_tensor_arg(),
-            output.clone().into_tensor_arg(),
-            logsumexp.clone().into_tensor_arg(),
-            heads as u32,
-            1.0 / (head_dim as f32).sqrt(),
-            mask_args(dropout),
-            head_dim,
-            dropout.is_some(),
-        ));
+        let on_tensor_cores = products.on_tensor_cores(&client, output.dtype, head_dim);
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        with_mask_element!(hidden, M => match on_tensor_cores {
+            Some(cores) => tensor_core_launch!(
+                flash_attention_forward_tensor_cores_kernel::<F, M, R>,
+                cores.fragment,
+                output.dtype,
+                own
+            )(
+                &client,
+                cores.cubes(batch, heads, time),
+                cores.cube_dim(),
+                vector_size(&[&qkv], head_dim),
+                mask_vector_size(&hidden),
+                qkv.into_tensor_arg(),
+                hidden.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                logsumexp.clone().into_tensor_arg(),
+                heads as u32,
+                scale,
+                mask_args(dropout),
+                head_dim,
+                dropout.is_some(),
+                cores.fragment,
+                cores.rows,
+            ),
+            None => launch_for_element!(
+                flash_attention_forward_kernel::<F, M, R>,
+                output.dtype,
+                own,
+                "flash attention: the output"
+            )(
+                &client,
+                cubes(batch, heads, time, TILE),
+                CubeDim::new_1d(TILE as u32),
+                qkv.into_tensor_arg(),
+                hidden.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                logsumexp.clone().into_tensor_arg(),
+                heads as u32,
+                scale,
+                mask_args(dropout),
+                head_dim,
+                dropout.is_some(),
+            ),
+        });
         (output, logsumexp)
     }
 
@@ -894,52 +965,106 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         heads: usize,
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
+        products: AttentionProducts,
     ) -> FloatTensor<Self> {
         let [batch, time, head_dim] = dims(&qkv, heads, &hidden);
         let (client, device) = (qkv.client.clone(), qkv.device.clone());
         let d_qkv = empty_device_contiguous_dtype(client.clone(), device.clone(), qkv.shape(), qkv.dtype);
         let delta = empty_device_contiguous_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
         let scale = 1.0 / (head_dim as f32).sqrt();
-        with_mask_element!(hidden, M => {
-            let output_type = output.dtype;
-            launch_for_element!(
-                flash_attention_query_gradient_kernel::<F, M, R>,
-                output_type,
-                qkv.dtype,
-                "flash attention's backward pass: the output"
-            )(
-                &client,
-                cubes(batch, heads, time, SHARED_ROWS),
-                CubeDim::new_1d(TILE as u32),
-                qkv.clone().into_tensor_arg(),
-                output.into_tensor_arg(),
-                logsumexp.clone().into_tensor_arg(),
-                d_output.clone().into_tensor_arg(),
-                hidden.clone().into_tensor_arg(),
-                d_qkv.clone().into_tensor_arg(),
-                delta.clone().into_tensor_arg(),
-                heads as u32,
-                scale,
-                mask_args(dropout),
-                head_dim,
-                dropout.is_some(),
-            );
-            flash_attention_key_value_gradient_kernel::launch::<F, M, R>(
-                &client,
-                cubes(batch, heads, time, SHARED_ROWS),
-                CubeDim::new_1d(TILE as u32),
-                qkv.into_tensor_arg(),
-                logsumexp.into_tensor_arg(),
-                delta.into_tensor_arg(),
-                d_output.into_tensor_arg(),
-                hidden.into_tensor_arg(),
-                d_qkv.clone().into_tensor_arg(),
-                heads as u32,
-                scale,
-                mask_args(dropout),
-                head_dim,
-                dropout.is_some(),
-            );
+        let (own, output_type) = (qkv.dtype, output.dtype);
+        let on_tensor_cores = products.on_tensor_cores(&client, output_type, head_dim);
+        with_mask_element!(hidden, M => match on_tensor_cores {
+            Some(cores) => {
+                let (vector, mask_vector) = (vector_size(&[&qkv, &d_output], head_dim), mask_vector_size(&hidden));
+                tensor_core_launch!(
+                    flash_attention_query_gradient_tensor_cores_kernel::<F, M, R>,
+                    cores.fragment,
+                    output_type,
+                    own
+                )(
+                    &client,
+                    cores.cubes(batch, heads, time),
+                    cores.cube_dim(),
+                    vector,
+                    mask_vector,
+                    qkv.clone().into_tensor_arg(),
+                    output.into_tensor_arg(),
+                    logsumexp.clone().into_tensor_arg(),
+                    d_output.clone().into_tensor_arg(),
+                    d_output.clone().into_tensor_arg(),
+                    hidden.clone().into_tensor_arg(),
+                    d_qkv.clone().into_tensor_arg(),
+                    delta.clone().into_tensor_arg(),
+                    heads as u32,
+                    scale,
+                    mask_args(dropout),
+                    head_dim,
+                    dropout.is_some(),
+                    cores.fragment,
+                    cores.rows,
+                );
+                tensor_core_launch!(flash_attention_key_value_gradient_tensor_cores_kernel::<F, M, R>, cores.fragment)(
+                    &client,
+                    cores.cubes(batch, heads, time),
+                    cores.cube_dim(),
+                    vector,
+                    mask_vector,
+                    qkv.into_tensor_arg(),
+                    logsumexp.into_tensor_arg(),
+                    delta.into_tensor_arg(),
+                    d_output.into_tensor_arg(),
+                    hidden.into_tensor_arg(),
+                    d_qkv.clone().into_tensor_arg(),
+                    heads as u32,
+                    scale,
+                    mask_args(dropout),
+                    head_dim,
+                    dropout.is_some(),
+                    cores.fragment,
+                    cores.rows,
+                );
+            }
+            None => {
+                launch_for_element!(
+                    flash_attention_query_gradient_kernel::<F, M, R>,
+                    output_type,
+                    own,
+                    "flash attention's backward pass: the output"
+                )(
+                    &client,
+                    cubes(batch, heads, time, SHARED_ROWS),
+                    CubeDim::new_1d(TILE as u32),
+                    qkv.clone().into_tensor_arg(),
+                    output.into_tensor_arg(),
+                    logsumexp.clone().into_tensor_arg(),
+                    d_output.clone().into_tensor_arg(),
+                    hidden.clone().into_tensor_arg(),
+                    d_qkv.clone().into_tensor_arg(),
+                    delta.clone().into_tensor_arg(),
+                    heads as u32,
+                    scale,
+                    mask_args(dropout),
+                    head_dim,
+                    dropout.is_some(),
+                );
+                flash_attention_key_value_gradient_kernel::launch::<F, M, R>(
+                    &client,
+                    cubes(batch, heads, time, SHARED_ROWS),
+                    CubeDim::new_1d(TILE as u32),
+                    qkv.into_tensor_arg(),
+                    logsumexp.into_tensor_arg(),
+                    delta.into_tensor_arg(),
+                    d_output.into_tensor_arg(),
+                    hidden.into_tensor_arg(),
+                    d_qkv.clone().into_tensor_arg(),
+                    heads as u32,
+                    scale,
+                    mask_args(dropout),
+                    head_dim,
+                    dropout.is_some(),
+                );
+            }
         });
         d_qkv
     }
@@ -952,12 +1077,14 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
         output: DType,
+        products: AttentionProducts,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         #[derive(Clone, Debug)]
         struct ForwardOp<B> {
             desc: CustomOpIr,
             heads: usize,
             dropout: Option<DropoutDraw>,
+            products: AttentionProducts,
             backend: PhantomData<B>,
         }
 
@@ -970,6 +1097,7 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
                     handles.get_bool_tensor::<B>(hidden),
                     self.dropout,
                     output.dtype,
+                    self.products,
                 );
                 handles.register_float_tensor::<B>(&output.id, attended);
                 handles.register_float_tensor::<B>(&logsumexp.id, row_logsumexp);
@@ -985,7 +1113,7 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
             TensorIr::uninit(client.create_empty_handle(), Shape::new([batch, heads, time]), qkv.dtype),
         ];
         let desc = CustomOpIr::new("flash_attention", &[qkv.into_ir(), hidden.into_ir()], &outputs);
-        let op = ForwardOp::<B> { desc: desc.clone(), heads, dropout, backend: PhantomData };
+        let op = ForwardOp::<B> { desc: desc.clone(), heads, dropout, products, backend: PhantomData };
         let [output, logsumexp] = client.register(streams, OperationIr::Custom(desc), op).outputs();
         (output, logsumexp)
     }
@@ -998,12 +1126,14 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
         heads: usize,
         hidden: BoolTensor<Self>,
         dropout: Option<DropoutDraw>,
+        products: AttentionProducts,
     ) -> FloatTensor<Self> {
         #[derive(Clone, Debug)]
         struct BackwardOp<B> {
             desc: CustomOpIr,
             heads: usize,
             dropout: Option<DropoutDraw>,
+            products: AttentionProducts,
             backend: PhantomData<B>,
         }
 
@@ -1018,6 +1148,7 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
                     self.heads,
                     handles.get_bool_tensor::<B>(hidden),
                     self.dropout,
+                    self.products,
                 );
                 handles.register_float_tensor::<B>(&d_qkv.id, gradient);
             }
@@ -1028,7 +1159,7 @@ impl<B: FusionBackend + FlashAttention> FlashAttention for Fusion<B> {
         let d_qkv = TensorIr::uninit(client.create_empty_handle(), qkv.shape.clone(), qkv.dtype);
         let inputs = [qkv.into_ir(), output.into_ir(), logsumexp.into_ir(), d_output.into_ir(), hidden.into_ir()];
         let desc = CustomOpIr::new("flash_attention_backward", &inputs, &[d_qkv]);
-        let op = BackwardOp::<B> { desc: desc.clone(), heads, dropout, backend: PhantomData };
+        let op = BackwardOp::<B> { desc: desc.clone(), heads, dropout, products, backend: PhantomData };
         let [d_qkv] = client.register(streams, OperationIr::Custom(desc), op).outputs();
         d_qkv
     }

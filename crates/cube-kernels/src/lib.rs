@@ -33,7 +33,8 @@
 //!   LM head's product with the final LayerNorm, over the token embedding as it is stored.
 //! - [`FlashAttention`]: causal self-attention's core for training, forward in one launch and
 //!   backward in two, with no `time × time` tensor (burn: ~30 launches a layer, and the
-//!   scores and weights in memory).
+//!   scores and weights in memory); their products on tensor cores where asked
+//!   ([`AttentionProducts`]) and the device has them.
 //! - [`LayerNormRows`]: LayerNorm over each row, keeping what its backward pass needs, the
 //!   input's gradient, and γ's and β's, in one launch each (burn: two reductions and a few
 //!   element-wise kernels each), with the residual branch before it taken in: its add and
@@ -75,6 +76,7 @@ mod embedding_gradient;
 mod fast_exp;
 mod few_rows_linear;
 mod flash_attention;
+mod flash_attention_tensor_cores;
 mod fusion_op;
 mod gelu;
 mod grid;
@@ -101,7 +103,8 @@ pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;
 pub use embedding_gradient::EmbeddingGradient;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
-pub use flash_attention::{FlashAttention, ATTENTION_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
+pub use flash_attention::{AttentionProducts, FlashAttention, ATTENTION_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
+pub use flash_attention_tensor_cores::{flash_attention_tensor_cores, tensor_cores_required};
 pub use gelu::BiasGelu;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;

@@ -7,7 +7,10 @@
 //!   on tensor cores, with each layer's `time × time` scores made and dropped again (the CPU's
 //!   way, [`crate::training_attention`], with the softmax between the products one kernel each
 //!   way, `cube_kernels::AttentionSoftmax`), instead of the flash kernels, which keep nothing
-//!   that size but multiply on the FP32 units. `flash` (or unset) keeps the flash kernels.
+//!   that size but multiply on the FP32 units. `flash` (or unset) keeps the flash kernels;
+//!   `flash-tensor-cores` takes the flash kernels' products on tensor cores where the device
+//!   has them (`cube_kernels::AttentionProducts::TensorCores`), to be the default once a card
+//!   has timed and checked them against the FP32 kernels.
 //!
 //! Both are read once a process; the stages check them before anything runs
 //! ([`check_kernel_choices`]), so a wrong value stops a run with the names it takes.
@@ -18,16 +21,21 @@ pub const ATTENTION_ROUTE_VARIABLE: &str = "GPT2_ATTENTION";
 /// Which kernels take causal self-attention in training and in evaluation on CUDA and wgpu.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionRoute {
-    /// `cube_kernels`' flash attention: one launch forward, two backward.
+    /// `cube_kernels`' flash attention: one launch forward, two backward, on the FP32 units.
     Flash,
+    /// The same, with their products on tensor cores where the device has them.
+    FlashTensorCores,
     /// burn's batched products and a softmax kernel between them, the scores made in full per
     /// layer.
     Products,
 }
 
 impl AttentionRoute {
-    const NAMES: [(&'static str, AttentionRoute); 2] =
-        [("flash", AttentionRoute::Flash), ("products", AttentionRoute::Products)];
+    const NAMES: [(&'static str, AttentionRoute); 3] = [
+        ("flash", AttentionRoute::Flash),
+        ("flash-tensor-cores", AttentionRoute::FlashTensorCores),
+        ("products", AttentionRoute::Products),
+    ];
 
     /// The route [`ATTENTION_ROUTE_VARIABLE`] names: flash attention when it is unset or empty.
     pub fn from_env() -> Result<Self, String> {
@@ -72,8 +80,12 @@ mod tests {
     #[test]
     fn routes_by_name_and_a_wrong_name_lists_them() {
         assert_eq!(AttentionRoute::named("flash"), Ok(AttentionRoute::Flash));
+        assert_eq!(AttentionRoute::named("flash-tensor-cores"), Ok(AttentionRoute::FlashTensorCores));
         assert_eq!(AttentionRoute::named("products"), Ok(AttentionRoute::Products));
         let why = AttentionRoute::named("product").unwrap_err();
-        assert!(why.contains("GPT2_ATTENTION=product:") && why.contains("flash or products"), "{why}");
+        assert!(
+            why.contains("GPT2_ATTENTION=product:") && why.contains("flash or flash-tensor-cores or products"),
+            "{why}"
+        );
     }
 }

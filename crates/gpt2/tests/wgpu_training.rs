@@ -10,5 +10,5 @@ mod common;
 
 #[test]
 fn a_training_pass_on_wgpu_gives_the_cpus_loss_and_gradients() {
-    common::training_pass::assert_wgpu_pass_matches_cpu();
+    common::training_pass::assert_wgpu_pass_matches_cpu(1e-5);
 }

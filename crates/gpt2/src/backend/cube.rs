@@ -242,6 +242,7 @@ macro_rules! cube_backend {
                     mask.into_primitive(),
                     dropout.map(dropout_draw),
                     precision.operands().into(),
+                    attention_products(),
                 );
                 (float(y), float(logsumexp))
             }
@@ -269,6 +270,7 @@ macro_rules! cube_backend {
                     heads,
                     mask.into_primitive(),
                     dropout.map(dropout_draw),
+                    attention_products(),
                 ))
             }
 
@@ -468,13 +470,22 @@ const LM_HEAD_COLUMNS_MULTIPLE: usize = 64;
 /// Whether `cube_kernels`' flash attention takes attention over these q/k/v rows and mask:
 /// unless `GPT2_ATTENTION` chooses burn's products ([`AttentionRoute`]), for heads at most
 /// `MAX_FLASH_HEAD_DIM` wide (every GPT-2's are 64), and booleans stored as the kernels read
-/// them (CUDA's and wgpu's are). It computes in f32 under either precision (see
-/// [`Precision`]): what bf16 would round away is attention's few products, and burn's
-/// operations would cost its `time × time` scores again.
+/// them (CUDA's and wgpu's are). On the FP32 units it computes in f32 under either precision
+/// (see [`Precision`]): what bf16 would round away is attention's few products, and burn's
+/// operations would cost its `time × time` scores again; on tensor cores
+/// ([`attention_products`]) its products take bf16 operands under bf16, TF32 under f32.
 fn flash_attention_applies<B: Backend>(qkv: &Tensor<B, 2>, mask: &Tensor<B, 3, Bool>, heads: usize) -> bool {
-    AttentionRoute::chosen() == AttentionRoute::Flash
+    matches!(AttentionRoute::chosen(), AttentionRoute::Flash | AttentionRoute::FlashTensorCores)
         && qkv.dims()[1] / (3 * heads) <= cube_kernels::MAX_FLASH_HEAD_DIM
         && kernels_read(mask)
+}
+
+/// Which units take the flash kernels' products, as `GPT2_ATTENTION` chooses.
+fn attention_products() -> cube_kernels::AttentionProducts {
+    match AttentionRoute::chosen() {
+        AttentionRoute::FlashTensorCores => cube_kernels::AttentionProducts::TensorCores,
+        _ => cube_kernels::AttentionProducts::Fp32Units,
+    }
 }
 
 /// Whether `cube_kernels`' attention softmax takes these scores and mask: rows of at most
