@@ -1,7 +1,7 @@
 """Registers, spills and occupancy of each CUDA kernel, read from the PTX that
 `--device cuda-compile` wrote (CUDA_COMPILE_DUMP) and assembled for an H100/H200 by ptxas.
 
-    python3 scripts/bench/kernel_registers.py DUMP_DIR CUDA_BIN_DIR [KERNEL]
+    python3 scripts/bench/kernel_registers.py DUMP_DIR CUDA_BIN_DIR [KERNEL [--loops]]
 
 One line a kernel type, for its worst variant (the most bytes spilled, then the most
 registers): registers a unit, bytes spilled to local memory (stores / loads), local-memory
@@ -11,7 +11,10 @@ little to hide latency with. With KERNEL (a kernel type, `MatmulEntry`), one lin
 variants instead, the worst first, with its busiest loop: the loop of the SASS with the most
 multiply-adds (`FFMA`), the innermost of equals, its instructions (what a kernel bound by
 issuing instructions pays for a pass of it) and the cycles a pass takes one warp alone (what a
-kernel with too few warps to interleave pays: `cycles_alone`).
+kernel with too few warps to interleave pays: `cycles_alone`). With `--loops` after KERNEL,
+every loop of each variant instead, innermost first: its instructions and the global loads
+(`LDG`), shared-memory stores and loads (`STS`, `LDS`) and multiply-adds among them, to see
+what a kernel's outer loops (a tile's loads) cost beside its busiest one.
 """
 
 import collections
@@ -46,27 +49,44 @@ def assemble(ptx: pathlib.Path, bin_dir: pathlib.Path) -> dict:
         "units": units and int(units.group(1)) * int(units.group(2)) * int(units.group(3)),
         "shared": sum(int(size) for size in re.findall(r"Shared array size: \d+, (\d+) bytes", source)),
         "busiest_loop": busiest_loop(sass),
+        "loops": loop_rows(sass),
     }
 
 
-def busiest_loop(sass: str) -> dict:
-    """The loop with the most `FFMA`s, the shortest of equals (a loop is a backward branch and the
-    instructions from its target to it): its instructions, multiply-adds, and the cycles a pass
-    takes one warp alone (`cycles_alone`)."""
+def loops(sass: str) -> list[list[list[str]]]:
+    """Each loop's instructions, split into words: a loop is a backward branch and the
+    instructions from its target to it. In the SASS's order, so an inner loop before its outer."""
     instructions = [
         (int(address, 16), text.split())
         for address, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)
     ]
-    loops = []
+    found = []
     for end, words in instructions:
         target = re.fullmatch(r"0x([0-9a-f]+)", words[-1]) if opcode(words) == "BRA" else None
         if target and int(target.group(1), 16) < end:
-            body = [w for a, w in instructions if int(target.group(1), 16) <= a <= end]
-            loops.append(([opcode(w) for w in body].count("FFMA"), -len(body), body))
-    if not loops:
+            found.append([w for a, w in instructions if int(target.group(1), 16) <= a <= end])
+    return found
+
+
+def busiest_loop(sass: str) -> dict:
+    """The loop with the most `FFMA`s, the shortest of equals: its instructions, multiply-adds,
+    and the cycles a pass takes one warp alone (`cycles_alone`)."""
+    counted = [([opcode(w) for w in body].count("FFMA"), -len(body), body) for body in loops(sass)]
+    if not counted:
         return {"instructions": 0, "fmas": 0, "cycles_alone": 0}
-    fmas, _, body = max(loops, key=lambda loop: loop[:2])
+    fmas, _, body = max(counted, key=lambda loop: loop[:2])
     return {"instructions": len(body), "fmas": fmas, "cycles_alone": cycles_alone(body)}
+
+
+def loop_rows(sass: str) -> list[str]:
+    """A table row a loop (`--loops`): instructions, then global loads, shared-memory stores and
+    loads, and multiply-adds among them."""
+    rows = []
+    for n, body in enumerate(loops(sass)):
+        codes = collections.Counter(opcode(words) for words in body)
+        counts = " | ".join(str(codes[code]) for code in ("LDG", "STS", "LDS", "FFMA"))
+        rows.append(f"| {n} | {len(body)} | {counts} |")
+    return rows
 
 
 def opcode(words: list[str]) -> str:
@@ -163,12 +183,19 @@ def row(name: str, count: int, kernel: dict, loop: bool = False) -> str:
 def main() -> None:
     dump, bin_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     only = sys.argv[3] if len(sys.argv) > 3 else None
+    every_loop = sys.argv[4:] == ["--loops"]
     by_type = collections.defaultdict(list)
     for ptx in sorted(dump.glob("*.ptx")):
         name = ptx.name.rsplit("-", 1)[0].split(".")[-1]
         if only in (None, name):
             by_type[name].append(assemble(ptx, bin_dir))
     header = "| kernel | variants | registers | spilled (B, stores / loads) | LDL + STL | units | shared (B) | warps resident, limit |"
+    if only and every_loop:
+        for n, kernel in enumerate(sorted(by_type[only], key=severity, reverse=True)):
+            print(f"\n{only}, variant {n}: {kernel['registers']} registers\n")
+            print("| loop | instructions | LDG | STS | LDS | FFMA |\n|---:|---:|---:|---:|---:|---:|")
+            print("\n".join(kernel["loops"]))
+        return
     if only:
         print(header + " busiest loop: instructions / FFMA | cycles a pass, one warp alone; bound |")
         print("|---|---:|---:|---:|---:|---:|---:|---|---:|---|")

@@ -4,9 +4,10 @@
 # their PTX kept (`CUDA_COMPILE_DUMP`), assembled for sm_90a by ptxas and read back with
 # cuobjdump (scripts/bench/kernel_registers.py): registers a unit, bytes spilled to local
 # memory, and the warps an SM can keep resident.
-#   scripts/bench/kernel_registers.sh [KERNEL]
+#   scripts/bench/kernel_registers.sh [KERNEL [--loops]]
 # With KERNEL (a kernel type, FewRowsLinearKernel), each of its variants and its busiest loop:
-# instructions, multiply-adds, and cycles a pass for one warp alone, bound by issuing or waiting.
+# instructions, multiply-adds, and cycles a pass for one warp alone, bound by issuing or waiting;
+# with --loops, every loop of each variant (kernel_registers.py says what each column counts).
 # ptxas, cuobjdump and the nvdisasm it runs come from CUDA_PATH's bin: a CUDA toolkit, or
 # PyTorch's wheels with `pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm`
 # beside nvidia-cuda-nvrtc.
