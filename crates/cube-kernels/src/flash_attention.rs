@@ -25,7 +25,7 @@ use crate::{
     flash_attention_tensor_cores::{
         flash_attention_forward_tensor_cores_kernel, flash_attention_key_value_gradient_tensor_cores_kernel,
         flash_attention_query_gradient_tensor_cores_kernel, mask_vector_size, tensor_core_launch, tensor_cores,
-        vector_size, TensorCores,
+        TensorCores,
     },
 };
 use burn::tensor::{
@@ -169,8 +169,8 @@ const STEP: usize = 4;
 /// the maximum grows (online softmax).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
-    qkv: &Tensor<F>,
+fn flash_attention_forward_kernel<F: Float, M: Int, O: Float, N: Size>(
+    qkv: &Tensor<Vector<F, N>>,
     hidden: &Tensor<M>,
     output: &mut Tensor<O>,
     logsumexp: &mut Tensor<F>,
@@ -189,7 +189,7 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
     let first_query = query_tile * TILE + group.group * FORWARD_ROWS;
 
     let mut q = Array::<F>::new(FORWARD_ROWS * width);
-    read_parts::<F, F>(qkv, &at, first_query, at.q(), &group, F::cast_from(scale), &mut q, FORWARD_ROWS, head_dim);
+    read_parts::<F, F, N>(qkv, &at, first_query, at.q(), &group, F::cast_from(scale), &mut q, FORWARD_ROWS, head_dim);
     let mut weighted = Array::<F>::new(FORWARD_ROWS * width);
     let mut max = Array::<F>::new(FORWARD_ROWS);
     let mut sum = Array::<F>::new(FORWARD_ROWS);
@@ -209,8 +209,8 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
     let mut draw = Draw::new(mask, (at.pair * time + own_query) * time);
 
     for key_tile in 0..query_tile + 1 {
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
+        load_tile::<F, N>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
+        load_tile::<F, N>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
         pairs.mark_seen::<M>(hidden, &at, query_tile * TILE, TILE, key_tile * TILE, TILE);
         pairs.mark_kept(&at, &mut draw, own_query < time, key_tile * TILE, TILE, dropout);
         sync_cube();
@@ -292,13 +292,13 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float>(
 /// k · scale`. Writes `D` for the keys' kernel. The output is read in its type, `O`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
-    qkv: &Tensor<F>,
-    output: &Tensor<O>,
+fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float, N: Size>(
+    qkv: &Tensor<Vector<F, N>>,
+    output: &Tensor<Vector<O, N>>,
     logsumexp: &Tensor<F>,
-    d_output: &Tensor<F>,
+    d_output: &Tensor<Vector<F, N>>,
     hidden: &Tensor<M>,
-    d_qkv: &mut Tensor<F>,
+    d_qkv: &mut Tensor<Vector<F, N>>,
     delta: &mut Tensor<F>,
     heads: u32,
     scale: f32,
@@ -320,9 +320,9 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
     let mut d_out = Array::<F>::new(BACKWARD_ROWS * width);
     let mut out = Array::<F>::new(BACKWARD_ROWS * width);
     let mut gradient = Array::<F>::new(BACKWARD_ROWS * width);
-    read_parts::<F, F>(qkv, &at, first_query, at.q(), &group, scale, &mut q, BACKWARD_ROWS, head_dim);
-    read_parts::<F, F>(d_output, &at, first_query, at.q(), &group, one, &mut d_out, BACKWARD_ROWS, head_dim);
-    read_parts::<F, O>(output, &at, first_query, at.q(), &group, one, &mut out, BACKWARD_ROWS, head_dim);
+    read_parts::<F, F, N>(qkv, &at, first_query, at.q(), &group, scale, &mut q, BACKWARD_ROWS, head_dim);
+    read_parts::<F, F, N>(d_output, &at, first_query, at.q(), &group, one, &mut d_out, BACKWARD_ROWS, head_dim);
+    read_parts::<F, O, N>(output, &at, first_query, at.q(), &group, one, &mut out, BACKWARD_ROWS, head_dim);
     let mut row_delta = Array::<F>::new(BACKWARD_ROWS);
     let mut row_logsumexp = Array::<F>::new(BACKWARD_ROWS);
     #[unroll]
@@ -350,8 +350,8 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
     let last_query = usize::min(cube_first_query + SHARED_ROWS, time) - 1;
 
     for key_tile in 0..last_query / TILE + 1 {
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
-        load_tile::<F>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
+        load_tile::<F, N>(qkv, &at, key_tile * TILE, at.k(), &mut k_tile, head_dim, row_width);
+        load_tile::<F, N>(qkv, &at, key_tile * TILE, at.v(), &mut v_tile, head_dim, row_width);
         pairs.mark_seen::<M>(hidden, &at, cube_first_query, SHARED_ROWS, key_tile * TILE, TILE);
         pairs.mark_kept(&at, &mut draw, marks, key_tile * TILE, TILE, dropout);
         sync_cube();
@@ -380,7 +380,7 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
         }
         sync_cube();
     }
-    write_parts::<F>(d_qkv, &at, first_query, at.q(), &group, scale, &gradient, BACKWARD_ROWS, head_dim);
+    write_parts::<F, N>(d_qkv, &at, first_query, at.q(), &group, scale, &gradient, BACKWARD_ROWS, head_dim);
 }
 
 /// One cube [`SHARED_ROWS`] keys, [`BACKWARD_ROWS`] a group, over the query tiles from its own
@@ -389,13 +389,13 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float>(
 /// with its rows: read a query at a time, each waited for a load from memory.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
-    qkv: &Tensor<F>,
+fn flash_attention_key_value_gradient_kernel<F: Float, M: Int, N: Size>(
+    qkv: &Tensor<Vector<F, N>>,
     logsumexp: &Tensor<F>,
     delta: &Tensor<F>,
-    d_output: &Tensor<F>,
+    d_output: &Tensor<Vector<F, N>>,
     hidden: &Tensor<M>,
-    d_qkv: &mut Tensor<F>,
+    d_qkv: &mut Tensor<Vector<F, N>>,
     heads: u32,
     scale: f32,
     mask: &MaskArgs,
@@ -415,8 +415,8 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
     let mut v = Array::<F>::new(BACKWARD_ROWS * width);
     let mut d_k = Array::<F>::new(BACKWARD_ROWS * width);
     let mut d_v = Array::<F>::new(BACKWARD_ROWS * width);
-    read_parts::<F, F>(qkv, &at, first_key, at.k(), &group, scale, &mut k, BACKWARD_ROWS, head_dim);
-    read_parts::<F, F>(qkv, &at, first_key, at.v(), &group, F::new(1.0), &mut v, BACKWARD_ROWS, head_dim);
+    read_parts::<F, F, N>(qkv, &at, first_key, at.k(), &group, scale, &mut k, BACKWARD_ROWS, head_dim);
+    read_parts::<F, F, N>(qkv, &at, first_key, at.v(), &group, F::new(1.0), &mut v, BACKWARD_ROWS, head_dim);
     #[unroll]
     for l in 0..BACKWARD_ROWS * width {
         d_k[l] = F::new(0.0);
@@ -429,8 +429,8 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
     let mut pairs = PairBits::new(dropout);
 
     for query_tile in cube_first_key / TILE..time.div_ceil(TILE) {
-        load_tile::<F>(qkv, &at, query_tile * TILE, at.q(), &mut q_tile, head_dim, row_width);
-        load_tile::<F>(d_output, &at, query_tile * TILE, at.q(), &mut d_output_tile, head_dim, row_width);
+        load_tile::<F, N>(qkv, &at, query_tile * TILE, at.q(), &mut q_tile, head_dim, row_width);
+        load_tile::<F, N>(d_output, &at, query_tile * TILE, at.q(), &mut d_output_tile, head_dim, row_width);
         // A unit a key for the mask, and a unit a query of the tile for the rest: its row's
         // draws for the cube's keys (one Philox call serves four neighbouring keys of a query,
         // where a unit drawing for its own key would make one for each), its log-sum-exp and `D`.
@@ -476,8 +476,8 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int>(
         }
         sync_cube();
     }
-    write_parts::<F>(d_qkv, &at, first_key, at.k(), &group, scale, &d_k, BACKWARD_ROWS, head_dim);
-    write_parts::<F>(d_qkv, &at, first_key, at.v(), &group, F::new(1.0), &d_v, BACKWARD_ROWS, head_dim);
+    write_parts::<F, N>(d_qkv, &at, first_key, at.k(), &group, scale, &d_k, BACKWARD_ROWS, head_dim);
+    write_parts::<F, N>(d_qkv, &at, first_key, at.v(), &group, F::new(1.0), &d_v, BACKWARD_ROWS, head_dim);
 }
 
 /// Which (query, key) pairs of a tile see each other, and which dropout keeps, as bits in
@@ -650,20 +650,25 @@ impl Layout {
         2 * self.width + self.head * self.head_dim
     }
 
-    /// Where `position`'s row of the head starts in `rows`, from the head's first `column`.
-    pub(crate) fn start<F: Float>(&self, rows: &Tensor<F>, position: usize, column: usize) -> usize {
-        (self.batch * self.time + position) * rows.stride(0) + column * rows.stride(1)
+    /// Where `position`'s row of the head starts in `rows`, from the head's first `column`: an
+    /// index of `rows`' own, counted in its vectors where it has them (their size divides
+    /// `column` and the rows' stride, and the columns' stride is then 1).
+    pub(crate) fn start<T: CubePrimitive>(&self, rows: &Tensor<T>, position: usize, column: usize) -> usize {
+        let size = rows.vector_size();
+        (self.batch * self.time + position) * (rows.stride(0) / size) + column / size * rows.stride(1)
     }
 }
 
 /// Positions `first … first + TILE` of the cube's head, from `column` on, of `from` into
 /// `tile`, rows `row_width` apart, shared out among the cube's units; zeros past the last
-/// position and in a row's columns past `head_dim`. A unit issues [`LOADS_AT_ONCE`] loads before
-/// it waits for them, the strides read once: a loop of one load at a time waited for each (and
-/// for the strides, which CubeCL keeps in memory) before the next.
+/// position and in a row's columns past `head_dim`. `from` is read in its vectors ([`read_parts`]),
+/// neighbouring units reading neighbouring vectors of a row. A unit issues [`LOADS_AT_ONCE`]
+/// elements' loads before it waits for them, the strides read once: a loop of one load at a time
+/// waited for each (and for the strides, which CubeCL keeps in memory) before the next.
 #[cube]
-fn load_tile<F: Float>(
-    from: &Tensor<F>,
+#[allow(clippy::too_many_arguments)]
+fn load_tile<F: Float, N: Size>(
+    from: &Tensor<Vector<F, N>>,
     at: &Layout,
     first: usize,
     column: usize,
@@ -671,20 +676,26 @@ fn load_tile<F: Float>(
     #[comptime] head_dim: usize,
     #[comptime] row_width: usize,
 ) {
-    let (row_stride, column_stride) = (from.stride(0), from.stride(1));
+    let size = from.vector_size();
+    let (row_vectors, at_once) = comptime!((row_width / size, LOADS_AT_ONCE / size));
+    // In vectors, as `Layout::start`: the columns' stride is 1 where `size` is more than 1.
+    let (row_stride, column_stride) = (from.stride(0) / size, from.stride(1));
     let start = at.start(from, first, column);
-    for group in 0..comptime!(row_width.div_ceil(LOADS_AT_ONCE)) {
+    for group in 0..comptime!(row_vectors.div_ceil(at_once)) {
         #[unroll]
-        for n in 0..LOADS_AT_ONCE {
-            let load = group * LOADS_AT_ONCE + n;
-            if load < row_width {
+        for n in 0..at_once {
+            let load = group * at_once + n;
+            if load < row_vectors {
                 let i = load * TILE + UNIT_POS_X as usize;
-                let (row, dim) = (i / row_width, i % row_width);
-                let mut value = F::new(0.0);
-                if first + row < at.time && dim < head_dim {
-                    value = from[start + row * row_stride + dim * column_stride];
+                let (row, vector) = (i / row_vectors, i % row_vectors);
+                let mut value = Vector::<F, N>::new(F::new(0.0));
+                if first + row < at.time && vector * size < head_dim {
+                    value = from[start + row * row_stride + vector * column_stride];
                 }
-                tile[i] = value;
+                #[unroll]
+                for j in 0..size {
+                    tile[i * size + j] = value[j];
+                }
             }
         }
     }
@@ -694,10 +705,40 @@ fn load_tile<F: Float>(
 /// spare (all of a 64-wide row's at once took ptxas to 255 registers and spills).
 const LOADS_AT_ONCE: usize = 16;
 
+/// The most neighbouring elements along the last dimension of each of `tensors` that one load
+/// may take, for runs of `run` elements that start a multiple of `run` in: 8, 4, 2 or 1, the
+/// most that divides `run`, each tensor's other strides and its start in its buffer, where its
+/// last dimension is end to end and its device loads vectors of that many of its elements.
+pub(crate) fn vector_size<R: CubeRuntime>(tensors: &[&CubeTensor<R>], run: usize) -> usize {
+    let loads = |tensor: &CubeTensor<R>, size: usize| {
+        let (last, others) = tensor.meta.strides().split_last().expect("a tensor of one dimension at least");
+        let start = tensor.handle.offset_start.unwrap_or(0) as usize;
+        *last == 1
+            && others.iter().all(|stride| stride.is_multiple_of(size))
+            && start.is_multiple_of(size * tensor.dtype.size())
+            && tensor.client.io_optimized_vector_sizes(tensor.dtype.size()).any(|s| s == size)
+    };
+    [8, 4, 2]
+        .into_iter()
+        .find(|&size| run.is_multiple_of(size) && tensors.iter().all(|tensor| loads(tensor, size)))
+        .unwrap_or(1)
+}
+
+/// The vectors the kernels read and write q/k/v, the output and their gradients in (of each of
+/// `tensors`): the most neighbouring head dimensions one load may take ([`vector_size`]) within
+/// a part's runs ([`part_dim`]).
+pub(crate) fn head_vector_size<R: CubeRuntime>(tensors: &[&CubeTensor<R>], head_dim: usize) -> usize {
+    // The largest power of two that divides both `head_dim` and a run.
+    vector_size(tensors, 1 << head_dim.trailing_zeros().min(PART_RUN.trailing_zeros()))
+}
+
+/// Neighbouring head dimensions a unit holds of a row before the next part's ([`part_dim`]).
+const PART_RUN: usize = 4;
+
 /// Head dimensions a unit holds of each of its rows: `head_dim` shared among [`PARTS`] units,
-/// rounded up to runs of 4 (see [`part_dim`]).
+/// rounded up to whole runs (see [`part_dim`]).
 pub(crate) fn part_width(head_dim: usize) -> usize {
-    head_dim.div_ceil(4 * PARTS) * 4
+    head_dim.div_ceil(PART_RUN * PARTS) * PART_RUN
 }
 
 /// The head dimension that is element `local` of part `part` of a row: the parts take turns by
@@ -706,7 +747,7 @@ pub(crate) fn part_width(head_dim: usize) -> usize {
 /// dimensions are padding: zeros in the tiles and in the units' rows.
 #[cube]
 pub(crate) fn part_dim(local: usize, part: usize) -> usize {
-    (local / 4) * (4 * PARTS) + part * 4 + local % 4
+    (local / PART_RUN) * (PART_RUN * PARTS) + part * PART_RUN + local % PART_RUN
 }
 
 /// Where a unit stands in its group: unit `PARTS · group + part` holds part `part` of the
@@ -741,11 +782,12 @@ impl Group {
 
 /// `rows` rows of the cube's head from `first` on, from `column` on, of `from` (of type `T`):
 /// this unit's part of each, times `scale`, into `into` (row `r` from `r · width` on); zeros
-/// past the last position and for padding.
+/// past the last position and for padding. `from` is read in its vectors, `N` neighbouring
+/// head dimensions a load, within a part's runs ([`head_vector_size`]).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn read_parts<F: Float, T: Float>(
-    from: &Tensor<T>,
+pub(crate) fn read_parts<F: Float, T: Float, N: Size>(
+    from: &Tensor<Vector<T, N>>,
     at: &Layout,
     first: usize,
     column: usize,
@@ -755,29 +797,34 @@ pub(crate) fn read_parts<F: Float, T: Float>(
     #[comptime] rows: usize,
     #[comptime] head_dim: usize,
 ) {
+    let size = from.vector_size();
     let width = comptime!(part_width(head_dim));
     #[unroll]
     for r in 0..rows {
         let position = first + r;
         let start = at.start(from, position, column);
         #[unroll]
-        for l in 0..width {
-            let dim = part_dim(l, group.part);
-            let mut value = F::new(0.0);
+        for v in 0..comptime!(width / size) {
+            let dim = part_dim(v * size, group.part);
+            let mut value = Vector::<T, N>::new(T::new(0.0));
             if position < at.time && dim < head_dim {
-                value = F::cast_from(from[start + dim * from.stride(1)]) * scale;
+                value = from[start + dim / size * from.stride(1)];
             }
-            into[r * width + l] = value;
+            #[unroll]
+            for j in 0..size {
+                into[r * width + v * size + j] = F::cast_from(value[j]) * scale;
+            }
         }
     }
 }
 
 /// This unit's part of `rows` rows, times `scale`, into `to` at the cube's head's positions
-/// from `first` on, from `column` on; nothing past the last position.
+/// from `first` on, from `column` on; nothing past the last position. Written in `to`'s vectors,
+/// as [`read_parts`] reads.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn write_parts<F: Float>(
-    to: &mut Tensor<F>,
+pub(crate) fn write_parts<F: Float, N: Size>(
+    to: &mut Tensor<Vector<F, N>>,
     at: &Layout,
     first: usize,
     column: usize,
@@ -787,6 +834,7 @@ pub(crate) fn write_parts<F: Float>(
     #[comptime] rows: usize,
     #[comptime] head_dim: usize,
 ) {
+    let size = to.vector_size();
     let width = comptime!(part_width(head_dim));
     #[unroll]
     for r in 0..rows {
@@ -794,10 +842,15 @@ pub(crate) fn write_parts<F: Float>(
         if position < at.time {
             let start = at.start(to, position, column);
             #[unroll]
-            for l in 0..width {
-                let dim = part_dim(l, group.part);
+            for v in 0..comptime!(width / size) {
+                let dim = part_dim(v * size, group.part);
                 if dim < head_dim {
-                    to[start + dim * to.stride(1)] = values[r * width + l] * scale;
+                    let mut value = Vector::<F, N>::new(F::new(0.0));
+                    #[unroll]
+                    for j in 0..size {
+                        value[j] = values[r * width + v * size + j] * scale;
+                    }
+                    to[start + dim / size * to.stride(1)] = value;
                 }
             }
         }
@@ -910,6 +963,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
             empty_device_contiguous_dtype(client.clone(), device, Shape::new([batch, heads, time]), qkv.dtype);
         let on_tensor_cores = products.on_tensor_cores(&client, output.dtype, head_dim);
         let scale = 1.0 / (head_dim as f32).sqrt();
+        let vector = head_vector_size(&[&qkv], head_dim);
         with_mask_element!(hidden, M => match on_tensor_cores {
             Some(cores) => tensor_core_launch!(
                 flash_attention_forward_tensor_cores_kernel::<F, M, R>,
@@ -920,7 +974,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
                 &client,
                 cores.cubes(batch, heads, time),
                 cores.cube_dim(),
-                vector_size(&[&qkv], head_dim),
+                vector,
                 mask_vector_size(&hidden),
                 qkv.into_tensor_arg(),
                 hidden.into_tensor_arg(),
@@ -943,6 +997,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
                 &client,
                 cubes(batch, heads, time, TILE),
                 CubeDim::new_1d(TILE as u32),
+                vector,
                 qkv.into_tensor_arg(),
                 hidden.into_tensor_arg(),
                 output.clone().into_tensor_arg(),
@@ -974,9 +1029,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
         let scale = 1.0 / (head_dim as f32).sqrt();
         let (own, output_type) = (qkv.dtype, output.dtype);
         let on_tensor_cores = products.on_tensor_cores(&client, output_type, head_dim);
+        let vector = head_vector_size(&[&qkv, &output, &d_output, &d_qkv], head_dim);
         with_mask_element!(hidden, M => match on_tensor_cores {
             Some(cores) => {
-                let (vector, mask_vector) = (vector_size(&[&qkv, &d_output], head_dim), mask_vector_size(&hidden));
+                let mask_vector = mask_vector_size(&hidden);
                 tensor_core_launch!(
                     flash_attention_query_gradient_tensor_cores_kernel::<F, M, R>,
                     cores.fragment,
@@ -991,7 +1047,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
                     qkv.clone().into_tensor_arg(),
                     output.into_tensor_arg(),
                     logsumexp.clone().into_tensor_arg(),
-                    d_output.clone().into_tensor_arg(),
                     d_output.clone().into_tensor_arg(),
                     hidden.clone().into_tensor_arg(),
                     d_qkv.clone().into_tensor_arg(),
@@ -1035,6 +1090,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
                     &client,
                     cubes(batch, heads, time, SHARED_ROWS),
                     CubeDim::new_1d(TILE as u32),
+                    vector,
                     qkv.clone().into_tensor_arg(),
                     output.into_tensor_arg(),
                     logsumexp.clone().into_tensor_arg(),
@@ -1052,6 +1108,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> FlashAtten
                     &client,
                     cubes(batch, heads, time, SHARED_ROWS),
                     CubeDim::new_1d(TILE as u32),
+                    vector,
                     qkv.into_tensor_arg(),
                     logsumexp.into_tensor_arg(),
                     delta.into_tensor_arg(),

@@ -20,8 +20,8 @@ use crate::{
     draw::{Draw, MaskArgs},
     fast_exp::fast_exp,
     flash_attention::{
-        cubes, dot_rows, is_set, longest_first, part_dim, part_width, read_parts, write_parts, Group, Layout,
-        LOWEST_SCORE, PARTS, UNSEEN_SCORE,
+        cubes, dot_rows, is_set, longest_first, part_dim, part_width, read_parts, vector_size, write_parts, Group,
+        Layout, LOWEST_SCORE, PARTS, UNSEEN_SCORE,
     },
 };
 use burn::tensor::DType;
@@ -259,8 +259,7 @@ pub(crate) fn flash_attention_forward_tensor_cores_kernel<F: Float, M: Int, O: F
 /// scores' gradients `p · (z · d_weight − D)` by the units (`p` the weight again from the
 /// query's log-sum-exp, `z` dropout's scale, `D = Σ d_output · output` over the query's row),
 /// then those times k on tensor cores, added to the units' rows of `d_q`. Writes `D` for the
-/// keys' kernel. The output is read in its type, `O`; `d_output` twice, the same buffer: by
-/// element for the parts of its rows the units hold, in vectors for its staging.
+/// keys' kernel. The output is read in its type, `O`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn flash_attention_query_gradient_tensor_cores_kernel<
@@ -272,12 +271,11 @@ pub(crate) fn flash_attention_query_gradient_tensor_cores_kernel<
     K: Size,
 >(
     qkv: &Tensor<Vector<F, N>>,
-    output: &Tensor<O>,
+    output: &Tensor<Vector<O, N>>,
     logsumexp: &Tensor<F>,
-    d_output: &Tensor<F>,
-    d_output_vectors: &Tensor<Vector<F, N>>,
+    d_output: &Tensor<Vector<F, N>>,
     hidden: &Tensor<Vector<M, K>>,
-    d_qkv: &mut Tensor<F>,
+    d_qkv: &mut Tensor<Vector<F, N>>,
     delta: &mut Tensor<F>,
     heads: u32,
     scale: f32,
@@ -305,12 +303,12 @@ pub(crate) fn flash_attention_query_gradient_tensor_cores_kernel<
     let mut scratch = SharedMemory::<F>::new_aligned(comptime!(scratch_len(rows, dims, 2)), TILE_ALIGNMENT);
     let mut d_scores = SharedMemory::<E>::new_aligned(rows * TILE, TILE_ALIGNMENT);
     stage::<F, E, N>(qkv, &at, first_query, at.q(), F::cast_from(scale), &mut q_block, head_dim, rows, rows);
-    stage::<F, E, N>(d_output_vectors, &at, first_query, at.q(), one, &mut d_output_block, head_dim, rows, rows);
+    stage::<F, E, N>(d_output, &at, first_query, at.q(), one, &mut d_output_block, head_dim, rows, rows);
 
     let mut d_out = Array::<F>::new(width);
     let mut out = Array::<F>::new(width);
-    read_parts::<F, F>(d_output, &at, query, at.q(), &group, one, &mut d_out, 1usize, head_dim);
-    read_parts::<F, O>(output, &at, query, at.q(), &group, one, &mut out, 1usize, head_dim);
+    read_parts::<F, F, N>(d_output, &at, query, at.q(), &group, one, &mut d_out, 1usize, head_dim);
+    read_parts::<F, O, N>(output, &at, query, at.q(), &group, one, &mut out, 1usize, head_dim);
     let row_delta = group.sum::<F>(dot_rows::<F>(&d_out, &out, 0usize, width));
     let mut row_logsumexp = F::new(0.0);
     if query < time {
@@ -356,7 +354,7 @@ pub(crate) fn flash_attention_query_gradient_tensor_cores_kernel<
         sync_cube();
         add_row_part::<F>(&mut gradient, &scratch, row, &group, dims, width);
     }
-    write_parts::<F>(d_qkv, &at, query, at.q(), &group, F::cast_from(scale), &gradient, 1usize, head_dim);
+    write_parts::<F, N>(d_qkv, &at, query, at.q(), &group, F::cast_from(scale), &gradient, 1usize, head_dim);
 }
 
 /// One cube `rows` keys, over the query tiles from its first on: for each, the scores' and the
@@ -373,7 +371,7 @@ pub(crate) fn flash_attention_key_value_gradient_tensor_cores_kernel<F: Float, M
     delta: &Tensor<F>,
     d_output: &Tensor<Vector<F, N>>,
     hidden: &Tensor<Vector<M, K>>,
-    d_qkv: &mut Tensor<F>,
+    d_qkv: &mut Tensor<Vector<F, N>>,
     heads: u32,
     scale: f32,
     mask: &MaskArgs,
@@ -467,8 +465,8 @@ pub(crate) fn flash_attention_key_value_gradient_tensor_cores_kernel<F: Float, M
         add_row_part::<F>(&mut d_k, &scratch, group.group, &group, dims, width);
     }
     let key = first_key + group.group;
-    write_parts::<F>(d_qkv, &at, key, at.k(), &group, F::cast_from(scale), &d_k, 1usize, head_dim);
-    write_parts::<F>(d_qkv, &at, key, at.v(), &group, one, &d_v, 1usize, head_dim);
+    write_parts::<F, N>(d_qkv, &at, key, at.k(), &group, F::cast_from(scale), &d_k, 1usize, head_dim);
+    write_parts::<F, N>(d_qkv, &at, key, at.v(), &group, one, &d_v, 1usize, head_dim);
 }
 
 /// Keys (queries) a unit takes of a row (column) of a tile in the units' passes: [`TILE`] among
@@ -546,7 +544,7 @@ fn add_row_part<F: Float>(
 /// Positions `first … first + rows` of the cube's head, from `column` on, of `from`, times
 /// `scale`, into `tile` in the operands' type `E`, rows `dims` apart; zeros past the last
 /// position and past `head_dim`. `from` is read `N` neighbouring head dimensions a load (its
-/// rows' elements end to end: see [`vector_size`]), so that a tile's staging checks an index, and
+/// rows' elements end to end: see [`head_vector_size`](crate::flash_attention::head_vector_size)), so that a tile's staging checks an index, and
 /// works out an address, once a vector rather than once an element. The cube's `cube_rows ·
 /// PARTS` units share the vectors out, neighbouring units reading neighbouring vectors of a row.
 #[cube]
@@ -566,10 +564,9 @@ fn stage<F: Float, E: Float, N: Size>(
     let dims = comptime!(staged_dims(head_dim));
     let (row_vectors, vectors) = comptime!((dims / size, rows * dims / size));
     let units = comptime!(cube_rows * PARTS);
-    // In vectors: `column`, the row stride and `head_dim` are multiples of `size`, and the
-    // columns' stride is 1 where `size` is more than 1.
+    // In vectors, as `Layout::start`: the columns' stride is 1 where `size` is more than 1.
     let (row_stride, column_stride) = (from.stride(0) / size, from.stride(1));
-    let start = (at.batch * at.time + first) * row_stride + column / size * column_stride;
+    let start = at.start(from, first, column);
     let scale = Vector::<F, N>::new(scale);
     #[unroll]
     for n in 0..comptime!(vectors.div_ceil(units)) {
@@ -587,25 +584,6 @@ fn stage<F: Float, E: Float, N: Size>(
             }
         }
     }
-}
-
-/// The most neighbouring elements along the last dimension of each of `tensors` that one load
-/// may take, for runs of `run` elements that start a multiple of `run` in: 8, 4, 2 or 1, the
-/// most that divides `run`, each tensor's other strides and its start in its buffer, where its
-/// last dimension is end to end and its device loads vectors of that many of its elements.
-pub(crate) fn vector_size<R: CubeRuntime>(tensors: &[&CubeTensor<R>], run: usize) -> usize {
-    let loads = |tensor: &CubeTensor<R>, size: usize| {
-        let (last, others) = tensor.meta.strides().split_last().expect("a tensor of one dimension at least");
-        let start = tensor.handle.offset_start.unwrap_or(0) as usize;
-        *last == 1
-            && others.iter().all(|stride| stride.is_multiple_of(size))
-            && start.is_multiple_of(size * tensor.dtype.size())
-            && tensor.client.io_optimized_vector_sizes(tensor.dtype.size()).any(|s| s == size)
-    };
-    [8, 4, 2]
-        .into_iter()
-        .find(|&size| run.is_multiple_of(size) && tensors.iter().all(|tensor| loads(tensor, size)))
-        .unwrap_or(1)
 }
 
 /// The vectors the kernels read `hidden` in: [`KEYS_A_PART`] neighbouring keys of a query's
@@ -686,7 +664,7 @@ fn plane_products<E: Float, F: Float>(
 /// or writes attention's output, that output's type `$output` (`O`): the operands' own 16-bit
 /// type, or `$F` (`$own`) with TF32 or f16 operands. Panics for any other pair, which
 /// [`tensor_cores`] never makes. Its first two arguments after the cube's dimensions are the
-/// sizes of the vectors its staged tensors ([`vector_size`]) and the mask
+/// sizes of the vectors its staged tensors ([`head_vector_size`](crate::flash_attention::head_vector_size)) and the mask
 /// ([`mask_vector_size`]) are read in.
 macro_rules! tensor_core_launch {
     ($kernel:ident::<$F:ty, $M:ty, $R:ty>, $fragment:expr, $output:expr, $own:expr) => {{
