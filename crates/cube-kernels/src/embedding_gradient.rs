@@ -5,6 +5,7 @@
 //! two a micro-batch, for the token and the position embeddings).
 
 use crate::{
+    chains::zeros,
     fusion_op::{register_kernel_with_ints, Inputs, Launch},
     reduce::{cube_a_row, cube_row, cube_sum},
 };
@@ -68,11 +69,7 @@ fn embedding_gradient_kernel<F: Float, I: Int>(
         let (d_row, d_column) = (d_output.stride(0), d_output.stride(1));
         let mut first_column = 0;
         while first_column < d {
-            let mut sums = Array::<F>::new(COLUMNS_A_UNIT);
-            #[unroll]
-            for c in 0..COLUMNS_A_UNIT {
-                sums[c] = F::new(0.0);
-            }
+            let mut sums = zeros::<F>(COLUMNS_A_UNIT);
             for later in position..positions {
                 if indices[later * index_stride] == index {
                     #[unroll]

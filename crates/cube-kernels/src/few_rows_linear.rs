@@ -8,6 +8,7 @@
 //! matrix product rounds its operands, and the sums kept in the rows'.
 
 use crate::{
+    chains::zeros,
     element::launch_for_element,
     fusion_op::{register_kernel, Launch},
     gelu::gelu_tanh,
@@ -164,11 +165,7 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
     let mut inverse_deviation = Array::<F>::new(rows);
     if layer_norm {
         // The rows side by side: each unit's loads of a dimension of every row issued together.
-        let mut sums = Array::<F>::new(rows);
-        #[unroll]
-        for r in 0..rows {
-            sums[r] = F::new(0.0);
-        }
+        let mut sums = zeros::<F>(rows);
         let mut i = unit;
         while i < d_in {
             #[unroll]
@@ -178,12 +175,11 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
             i += units;
         }
         let sums = cube_sums::<F>(&mut shared, &sums, rows);
-        let mut squares = Array::<F>::new(rows);
         #[unroll]
         for r in 0..rows {
             mean[r] = sums[r] / F::cast_from(d_in as u32);
-            squares[r] = F::new(0.0);
         }
+        let mut squares = zeros::<F>(rows);
         let mut i = unit;
         while i < d_in {
             #[unroll]
@@ -201,11 +197,7 @@ fn few_rows_linear_kernel<F: Float, W: Float>(
         }
     }
 
-    let mut sums = Array::<F>::new(rows);
-    #[unroll]
-    for r in 0..rows {
-        sums[r] = F::new(0.0);
-    }
+    let mut sums = zeros::<F>(rows);
     let (gamma_step, beta_step) = (gamma.stride(0), beta.stride(0));
     let mut chunk = 0;
     while chunk < d_in {

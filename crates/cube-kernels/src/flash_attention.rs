@@ -19,6 +19,7 @@
 //! reads it so: no cast between them, and no f32 copy kept for the backward pass.
 
 use crate::{
+    chains::zeros,
     draw::{assert_drawable, mask_args, Draw, DropoutDraw, MaskArgs},
     element::launch_for_element,
     fast_exp::fast_exp,
@@ -190,18 +191,13 @@ fn flash_attention_forward_kernel<F: Float, M: Int, O: Float, N: Size>(
 
     let mut q = Array::<F>::new(FORWARD_ROWS * width);
     read_parts::<F, F, N>(qkv, &at, first_query, at.q(), &group, F::cast_from(scale), &mut q, FORWARD_ROWS, head_dim);
-    let mut weighted = Array::<F>::new(FORWARD_ROWS * width);
     let mut max = Array::<F>::new(FORWARD_ROWS);
-    let mut sum = Array::<F>::new(FORWARD_ROWS);
     #[unroll]
     for r in 0..FORWARD_ROWS {
         max[r] = F::new(LOWEST_SCORE);
-        sum[r] = F::new(0.0);
-        #[unroll]
-        for l in 0..width {
-            weighted[r * width + l] = F::new(0.0);
-        }
     }
+    let mut sum = zeros::<F>(FORWARD_ROWS);
+    let mut weighted = zeros::<F>(FORWARD_ROWS * width);
     let mut k_tile = SharedMemory::<F>::new(TILE * row_width);
     let mut v_tile = SharedMemory::<F>::new(TILE * row_width);
     let mut pairs = PairBits::new(dropout);
@@ -319,7 +315,7 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float, N: Size>(
     let mut q = Array::<F>::new(BACKWARD_ROWS * width);
     let mut d_out = Array::<F>::new(BACKWARD_ROWS * width);
     let mut out = Array::<F>::new(BACKWARD_ROWS * width);
-    let mut gradient = Array::<F>::new(BACKWARD_ROWS * width);
+    let mut gradient = zeros::<F>(BACKWARD_ROWS * width);
     read_parts::<F, F, N>(qkv, &at, first_query, at.q(), &group, scale, &mut q, BACKWARD_ROWS, head_dim);
     read_parts::<F, F, N>(d_output, &at, first_query, at.q(), &group, one, &mut d_out, BACKWARD_ROWS, head_dim);
     read_parts::<F, O, N>(output, &at, first_query, at.q(), &group, one, &mut out, BACKWARD_ROWS, head_dim);
@@ -335,10 +331,6 @@ fn flash_attention_query_gradient_kernel<F: Float, M: Int, O: Float, N: Size>(
             if group.part == 0 {
                 delta[at.pair * time + query] = row_delta[r];
             }
-        }
-        #[unroll]
-        for l in 0..width {
-            gradient[r * width + l] = F::new(0.0);
         }
     }
     let mut k_tile = SharedMemory::<F>::new(TILE * row_width);
@@ -413,15 +405,10 @@ fn flash_attention_key_value_gradient_kernel<F: Float, M: Int, N: Size>(
 
     let mut k = Array::<F>::new(BACKWARD_ROWS * width);
     let mut v = Array::<F>::new(BACKWARD_ROWS * width);
-    let mut d_k = Array::<F>::new(BACKWARD_ROWS * width);
-    let mut d_v = Array::<F>::new(BACKWARD_ROWS * width);
+    let mut d_k = zeros::<F>(BACKWARD_ROWS * width);
+    let mut d_v = zeros::<F>(BACKWARD_ROWS * width);
     read_parts::<F, F, N>(qkv, &at, first_key, at.k(), &group, scale, &mut k, BACKWARD_ROWS, head_dim);
     read_parts::<F, F, N>(qkv, &at, first_key, at.v(), &group, F::new(1.0), &mut v, BACKWARD_ROWS, head_dim);
-    #[unroll]
-    for l in 0..BACKWARD_ROWS * width {
-        d_k[l] = F::new(0.0);
-        d_v[l] = F::new(0.0);
-    }
     let mut q_tile = SharedMemory::<F>::new(TILE * row_width);
     let mut d_output_tile = SharedMemory::<F>::new(TILE * row_width);
     let mut tile_logsumexp = SharedMemory::<F>::new(TILE);

@@ -17,6 +17,7 @@
 //! `d_k`, `d_v`.
 
 use crate::{
+    chains::zeros,
     draw::{Draw, MaskArgs},
     fast_exp::fast_exp,
     flash_attention::{
@@ -511,17 +512,6 @@ fn seen_keys<M: Int, K: Size>(hidden: &Tensor<Vector<M, K>>, at: &Layout, query:
         }
     }
     seen
-}
-
-/// `width` zeros.
-#[cube]
-fn zeros<F: Float>(#[comptime] width: usize) -> Array<F> {
-    let mut zeros = Array::<F>::new(width);
-    #[unroll]
-    for l in 0..width {
-        zeros[l] = F::new(0.0);
-    }
-    zeros
 }
 
 /// Adds to `sums` this unit's part of row `row` of `tile` (rows `dims` apart): the head
