@@ -120,8 +120,10 @@ pub(crate) fn compile(name: &str, source: &str, include_paths: &[String]) -> Res
 
 /// `KERNEL-HASH.cu` and `.ptx`: kernels of one type differ by their comptime values and types,
 /// and a hash of the source tells them apart (the same kernel compiled by two runs is one file).
+/// The directory is made if it is not there.
 fn dump(kernel: &str, source: &str, ptx: &str) -> Result<(), String> {
     let Some(dir) = std::env::var_os(DUMP_VARIABLE).map(PathBuf::from) else { return Ok(()) };
+    fs::create_dir_all(&dir).map_err(|error| format!("making {}: {error}", dir.display()))?;
     let mut hasher = DefaultHasher::new();
     source.hash(&mut hasher);
     let name = format!("{}-{:08x}", kernel.replace("::", "."), hasher.finish() as u32);
