@@ -534,9 +534,12 @@ fn add_row_part<F: Float>(
 /// Positions `first … first + rows` of the cube's head, from `column` on, of `from`, times
 /// `scale`, into `tile` in the operands' type `E`, rows `dims` apart; zeros past the last
 /// position and past `head_dim`. `from` is read `N` neighbouring head dimensions a load (its
-/// rows' elements end to end: see [`head_vector_size`](crate::flash_attention::head_vector_size)), so that a tile's staging checks an index, and
-/// works out an address, once a vector rather than once an element. The cube's `cube_rows ·
-/// PARTS` units share the vectors out, neighbouring units reading neighbouring vectors of a row.
+/// rows' elements end to end: see [`head_vector_size`]), so that a tile's staging checks an
+/// index, and works out an address, once a vector rather than once an element. The cube's
+/// `cube_rows · PARTS` units share the vectors out, neighbouring units reading neighbouring
+/// vectors of a row.
+///
+/// [`head_vector_size`]: crate::flash_attention::head_vector_size
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn stage<F: Float, E: Float, N: Size>(
@@ -654,8 +657,10 @@ fn plane_products<E: Float, F: Float>(
 /// or writes attention's output, that output's type `$output` (`O`): the operands' own 16-bit
 /// type, or `$F` (`$own`) with TF32 or f16 operands. Panics for any other pair, which
 /// [`tensor_cores`] never makes. Its first two arguments after the cube's dimensions are the
-/// sizes of the vectors its staged tensors ([`head_vector_size`](crate::flash_attention::head_vector_size)) and the mask
+/// sizes of the vectors its staged tensors ([`head_vector_size`]) and the mask
 /// ([`mask_vector_size`]) are read in.
+///
+/// [`head_vector_size`]: crate::flash_attention::head_vector_size
 macro_rules! tensor_core_launch {
     ($kernel:ident::<$F:ty, $M:ty, $R:ty>, $fragment:expr, $output:expr, $own:expr) => {{
         use $crate::flash_attention_tensor_cores::Operand;
