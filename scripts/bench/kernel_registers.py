@@ -181,9 +181,11 @@ def row(name: str, count: int, kernel: dict, loop: bool = False) -> str:
 
 
 def main() -> None:
+    if len(sys.argv) not in (3, 4, 5) or (len(sys.argv) == 5 and sys.argv[4] != "--loops"):
+        sys.exit("usage: kernel_registers.py DUMP_DIR CUDA_BIN_DIR [KERNEL [--loops]]")
     dump, bin_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     only = sys.argv[3] if len(sys.argv) > 3 else None
-    every_loop = sys.argv[4:] == ["--loops"]
+    every_loop = len(sys.argv) == 5
     by_type = collections.defaultdict(list)
     for ptx in sorted(dump.glob("*.ptx")):
         name = ptx.name.rsplit("-", 1)[0].split(".")[-1]
