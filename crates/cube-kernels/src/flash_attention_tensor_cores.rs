@@ -21,8 +21,8 @@ use crate::{
     draw::{Draw, MaskArgs},
     fast_exp::fast_exp,
     flash_attention::{
-        cubes, dot_rows, is_set, longest_first, part_dim, part_width, read_parts, vector_size, write_parts, Group,
-        Layout, LOWEST_SCORE, PARTS, UNSEEN_SCORE,
+        cubes, dot_rows, is_set, longest_first, part_dim, part_width, read_parts, vector_size, vector_strides,
+        write_parts, Group, Layout, LOWEST_SCORE, PARTS, UNSEEN_SCORE,
     },
 };
 use burn::tensor::DType;
@@ -557,8 +557,7 @@ fn stage<F: Float, E: Float, N: Size>(
     let dims = comptime!(staged_dims(head_dim));
     let (row_vectors, vectors) = comptime!((dims / size, rows * dims / size));
     let units = comptime!(cube_rows * PARTS);
-    // In vectors, as `Layout::start`: the columns' stride is 1 where `size` is more than 1.
-    let (row_stride, column_stride) = (from.stride(0) / size, from.stride(1));
+    let (row_stride, column_stride) = vector_strides(from);
     let start = at.start(from, first, column);
     let scale = Vector::<F, N>::new(scale);
     #[unroll]
