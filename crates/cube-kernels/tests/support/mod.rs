@@ -6,8 +6,9 @@
 
 use burn::{
     prelude::*,
-    tensor::{ops::FloatTensor, DType, FloatDType, TensorPrimitive},
+    tensor::{ops::FloatTensor, DType, Distribution, FloatDType, TensorPrimitive},
 };
+use rand::{rngs::StdRng, SeedableRng};
 
 // The backends the kernels are tested on, without burn's fusion (`Eager`) and with it (`Fused`):
 // burn's wgpu backend (Mesa's software Vulkan driver on a machine without a GPU), or with the
@@ -81,27 +82,15 @@ pub fn from_host<B: Backend, const D: usize>(values: Vec<f32>, dims: [usize; D])
 /// on every run: burn's generator is one a device, which a binary's tests, run side by side,
 /// share and reseed.
 pub fn uniform(len: usize, low: f64, high: f64, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..len).map(|_| (low + (high - low) * unit(&mut state)) as f32).collect()
+    drawn(len, Distribution::Uniform(low, high), seed)
 }
 
-/// `len` draws from the standard normal distribution (Box-Muller), the same for the same
-/// `seed` on every run.
+/// `len` draws from the standard normal distribution, the same for the same `seed` on every run.
 pub fn normal(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..len)
-        .map(|_| {
-            let (u, v) = (unit(&mut state), unit(&mut state));
-            ((-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-        })
-        .collect()
+    drawn(len, Distribution::Normal(0.0, 1.0), seed)
 }
 
-/// The next of splitmix64's outputs from `state`, as a draw from `[0, 1)`.
-fn unit(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) as f64 / 2f64.powi(64)
+fn drawn(len: usize, distribution: Distribution, seed: u64) -> Vec<f32> {
+    let data = TensorData::random::<f32, _, _>([len], distribution, &mut StdRng::seed_from_u64(seed));
+    data.to_vec().unwrap()
 }
