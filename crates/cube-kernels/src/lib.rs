@@ -76,7 +76,6 @@ mod embedding_gradient;
 mod fast_exp;
 mod few_rows_linear;
 mod flash_attention;
-mod flash_attention_tensor_cores;
 mod fusion_op;
 mod gelu;
 mod grid;
@@ -103,8 +102,10 @@ pub use draw::DropoutDraw;
 pub use dropout::DropoutKeeps;
 pub use embedding_gradient::EmbeddingGradient;
 pub use few_rows_linear::{After, Before, FewRowsLinear, MAX_FEW_ROWS};
-pub use flash_attention::{AttentionProducts, FlashAttention, ATTENTION_MASK_DTYPES, MAX_FLASH_HEAD_DIM};
-pub use flash_attention_tensor_cores::{flash_attention_tensor_cores, tensor_cores_required};
+pub use flash_attention::{
+    flash_attention_tensor_cores, tensor_cores_required, AttentionProducts, FlashAttention, ATTENTION_MASK_DTYPES,
+    MAX_FLASH_HEAD_DIM,
+};
 pub use gelu::BiasGelu;
 pub use layer_norm::{Branch, LayerNormRows, Normed, ParameterGradients};
 pub use memory::DeviceMemory;

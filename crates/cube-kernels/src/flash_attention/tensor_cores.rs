@@ -1,5 +1,5 @@
 //! Flash attention with its products on tensor cores: the FP32 kernels' algorithm
-//! ([`crate::flash_attention`]: the online softmax forward, the weights again from each
+//! ([`fp32_units`](super::fp32_units): the online softmax forward, the weights again from each
 //! query's log-sum-exp backward, a kernel for the queries' gradient and one for the keys' and
 //! values'), tile by tile, but each product (`q · kᵀ` and `weights · v` forward; `q · kᵀ`,
 //! `d_output · vᵀ` and `d_scores · k` for the queries; their transposes and `weightsᵀ ·
@@ -16,14 +16,17 @@
 //! (rescaled first when a row's maximum grew: a fragment cannot be scaled row by row), `d_q`,
 //! `d_k`, `d_v`.
 
+use super::{
+    cubes,
+    heads::{
+        dot_rows, part_dim, part_width, read_parts, vector_size, vector_strides, write_parts, Group, Layout, PARTS,
+    },
+    is_set, longest_first, LOWEST_SCORE, UNSEEN_SCORE,
+};
 use crate::{
     chains::zeros,
     draw::{Draw, MaskArgs},
     fast_exp::fast_exp,
-    flash_attention::{
-        cubes, dot_rows, is_set, longest_first, part_dim, part_width, read_parts, vector_size, vector_strides,
-        write_parts, Group, Layout, LOWEST_SCORE, PARTS, UNSEEN_SCORE,
-    },
 };
 use burn::tensor::DType;
 use burn_cubecl::{tensor::CubeTensor, CubeRuntime};
@@ -539,7 +542,7 @@ fn add_row_part<F: Float>(
 /// `cube_rows · PARTS` units share the vectors out, neighbouring units reading neighbouring
 /// vectors of a row.
 ///
-/// [`head_vector_size`]: crate::flash_attention::head_vector_size
+/// [`head_vector_size`]: super::heads::head_vector_size
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn stage<F: Float, E: Float, N: Size>(
@@ -659,10 +662,10 @@ fn plane_products<E: Float, F: Float>(
 /// sizes of the vectors its staged tensors ([`head_vector_size`]) and the mask
 /// ([`mask_vector_size`]) are read in.
 ///
-/// [`head_vector_size`]: crate::flash_attention::head_vector_size
+/// [`head_vector_size`]: super::heads::head_vector_size
 macro_rules! tensor_core_launch {
     ($kernel:ident::<$F:ty, $M:ty, $R:ty>, $fragment:expr, $output:expr, $own:expr) => {{
-        use $crate::flash_attention_tensor_cores::Operand;
+        use $crate::flash_attention::tensor_cores::Operand;
         match ($fragment.operand, $output) {
             (Operand::BF16, burn::tensor::DType::BF16) => $kernel::launch::<$F, $M, half::bf16, half::bf16, $R>,
             (Operand::F16, burn::tensor::DType::F16) => $kernel::launch::<$F, $M, half::f16, half::f16, $R>,
@@ -674,7 +677,7 @@ macro_rules! tensor_core_launch {
         }
     }};
     ($kernel:ident::<$F:ty, $M:ty, $R:ty>, $fragment:expr) => {{
-        use $crate::flash_attention_tensor_cores::Operand;
+        use $crate::flash_attention::tensor_cores::Operand;
         match $fragment.operand {
             Operand::BF16 => $kernel::launch::<$F, $M, half::bf16, $R>,
             Operand::F16 => $kernel::launch::<$F, $M, half::f16, $R>,
