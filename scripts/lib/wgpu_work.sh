@@ -1,6 +1,10 @@
 # Sourced by the scripts that run the stages on burn's wgpu backend without a GPU
 # (scripts/checks/wgpu_parity.sh, scripts/bench/launches.sh, scripts/bench/sample_launches.sh).
 source scripts/lib/stage_work.sh
+# wgpu, looking for adapters, has Mesa try a Wayland display, whose client library looks for its
+# socket in XDG_RUNTIME_DIR: unset (as on a server), every run printed "error: XDG_RUNTIME_DIR is
+# invalid or not set in the environment", which is no error here.
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 
 # wgpu_work SEQ_LEN LAYERS HEADS DROPOUT [STAGE...]: build prepare and the STAGEs (default:
 # train) with the development feature `wgpu`, then `stage_work` (the demo jokes and a model
