@@ -1,5 +1,5 @@
 # Sourced by the scripts that run the stages on burn's wgpu backend without a GPU
-# (scripts/checks/wgpu_parity.sh, scripts/bench/launches.sh, scripts/bench/sample_launches.sh).
+# (scripts/checks/wgpu_parity.sh, scripts/bench/{launches,host_ops,sample_launches,sample_pace}.sh).
 source scripts/lib/stage_work.sh
 # wgpu, looking for adapters, has Mesa try a Wayland display, whose client library looks for its
 # socket in XDG_RUNTIME_DIR: unset (as on a server), every run printed "error: XDG_RUNTIME_DIR is

@@ -497,7 +497,8 @@ fn last_tile(first_query: usize, #[comptime] rows: usize, time: usize) -> usize 
 #[cube]
 fn seen_keys<M: Int, K: Size>(hidden: &Tensor<Vector<M, K>>, at: &Layout, query: usize, first: usize) -> u32 {
     let size = hidden.vector_size();
-    // In vectors, as `stage`: the keys' stride is 1 where `size` is more than 1.
+    // In vectors, as `vector_strides` counts a tile's strides: the keys' stride is 1 where
+    // `size` is more than 1.
     let key_stride = hidden.stride(2);
     let start = (at.batch * hidden.stride(0) + query * hidden.stride(1)) / size + first / size * key_stride;
     let mut seen = 0u32;
